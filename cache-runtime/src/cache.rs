@@ -1,0 +1,690 @@
+//! The cache handle: lookups, single-flight loads, invalidation.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+use crate::clock::{self, Clock, ManualClock, Ticks};
+use crate::config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
+use crate::entry::Entry;
+use crate::flight::{Flight, Flights, Join, Joined, Leader};
+use crate::hooks::{Event, Hooks, Tier};
+use crate::l1::{L1Engine, MokaL1, QuickL1, L1};
+use crate::outcome::{Outcome, Plain, Split};
+use crate::pattern::{Pattern, PatternError};
+use crate::scope;
+use crate::stats::{Counter, Counters, Stats};
+
+/// Template label of calls made through the handle rather than `#[cached]`.
+const HANDLE_TEMPLATE: &str = "-";
+
+/// A cache: the in-process tier, single flight, statistics.
+///
+/// `Cache` is a cheap handle (an `Arc`): clone it freely. `#[cached]`
+/// functions use [`Cache::global`] unless a [`Cache::scope`] says otherwise;
+/// code that is not annotated uses the handle directly:
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use cache_runtime::Cache;
+///
+/// let cache = Cache::builder().l1_max_bytes(8 << 20).build().unwrap();
+/// cache.set("user:1", "Ada".to_string(), Duration::from_secs(60)).await;
+/// assert_eq!(cache.get::<String>("user:1").await.as_deref(), Some("Ada"));
+///
+/// let n = cache
+///     .get_or_insert_with("user:2", Duration::from_secs(60), || async { 7u32 })
+///     .await;
+/// assert_eq!(n, 7);
+///
+/// assert_eq!(cache.invalidate("user:*").await.unwrap(), 2);
+/// assert!(!cache.exists("user:1").await);
+/// # });
+/// ```
+///
+/// # Concurrent calls on one key
+///
+/// [`Cache::get_or_insert_with`] and every `#[cached]` function make at most
+/// one origin call per key at a time in a process. Callers that miss while a
+/// call is running wait for its value; they do not wait on a lock held
+/// across the call. If the running call's future is dropped (cancelled) or
+/// its origin panics, the waiters wake and one of them makes the call
+/// instead; nothing hangs. An `Err` is never cached and is not shared: the
+/// waiters of a call that failed try again, one at a time.
+///
+/// A call that, while computing a key, asks for the same key (directly or
+/// through other cached functions) would wait for itself forever: this is
+/// detected and panics with a message naming the key.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    l1: L1,
+    flights: Flights,
+    counters: Counters,
+    clock: Clock,
+    hooks: Option<Arc<dyn Hooks>>,
+    /// Every entry weighs at least this, so that the byte bound also bounds
+    /// the number of entries to `l1_max_entries`.
+    min_weight: u32,
+    /// Named caches (namespaces) created from this one.
+    children: RwLock<HashMap<Box<str>, Cache>>,
+}
+
+/// How one load stores its value.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) stale: Option<Duration>,
+    pub(crate) l1_ttl: Option<Duration>,
+    pub(crate) jitter_percent: u8,
+    pub(crate) cache_none: bool,
+}
+
+impl Policy {
+    pub(crate) const fn ttl(ttl: Duration) -> Policy {
+        Policy {
+            ttl: Some(ttl),
+            stale: None,
+            l1_ttl: None,
+            jitter_percent: 0,
+            cache_none: false,
+        }
+    }
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup<V> {
+    Fresh(V),
+    Stale(V),
+    Miss,
+}
+
+/// One step of a load: a value, or the flight to lead or to wait on.
+enum Step<'a, V> {
+    Value(V),
+    Lead(Leader<'a>),
+    Wait(Arc<Flight>),
+}
+
+impl Cache {
+    /// A builder with the defaults of [`Config::default`].
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::new()
+    }
+
+    /// The process-wide cache used by `#[cached]` functions: built on first
+    /// use from [`Config::from_env`], unless [`Cache::set_global`] installed
+    /// one before.
+    ///
+    /// # Panics
+    /// On first use, if the environment holds an invalid setting (an
+    /// unknown `CACHE_BACKEND`, say). Call [`Config::from_env`] at start-up
+    /// to handle that error yourself.
+    pub fn global() -> &'static Cache {
+        GLOBAL.get_or_init(|| {
+            let config = Config::from_env().unwrap_or_else(|e| {
+                panic!("cache_runtime: invalid cache configuration in the environment: {e}")
+            });
+            CacheBuilder::from_config(config)
+                .build()
+                .unwrap_or_else(|e| panic!("cache_runtime: cannot build the global cache: {e}"))
+        })
+    }
+
+    /// Installs `self` as the global cache.
+    ///
+    /// # Errors
+    /// Gives the cache back when the global cache exists already (it is
+    /// created by the first `#[cached]` call).
+    ///
+    /// ```
+    /// use cache_runtime::Cache;
+    /// let cache = Cache::builder().default_ttl(std::time::Duration::from_secs(30)).build().unwrap();
+    /// let _ = cache.set_global();
+    /// ```
+    pub fn set_global(self) -> Result<(), Cache> {
+        GLOBAL.set(self)
+    }
+
+    /// The named cache `name` (a namespace with its own bound and default
+    /// TTL, see [`NamespaceConfig`]), created on first use.
+    ///
+    /// ```
+    /// use cache_runtime::Cache;
+    /// let cache = Cache::builder().build().unwrap();
+    /// let lookups = cache.named("lookups");
+    /// assert!(lookups.same_as(&cache.named("lookups")));
+    /// ```
+    pub fn named(&self, name: &str) -> Cache {
+        if let Some(child) = self.inner.children.read().get(name) {
+            return child.clone();
+        }
+        let mut children = self.inner.children.write();
+        children
+            .entry(name.into())
+            .or_insert_with(|| {
+                let mut builder = CacheBuilder::from_config(self.inner.config.for_namespace(name));
+                builder.hooks = self.inner.hooks.clone();
+                builder.clock = self.inner.clock.clone();
+                builder.build_memory()
+            })
+            .clone()
+    }
+
+    /// Whether two handles are the same cache.
+    pub fn same_as(&self, other: &Cache) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Whether caching is on (`false` means every call reaches the origin).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.config.enabled
+    }
+
+    /// The settings this cache was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Runs `future` with `self` standing in for the global cache: every
+    /// `#[cached]` and `#[invalidates]` function called while it is polled
+    /// uses `self` (and `self.named(..)` for named caches). Tests use this
+    /// to run in parallel with caches of their own.
+    ///
+    /// Tasks spawned from inside the future are not in the scope.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use cache_runtime::{cached, Cache};
+    ///
+    /// #[cached(ttl = "1m", key = "double:<n>")]
+    /// async fn double(n: u64) -> u64 { n * 2 }
+    ///
+    /// let cache = Cache::builder().build().unwrap();
+    /// assert_eq!(cache.scope(double(21)).await, 42);
+    /// assert_eq!(cache.stats().sets, 1);
+    /// # });
+    /// ```
+    pub fn scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> {
+        scope::Scoped::new(self.clone(), future)
+    }
+
+    /// Runs `f` with `self` standing in for the global cache; see
+    /// [`Cache::scope`].
+    pub fn scope_sync<R>(&self, f: impl FnOnce() -> R) -> R {
+        scope::enter(self.clone(), f)
+    }
+
+    /// The fresh value of `key`, if it holds one of type `V`.
+    pub async fn get<V: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<V> {
+        match self.lookup::<V>(key, HANDLE_TEMPLATE) {
+            Lookup::Fresh(v) => Some(v),
+            _ => {
+                self.inner.counters.add(Counter::Miss, 1);
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `key` for `ttl`.
+    pub async fn set<V: Clone + Send + Sync + 'static>(&self, key: &str, value: V, ttl: Duration) {
+        let entry = self.entry(key, Arc::new(value), Entry::weight_of::<V>(key), &Policy::ttl(ttl));
+        self.store(key, entry, HANDLE_TEMPLATE);
+    }
+
+    /// The fresh value of `key`, or the value `init` computes, stored for
+    /// `ttl`. Concurrent calls on one key run `init` once; see
+    /// "Concurrent calls on one key" above.
+    pub async fn get_or_insert_with<V, F, Fut>(&self, key: &str, ttl: Duration, init: F) -> V
+    where
+        V: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = V>,
+    {
+        let policy = Policy::ttl(ttl);
+        self.load(key, HANDLE_TEMPLATE, "get_or_insert_with", &policy, || async {
+            Plain(init().await)
+        })
+            .await
+            .0
+    }
+
+    /// Removes `key`; `true` if it held a value. A load of `key` that is
+    /// running does not store its value afterwards.
+    pub async fn delete(&self, key: &str) -> bool {
+        self.remove_key(key)
+    }
+
+    /// Whether `key` holds a fresh value (of any type).
+    pub async fn exists(&self, key: &str) -> bool {
+        let now = self.inner.clock.now();
+        self.inner.l1.get(key).is_some_and(|e| now < e.fresh_until)
+    }
+
+    /// Removes every key `pattern` matches (Redis glob syntax, see
+    /// [`Pattern`]) from this cache and its named caches, and returns how
+    /// many it removed. Loads of matching keys that are running do not
+    /// store their values afterwards.
+    ///
+    /// # Errors
+    /// A malformed pattern (an unclosed `[`, a trailing `\`, empty).
+    pub async fn invalidate(&self, pattern: &str) -> Result<u64, PatternError> {
+        Ok(self.invalidate_now(&Pattern::parse(pattern)?))
+    }
+
+    /// Removes every entry of this cache and of its named caches.
+    pub async fn clear(&self) {
+        self.inner.l1.clear();
+        self.inner
+            .flights
+            .invalidate_matching(&Pattern::parse("*").expect("`*` is a pattern"));
+        for child in self.children() {
+            Box::pin(child.clear()).await;
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            hits: c.sum(Counter::Hit),
+            misses: c.sum(Counter::Miss),
+            sets: c.sum(Counter::Set),
+            deletes: c.sum(Counter::Delete),
+            errors: c.sum(Counter::Error),
+            stale_served: c.sum(Counter::StaleServed),
+            entries: self.inner.l1.entry_count(),
+            l1_bytes: self.inner.l1.weighted_size(),
+        }
+    }
+
+    fn children(&self) -> Vec<Cache> {
+        self.inner.children.read().values().cloned().collect()
+    }
+
+    fn emit(&self, event: Event<'_>) {
+        if let Some(hooks) = &self.inner.hooks {
+            hooks.on_event(&event);
+        }
+    }
+
+    /// Looks `key` up in the in-process tier. Counts fresh hits only; the
+    /// caller counts the rest once it knows what it served.
+    #[inline]
+    pub(crate) fn lookup<V: Clone + 'static>(&self, key: &str, template: &str) -> Lookup<V> {
+        let Some(entry) = self.inner.l1.get(key) else {
+            return Lookup::Miss;
+        };
+        let now = self.inner.clock.now();
+        if now >= entry.stale_until {
+            return Lookup::Miss;
+        }
+        // A value of another type (two functions sharing a key template) is
+        // a miss; the load overwrites it.
+        let Some(value) = entry.value.downcast_ref::<V>() else {
+            return Lookup::Miss;
+        };
+        if now < entry.fresh_until {
+            self.inner.counters.add(Counter::Hit, 1);
+            if self.inner.hooks.is_some() {
+                self.emit(Event::Hit {
+                    template,
+                    tier: Tier::L1,
+                });
+            }
+            Lookup::Fresh(value.clone())
+        } else {
+            Lookup::Stale(value.clone())
+        }
+    }
+
+    /// Decides what this caller does next for `key`.
+    fn step<V: Clone + 'static>(&self, key: &str, template: &str, function: &str) -> Step<'_, V> {
+        let stale = match self.lookup::<V>(key, template) {
+            Lookup::Fresh(v) => return Step::Value(v),
+            Lookup::Stale(v) => Some(v),
+            Lookup::Miss => None,
+        };
+        match self.inner.flights.join(key) {
+            Join::Leader(leader) => {
+                // A load may have finished between the lookup and the join.
+                if let Lookup::Fresh(v) = self.lookup::<V>(key, template) {
+                    leader.finish(None, || {});
+                    return Step::Value(v);
+                }
+                self.inner.counters.add(Counter::Miss, 1);
+                self.emit(Event::Miss { template });
+                Step::Lead(leader)
+            }
+            Join::Waiter(flight) => {
+                if let Some(v) = stale {
+                    // Stale-while-revalidate: another caller is refreshing.
+                    self.inner.counters.add(Counter::Hit, 1);
+                    self.inner.counters.add(Counter::StaleServed, 1);
+                    self.emit(Event::StaleServed { template });
+                    return Step::Value(v);
+                }
+                if flight.is_led_here() {
+                    panic!(
+                        "cache_runtime: `{function}` asked for key `{key}` while computing that same key; \
+                         it would wait for itself forever. Give the inner call a different key, or call \
+                         the uncached code directly."
+                    );
+                }
+                Step::Wait(flight)
+            }
+        }
+    }
+
+    fn joined<V: Clone + 'static>(&self, joined: Joined, template: &str) -> Option<V> {
+        let Joined::Value(value) = joined else {
+            return None;
+        };
+        let value = value.downcast_ref::<V>()?.clone();
+        self.inner.counters.add(Counter::Miss, 1);
+        self.emit(Event::Miss { template });
+        Some(value)
+    }
+
+    /// The miss path of an async load: lead or join the flight for `key`.
+    pub(crate) async fn load<O, F, Fut>(
+        &self,
+        key: &str,
+        template: &str,
+        function: &str,
+        policy: &Policy,
+        origin: F,
+    ) -> O
+    where
+        O: Outcome,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let mut origin = Some(origin);
+        loop {
+            match self.step::<O::Value>(key, template, function) {
+                Step::Value(v) => return O::from_value(v),
+                Step::Lead(leader) => {
+                    let origin = origin.take().expect("a caller leads at most once");
+                    let started = Instant::now();
+                    let out = leader.lead_future(origin()).await;
+                    self.emit(Event::OriginCall {
+                        template,
+                        elapsed: started.elapsed(),
+                    });
+                    return self.settle(leader, key, template, policy, out);
+                }
+                Step::Wait(flight) => {
+                    if let Some(v) = self.joined(flight.wait().await, template) {
+                        return O::from_value(v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The miss path of a blocking load (plain `fn`s).
+    pub(crate) fn load_blocking<O, F>(&self, key: &str, template: &str, function: &str, policy: &Policy, origin: F) -> O
+    where
+        O: Outcome,
+        F: FnOnce() -> O,
+    {
+        let mut origin = Some(origin);
+        loop {
+            match self.step::<O::Value>(key, template, function) {
+                Step::Value(v) => return O::from_value(v),
+                Step::Lead(leader) => {
+                    let origin = origin.take().expect("a caller leads at most once");
+                    let started = Instant::now();
+                    let out = leader.lead(origin);
+                    self.emit(Event::OriginCall {
+                        template,
+                        elapsed: started.elapsed(),
+                    });
+                    return self.settle(leader, key, template, policy, out);
+                }
+                Step::Wait(flight) => {
+                    if let Some(v) = self.joined(flight.wait_blocking(), template) {
+                        return O::from_value(v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes the leader's outcome and stores it when it is cacheable.
+    fn settle<O: Outcome>(&self, leader: Leader<'_>, key: &str, template: &str, policy: &Policy, out: O) -> O {
+        match out.split(policy.cache_none) {
+            Split::Store(v) => {
+                let shared: Arc<dyn Any + Send + Sync> = Arc::new(v.clone());
+                let entry = self.entry(key, Arc::clone(&shared), Entry::weight_of::<O::Value>(key), policy);
+                leader.finish(Some(shared), || self.store(key, entry, template));
+                O::from_value(v)
+            }
+            Split::Share(v) => {
+                leader.finish(Some(Arc::new(v.clone())), || {});
+                O::from_value(v)
+            }
+            Split::Keep(out) => {
+                leader.finish(None, || {});
+                out
+            }
+        }
+    }
+
+    fn store(&self, key: &str, entry: Entry, template: &str) {
+        self.inner.l1.insert(key, entry);
+        self.inner.counters.add(Counter::Set, 1);
+        self.emit(Event::Set { template });
+    }
+
+    /// Deadlines of a value stored now under `policy`.
+    fn entry(&self, _key: &str, value: Arc<dyn Any + Send + Sync>, weight: u32, policy: &Policy) -> Entry {
+        let ttl = policy.ttl.unwrap_or(self.inner.config.default_ttl);
+        let ttl = jittered(ttl, policy.jitter_percent);
+        let stale = policy.stale.unwrap_or(self.inner.config.stale_ttl);
+        let l1_ttl = policy.l1_ttl.map_or(ttl, |l1| l1.min(ttl));
+        let now: Ticks = self.inner.clock.now();
+        let fresh_until = now.saturating_add(clock::ticks(l1_ttl));
+        let stale_until = if stale.is_zero() {
+            fresh_until
+        } else {
+            now.saturating_add(clock::ticks(ttl + stale))
+        };
+        Entry {
+            value,
+            fresh_until,
+            stale_until,
+            weight: weight.max(self.inner.min_weight),
+        }
+    }
+
+    fn remove_key(&self, key: &str) -> bool {
+        self.inner.flights.invalidate_key(key);
+        let removed = self.inner.l1.remove(key);
+        if removed {
+            self.inner.counters.add(Counter::Delete, 1);
+        }
+        removed
+    }
+
+    /// Applies `pattern` to this cache and its named caches.
+    pub(crate) fn invalidate_now(&self, pattern: &Pattern) -> u64 {
+        let removed = match pattern.exact_key() {
+            Some(key) => u64::from(self.remove_key(key)),
+            None => {
+                self.inner.flights.invalidate_matching(pattern);
+                let n = self.inner.l1.remove_matching(pattern);
+                self.inner.counters.add(Counter::Delete, n);
+                n
+            }
+        };
+        self.emit(Event::Invalidate {
+            pattern: pattern.as_str(),
+            removed,
+        });
+        removed + self.children().iter().map(|c| c.invalidate_now(pattern)).sum::<u64>()
+    }
+}
+
+/// `ttl` shortened by a random share of up to `percent`%, so that keys
+/// filled together do not expire together.
+fn jittered(ttl: Duration, percent: u8) -> Duration {
+    if percent == 0 {
+        return ttl;
+    }
+    let max_cut = ttl.as_nanos() * u128::from(percent.min(100)) / 100;
+    let cut = fastrand::u128(0..=max_cut);
+    ttl - Duration::from_nanos(u64::try_from(cut).unwrap_or(u64::MAX))
+}
+
+static GLOBAL: OnceLock<Cache> = OnceLock::new();
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("enabled", &self.inner.config.enabled)
+            .field("backend", &self.inner.config.backend)
+            .field("engine", &self.inner.config.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Cache`]; start from [`Cache::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::{Cache, Engine, NamespaceConfig};
+///
+/// let cache = Cache::builder()
+///     .default_ttl(Duration::from_secs(120))
+///     .l1_max_bytes(32 << 20)
+///     .engine(Engine::Moka)
+///     .namespace("lookups", NamespaceConfig::new().default_ttl(Duration::from_secs(3600)))
+///     .build()
+///     .unwrap();
+/// assert_eq!(cache.named("lookups").config().default_ttl, Duration::from_secs(3600));
+/// ```
+#[must_use]
+pub struct CacheBuilder {
+    config: Config,
+    hooks: Option<Arc<dyn Hooks>>,
+    clock: Clock,
+}
+
+impl CacheBuilder {
+    fn new() -> Self {
+        Self::from_config(Config::default())
+    }
+
+    /// Starts from `config` (for example [`Config::from_env`]).
+    pub fn from_config(config: Config) -> Self {
+        CacheBuilder {
+            config,
+            hooks: None,
+            clock: Clock::default(),
+        }
+    }
+
+    /// `false` makes every cached function call its origin.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.config.enabled = enabled;
+        self
+    }
+
+    /// TTL of functions that give none.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.config.default_ttl = ttl;
+        self
+    }
+
+    /// Stale window of functions that give none.
+    pub fn stale_ttl(mut self, stale: Duration) -> Self {
+        self.config.stale_ttl = stale;
+        self
+    }
+
+    /// Byte bound of the in-process tier.
+    pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
+        self.config.l1_max_bytes = bytes;
+        self
+    }
+
+    /// Entry bound of the in-process tier, on top of the byte bound.
+    pub fn l1_max_entries(mut self, entries: u64) -> Self {
+        self.config.l1_max_entries = entries;
+        self
+    }
+
+    /// The in-process engine.
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.config.engine = engine;
+        self
+    }
+
+    /// Settings of the named cache `name`.
+    pub fn namespace(mut self, name: &str, settings: NamespaceConfig) -> Self {
+        self.config
+            .namespaces
+            .insert(name.to_ascii_lowercase().replace('_', "-"), settings);
+        self
+    }
+
+    /// Observer of every event.
+    pub fn hooks(mut self, hooks: impl Hooks) -> Self {
+        self.hooks = Some(Arc::new(hooks));
+        self
+    }
+
+    /// A manual clock, for tests of expiry.
+    pub fn clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Clock::Manual(clock);
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    /// Settings that do not fit together (a zero byte bound, a Redis
+    /// backend without a URL), or a backend this build cannot serve.
+    pub fn build(self) -> Result<Cache, ConfigError> {
+        self.config.validate()?;
+        if self.config.backend != Backend::Memory {
+            return Err(ConfigError::new(
+                "CACHE_BACKEND",
+                "the redis and hybrid backends are not available in this version; use memory",
+            ));
+        }
+        Ok(self.build_memory())
+    }
+
+    fn build_memory(self) -> Cache {
+        let config = self.config;
+        let l1 = match config.engine {
+            Engine::QuickCache => L1::Quick(QuickL1::new(config.l1_max_bytes, config.l1_max_entries)),
+            Engine::Moka => L1::Moka(MokaL1::new(config.l1_max_bytes, self.clock.clone())),
+        };
+        let min_weight = config.l1_max_bytes.div_ceil(config.l1_max_entries.max(1));
+        Cache {
+            inner: Arc::new(Inner {
+                min_weight: u32::try_from(min_weight).unwrap_or(u32::MAX),
+                config,
+                l1,
+                flights: Flights::new(),
+                counters: Counters::new(),
+                clock: self.clock,
+                hooks: self.hooks,
+                children: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+}

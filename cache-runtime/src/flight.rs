@@ -1,0 +1,284 @@
+//! Single flight: at most one origin call per key at a time in a process.
+//!
+//! The first caller that misses registers a [`Flight`] and becomes its
+//! leader; later callers find the flight and wait on it (never on a lock
+//! held across the origin call). The leader publishes its value, or leaves:
+//! if its future is dropped or its origin panics, the guard marks the flight
+//! abandoned and wakes the waiters, and one of them takes over.
+//!
+//! Invalidation marks the running flights it covers. A marked flight still
+//! answers the callers that joined it before the invalidation, but does not
+//! store its value, and is removed from the map so that later callers start
+//! a new flight (guarantee 2: no stale fill).
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use event_listener::{Event, Listener};
+use parking_lot::Mutex;
+
+use crate::pattern::Pattern;
+
+const SHARDS: usize = 16;
+
+type Value = Arc<dyn Any + Send + Sync>;
+
+pub(crate) struct Flights {
+    shards: Box<[Mutex<HashMap<Box<str>, Arc<Flight>>>]>,
+    hasher: std::hash::RandomState,
+}
+
+pub(crate) struct Flight {
+    state: Mutex<State>,
+    done: Event,
+}
+
+enum State {
+    Running { invalidated: bool },
+    Done(Value),
+    /// The leader finished without a value to share (an `Err`), left, or
+    /// panicked: waiters try again and one of them leads.
+    Retry,
+}
+
+/// What a waiter learns.
+pub(crate) enum Joined {
+    Value(Value),
+    Retry,
+}
+
+pub(crate) enum Join<'a> {
+    Leader(Leader<'a>),
+    Waiter(Arc<Flight>),
+}
+
+impl Flights {
+    pub(crate) fn new() -> Self {
+        Flights {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, Arc<Flight>>> {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    /// Leads a new flight for `key`, or joins the running one.
+    pub(crate) fn join(&self, key: &str) -> Join<'_> {
+        let mut shard = self.shard(key).lock();
+        if let Some(flight) = shard.get(key) {
+            return Join::Waiter(Arc::clone(flight));
+        }
+        let flight = Arc::new(Flight {
+            state: Mutex::new(State::Running { invalidated: false }),
+            done: Event::new(),
+        });
+        shard.insert(key.into(), Arc::clone(&flight));
+        Join::Leader(Leader {
+            flights: self,
+            key: key.into(),
+            flight,
+            finished: false,
+        })
+    }
+
+    /// Marks the running flight of `key`, if any (see the module docs).
+    pub(crate) fn invalidate_key(&self, key: &str) {
+        let removed = self.shard(key).lock().remove(key);
+        if let Some(flight) = removed {
+            flight.mark_invalidated();
+        }
+    }
+
+    /// Marks every running flight whose key `pattern` matches.
+    pub(crate) fn invalidate_matching(&self, pattern: &Pattern) {
+        for shard in self.shards.iter() {
+            let mut marked = Vec::new();
+            shard.lock().retain(|key, flight| {
+                let hit = pattern.matches(key);
+                if hit {
+                    marked.push(Arc::clone(flight));
+                }
+                !hit
+            });
+            for flight in marked {
+                flight.mark_invalidated();
+            }
+        }
+    }
+
+    fn remove(&self, key: &str, flight: &Arc<Flight>) {
+        let mut shard = self.shard(key).lock();
+        if shard.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            shard.remove(key);
+        }
+    }
+}
+
+impl Flight {
+    fn mark_invalidated(&self) {
+        if let State::Running { invalidated } = &mut *self.state.lock() {
+            *invalidated = true;
+        }
+    }
+
+    fn poll_state(&self) -> Option<Joined> {
+        match &*self.state.lock() {
+            State::Running { .. } => None,
+            State::Done(value) => Some(Joined::Value(Arc::clone(value))),
+            State::Retry => Some(Joined::Retry),
+        }
+    }
+
+    /// Waits for the leader, without blocking the thread.
+    pub(crate) async fn wait(&self) -> Joined {
+        loop {
+            if let Some(outcome) = self.poll_state() {
+                return outcome;
+            }
+            let listener = self.done.listen();
+            if let Some(outcome) = self.poll_state() {
+                return outcome;
+            }
+            listener.await;
+        }
+    }
+
+    /// Waits for the leader, blocking the thread (for plain `fn`s).
+    pub(crate) fn wait_blocking(&self) -> Joined {
+        loop {
+            if let Some(outcome) = self.poll_state() {
+                return outcome;
+            }
+            let listener = self.done.listen();
+            if let Some(outcome) = self.poll_state() {
+                return outcome;
+            }
+            listener.wait();
+        }
+    }
+
+    /// Whether this thread is, right now, computing this flight's value:
+    /// joining it would wait forever.
+    pub(crate) fn is_led_here(self: &Arc<Self>) -> bool {
+        LEADING.with(|leading| {
+            leading
+                .borrow()
+                .iter()
+                .any(|&p| p == Arc::as_ptr(self) as usize)
+        })
+    }
+}
+
+/// The leader's handle on its flight. Dropping it without [`Leader::finish`]
+/// (cancellation, panic) lets a waiter take over.
+pub(crate) struct Leader<'a> {
+    flights: &'a Flights,
+    key: Box<str>,
+    flight: Arc<Flight>,
+    finished: bool,
+}
+
+impl Leader<'_> {
+    /// Publishes `value` to the waiters; runs `store` first unless an
+    /// invalidation covered this flight. Holding the flight's lock across
+    /// `store` orders it against [`Flights::invalidate_key`]: either the
+    /// invalidation sees the stored value and removes it, or the store sees
+    /// the mark and does not happen.
+    pub(crate) fn finish(mut self, value: Option<Value>, store: impl FnOnce()) {
+        {
+            let mut state = self.flight.state.lock();
+            let invalidated = matches!(*state, State::Running { invalidated: true });
+            *state = match value {
+                Some(value) => {
+                    if !invalidated {
+                        store();
+                    }
+                    State::Done(value)
+                }
+                None => State::Retry,
+            };
+        }
+        self.finished = true;
+        self.release();
+    }
+
+    fn release(&self) {
+        self.flights.remove(&self.key, &self.flight);
+        self.flight.done.notify(usize::MAX);
+    }
+
+    /// Runs `f` marked as this flight's leader on this thread.
+    pub(crate) fn lead<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _mark = LeadMark::enter(Arc::as_ptr(&self.flight) as usize);
+        f()
+    }
+
+    /// Wraps the origin future so that each poll runs marked as this
+    /// flight's leader on the polling thread.
+    pub(crate) fn lead_future<F: Future>(&self, future: F) -> LeadFuture<F> {
+        LeadFuture {
+            flight: Arc::as_ptr(&self.flight) as usize,
+            future,
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            *self.flight.state.lock() = State::Retry;
+            self.release();
+        }
+    }
+}
+
+thread_local! {
+    /// The flights this thread is computing, innermost last.
+    static LEADING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+struct LeadMark;
+
+impl LeadMark {
+    fn enter(flight: usize) -> LeadMark {
+        LEADING.with(|l| l.borrow_mut().push(flight));
+        LeadMark
+    }
+}
+
+impl Drop for LeadMark {
+    fn drop(&mut self) {
+        LEADING.with(|l| {
+            l.borrow_mut().pop();
+        });
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct LeadFuture<F> {
+        // The flight's address, only ever compared.
+        flight: usize,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for LeadFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _mark = LeadMark::enter(*this.flight);
+        this.future.poll(cx)
+    }
+}

@@ -1,0 +1,358 @@
+//! Cache keys: the `KeyPart` trait, its escaping writer, and the stack buffer
+//! that `#[cached]` builds keys in.
+//!
+//! A key is the template's literal text with every placeholder replaced by
+//! the escaped text of its argument. Escaping is percent-encoding of the
+//! characters that mean something to a key or a pattern (`%`, `:`, `,`, `*`,
+//! `?`, `[`, `]`, `\`, `{`, `}`, space and control characters), so:
+//!
+//! - an argument can never forge a separator: `("a:b", 1)` and `("a", ..)`
+//!   never share a key;
+//! - an argument can never widen a pattern: `*` in user input is `%2A`;
+//! - the escaped text of a placeholder never contains `:`, so a template whose
+//!   placeholders are separated by `:` (the macros check this) maps different
+//!   arguments to different keys.
+
+use std::fmt;
+
+use smallvec::SmallVec;
+
+/// Bytes a key may take before [`KeyBuf`] spills to the heap.
+const INLINE_KEY: usize = 120;
+
+/// `true` for each ASCII byte that [`KeyWriter`] percent-encodes.
+const ESCAPED: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut c = 0;
+    while c < 0x20 {
+        table[c] = true;
+        c += 1;
+    }
+    table[0x7f] = true;
+    let specials = b"%:,*?[]\\{} ";
+    let mut i = 0;
+    while i < specials.len() {
+        table[specials[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Whether `byte` is one that key parts never contain unescaped.
+pub(crate) fn is_reserved(byte: u8) -> bool {
+    byte < 0x80 && ESCAPED[byte as usize]
+}
+
+/// Where a [`KeyPart`] writes its text. Everything written through it is
+/// escaped, so no implementation can produce a separator or a wildcard.
+///
+/// ```
+/// use cache_runtime::{KeyPart, KeyWriter};
+///
+/// struct Region { country: String, zone: u8 }
+///
+/// impl KeyPart for Region {
+///     fn write_key(&self, out: &mut KeyWriter<'_>) {
+///         out.write_str(&self.country);
+///         out.write_separator();
+///         self.zone.write_key(out);
+///     }
+/// }
+/// ```
+pub struct KeyWriter<'a> {
+    buf: &'a mut SmallVec<[u8; INLINE_KEY]>,
+}
+
+impl KeyWriter<'_> {
+    /// Writes `s`, escaping every reserved character.
+    #[inline]
+    pub fn write_str(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        if !bytes.iter().any(|&b| is_reserved(b)) {
+            self.buf.extend_from_slice(bytes);
+            return;
+        }
+        for &b in bytes {
+            if is_reserved(b) {
+                self.buf
+                    .extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+            } else {
+                self.buf.push(b);
+            }
+        }
+    }
+
+    /// Writes the `Display` text of `value`, escaped.
+    pub fn write_display(&mut self, value: &dyn fmt::Display) {
+        use fmt::Write;
+        struct Escaping<'w, 'a>(&'w mut KeyWriter<'a>);
+        impl Write for Escaping<'_, '_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0.write_str(s);
+                Ok(())
+            }
+        }
+        // Writing into memory cannot fail; a `Display` impl that reports an
+        // error leaves what it wrote so far, which is still escaped.
+        let _ = write!(Escaping(self), "{value}");
+    }
+
+    /// Writes the separator between the fields of a composite part: `,`.
+    /// `,` inside a field is escaped, so fields never run into each other.
+    pub fn write_separator(&mut self) {
+        self.buf.push(b',');
+    }
+
+    /// Bytes that need no escaping (digits, `-`, `true`).
+    #[inline]
+    fn write_plain(&mut self, s: &str) {
+        debug_assert!(!s.bytes().any(is_reserved));
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// A value that can stand in a cache key placeholder.
+///
+/// Implemented for integers, `bool`, `char`, `str`, `String`, `Option`,
+/// references, `Box`, `Rc`, `Arc` and `Cow`. For your own type, write one
+/// impl that forwards to a field, or escape its `Display` text:
+///
+/// ```
+/// use cache_runtime::{KeyPart, KeyWriter};
+///
+/// pub struct TenantId(String);
+///
+/// impl KeyPart for TenantId {
+///     fn write_key(&self, out: &mut KeyWriter<'_>) {
+///         self.0.write_key(out)
+///     }
+/// }
+/// ```
+///
+/// Floating-point numbers are not key parts: `0.1 + 0.2` and `0.3` would be
+/// different keys, and `NaN` never equals itself. Round them to an integer
+/// (cents, basis points) first.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used in a cache key",
+    label = "this placeholder's type does not implement `KeyPart`",
+    note = "implement `cache_runtime::KeyPart` for `{Self}` (one method: `fn write_key(&self, out: &mut KeyWriter<'_>)`), or use a field of it in the key, e.g. `<arg.id>`"
+)]
+pub trait KeyPart {
+    /// Writes this value's key text. Implementations must write different
+    /// text for values that should be cached apart.
+    fn write_key(&self, out: &mut KeyWriter<'_>);
+}
+
+macro_rules! int_key_part {
+    ($($t:ty)*) => {$(
+        impl KeyPart for $t {
+            #[inline]
+            fn write_key(&self, out: &mut KeyWriter<'_>) {
+                out.write_plain(itoa::Buffer::new().format(*self));
+            }
+        }
+    )*};
+}
+int_key_part!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize);
+
+impl KeyPart for bool {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        out.write_plain(if *self { "true" } else { "false" });
+    }
+}
+
+impl KeyPart for char {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        out.write_str(self.encode_utf8(&mut [0; 4]));
+    }
+}
+
+impl KeyPart for str {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        out.write_str(self);
+    }
+}
+
+impl KeyPart for String {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        out.write_str(self);
+    }
+}
+
+/// `None` is written `%N`. `Some(v)` is written as `v`, prefixed with `%S`
+/// when `v`'s own text starts with `%N` or `%S` (a nested `Option`), so that
+/// `None`, `Some(None)` and `Some(Some(None))` stay apart.
+impl<T: KeyPart> KeyPart for Option<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        match self {
+            None => out.buf.extend_from_slice(b"%N"),
+            Some(v) => {
+                let start = out.buf.len();
+                v.write_key(out);
+                let written = &out.buf[start..];
+                if written.starts_with(b"%N") || written.starts_with(b"%S") {
+                    out.buf.insert_many(start, *b"%S");
+                }
+            }
+        }
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for &T {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        (**self).write_key(out);
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for &mut T {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        (**self).write_key(out);
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for Box<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        (**self).write_key(out);
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for std::rc::Rc<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        (**self).write_key(out);
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for std::sync::Arc<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        (**self).write_key(out);
+    }
+}
+
+impl<T: KeyPart + ToOwned + ?Sized> KeyPart for std::borrow::Cow<'_, T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        (**self).write_key(out);
+    }
+}
+
+/// A key under construction, on the stack while it is short.
+///
+/// `#[cached]` builds every key in one of these, so a hit allocates nothing
+/// for its key. [`KeyBuf::as_str`] is the finished key.
+///
+/// ```
+/// use cache_runtime::KeyBuf;
+///
+/// let mut key = KeyBuf::new();
+/// key.push_literal("order:");
+/// key.push_part("acme:eu");
+/// key.push_literal(":");
+/// key.push_part(&42u64);
+/// assert_eq!(key.as_str(), "order:acme%3Aeu:42");
+/// ```
+#[derive(Clone, Default)]
+pub struct KeyBuf {
+    buf: SmallVec<[u8; INLINE_KEY]>,
+}
+
+impl KeyBuf {
+    /// An empty key.
+    #[inline]
+    pub fn new() -> Self {
+        KeyBuf {
+            buf: SmallVec::new(),
+        }
+    }
+
+    /// Appends template text as it is. The macros only pass text they have
+    /// checked; text with reserved characters other than `:` is the caller's
+    /// responsibility.
+    #[inline]
+    pub fn push_literal(&mut self, text: &str) {
+        self.buf.extend_from_slice(text.as_bytes());
+    }
+
+    /// Appends a placeholder's value, escaped.
+    #[inline]
+    pub fn push_part<P: KeyPart + ?Sized>(&mut self, part: &P) {
+        part.write_key(&mut KeyWriter { buf: &mut self.buf });
+    }
+
+    /// Appends the `*` wildcard (for invalidation patterns).
+    #[inline]
+    pub fn push_wildcard(&mut self) {
+        self.buf.push(b'*');
+    }
+
+    /// The key text.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        // Every byte came from a `&str` or is ASCII written by `KeyWriter`
+        // (escapes, digits, separators), so this never fails.
+        std::str::from_utf8(&self.buf).expect("key text is UTF-8")
+    }
+}
+
+impl fmt::Debug for KeyBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The key text of one value, as a placeholder would write it.
+///
+/// ```
+/// assert_eq!(cache_runtime::key_text(&"a:b*"), "a%3Ab%2A");
+/// assert_eq!(cache_runtime::key_text(&Some(7u8)), "7");
+/// assert_eq!(cache_runtime::key_text(&None::<u8>), "%N");
+/// ```
+pub fn key_text<P: KeyPart + ?Sized>(part: &P) -> String {
+    let mut key = KeyBuf::new();
+    key.push_part(part);
+    key.as_str().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_reserved_characters() {
+        assert_eq!(key_text("a:b"), "a%3Ab");
+        assert_eq!(key_text("*?[]\\{}"), "%2A%3F%5B%5D%5C%7B%7D");
+        assert_eq!(key_text("%"), "%25");
+        assert_eq!(key_text("line\nnext"), "line%0Anext");
+        assert_eq!(key_text("café"), "café");
+        assert_eq!(key_text(&-12i32), "-12");
+        assert_eq!(key_text(&true), "true");
+    }
+
+    #[test]
+    fn nested_options_stay_apart() {
+        let none: Option<Option<u8>> = None;
+        let some_none: Option<Option<u8>> = Some(None);
+        let some_some: Option<Option<u8>> = Some(Some(1));
+        assert_eq!(key_text(&none), "%N");
+        assert_eq!(key_text(&some_none), "%S%N");
+        assert_eq!(key_text(&some_some), "1");
+        assert_ne!(key_text(&Some(Some(None::<u8>))), key_text(&some_none));
+    }
+
+    #[test]
+    fn long_keys_spill_to_the_heap() {
+        let long = "x".repeat(1000);
+        assert_eq!(key_text(long.as_str()), long);
+    }
+}

@@ -1,0 +1,67 @@
+//! The in-process tier: one small trait, two engines (quick_cache, moka).
+//!
+//! Both engines bound the tier by estimated bytes (the entry weight) and keep
+//! the deadlines inside the entry, so that the freshness check is the same
+//! whatever the engine. Pattern removal scans the tier once and removes the
+//! matching keys before it returns: nothing is left for later reads to check.
+
+mod moka_engine;
+mod quick;
+
+use crate::entry::Entry;
+use crate::pattern::Pattern;
+
+pub(crate) use moka_engine::MokaL1;
+pub(crate) use quick::QuickL1;
+
+/// What the cache needs from an in-process engine.
+pub(crate) trait L1Engine: Send + Sync {
+    fn get(&self, key: &str) -> Option<Entry>;
+    fn insert(&self, key: &str, entry: Entry);
+    fn remove(&self, key: &str) -> bool;
+    /// Removes every key `pattern` matches; returns how many.
+    fn remove_matching(&self, pattern: &Pattern) -> u64;
+    fn clear(&self);
+    fn entry_count(&self) -> u64;
+    fn weighted_size(&self) -> u64;
+}
+
+/// The engine of one cache, dispatched by `match` so the hit path inlines.
+pub(crate) enum L1 {
+    Quick(QuickL1),
+    Moka(MokaL1),
+}
+
+macro_rules! dispatch {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            L1::Quick(engine) => engine.$method($($arg),*),
+            L1::Moka(engine) => engine.$method($($arg),*),
+        }
+    };
+}
+
+impl L1Engine for L1 {
+    #[inline]
+    fn get(&self, key: &str) -> Option<Entry> {
+        dispatch!(self.get(key))
+    }
+    fn insert(&self, key: &str, entry: Entry) {
+        dispatch!(self.insert(key, entry))
+    }
+    fn remove(&self, key: &str) -> bool {
+        dispatch!(self.remove(key))
+    }
+    fn remove_matching(&self, pattern: &Pattern) -> u64 {
+        dispatch!(self.remove_matching(pattern))
+    }
+    fn clear(&self) {
+        dispatch!(self.clear())
+    }
+    fn entry_count(&self) -> u64 {
+        dispatch!(self.entry_count())
+    }
+    fn weighted_size(&self) -> u64 {
+        dispatch!(self.weighted_size())
+    }
+}
