@@ -258,6 +258,32 @@ impl Cache {
             .0
     }
 
+    /// Stores every `(key, value)` of `entries` for `ttl`, for example at
+    /// start-up from a list of hot keys; returns how many it stored.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// let hot = (1..=3u32).map(|id| (format!("user:{id}"), id * 10));
+    /// assert_eq!(cache.warm(hot, Duration::from_secs(300)).await, 3);
+    /// assert_eq!(cache.get::<u32>("user:2").await, Some(20));
+    /// # });
+    /// ```
+    pub async fn warm<K, V, I>(&self, entries: I, ttl: Duration) -> u64
+    where
+        K: AsRef<str>,
+        V: Clone + Send + Sync + 'static,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let mut stored = 0;
+        for (key, value) in entries {
+            self.set(key.as_ref(), value, ttl).await;
+            stored += 1;
+        }
+        stored
+    }
+
     /// Removes `key`; `true` if it held a value. A load of `key` that is
     /// running does not store its value afterwards.
     pub async fn delete(&self, key: &str) -> bool {

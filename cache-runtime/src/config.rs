@@ -45,6 +45,8 @@ pub struct NamespaceConfig {
     pub default_ttl: Option<Duration>,
     /// Byte bound of this namespace's in-process tier.
     pub l1_max_bytes: Option<u64>,
+    /// The in-process engine of this namespace.
+    pub engine: Option<Engine>,
 }
 
 impl NamespaceConfig {
@@ -71,6 +73,13 @@ impl NamespaceConfig {
     #[must_use]
     pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
         self.l1_max_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets the in-process engine.
+    #[must_use]
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
         self
     }
 }
@@ -294,6 +303,9 @@ impl Config {
             }
             if let Some(bytes) = ns.l1_max_bytes {
                 config.l1_max_bytes = bytes;
+            }
+            if let Some(engine) = ns.engine {
+                config.engine = engine;
             }
         }
         config

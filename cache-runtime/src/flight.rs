@@ -15,7 +15,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -29,8 +29,10 @@ const SHARDS: usize = 16;
 
 type Value = Arc<dyn Any + Send + Sync>;
 
+type Shard = Mutex<HashMap<Box<str>, Arc<Flight>>>;
+
 pub(crate) struct Flights {
-    shards: Box<[Mutex<HashMap<Box<str>, Arc<Flight>>>]>,
+    shards: Box<[Shard]>,
     hasher: std::hash::RandomState,
 }
 
@@ -66,10 +68,8 @@ impl Flights {
         }
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, Arc<Flight>>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    fn shard(&self, key: &str) -> &Shard {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     /// Leads a new flight for `key`, or joins the running one.
@@ -173,8 +173,7 @@ impl Flight {
         LEADING.with(|leading| {
             leading
                 .borrow()
-                .iter()
-                .any(|&p| p == Arc::as_ptr(self) as usize)
+                .contains(&(Arc::as_ptr(self) as usize))
         })
     }
 }

@@ -39,7 +39,7 @@ impl MokaL1 {
         MokaL1 {
             map: Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|_key: &Box<str>, entry: &Entry| entry.weight.max(1))
+                .weigher(|_key, entry: &Entry| entry.weight.max(1))
                 .expire_after(UntilStale { clock })
                 .build(),
         }
