@@ -174,7 +174,13 @@ where
         return O::from_value(v);
     }
     cache
-        .load(key.as_str(), spec.template, spec.function, &spec.policy, origin)
+        .load(
+            key.as_str(),
+            spec.template,
+            spec.function,
+            &spec.policy,
+            origin,
+        )
         .await
 }
 
@@ -192,7 +198,28 @@ where
     if let Lookup::Fresh(v) = cache.lookup::<O::Value>(key.as_str(), spec.template) {
         return O::from_value(v);
     }
-    cache.load_blocking(key.as_str(), spec.template, spec.function, &spec.policy, origin)
+    cache.load_blocking(
+        key.as_str(),
+        spec.template,
+        spec.function,
+        &spec.policy,
+        origin,
+    )
+}
+
+/// The origin of a plain `fn` whose return type `T` is neither `Option`
+/// nor `Result`, as [`fetch_blocking`] takes it.
+#[inline(always)]
+pub fn plain<T>(origin: impl FnOnce() -> T) -> impl FnOnce() -> Plain<T> {
+    move || Plain(origin())
+}
+
+/// Runs the body of a plain `fn` under `#[invalidates]`: a closure with the
+/// declared return type, so that `return` stays in the body. Taking it as
+/// `FnOnce` lets the body return borrows of its arguments (`&self.name`).
+#[inline(always)]
+pub fn call<R>(body: impl FnOnce() -> R) -> R {
+    body()
 }
 
 /// Gives an `async` block the declared return type of the function, so

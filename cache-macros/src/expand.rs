@@ -1,0 +1,391 @@
+//! Code generation, from the checked model only.
+//!
+//! The user's attributes, visibility and signature are re-emitted as they
+//! are; only the body is replaced. An async body becomes an `async move`
+//! block given the declared type through `__private::typed`; a sync body a
+//! `move` closure with the declared return type, run once by the runtime,
+//! so that `return` and `?` in the body stay local to it. The runtime is
+//! reached through one path (`crate = ".."`, default `::cache_runtime`) and
+//! its `__private` module only; std through `::core` paths. Generated
+//! locals have `mixed_site` hygiene, so they never meet the user's names.
+
+use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::Block;
+
+use crate::ast::{self, Body, Function, ReturnKind};
+use crate::ctxt::Ctxt;
+use crate::valid::{
+    self, CachedPlan, InvalidatesPlan, KeyStep, Part, PartHead, SpecPlan, TemplateName, Tier,
+};
+use crate::{attr, fallback};
+
+/// `#[cached(args)] item`.
+pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func = match Function::parse(item.clone()) {
+        Ok(func) => func,
+        Err(why) => return fallback::not_a_function(item, why, "cached"),
+    };
+    let mut ctxt = Ctxt::new();
+    let args = attr::parse_cached(args, &mut ctxt);
+    let plan = valid::cached(args, &func, &mut ctxt);
+    match ctxt.check() {
+        Ok(()) => emit(&func, gen_cached(&func, &plan)),
+        Err(error) => fallback::with_error(item, error),
+    }
+}
+
+/// `#[invalidates(args)] item`.
+pub(crate) fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func = match Function::parse(item.clone()) {
+        Ok(func) => func,
+        Err(why) => return fallback::not_a_function(item, why, "invalidates"),
+    };
+    let mut ctxt = Ctxt::new();
+    let args = attr::parse_invalidates(args, &mut ctxt);
+    let plan = valid::invalidates(args, &func, &mut ctxt);
+    match ctxt.check() {
+        Ok(()) => emit(&func, gen_invalidates(&func, &plan)),
+        Err(error) => fallback::with_error(item, error),
+    }
+}
+
+/// The function with `body` in place of its own.
+fn emit(func: &Function, body: TokenStream) -> TokenStream {
+    let Function {
+        attrs,
+        inner_attrs,
+        vis,
+        sig,
+        braces,
+        ..
+    } = func;
+    let mut block = TokenStream::new();
+    braces.surround(&mut block, |block| {
+        block.extend(quote! {
+            #(#inner_attrs)*
+            #body
+        });
+    });
+    quote! {
+        #(#attrs)*
+        #vis #sig #block
+    }
+}
+
+/// The body of a `#[cached]` function.
+fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
+    // Errors about the value type (not `Clone`, not `Send`, ..) are reported
+    // once, on the return type: every generated token of the call is there.
+    let span = func.output.span;
+    let key_var = relocate(local("__cache_key").into_token_stream(), span);
+    // Paths from the root (`::cache_runtime`, or the user's `crate = ".."`)
+    // resolve the same with any span.
+    let rt = respan(private(&plan.krate), span);
+    let statics = spec_statics(func, &plan.spec, &private(&plan.krate));
+    let key = build_key(&plan.key, &private(&plan.krate));
+    let ret = return_type(func);
+    let plain = func.output.kind == ReturnKind::Plain;
+    let unwrap_plain = plain.then(|| quote_spanned!(span=> .0));
+
+    let fetch = |block: &Block| {
+        let origin = if plain {
+            quote_spanned!(span=> move || async move { #rt::Plain(#rt::typed::<#ret, _>(async move #block).await) })
+        } else {
+            quote_spanned!(span=> move || #rt::typed::<#ret, _>(async move #block))
+        };
+        quote_spanned! {span=>
+            #rt::fetch(&__CACHE_SPEC, &__CACHE_SLOT, #key_var, #origin).await #unwrap_plain
+        }
+    };
+
+    match &func.body {
+        Body::Direct {
+            is_async: true,
+            block,
+        } => {
+            let fetch = fetch(block);
+            quote! {
+                #statics
+                #key
+                #fetch
+            }
+        }
+        Body::Direct {
+            is_async: false,
+            block,
+        } => {
+            let origin = if plain {
+                quote_spanned!(span=> #rt::plain(move || -> #ret #block))
+            } else {
+                quote_spanned!(span=> move || -> #ret #block)
+            };
+            let fetch = quote_spanned! {span=>
+                #rt::fetch_blocking(&__CACHE_SPEC, &__CACHE_SLOT, #key_var, #origin) #unwrap_plain
+            };
+            quote! {
+                #statics
+                #key
+                #fetch
+            }
+        }
+        Body::AsyncTrait {
+            prelude,
+            box_pin,
+            inner,
+        } => {
+            let fetch = fetch(&ast::quiet_rebindings(inner, &used_params(&plan.key)));
+            quote! {
+                #(#prelude)*
+                #statics
+                #key
+                #box_pin(async move { #fetch })
+            }
+        }
+    }
+}
+
+/// `tokens` with `span`, for paths that resolve from the root.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let TokenTree::Group(group) = &tt {
+                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
+                respanned.set_span(span);
+                tt = TokenTree::Group(respanned);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}
+
+/// `tokens` shown at `span`, each resolving as before.
+fn relocate(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let TokenTree::Group(group) = &tt {
+                let mut relocated = Group::new(group.delimiter(), relocate(group.stream(), span));
+                relocated.set_span(group.span().located_at(span));
+                tt = TokenTree::Group(relocated);
+            } else {
+                tt.set_span(tt.span().located_at(span));
+            }
+            tt
+        })
+        .collect()
+}
+
+/// The body of an `#[invalidates]` function.
+fn gen_invalidates(func: &Function, plan: &InvalidatesPlan) -> TokenStream {
+    let key_var = local("__cache_key");
+    let keys_var = local("__cache_keys");
+    let ret_var = local("__cache_ret");
+    let rt = private(&plan.krate);
+    let keys = plan.patterns.iter().map(|steps| {
+        let build = build_key(steps, &rt);
+        quote!({ #build #key_var })
+    });
+    let setup = quote! {
+        static __CACHE_SLOT: #rt::Slot = #rt::Slot::new();
+        let #keys_var = [#(#keys),*];
+    };
+    let name = match &plan.cache {
+        Some(name) => quote!(::core::option::Option::Some(#name)),
+        None => quote!(::core::option::Option::None),
+    };
+    let ret = return_type(func);
+    let succeeded = (func.output.kind == ReturnKind::Result)
+        .then(|| quote!(::core::result::Result::is_ok(&#ret_var)));
+    let guard = |apply: TokenStream| match &succeeded {
+        Some(succeeded) => quote!(if #succeeded { #apply }),
+        None => apply,
+    };
+
+    let run_async = |block: &Block| {
+        let before = plan
+            .before
+            .then(|| quote!(#rt::invalidate(#name, &__CACHE_SLOT, &#keys_var).await;));
+        let after = guard(quote!(#rt::invalidate(#name, &__CACHE_SLOT, &#keys_var).await;));
+        quote! {
+            #before
+            let #ret_var = #rt::typed::<#ret, _>(async move #block).await;
+            #after
+            #ret_var
+        }
+    };
+
+    match &func.body {
+        Body::Direct {
+            is_async: true,
+            block,
+        } => {
+            let run = run_async(block);
+            quote! {
+                #setup
+                #run
+            }
+        }
+        Body::Direct {
+            is_async: false,
+            block,
+        } => {
+            let before = plan
+                .before
+                .then(|| quote!(#rt::invalidate_blocking(#name, &__CACHE_SLOT, &#keys_var);));
+            let after = guard(quote!(#rt::invalidate_blocking(#name, &__CACHE_SLOT, &#keys_var);));
+            quote! {
+                #setup
+                #before
+                let #ret_var = #rt::call(move || -> #ret #block);
+                #after
+                #ret_var
+            }
+        }
+        Body::AsyncTrait {
+            prelude,
+            box_pin,
+            inner,
+        } => {
+            let used: Vec<&Ident> = plan
+                .patterns
+                .iter()
+                .flat_map(|steps| used_params(steps))
+                .collect();
+            let run = run_async(&ast::quiet_rebindings(inner, &used));
+            quote! {
+                #(#prelude)*
+                #setup
+                #box_pin(async move { #run })
+            }
+        }
+    }
+}
+
+/// The parameters that `steps` read.
+fn used_params(steps: &[KeyStep]) -> Vec<&Ident> {
+    steps
+        .iter()
+        .filter_map(|step| match step {
+            KeyStep::Part(Part {
+                head: PartHead::Param(ident),
+                ..
+            }) => Some(ident),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A local variable of the generated code. `mixed_site` hygiene keeps it
+/// apart from the user's names: a parameter called `__cache_key` neither
+/// sees nor hides it.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// `<crate>::__private`.
+fn private(krate: &syn::Path) -> TokenStream {
+    quote!(#krate::__private)
+}
+
+/// The declared return type (`()` when there is none).
+fn return_type(func: &Function) -> TokenStream {
+    match &func.output.ty {
+        Some(ty) => ty.to_token_stream(),
+        None => quote!(()),
+    }
+}
+
+/// `static __CACHE_SPEC` and `static __CACHE_SLOT` of a `#[cached]` function.
+fn spec_statics(func: &Function, spec: &SpecPlan, rt: &TokenStream) -> TokenStream {
+    let name = func.sig.ident.to_string();
+    let name = name.strip_prefix("r#").unwrap_or(&name);
+    let template = match &spec.template {
+        TemplateName::Written(lit) => lit.to_token_stream(),
+        TemplateName::Default(rest) => quote!(::core::concat!(::core::module_path!(), #rest)),
+    };
+    let function = quote!(::core::concat!(::core::module_path!(), "::", #name));
+
+    let mut setters = Vec::new();
+    let mut set = |method: &str, value: TokenStream| {
+        let method = Ident::new(method, Span::call_site());
+        setters.push(quote!(.#method(#value)));
+    };
+    let millis = |ms: u64| quote!(#ms);
+    if let Some(ms) = spec.ttl_ms {
+        set("ttl_ms", millis(ms));
+    }
+    if let Some(ms) = spec.stale_ms {
+        set("stale_ms", millis(ms));
+    }
+    if let Some(ms) = spec.l1_ttl_ms {
+        set("l1_ttl_ms", millis(ms));
+    }
+    if let Some(percent) = spec.jitter_percent {
+        set("jitter_percent", quote!(#percent));
+    }
+    if let Some(yes) = spec.cache_none {
+        set("cache_none", quote!(#yes));
+    }
+    if let Some(cache) = &spec.cache {
+        set("cache", quote!(#cache));
+    }
+    if let Some(tier) = spec.tier {
+        let variant = match tier {
+            Tier::L1 => quote!(L1),
+            Tier::L2 => quote!(L2),
+            Tier::Both => quote!(Both),
+        };
+        set("tier", quote!(#rt::TierChoice::#variant));
+    }
+    if let Some(ms) = spec.fail_safe_ms {
+        set("fail_safe_ms", millis(ms));
+    }
+    if let Some(ms) = spec.timeout_ms {
+        set("timeout_ms", millis(ms));
+    }
+    if let Some(yes) = spec.lock {
+        set("lock", quote!(#yes));
+    }
+
+    quote! {
+        static __CACHE_SPEC: #rt::Spec = #rt::Spec::new(#template, #function) #(#setters)*;
+        static __CACHE_SLOT: #rt::Slot = #rt::Slot::new();
+    }
+}
+
+/// `let mut __cache_key = KeyBuf::new();` and the pushes of `steps`.
+fn build_key(steps: &[KeyStep], rt: &TokenStream) -> TokenStream {
+    let key_var = local("__cache_key");
+    let pushes = steps.iter().map(|step| match step {
+        KeyStep::ModulePath(name) => {
+            let rest = format!("::{name}");
+            quote!(#key_var.push_literal(::core::concat!(::core::module_path!(), #rest));)
+        }
+        KeyStep::Literal(text) => quote!(#key_var.push_literal(#text);),
+        KeyStep::Part(part) => {
+            let part = part_expr(part);
+            quote!(#key_var.push_part(#part);)
+        }
+        KeyStep::Wildcard => quote!(#key_var.push_wildcard();),
+    });
+    quote! {
+        let mut #key_var = #rt::KeyBuf::new();
+        #(#pushes)*
+    }
+}
+
+/// `&head.field.field`, spanned at the placeholder so that a type without
+/// `KeyPart` is reported there.
+fn part_expr(part: &Part) -> TokenStream {
+    let head = match &part.head {
+        PartHead::Param(ident) => ident.to_token_stream(),
+        PartHead::SelfValue(token) => token.to_token_stream(),
+    };
+    let fields = &part.fields;
+    let span = part.span;
+    quote_spanned!(span=> &#head #(.#fields)*)
+}

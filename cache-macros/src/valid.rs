@@ -1,0 +1,541 @@
+//! Every check, and the checked model that `expand.rs` generates code from.
+//!
+//! Each check reports into the [`Ctxt`] and goes on, so that one compile
+//! shows all the mistakes. The checks shared by `#[cached]` and
+//! `#[invalidates]` (placeholders, `cache = ".."`, the return type) are
+//! written once.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::{Ident, LitBool, LitStr, Member, Path, Token};
+
+use crate::ast::{Function, ReceiverKind, ReturnKind};
+use crate::attr::{CachedArgs, InvalidatesArgs};
+use crate::ctxt::Ctxt;
+use crate::duration::{parse_duration, parse_percent};
+use crate::key::{self, Flavor, Placeholder, Segment, SegmentKind};
+use crate::suggest;
+
+/// A checked `#[cached]`.
+pub(crate) struct CachedPlan {
+    pub(crate) krate: Path,
+    pub(crate) spec: SpecPlan,
+    pub(crate) key: Vec<KeyStep>,
+}
+
+/// The `Spec` of a `#[cached]` function: only what was given.
+pub(crate) struct SpecPlan {
+    pub(crate) template: TemplateName,
+    pub(crate) ttl_ms: Option<u64>,
+    pub(crate) stale_ms: Option<u64>,
+    pub(crate) l1_ttl_ms: Option<u64>,
+    pub(crate) jitter_percent: Option<u8>,
+    pub(crate) cache_none: Option<bool>,
+    pub(crate) cache: Option<String>,
+    pub(crate) tier: Option<Tier>,
+    pub(crate) fail_safe_ms: Option<u64>,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) lock: Option<bool>,
+}
+
+/// The template's name, for metrics labels.
+pub(crate) enum TemplateName {
+    /// `key = ".."`, as written.
+    Written(LitStr),
+    /// The default key: the module path followed by this text
+    /// (`::get_order:<tenant>:<id>`).
+    Default(String),
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Tier {
+    L1,
+    L2,
+    Both,
+}
+
+/// One step of building a key or a pattern.
+pub(crate) enum KeyStep {
+    /// `module_path!()`, `::` and the function name: the default key's start.
+    ModulePath(String),
+    /// Checked template text.
+    Literal(String),
+    /// A placeholder's value.
+    Part(Part),
+    /// `*`.
+    Wildcard,
+}
+
+/// The expression of a placeholder: `head.field.field`, spanned at the
+/// placeholder (or, in a default key, at the parameter).
+pub(crate) struct Part {
+    pub(crate) head: PartHead,
+    pub(crate) fields: Vec<Member>,
+    pub(crate) span: Span,
+}
+
+pub(crate) enum PartHead {
+    /// A parameter, resolved like the parameter's own name.
+    Param(Ident),
+    /// The receiver.
+    SelfValue(Token![self]),
+}
+
+/// A checked `#[invalidates]`.
+pub(crate) struct InvalidatesPlan {
+    pub(crate) krate: Path,
+    pub(crate) cache: Option<String>,
+    pub(crate) before: bool,
+    pub(crate) patterns: Vec<Vec<KeyStep>>,
+}
+
+/// Checks `#[cached]` on `func`.
+pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> CachedPlan {
+    check_signature(func, "cached", ctxt);
+    if func.output.kind == ReturnKind::Unit {
+        let message =
+            "a `#[cached]` function must return the value to cache; `()` is nothing to cache";
+        match &func.output.ty {
+            Some(ty) => ctxt.error_spanned(ty, message),
+            None => ctxt.error_spanned(&func.sig, message),
+        }
+    }
+
+    let ttl = positive_duration(
+        ctxt,
+        args.ttl.as_ref(),
+        "ttl",
+        "remove `#[cached]` or give a positive duration such as \"30s\"",
+        "caches nothing",
+    );
+    let stale = positive_duration(
+        ctxt,
+        args.stale.as_ref(),
+        "stale",
+        "remove `stale` or give a positive duration such as \"5m\"",
+        "serves no stale value",
+    );
+    let l1_ttl = positive_duration(
+        ctxt,
+        args.l1_ttl.as_ref(),
+        "l1_ttl",
+        "use `tier = \"l2\"` to skip the in-process tier, or give a positive duration such as \"20s\"",
+        "keeps nothing in the in-process tier",
+    );
+    let fail_safe = positive_duration(
+        ctxt,
+        args.fail_safe.as_ref(),
+        "fail_safe",
+        "remove `fail_safe` or give a positive duration such as \"1h\"",
+        "serves nothing when the origin fails",
+    );
+    let timeout = positive_duration(
+        ctxt,
+        args.timeout.as_ref(),
+        "timeout",
+        "remove `timeout` or give a positive duration such as \"2s\"",
+        "never waits for the origin",
+    );
+
+    if let (Some((l1, l1_lit)), Some((ttl, ttl_lit))) = (&l1_ttl, &ttl) {
+        if l1 >= ttl {
+            ctxt.error(
+                l1_lit.span(),
+                format!(
+                    "`l1_ttl` ({}) must be shorter than `ttl` ({}): the in-process copy cannot outlive the value; make `l1_ttl` shorter or remove it",
+                    l1_lit.value(),
+                    ttl_lit.value()
+                ),
+            );
+        }
+    }
+    if let (Some((fail_safe, fail_safe_lit)), Some((stale, stale_lit))) = (&fail_safe, &stale) {
+        if fail_safe <= stale {
+            ctxt.error(
+                fail_safe_lit.span(),
+                format!(
+                    "`fail_safe` ({}) must be longer than `stale` ({}): stale values are served during the stale window anyway; make `fail_safe` longer or remove it",
+                    fail_safe_lit.value(),
+                    stale_lit.value()
+                ),
+            );
+        }
+    }
+    if let Some((_, timeout_lit)) = &timeout {
+        if stale.is_none() && fail_safe.is_none() {
+            ctxt.error(
+                timeout_lit.span(),
+                "`timeout` answers with a stale value when the origin is slow, so it needs one at hand: add `stale = \"5m\"` or `fail_safe = \"1h\"`, or remove `timeout`",
+            );
+        }
+    }
+
+    let tier = args
+        .tier
+        .as_ref()
+        .and_then(|lit| match lit.value().as_str() {
+            "l1" => Some(Tier::L1),
+            "l2" => Some(Tier::L2),
+            "both" => Some(Tier::Both),
+            other => {
+                ctxt.error(
+                    lit.span(),
+                    format!("unknown tier `{other}`: expected one of \"l1\", \"l2\", \"both\""),
+                );
+                None
+            }
+        });
+    if let (Some(Tier::L2), Some((_, l1_lit))) = (tier, &l1_ttl) {
+        ctxt.error(
+            l1_lit.span(),
+            "`l1_ttl` has no effect with `tier = \"l2\"`: values do not live in the in-process tier; remove one of them",
+        );
+    }
+
+    let jitter_percent = args
+        .jitter
+        .as_ref()
+        .and_then(|lit| match parse_percent(&lit.value()) {
+            Ok(percent) => Some(percent),
+            Err(message) => {
+                ctxt.error(lit.span(), message);
+                None
+            }
+        });
+
+    if let Some(none) = &args.none {
+        if none.value
+            && func.output.kind != ReturnKind::Option
+            && func.output.kind != ReturnKind::Unit
+        {
+            ctxt.error(
+                none.span,
+                format!(
+                    "`none = true` caches `None`, but `{}` does not return an `Option`; remove `none`",
+                    func.sig.ident
+                ),
+            );
+        }
+    }
+
+    let (key, template) = match &args.key {
+        Some(lit) => {
+            let template = key::parse(lit, Flavor::Key, ctxt);
+            (
+                bind(&template.segments, Flavor::Key, func, ctxt),
+                TemplateName::Written(lit.clone()),
+            )
+        }
+        None => default_key(func, ctxt),
+    };
+
+    CachedPlan {
+        krate: runtime_path(args.krate),
+        spec: SpecPlan {
+            template,
+            ttl_ms: ttl.map(|(d, _)| millis(d)),
+            stale_ms: stale.map(|(d, _)| millis(d)),
+            l1_ttl_ms: l1_ttl.map(|(d, _)| millis(d)),
+            jitter_percent,
+            cache_none: args.none.as_ref().map(|b: &LitBool| b.value),
+            cache: cache_name(ctxt, args.cache.as_ref()),
+            tier,
+            fail_safe_ms: fail_safe.map(|(d, _)| millis(d)),
+            timeout_ms: timeout.map(|(d, _)| millis(d)),
+            lock: args.lock.as_ref().map(|b| b.value),
+        },
+        key,
+    }
+}
+
+/// Checks `#[invalidates]` on `func`.
+pub(crate) fn invalidates(
+    args: InvalidatesArgs,
+    func: &Function,
+    ctxt: &mut Ctxt,
+) -> InvalidatesPlan {
+    check_signature(func, "invalidates", ctxt);
+    if args.patterns.is_empty() && !ctxt.has_errors() {
+        ctxt.error(
+            Span::call_site(),
+            "`#[invalidates]` needs at least one key or pattern, e.g. `#[invalidates(\"orders:list:<tenant>:*\")]`",
+        );
+    }
+    let patterns = args
+        .patterns
+        .iter()
+        .map(|lit| {
+            let template = key::parse(lit, Flavor::Pattern, ctxt);
+            bind(&template.segments, Flavor::Pattern, func, ctxt)
+        })
+        .collect();
+    InvalidatesPlan {
+        krate: runtime_path(args.krate),
+        cache: cache_name(ctxt, args.cache.as_ref()),
+        before: args.before.is_some_and(|b| b.value),
+        patterns,
+    }
+}
+
+/// What both macros require of the function itself.
+fn check_signature(func: &Function, macro_name: &str, ctxt: &mut Ctxt) {
+    if let Some(constness) = &func.sig.constness {
+        ctxt.error(
+            constness.span,
+            format!("`#[{macro_name}]` cannot apply to a `const fn`: a cache is not available at compile time; remove `const`"),
+        );
+    }
+    if let Some(impl_trait) = &func.output.impl_trait {
+        ctxt.error_spanned(
+            impl_trait,
+            format!("`#[{macro_name}]` needs a return type it can name; `impl Trait` is not one: return a concrete type"),
+        );
+    }
+}
+
+/// Parses a duration option that must not be zero.
+fn positive_duration<'a>(
+    ctxt: &mut Ctxt,
+    lit: Option<&'a LitStr>,
+    name: &str,
+    fix: &str,
+    zero_means: &str,
+) -> Option<(Duration, &'a LitStr)> {
+    let lit = lit?;
+    match parse_duration(&lit.value()) {
+        Ok(duration) if duration.is_zero() => {
+            let article = if name.starts_with(['a', 'e', 'i', 'o', 'u', 'l']) {
+                "an"
+            } else {
+                "a"
+            };
+            ctxt.error(
+                lit.span(),
+                format!("{article} `{name}` of zero {zero_means}; {fix}"),
+            );
+            None
+        }
+        Ok(duration) => Some((duration, lit)),
+        Err(message) => {
+            ctxt.error(lit.span(), message);
+            None
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn cache_name(ctxt: &mut Ctxt, lit: Option<&LitStr>) -> Option<String> {
+    let lit = lit?;
+    let name = lit.value();
+    if name.trim().is_empty() {
+        ctxt.error(
+            lit.span(),
+            "`cache` needs a name, e.g. `cache = \"lookups\"`; remove `cache` to use the default cache",
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn runtime_path(krate: Option<Path>) -> Path {
+    krate.unwrap_or_else(|| syn::parse_quote!(::cache_runtime))
+}
+
+/// Binds the placeholders of a template to the function's parameters and
+/// checks that the key they build is unambiguous.
+///
+/// A `#[cached]` key may not read `&mut` parameters: the function changes
+/// that state. An `#[invalidates]` pattern may: it is built before the body
+/// runs, from the state the cached values were made from.
+fn bind(segments: &[Segment], flavor: Flavor, func: &Function, ctxt: &mut Ctxt) -> Vec<KeyStep> {
+    check_separators(segments, ctxt);
+    segments
+        .iter()
+        .filter_map(|segment| match &segment.kind {
+            SegmentKind::Literal(text) => Some(KeyStep::Literal(text.clone())),
+            SegmentKind::Wildcard => Some(KeyStep::Wildcard),
+            SegmentKind::Placeholder(placeholder) => {
+                bind_placeholder(placeholder, segment.span, flavor, func, ctxt).map(KeyStep::Part)
+            }
+        })
+        .collect()
+}
+
+fn bind_placeholder(
+    placeholder: &Placeholder,
+    span: Span,
+    flavor: Flavor,
+    func: &Function,
+    ctxt: &mut Ctxt,
+) -> Option<Part> {
+    let written = placeholder.written();
+    let fields = placeholder
+        .fields
+        .iter()
+        .map(|field| match field.parse::<u32>() {
+            Ok(index) => Member::Unnamed(syn::Index { index, span }),
+            Err(_) => {
+                let mut ident: Ident =
+                    syn::parse_str(field).expect("key.rs checked the field name");
+                ident.set_span(span);
+                Member::Named(ident)
+            }
+        })
+        .collect();
+    let must_not_change = |what: &str, name: &str| {
+        format!(
+            "`{written}` refers to `&mut` {what} `{name}`; a key must not depend on state the function changes. Use a value parameter or a field of it"
+        )
+    };
+
+    if placeholder.head == "self" {
+        let Some(receiver) = &func.receiver else {
+            ctxt.error(
+                span,
+                format!("unknown placeholder `{written}`: `self` is only available in methods, and `{}` is not one", func.sig.ident),
+            );
+            return None;
+        };
+        if receiver.kind == ReceiverKind::RefMut && flavor == Flavor::Key {
+            ctxt.error(span, must_not_change("receiver", "self"));
+            return None;
+        }
+        let self_token = Token![self](receiver.self_token.span.located_at(span));
+        return Some(Part {
+            head: PartHead::SelfValue(self_token),
+            fields,
+            span,
+        });
+    }
+
+    let head = placeholder
+        .head
+        .strip_prefix("r#")
+        .unwrap_or(&placeholder.head);
+    let Some(param) = func.param(head) else {
+        let names: Vec<String> = func.names().collect();
+        let hint = match suggest::closest(head, names.iter().map(String::as_str)) {
+            Some(close) => format!(
+                "did you mean `{close}`? (`{}`)",
+                placeholder.with_head(close)
+            ),
+            None if names.is_empty() => format!("`{}` has no parameters", func.sig.ident),
+            None => format!(
+                "the parameters are {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        ctxt.error(
+            span,
+            format!("unknown placeholder `{written}`: no parameter is named `{head}`; {hint}"),
+        );
+        return None;
+    };
+    if param.mut_ref && flavor == Flavor::Key {
+        ctxt.error(span, must_not_change("parameter", head));
+        return None;
+    }
+    let mut ident = param.name.clone()?;
+    ident.set_span(ident.span().located_at(span));
+    Some(Part {
+        head: PartHead::Param(ident),
+        fields,
+        span,
+    })
+}
+
+/// Two placeholders must have literal text with a `:` between them:
+/// escaped values never contain `:`, so the key splits one way only.
+fn check_separators(segments: &[Segment], ctxt: &mut Ctxt) {
+    let mut previous: Option<&Placeholder> = None;
+    // The text since the previous placeholder, `*` included.
+    let mut between = String::new();
+    for segment in segments {
+        match &segment.kind {
+            SegmentKind::Literal(text) => between.push_str(text),
+            SegmentKind::Wildcard => between.push('*'),
+            SegmentKind::Placeholder(placeholder) => {
+                if let Some(before) = previous.filter(|_| !between.contains(':')) {
+                    let (a, b) = (before.written(), placeholder.written());
+                    // `<a>-<b>` becomes `<a>:<b>`, `<a>pp<b>` becomes `<a>:pp<b>`.
+                    let fixed = match between.find(|c: char| !c.is_alphanumeric()) {
+                        Some(at) => {
+                            let mut fixed = between.clone();
+                            let len = fixed[at..].chars().next().map_or(0, char::len_utf8);
+                            fixed.replace_range(at..at + len, ":");
+                            fixed
+                        }
+                        None => format!(":{between}"),
+                    };
+                    ctxt.error(
+                        segment.span,
+                        format!(
+                            "placeholders `{a}` and `{b}` must be separated by `:` so that different arguments never make the same key; write `{a}{fixed}{b}`"
+                        ),
+                    );
+                }
+                previous = Some(placeholder);
+                between.clear();
+            }
+        }
+    }
+}
+
+/// The key of a `#[cached]` without `key = ".."`: the module path, the
+/// function name and every argument, separated by `:`.
+fn default_key(func: &Function, ctxt: &mut Ctxt) -> (Vec<KeyStep>, TemplateName) {
+    let name = func.sig.ident.to_string();
+    let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
+    if func.receiver.is_some() {
+        let mut example = format!("{name}:<self.id>");
+        for param in &func.params {
+            if let Some(param) = &param.name {
+                example.push_str(&format!(":<{param}>"));
+            }
+        }
+        ctxt.error(
+            Span::call_site(),
+            format!(
+                "a method must give `key = \"...\"`: a default key would share one cached value between every instance of the type; e.g. `key = \"{example}\"`"
+            ),
+        );
+    }
+    let mut steps = vec![KeyStep::ModulePath(name.clone())];
+    let mut template = format!("::{name}");
+    for param in &func.params {
+        let Some(ident) = &param.name else {
+            ctxt.error_spanned(
+                &param.tokens,
+                "the default key is made of every argument by name, and this parameter is a pattern; give a `key = \"...\"` that names what identifies a call",
+            );
+            continue;
+        };
+        if param.mut_ref {
+            ctxt.error_spanned(
+                &param.tokens,
+                format!(
+                    "`{ident}` is a `&mut` parameter, and the default key is made of every argument; a key must not depend on state the function changes. Give a `key = \"...\"` without it"
+                ),
+            );
+            continue;
+        }
+        // A type without `KeyPart` is reported on the parameter's name.
+        template.push_str(&format!(":<{}>", ident.unraw()));
+        steps.push(KeyStep::Literal(":".to_owned()));
+        steps.push(KeyStep::Part(Part {
+            head: PartHead::Param(ident.clone()),
+            fields: Vec::new(),
+            span: ident.span(),
+        }));
+    }
+    (steps, TemplateName::Default(template))
+}
