@@ -68,7 +68,10 @@ async fn a_value_of_another_type_is_a_miss() {
         .get_or_insert_with("k", MIN, || async { "now a string".to_string() })
         .await;
     assert_eq!(v, "now a string");
-    assert_eq!(cache.get::<String>("k").await.as_deref(), Some("now a string"));
+    assert_eq!(
+        cache.get::<String>("k").await.as_deref(),
+        Some("now a string")
+    );
 }
 
 #[tokio::test]
@@ -83,7 +86,11 @@ async fn patterns_remove_what_they_match_and_count_it() {
             }
             cache.set(&format!("order:{tenant}:1"), 1, MIN).await;
         }
-        assert_eq!(cache.invalidate("orders:list:acme:*").await.unwrap(), 10, "{engine:?}");
+        assert_eq!(
+            cache.invalidate("orders:list:acme:*").await.unwrap(),
+            10,
+            "{engine:?}"
+        );
         assert_eq!(cache.get::<i32>("orders:list:acme:p3").await, None);
         assert_eq!(cache.get::<i32>("orders:list:globex:p3").await, Some(3));
         assert_eq!(cache.invalidate("order:acme:1").await.unwrap(), 1);
@@ -146,7 +153,10 @@ async fn statistics_count_hits_misses_sets_and_deletes() {
     cache.delete("s").await;
     let stats = cache.stats();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!((stats.hits, stats.misses, stats.sets, stats.deletes), (4, 1, 1, 1));
+    assert_eq!(
+        (stats.hits, stats.misses, stats.sets, stats.deletes),
+        (4, 1, 1, 1)
+    );
     assert!((stats.hit_rate() - 0.8).abs() < 1e-9);
 }
 
@@ -158,6 +168,8 @@ fn a_redis_backend_without_an_l2_is_a_clear_error() {
         _ => None,
     })
     .unwrap();
-    let err = cache_runtime::CacheBuilder::from_config(config).build().unwrap_err();
+    let err = cache_runtime::CacheBuilder::from_config(config)
+        .build()
+        .unwrap_err();
     assert_eq!(err.variable(), "CACHE_BACKEND");
 }

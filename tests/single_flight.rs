@@ -96,8 +96,12 @@ async fn waiters_finish_when_the_leader_panics() {
     let release = Arc::new(Notify::new());
 
     let leader = {
-        let (cache, calls, started, release) =
-            (cache.clone(), calls.clone(), started.clone(), release.clone());
+        let (cache, calls, started, release) = (
+            cache.clone(),
+            calls.clone(),
+            started.clone(),
+            release.clone(),
+        );
         tokio::spawn(async move {
             cache
                 .get_or_insert_with("p", TTL, || async move {
@@ -158,7 +162,12 @@ async fn other_keys_proceed_while_an_origin_call_runs() {
     // Every flight shard sees a key while "slow" is running.
     for i in 0..200u64 {
         let key = format!("other:{i}");
-        assert_eq!(cache.get_or_insert_with(&key, TTL, || async move { i }).await, i);
+        assert_eq!(
+            cache
+                .get_or_insert_with(&key, TTL, || async move { i })
+                .await,
+            i
+        );
     }
     assert!(!slow.is_finished());
     release.notify_one();
@@ -172,7 +181,10 @@ async fn asking_for_the_key_being_computed_is_detected() {
     let task = tokio::spawn(async move {
         cache
             .get_or_insert_with("self", TTL, || async move {
-                inner.get_or_insert_with("self", TTL, || async { 1u64 }).await + 1
+                inner
+                    .get_or_insert_with("self", TTL, || async { 1u64 })
+                    .await
+                    + 1
             })
             .await
     });
@@ -192,7 +204,10 @@ async fn a_load_may_ask_for_other_keys() {
     let inner = cache.clone();
     let v = cache
         .get_or_insert_with("outer", TTL, || async move {
-            inner.get_or_insert_with("inner", TTL, || async { 20u64 }).await + 1
+            inner
+                .get_or_insert_with("inner", TTL, || async { 20u64 })
+                .await
+                + 1
         })
         .await;
     assert_eq!(v, 21);
@@ -216,8 +231,12 @@ async fn stale_values_are_served_while_exactly_one_refresh_runs() {
     let release = Arc::new(Notify::new());
     let started = Arc::new(Notify::new());
     let refresher = {
-        let (cache, calls, release, started) =
-            (cache.clone(), calls.clone(), release.clone(), started.clone());
+        let (cache, calls, release, started) = (
+            cache.clone(),
+            calls.clone(),
+            release.clone(),
+            started.clone(),
+        );
         tokio::spawn(async move {
             cache
                 .get_or_insert_with("s", Duration::from_secs(10), || async move {
@@ -266,8 +285,12 @@ async fn no_read_after_an_invalidation_sees_the_older_value() {
 
             let readers: Vec<_> = (0..8)
                 .map(|_| {
-                    let (cache, origin, invalidated, stop) =
-                        (cache.clone(), origin.clone(), invalidated.clone(), stop.clone());
+                    let (cache, origin, invalidated, stop) = (
+                        cache.clone(),
+                        origin.clone(),
+                        invalidated.clone(),
+                        stop.clone(),
+                    );
                     tokio::spawn(async move {
                         let mut reads = 0u64;
                         while !stop.load(Ordering::SeqCst) {

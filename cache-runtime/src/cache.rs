@@ -237,7 +237,12 @@ impl Cache {
 
     /// Stores `value` under `key` for `ttl`.
     pub async fn set<V: Clone + Send + Sync + 'static>(&self, key: &str, value: V, ttl: Duration) {
-        let entry = self.entry(key, Arc::new(value), Entry::weight_of::<V>(key), &Policy::ttl(ttl));
+        let entry = self.entry(
+            key,
+            Arc::new(value),
+            Entry::weight_of::<V>(key),
+            &Policy::ttl(ttl),
+        );
         self.store(key, entry, HANDLE_TEMPLATE);
     }
 
@@ -251,11 +256,15 @@ impl Cache {
         Fut: Future<Output = V>,
     {
         let policy = Policy::ttl(ttl);
-        self.load(key, HANDLE_TEMPLATE, "get_or_insert_with", &policy, || async {
-            Plain(init().await)
-        })
-            .await
-            .0
+        self.load(
+            key,
+            HANDLE_TEMPLATE,
+            "get_or_insert_with",
+            &policy,
+            || async { Plain(init().await) },
+        )
+        .await
+        .0
     }
 
     /// Stores every `(key, value)` of `entries` for `ttl`, for example at
@@ -459,7 +468,14 @@ impl Cache {
     }
 
     /// The miss path of a blocking load (plain `fn`s).
-    pub(crate) fn load_blocking<O, F>(&self, key: &str, template: &str, function: &str, policy: &Policy, origin: F) -> O
+    pub(crate) fn load_blocking<O, F>(
+        &self,
+        key: &str,
+        template: &str,
+        function: &str,
+        policy: &Policy,
+        origin: F,
+    ) -> O
     where
         O: Outcome,
         F: FnOnce() -> O,
@@ -488,11 +504,23 @@ impl Cache {
     }
 
     /// Publishes the leader's outcome and stores it when it is cacheable.
-    fn settle<O: Outcome>(&self, leader: Leader<'_>, key: &str, template: &str, policy: &Policy, out: O) -> O {
+    fn settle<O: Outcome>(
+        &self,
+        leader: Leader<'_>,
+        key: &str,
+        template: &str,
+        policy: &Policy,
+        out: O,
+    ) -> O {
         match out.split(policy.cache_none) {
             Split::Store(v) => {
                 let shared: Arc<dyn Any + Send + Sync> = Arc::new(v.clone());
-                let entry = self.entry(key, Arc::clone(&shared), Entry::weight_of::<O::Value>(key), policy);
+                let entry = self.entry(
+                    key,
+                    Arc::clone(&shared),
+                    Entry::weight_of::<O::Value>(key),
+                    policy,
+                );
                 leader.finish(Some(shared), || self.store(key, entry, template));
                 O::from_value(v)
             }
@@ -514,7 +542,13 @@ impl Cache {
     }
 
     /// Deadlines of a value stored now under `policy`.
-    fn entry(&self, _key: &str, value: Arc<dyn Any + Send + Sync>, weight: u32, policy: &Policy) -> Entry {
+    fn entry(
+        &self,
+        _key: &str,
+        value: Arc<dyn Any + Send + Sync>,
+        weight: u32,
+        policy: &Policy,
+    ) -> Entry {
         let ttl = policy.ttl.unwrap_or(self.inner.config.default_ttl);
         let ttl = jittered(ttl, policy.jitter_percent);
         let stale = policy.stale.unwrap_or(self.inner.config.stale_ttl);
@@ -558,7 +592,12 @@ impl Cache {
             pattern: pattern.as_str(),
             removed,
         });
-        removed + self.children().iter().map(|c| c.invalidate_now(pattern)).sum::<u64>()
+        removed
+            + self
+                .children()
+                .iter()
+                .map(|c| c.invalidate_now(pattern))
+                .sum::<u64>()
     }
 }
 
@@ -696,7 +735,9 @@ impl CacheBuilder {
     fn build_memory(self) -> Cache {
         let config = self.config;
         let l1 = match config.engine {
-            Engine::QuickCache => L1::Quick(QuickL1::new(config.l1_max_bytes, config.l1_max_entries)),
+            Engine::QuickCache => {
+                L1::Quick(QuickL1::new(config.l1_max_bytes, config.l1_max_entries))
+            }
             Engine::Moka => L1::Moka(MokaL1::new(config.l1_max_bytes, self.clock.clone())),
         };
         let min_weight = config.l1_max_bytes.div_ceil(config.l1_max_entries.max(1));

@@ -253,7 +253,12 @@ impl Config {
         Ok(config)
     }
 
-    fn apply_namespace_var(&mut self, var: &str, rest: &str, value: &str) -> Result<(), ConfigError> {
+    fn apply_namespace_var(
+        &mut self,
+        var: &str,
+        rest: &str,
+        value: &str,
+    ) -> Result<(), ConfigError> {
         let settings = ["_ENABLED", "_DEFAULT_TTL", "_L1_MAX_BYTES"];
         let Some((name, setting)) = settings
             .iter()
@@ -284,7 +289,10 @@ impl Config {
             ));
         }
         if self.l1_max_bytes == 0 {
-            return Err(ConfigError::new("CACHE_L1_MAX_BYTES", "must be more than 0"));
+            return Err(ConfigError::new(
+                "CACHE_L1_MAX_BYTES",
+                "must be more than 0",
+            ));
         }
         Ok(())
     }
@@ -337,10 +345,19 @@ fn parse_ttl(var: &str, value: &str) -> Result<Duration, ConfigError> {
 fn parse_bytes(var: &str, value: &str) -> Result<u64, ConfigError> {
     let text = value.trim();
     let upper = text.to_ascii_uppercase();
-    let (digits, factor) = [("GB", 1u64 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)]
-        .iter()
-        .find_map(|(suffix, f)| upper.strip_suffix(suffix).map(|d| (d.trim().to_owned(), *f)))
-        .unwrap_or((upper.clone(), 1));
+    let (digits, factor) = [
+        ("GB", 1u64 << 30),
+        ("MB", 1 << 20),
+        ("KB", 1 << 10),
+        ("B", 1),
+    ]
+    .iter()
+    .find_map(|(suffix, f)| {
+        upper
+            .strip_suffix(suffix)
+            .map(|d| (d.trim().to_owned(), *f))
+    })
+    .unwrap_or((upper.clone(), 1));
     digits
         .parse::<u64>()
         .ok()
@@ -406,10 +423,18 @@ mod tests {
     #[test]
     fn namespace_overrides() {
         let mut c = Config::default();
-        c.apply_namespace_var("CACHE_NAMESPACE_LOOKUPS_ENABLED", "LOOKUPS_ENABLED", "false")
-            .unwrap();
-        c.apply_namespace_var("CACHE_NAMESPACE_LOOKUPS_DEFAULT_TTL", "LOOKUPS_DEFAULT_TTL", "2h")
-            .unwrap();
+        c.apply_namespace_var(
+            "CACHE_NAMESPACE_LOOKUPS_ENABLED",
+            "LOOKUPS_ENABLED",
+            "false",
+        )
+        .unwrap();
+        c.apply_namespace_var(
+            "CACHE_NAMESPACE_LOOKUPS_DEFAULT_TTL",
+            "LOOKUPS_DEFAULT_TTL",
+            "2h",
+        )
+        .unwrap();
         let ns = c.for_namespace("lookups");
         assert!(!ns.enabled);
         assert_eq!(ns.default_ttl, Duration::from_secs(7200));

@@ -11,7 +11,8 @@ use std::time::Duration;
 ///
 /// The error is a sentence that names what to write instead.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let hint = "write a number followed by a unit (ms, s, m, h, d), e.g. \"30s\", \"2m\" or \"1h30m\"";
+    let hint =
+        "write a number followed by a unit (ms, s, m, h, d), e.g. \"30s\", \"2m\" or \"1h30m\"";
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(format!("empty duration: {hint}"));
@@ -38,7 +39,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            "" => return Err(format!("duration `{text}` has a number without a unit: {hint}")),
+            "" => {
+                return Err(format!(
+                    "duration `{text}` has a number without a unit: {hint}"
+                ))
+            }
             other => {
                 return Err(format!(
                     "unknown unit `{other}` in duration `{text}`: {hint}"
@@ -63,7 +68,9 @@ pub fn parse_percent(text: &str) -> Result<u8, String> {
     };
     match number.parse::<u8>() {
         Ok(p) if p <= 100 => Ok(p),
-        _ => Err(format!("`{text}` is not a percentage from 0% to 100%: {hint}")),
+        _ => Err(format!(
+            "`{text}` is not a percentage from 0% to 100%: {hint}"
+        )),
     }
 }
 
@@ -82,7 +89,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "2", "2 minutes", "-5s", "5x", "m", "1.5s", "99999999999999999999999d"] {
+        for bad in [
+            "",
+            "2",
+            "2 minutes",
+            "-5s",
+            "5x",
+            "m",
+            "1.5s",
+            "99999999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
         }
         assert!(parse_duration("2 minutes").unwrap_err().contains("e.g."));

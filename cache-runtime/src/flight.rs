@@ -42,7 +42,9 @@ pub(crate) struct Flight {
 }
 
 enum State {
-    Running { invalidated: bool },
+    Running {
+        invalidated: bool,
+    },
     Done(Value),
     /// The leader finished without a value to share (an `Err`), left, or
     /// panicked: waiters try again and one of them leads.
@@ -170,11 +172,7 @@ impl Flight {
     /// Whether this thread is, right now, computing this flight's value:
     /// joining it would wait forever.
     pub(crate) fn is_led_here(self: &Arc<Self>) -> bool {
-        LEADING.with(|leading| {
-            leading
-                .borrow()
-                .contains(&(Arc::as_ptr(self) as usize))
-        })
+        LEADING.with(|leading| leading.borrow().contains(&(Arc::as_ptr(self) as usize)))
     }
 }
 

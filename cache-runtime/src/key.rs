@@ -76,8 +76,11 @@ impl KeyWriter<'_> {
         }
         for &b in bytes {
             if is_reserved(b) {
-                self.buf
-                    .extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+                self.buf.extend_from_slice(&[
+                    b'%',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xf) as usize],
+                ]);
             } else {
                 self.buf.push(b);
             }

@@ -62,13 +62,15 @@ impl fmt::Display for PatternError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "invalid pattern `{}`: ", self.pattern.escape_debug())?;
         match self.reason {
-            PatternErrorKind::Empty => f.write_str("a pattern cannot be empty (use `*` to match every key)"),
+            PatternErrorKind::Empty => {
+                f.write_str("a pattern cannot be empty (use `*` to match every key)")
+            }
             PatternErrorKind::UnclosedSet(at) => {
                 write!(f, "`[` at byte {at} is never closed with `]`")
             }
-            PatternErrorKind::TrailingEscape => {
-                f.write_str("it ends with `\\`, which escapes nothing (write `\\\\` for a literal backslash)")
-            }
+            PatternErrorKind::TrailingEscape => f.write_str(
+                "it ends with `\\`, which escapes nothing (write `\\\\` for a literal backslash)",
+            ),
         }
     }
 }

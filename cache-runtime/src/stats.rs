@@ -46,7 +46,9 @@ fn stripe_index() -> usize {
 impl Counters {
     pub(crate) fn new() -> Self {
         Counters {
-            stripes: (0..STRIPES).map(|_| CachePadded::new(Stripe::default())).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| CachePadded::new(Stripe::default()))
+                .collect(),
         }
     }
 

@@ -14,8 +14,15 @@ struct UntilStale {
 }
 
 impl Expiry<Box<str>, Entry> for UntilStale {
-    fn expire_after_create(&self, _key: &Box<str>, entry: &Entry, _at: Instant) -> Option<Duration> {
-        Some(clock::duration(entry.stale_until.saturating_sub(self.clock.now())))
+    fn expire_after_create(
+        &self,
+        _key: &Box<str>,
+        entry: &Entry,
+        _at: Instant,
+    ) -> Option<Duration> {
+        Some(clock::duration(
+            entry.stale_until.saturating_sub(self.clock.now()),
+        ))
     }
 
     fn expire_after_update(
