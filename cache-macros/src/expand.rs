@@ -95,7 +95,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
             quote_spanned!(span=> move || #rt::typed::<#ret, _>(async move #block))
         };
         quote_spanned! {span=>
-            #rt::fetch(&__CACHE_SPEC, &__CACHE_SLOT, #key_var, #origin).await #unwrap_plain
+            #rt::fetch(&__CACHE_SPEC, &__CACHE_SLOT, &#key_var, #origin).await #unwrap_plain
         }
     };
 
@@ -121,7 +121,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
                 quote_spanned!(span=> move || -> #ret #block)
             };
             let fetch = quote_spanned! {span=>
-                #rt::fetch_blocking(&__CACHE_SPEC, &__CACHE_SLOT, #key_var, #origin) #unwrap_plain
+                #rt::fetch_blocking(&__CACHE_SPEC, &__CACHE_SLOT, &#key_var, #origin) #unwrap_plain
             };
             quote! {
                 #statics

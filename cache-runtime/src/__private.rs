@@ -160,7 +160,12 @@ pub fn handle(name: Option<&'static str>, slot: &'static Slot) -> Handle {
 
 /// The body of an `async fn` under `#[cached]`.
 #[inline]
-pub async fn fetch<O, F, Fut>(spec: &'static Spec, slot: &'static Slot, key: KeyBuf, origin: F) -> O
+pub async fn fetch<O, F, Fut>(
+    spec: &'static Spec,
+    slot: &'static Slot,
+    key: &KeyBuf,
+    origin: F,
+) -> O
 where
     O: Outcome,
     F: FnOnce() -> Fut,
@@ -186,7 +191,7 @@ where
 
 /// The body of a plain `fn` under `#[cached]`.
 #[inline]
-pub fn fetch_blocking<O, F>(spec: &'static Spec, slot: &'static Slot, key: KeyBuf, origin: F) -> O
+pub fn fetch_blocking<O, F>(spec: &'static Spec, slot: &'static Slot, key: &KeyBuf, origin: F) -> O
 where
     O: Outcome,
     F: FnOnce() -> O,

@@ -302,7 +302,10 @@ impl Cache {
     /// Whether `key` holds a fresh value (of any type).
     pub async fn exists(&self, key: &str) -> bool {
         let now = self.inner.clock.now();
-        self.inner.l1.get(key).is_some_and(|e| now < e.fresh_until)
+        self.inner
+            .l1
+            .read(key, |e| now < e.fresh_until)
+            .unwrap_or(false)
     }
 
     /// Removes every key `pattern` matches (Redis glob syntax, see
@@ -356,29 +359,32 @@ impl Cache {
     /// caller counts the rest once it knows what it served.
     #[inline]
     pub(crate) fn lookup<V: Clone + 'static>(&self, key: &str, template: &str) -> Lookup<V> {
-        let Some(entry) = self.inner.l1.get(key) else {
-            return Lookup::Miss;
-        };
         let now = self.inner.clock.now();
-        if now >= entry.stale_until {
-            return Lookup::Miss;
-        }
-        // A value of another type (two functions sharing a key template) is
-        // a miss; the load overwrites it.
-        let Some(value) = entry.value.downcast_ref::<V>() else {
-            return Lookup::Miss;
-        };
-        if now < entry.fresh_until {
-            self.inner.counters.add(Counter::Hit, 1);
-            if self.inner.hooks.is_some() {
-                self.emit(Event::Hit {
-                    template,
-                    tier: Tier::L1,
-                });
+        let found = self.inner.l1.read(key, |entry| {
+            if now >= entry.stale_until {
+                return Lookup::Miss;
             }
-            Lookup::Fresh(value.clone())
-        } else {
-            Lookup::Stale(value.clone())
+            // A value of another type (two functions sharing a key template)
+            // is a miss; the load overwrites it.
+            match entry.value.downcast_ref::<V>() {
+                None => Lookup::Miss,
+                Some(value) if now < entry.fresh_until => Lookup::Fresh(value.clone()),
+                Some(value) => Lookup::Stale(value.clone()),
+            }
+        });
+        match found {
+            Some(fresh @ Lookup::Fresh(_)) => {
+                self.inner.counters.add(Counter::Hit, 1);
+                if self.inner.hooks.is_some() {
+                    self.emit(Event::Hit {
+                        template,
+                        tier: Tier::L1,
+                    });
+                }
+                fresh
+            }
+            Some(other) => other,
+            None => Lookup::Miss,
         }
     }
 

@@ -15,10 +15,76 @@
 
 use std::fmt;
 
-use smallvec::SmallVec;
-
 /// Bytes a key may take before [`KeyBuf`] spills to the heap.
-const INLINE_KEY: usize = 120;
+const INLINE_KEY: usize = 96;
+
+/// A byte buffer on the stack while it is short, on the heap after.
+#[derive(Clone)]
+struct Bytes {
+    inline: [u8; INLINE_KEY],
+    len: usize,
+    spilled: Option<Vec<u8>>,
+}
+
+impl Bytes {
+    const fn new() -> Self {
+        Bytes {
+            inline: [0; INLINE_KEY],
+            len: 0,
+            spilled: None,
+        }
+    }
+
+    #[inline]
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        if let Some(heap) = &mut self.spilled {
+            heap.extend_from_slice(bytes);
+            return;
+        }
+        let end = self.len + bytes.len();
+        if end <= INLINE_KEY {
+            self.inline[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            self.spill(end).extend_from_slice(bytes);
+        }
+    }
+
+    #[cold]
+    fn spill(&mut self, capacity: usize) -> &mut Vec<u8> {
+        let mut heap = Vec::with_capacity(capacity.max(2 * INLINE_KEY));
+        heap.extend_from_slice(&self.inline[..self.len]);
+        self.spilled.insert(heap)
+    }
+
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        self.extend_from_slice(&[byte]);
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.spilled.as_ref().map_or(self.len, Vec::len)
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match &self.spilled {
+            Some(heap) => heap,
+            None => &self.inline[..self.len],
+        }
+    }
+
+    /// Inserts `bytes` at `at` (rare: nested `Option`s).
+    fn insert(&mut self, at: usize, bytes: &[u8]) {
+        let len = self.len();
+        let heap = match self.spilled {
+            Some(ref mut heap) => heap,
+            None => self.spill(len + bytes.len()),
+        };
+        heap.splice(at..at, bytes.iter().copied());
+    }
+}
 
 /// `true` for each ASCII byte that [`KeyWriter`] percent-encodes.
 const ESCAPED: [bool; 128] = {
@@ -62,7 +128,7 @@ pub(crate) fn is_reserved(byte: u8) -> bool {
 /// }
 /// ```
 pub struct KeyWriter<'a> {
-    buf: &'a mut SmallVec<[u8; INLINE_KEY]>,
+    buf: &'a mut Bytes,
 }
 
 impl KeyWriter<'_> {
@@ -199,9 +265,9 @@ impl<T: KeyPart> KeyPart for Option<T> {
             Some(v) => {
                 let start = out.buf.len();
                 v.write_key(out);
-                let written = &out.buf[start..];
+                let written = &out.buf.as_slice()[start..];
                 if written.starts_with(b"%N") || written.starts_with(b"%S") {
-                    out.buf.insert_many(start, *b"%S");
+                    out.buf.insert(start, b"%S");
                 }
             }
         }
@@ -265,18 +331,22 @@ impl<T: KeyPart + ToOwned + ?Sized> KeyPart for std::borrow::Cow<'_, T> {
 /// key.push_part(&42u64);
 /// assert_eq!(key.as_str(), "order:acme%3Aeu:42");
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct KeyBuf {
-    buf: SmallVec<[u8; INLINE_KEY]>,
+    buf: Bytes,
+}
+
+impl Default for KeyBuf {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl KeyBuf {
     /// An empty key.
     #[inline]
     pub fn new() -> Self {
-        KeyBuf {
-            buf: SmallVec::new(),
-        }
+        KeyBuf { buf: Bytes::new() }
     }
 
     /// Appends template text as it is. The macros only pass text they have
@@ -302,9 +372,14 @@ impl KeyBuf {
     /// The key text.
     #[inline]
     pub fn as_str(&self) -> &str {
-        // Every byte came from a `&str` or is ASCII written by `KeyWriter`
-        // (escapes, digits, separators), so this never fails.
-        std::str::from_utf8(&self.buf).expect("key text is UTF-8")
+        let bytes = self.buf.as_slice();
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: every byte was appended from a `&str` whole, or is ASCII
+        // written by `KeyWriter` (escapes, digits, separators); the only
+        // insertion (`Option`'s `%S`) is ASCII at the end of an earlier
+        // append, a character boundary. So the bytes are UTF-8. This runs
+        // on every hit, where a validation pass would cost a few percent.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 }
 

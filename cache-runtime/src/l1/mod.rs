@@ -16,7 +16,10 @@ pub(crate) use quick::QuickL1;
 
 /// What the cache needs from an in-process engine.
 pub(crate) trait L1Engine: Send + Sync {
-    fn get(&self, key: &str) -> Option<Entry>;
+    /// Runs `f` on the entry of `key`, if any. `f` runs under the engine's
+    /// read lock where it has one: keep it short, and never call back into
+    /// the cache from it.
+    fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R>;
     fn insert(&self, key: &str, entry: Entry);
     fn remove(&self, key: &str) -> bool;
     /// Removes every key `pattern` matches; returns how many.
@@ -33,7 +36,7 @@ pub(crate) enum L1 {
 }
 
 macro_rules! dispatch {
-    ($self:ident.$method:ident($($arg:expr),*)) => {
+    ($self:ident.$method:ident($($arg:ident),*)) => {
         match $self {
             L1::Quick(engine) => engine.$method($($arg),*),
             L1::Moka(engine) => engine.$method($($arg),*),
@@ -43,8 +46,8 @@ macro_rules! dispatch {
 
 impl L1Engine for L1 {
     #[inline]
-    fn get(&self, key: &str) -> Option<Entry> {
-        dispatch!(self.get(key))
+    fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        dispatch!(self.read(key, f))
     }
     fn insert(&self, key: &str, entry: Entry) {
         dispatch!(self.insert(key, entry))

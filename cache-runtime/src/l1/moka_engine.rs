@@ -55,8 +55,9 @@ impl MokaL1 {
 
 impl L1Engine for MokaL1 {
     #[inline]
-    fn get(&self, key: &str) -> Option<Entry> {
-        self.map.get(key)
+    fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        // moka hands out clones only.
+        self.map.get(key).as_ref().map(f)
     }
 
     fn insert(&self, key: &str, entry: Entry) {

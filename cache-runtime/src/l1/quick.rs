@@ -1,7 +1,9 @@
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::BuildHasher;
 
-use quick_cache::sync::Cache;
-use quick_cache::Weighter;
+use crossbeam_utils::CachePadded;
+use parking_lot::RwLock;
+use quick_cache::unsync::Cache;
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
 use super::L1Engine;
 use crate::entry::Entry;
@@ -17,55 +19,97 @@ impl Weighter<Box<str>, Entry> for EntryWeight {
     }
 }
 
-/// The quick_cache engine: sharded, lock-protected S3-FIFO.
+/// The quick_cache engine: S3-FIFO shards, each behind a read-write lock.
+///
+/// This is the layout of `quick_cache::sync::Cache`, built from its
+/// single-threaded shards so that a hit can read the entry in place under
+/// the read lock: the value is cloned, the entry is not (no reference count
+/// to bump and drop on every hit).
+type Shard = RwLock<Cache<Box<str>, Entry, EntryWeight>>;
+
 pub(crate) struct QuickL1 {
-    map: Cache<Box<str>, Entry, EntryWeight>,
+    /// Padded: a reader writes its shard's lock word, which must not share
+    /// a cache line with the next shard's.
+    shards: Box<[CachePadded<Shard>]>,
+    hasher: DefaultHashBuilder,
 }
+
+/// The fewest items a shard is sized for (as quick_cache's own sharding).
+const MIN_SHARD_ITEMS: u64 = 32;
 
 impl QuickL1 {
     pub(crate) fn new(max_bytes: u64, max_entries: u64) -> Self {
-        let estimated_items = usize::try_from(max_entries.clamp(16, 1 << 24)).unwrap_or(1 << 24);
-        QuickL1 {
-            map: Cache::with_weighter(estimated_items, max_bytes.max(1), EntryWeight),
+        let max_entries = max_entries.clamp(16, 1 << 28);
+        // Every reader writes its shard's lock word: with many shards, two
+        // threads rarely meet on one.
+        let cores = std::thread::available_parallelism().map_or(4, usize::from) as u64;
+        let mut count = (cores * 32).next_power_of_two().clamp(64, 1024);
+        while count > 1 && max_entries / count < MIN_SHARD_ITEMS {
+            count /= 2;
         }
+        let shard = || {
+            let options = OptionsBuilder::new()
+                .estimated_items_capacity((max_entries / count) as usize)
+                .weight_capacity(max_bytes.div_ceil(count).max(1))
+                .build()
+                .expect("quick_cache options are valid");
+            CachePadded::new(RwLock::new(Cache::with_options(
+                options,
+                EntryWeight,
+                DefaultHashBuilder::default(),
+                Default::default(),
+            )))
+        };
+        QuickL1 {
+            shards: (0..count).map(|_| shard()).collect(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    #[inline]
+    fn shard(&self, key: &str) -> &Shard {
+        // High bits pick the shard; the shard's table indexes by low bits.
+        let hash = self.hasher.hash_one(key);
+        &self.shards[(hash >> 40) as usize & (self.shards.len() - 1)]
     }
 }
 
 impl L1Engine for QuickL1 {
     #[inline]
-    fn get(&self, key: &str) -> Option<Entry> {
-        self.map.get(key)
+    fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        self.shard(key).read().get(key).map(f)
     }
 
     fn insert(&self, key: &str, entry: Entry) {
-        self.map.insert(key.into(), entry);
+        self.shard(key).write().insert(key.into(), entry);
     }
 
     fn remove(&self, key: &str) -> bool {
-        self.map.remove(key).is_some()
+        self.shard(key).write().remove(key).is_some()
     }
 
     fn remove_matching(&self, pattern: &Pattern) -> u64 {
-        let removed = AtomicU64::new(0);
-        self.map.retain(|key, _| {
-            let hit = pattern.matches(key);
-            if hit {
-                removed.fetch_add(1, Ordering::Relaxed);
-            }
-            !hit
-        });
-        removed.into_inner()
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.write();
+            let before = shard.len();
+            shard.retain(|key, _| !pattern.matches(key));
+            removed += (before - shard.len()) as u64;
+        }
+        removed
     }
 
     fn clear(&self) {
-        self.map.clear();
+        for shard in self.shards.iter() {
+            shard.write().clear();
+        }
     }
 
     fn entry_count(&self) -> u64 {
-        self.map.len() as u64
+        self.shards.iter().map(|s| s.read().len() as u64).sum()
     }
 
     fn weighted_size(&self) -> u64 {
-        self.map.weight()
+        self.shards.iter().map(|s| s.read().weight()).sum()
     }
 }
