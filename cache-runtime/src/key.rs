@@ -35,7 +35,7 @@ impl Bytes {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn extend_from_slice(&mut self, bytes: &[u8]) {
         if let Some(heap) = &mut self.spilled {
             heap.extend_from_slice(bytes);

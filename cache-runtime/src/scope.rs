@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use crate::Cache;
@@ -12,9 +13,16 @@ thread_local! {
     static CURRENT: RefCell<Option<Cache>> = const { RefCell::new(None) };
 }
 
+/// Set once any scope was entered: until then, and in a service that never
+/// uses scopes, a lookup skips the thread-local.
+static EVER_SCOPED: AtomicBool = AtomicBool::new(false);
+
 /// The cache of the innermost scope on this thread, if any.
 #[inline]
 pub(crate) fn current() -> Option<Cache> {
+    if !EVER_SCOPED.load(Ordering::Relaxed) {
+        return None;
+    }
     CURRENT.with(|c| c.borrow().clone())
 }
 
@@ -29,6 +37,11 @@ impl Drop for Restore {
 }
 
 pub(crate) fn enter<R>(cache: Cache, f: impl FnOnce() -> R) -> R {
+    // Program order makes this thread's later lookups see it; other
+    // threads have no scope of their own to find.
+    if !EVER_SCOPED.load(Ordering::Relaxed) {
+        EVER_SCOPED.store(true, Ordering::Relaxed);
+    }
     let outer = CURRENT.with(|c| c.borrow_mut().replace(cache));
     let _restore = Restore(outer);
     f()
