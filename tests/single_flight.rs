@@ -365,3 +365,55 @@ fn callers_on_many_runtimes_share_one_call() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// A failed origin call is not a queue: its waiters each call the origin at
+/// once (all 20 calls are inside the origin together, or the barrier never
+/// opens), and what they get is returned but not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_a_failed_call_call_the_origin_concurrently() {
+    let cache = Cache::builder().build().unwrap();
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let leader = {
+        let (cache, started, release) = (cache.clone(), started.clone(), release.clone());
+        tokio::spawn(async move {
+            cache
+                .try_get_or_insert_with("f", TTL, || async move {
+                    started.notify_one();
+                    release.notified().await;
+                    Err::<u64, String>("database down".into())
+                })
+                .await
+        })
+    };
+    started.notified().await;
+    let barrier = Arc::new(Barrier::new(20));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let (cache, barrier, calls) = (cache.clone(), barrier.clone(), calls.clone());
+            tokio::spawn(async move {
+                cache
+                    .try_get_or_insert_with("f", TTL, || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        barrier.wait().await;
+                        Ok::<u64, String>(5)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_one();
+    assert_eq!(leader.await.unwrap(), Err("database down".to_string()));
+    let all = async {
+        for w in waiters {
+            assert_eq!(w.await.unwrap(), Ok(5));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("waiters of a failed call queued behind each other");
+    assert_eq!(calls.load(Ordering::SeqCst), 20);
+    assert_eq!(cache.get::<u64>("f").await, None);
+}

@@ -54,8 +54,11 @@ const HANDLE_TEMPLATE: &str = "-";
 /// call is running wait for its value; they do not wait on a lock held
 /// across the call. If the running call's future is dropped (cancelled) or
 /// its origin panics, the waiters wake and one of them makes the call
-/// instead; nothing hangs. An `Err` is never cached and is not shared: the
-/// waiters of a call that failed try again, one at a time.
+/// instead; nothing hangs. An `Err` is never cached, and it cannot be
+/// shared (error types are rarely `Clone`): the waiters of a call that
+/// failed each make their own call at once, so that a failing origin costs
+/// a caller at most two origin latencies, never a queue. What those calls
+/// return is not stored.
 ///
 /// A call that, while computing a key, asks for the same key (directly or
 /// through other cached functions) would wait for itself forever: this is
@@ -106,6 +109,15 @@ pub(crate) enum Lookup<V> {
     Fresh(V),
     Stale(V),
     Miss,
+}
+
+/// What a waiter does after its flight landed.
+enum Waited<V> {
+    Value(V),
+    /// The leader's origin call failed: make one's own call, now.
+    CallOrigin,
+    /// The leader left or panicked: look again, one caller leads.
+    TryAgain,
 }
 
 /// One step of a load: a value, or the flight to lead or to wait on.
@@ -267,6 +279,42 @@ impl Cache {
         .0
     }
 
+    /// Like [`Cache::get_or_insert_with`] for a fallible `init`: an `Ok`
+    /// is stored for `ttl`, an `Err` is returned and never stored.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// let ttl = Duration::from_secs(60);
+    /// let failed = cache.try_get_or_insert_with("k", ttl, || async { Err::<u32, _>("down") }).await;
+    /// assert_eq!(failed, Err("down"));
+    /// let ok = cache.try_get_or_insert_with("k", ttl, || async { Ok::<u32, &str>(1) }).await;
+    /// assert_eq!(ok, Ok(1));
+    /// # });
+    /// ```
+    pub async fn try_get_or_insert_with<V, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        init: F,
+    ) -> Result<V, E>
+    where
+        V: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let policy = Policy::ttl(ttl);
+        self.load(
+            key,
+            HANDLE_TEMPLATE,
+            "try_get_or_insert_with",
+            &policy,
+            init,
+        )
+        .await
+    }
+
     /// Stores every `(key, value)` of `entries` for `ttl`, for example at
     /// start-up from a list of hot keys; returns how many it stored.
     ///
@@ -389,7 +437,12 @@ impl Cache {
     }
 
     /// Decides what this caller does next for `key`.
-    fn step<V: Clone + 'static>(&self, key: &str, template: &str, function: &str) -> Step<'_, V> {
+    fn step<V: Clone + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        template: &str,
+        function: &str,
+    ) -> Step<'_, V> {
         let stale = match self.lookup::<V>(key, template) {
             Lookup::Fresh(v) => return Step::Value(v),
             Lookup::Stale(v) => Some(v),
@@ -399,7 +452,7 @@ impl Cache {
             Join::Leader(leader) => {
                 // A load may have finished between the lookup and the join.
                 if let Lookup::Fresh(v) = self.lookup::<V>(key, template) {
-                    leader.finish(None, || {});
+                    leader.finish(Arc::new(v.clone()), || {});
                     return Step::Value(v);
                 }
                 self.inner.counters.add(Counter::Miss, 1);
@@ -426,14 +479,24 @@ impl Cache {
         }
     }
 
-    fn joined<V: Clone + 'static>(&self, joined: Joined, template: &str) -> Option<V> {
-        let Joined::Value(value) = joined else {
-            return None;
-        };
-        let value = value.downcast_ref::<V>()?.clone();
-        self.inner.counters.add(Counter::Miss, 1);
-        self.emit(Event::Miss { template });
-        Some(value)
+    /// What a waiter does once the flight it joined has landed.
+    fn joined<V: Clone + 'static>(&self, joined: Joined, template: &str) -> Waited<V> {
+        match joined {
+            Joined::Value(value) => match value.downcast_ref::<V>() {
+                Some(value) => {
+                    self.inner.counters.add(Counter::Miss, 1);
+                    self.emit(Event::Miss { template });
+                    Waited::Value(value.clone())
+                }
+                None => Waited::TryAgain,
+            },
+            Joined::Failed => {
+                self.inner.counters.add(Counter::Miss, 1);
+                self.emit(Event::Miss { template });
+                Waited::CallOrigin
+            }
+            Joined::Retry => Waited::TryAgain,
+        }
     }
 
     /// The miss path of an async load: lead or join the flight for `key`.
@@ -464,11 +527,13 @@ impl Cache {
                     });
                     return self.settle(leader, key, template, policy, out);
                 }
-                Step::Wait(flight) => {
-                    if let Some(v) = self.joined(flight.wait().await, template) {
-                        return O::from_value(v);
-                    }
-                }
+                Step::Wait(flight) => match self.joined(flight.wait().await, template) {
+                    Waited::Value(v) => return O::from_value(v),
+                    // Not stored: this call is in no flight, so an
+                    // invalidation could not stop a stale fill from it.
+                    Waited::CallOrigin => return origin.take().expect("unused origin")().await,
+                    Waited::TryAgain => {}
+                },
             }
         }
     }
@@ -500,11 +565,11 @@ impl Cache {
                     });
                     return self.settle(leader, key, template, policy, out);
                 }
-                Step::Wait(flight) => {
-                    if let Some(v) = self.joined(flight.wait_blocking(), template) {
-                        return O::from_value(v);
-                    }
-                }
+                Step::Wait(flight) => match self.joined(flight.wait_blocking(), template) {
+                    Waited::Value(v) => return O::from_value(v),
+                    Waited::CallOrigin => return origin.take().expect("unused origin")(),
+                    Waited::TryAgain => {}
+                },
             }
         }
     }
@@ -527,15 +592,15 @@ impl Cache {
                     Entry::weight_of::<O::Value>(key),
                     policy,
                 );
-                leader.finish(Some(shared), || self.store(key, entry, template));
+                leader.finish(shared, || self.store(key, entry, template));
                 O::from_value(v)
             }
             Split::Share(v) => {
-                leader.finish(Some(Arc::new(v.clone())), || {});
+                leader.finish(Arc::new(v.clone()), || {});
                 O::from_value(v)
             }
             Split::Keep(out) => {
-                leader.finish(None, || {});
+                leader.fail();
                 out
             }
         }

@@ -46,14 +46,18 @@ enum State {
         invalidated: bool,
     },
     Done(Value),
-    /// The leader finished without a value to share (an `Err`), left, or
-    /// panicked: waiters try again and one of them leads.
+    /// The origin failed (an `Err`, which cannot be shared): each waiter
+    /// makes its own call, at once, rather than queueing behind one another.
+    Failed,
+    /// The leader left (cancelled) or panicked: waiters try again and one
+    /// of them leads.
     Retry,
 }
 
 /// What a waiter learns.
 pub(crate) enum Joined {
     Value(Value),
+    Failed,
     Retry,
 }
 
@@ -137,6 +141,7 @@ impl Flight {
         match &*self.state.lock() {
             State::Running { .. } => None,
             State::Done(value) => Some(Joined::Value(Arc::clone(value))),
+            State::Failed => Some(Joined::Failed),
             State::Retry => Some(Joined::Retry),
         }
     }
@@ -191,20 +196,21 @@ impl Leader<'_> {
     /// `store` orders it against [`Flights::invalidate_key`]: either the
     /// invalidation sees the stored value and removes it, or the store sees
     /// the mark and does not happen.
-    pub(crate) fn finish(mut self, value: Option<Value>, store: impl FnOnce()) {
+    pub(crate) fn finish(mut self, value: Value, store: impl FnOnce()) {
         {
             let mut state = self.flight.state.lock();
-            let invalidated = matches!(*state, State::Running { invalidated: true });
-            *state = match value {
-                Some(value) => {
-                    if !invalidated {
-                        store();
-                    }
-                    State::Done(value)
-                }
-                None => State::Retry,
-            };
+            if !matches!(*state, State::Running { invalidated: true }) {
+                store();
+            }
+            *state = State::Done(value);
         }
+        self.finished = true;
+        self.release();
+    }
+
+    /// Tells the waiters that the origin failed.
+    pub(crate) fn fail(mut self) {
+        *self.flight.state.lock() = State::Failed;
         self.finished = true;
         self.release();
     }
