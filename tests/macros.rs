@@ -83,7 +83,7 @@ async fn default_key_is_module_path_name_and_arguments() {
         assert_eq!(default_key("x", 2), "x2");
     });
     assert_eq!(count(&DEFAULT_KEY_CALLS), 2);
-    let key = concat!(module_path!(), "::default_key:x:1");
+    let key = concat!(module_path!(), "::default_key#:x:1");
     assert_eq!(cache.get::<String>(key).await.as_deref(), Some("x1"));
 }
 

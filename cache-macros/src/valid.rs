@@ -490,8 +490,8 @@ fn check_separators(segments: &[Segment], ctxt: &mut Ctxt) {
     }
 }
 
-/// The key of a `#[cached]` without `key = ".."`: the module path, the
-/// function name and every argument, separated by `:`.
+/// The key of a `#[cached]` without `key = ".."`: the module path and the
+/// function name, ended by `#`, then every argument, each after a `:`.
 fn default_key(func: &Function, ctxt: &mut Ctxt) -> (Vec<KeyStep>, TemplateName) {
     let name = func.sig.ident.to_string();
     let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();

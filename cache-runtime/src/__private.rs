@@ -173,20 +173,21 @@ where
 {
     let cache = handle(spec.cache, slot);
     if !cache.is_enabled() {
-        return origin().await;
+        return Box::pin(origin()).await;
     }
     if let Lookup::Fresh(v) = cache.lookup::<O::Value>(key.as_str(), spec.template) {
         return O::from_value(v);
     }
-    cache
-        .load(
-            key.as_str(),
-            spec.template,
-            spec.function,
-            &spec.policy,
-            origin,
-        )
-        .await
+    // Boxed: the miss path's state (the origin's future, the flight) would
+    // otherwise be part of every hit's future, moved on every call.
+    Box::pin(cache.load(
+        key.as_str(),
+        spec.template,
+        spec.function,
+        &spec.policy,
+        origin,
+    ))
+    .await
 }
 
 /// The body of a plain `fn` under `#[cached]`.

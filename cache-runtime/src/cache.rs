@@ -369,10 +369,12 @@ impl Cache {
 
     /// Removes every entry of this cache and of its named caches.
     pub async fn clear(&self) {
-        self.inner.l1.clear();
+        // Running loads first, as for any invalidation: a load that finished
+        // between the two steps would otherwise store into the emptied tier.
         self.inner
             .flights
             .invalidate_matching(&Pattern::parse("*").expect("`*` is a pattern"));
+        self.inner.l1.clear();
         for child in self.children() {
             Box::pin(child.clear()).await;
         }
@@ -592,7 +594,9 @@ impl Cache {
                     Entry::weight_of::<O::Value>(key),
                     policy,
                 );
-                leader.finish(shared, || self.store(key, entry, template));
+                if leader.finish(shared, || self.inner.l1.insert(key, entry)) {
+                    self.stored(template);
+                }
                 O::from_value(v)
             }
             Split::Share(v) => {
@@ -608,6 +612,12 @@ impl Cache {
 
     fn store(&self, key: &str, entry: Entry, template: &str) {
         self.inner.l1.insert(key, entry);
+        self.stored(template);
+    }
+
+    /// Counts a stored value and tells the hooks (never under a lock: a
+    /// hook may call back into the cache).
+    fn stored(&self, template: &str) {
         self.inner.counters.add(Counter::Set, 1);
         self.emit(Event::Set { template });
     }

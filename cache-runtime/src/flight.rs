@@ -196,16 +196,21 @@ impl Leader<'_> {
     /// `store` orders it against [`Flights::invalidate_key`]: either the
     /// invalidation sees the stored value and removes it, or the store sees
     /// the mark and does not happen.
-    pub(crate) fn finish(mut self, value: Value, store: impl FnOnce()) {
-        {
+    /// Returns whether `store` ran. `store` runs under the flight's lock:
+    /// it must not call back into the cache (no hooks).
+    pub(crate) fn finish(mut self, value: Value, store: impl FnOnce()) -> bool {
+        let stored = {
             let mut state = self.flight.state.lock();
-            if !matches!(*state, State::Running { invalidated: true }) {
+            let store_it = !matches!(*state, State::Running { invalidated: true });
+            if store_it {
                 store();
             }
             *state = State::Done(value);
-        }
+            store_it
+        };
         self.finished = true;
         self.release();
+        stored
     }
 
     /// Tells the waiters that the origin failed.

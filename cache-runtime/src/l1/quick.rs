@@ -36,6 +36,10 @@ pub(crate) struct QuickL1 {
 
 /// The fewest items a shard is sized for (as quick_cache's own sharding).
 const MIN_SHARD_ITEMS: u64 = 32;
+/// The smallest byte share of a shard.
+const MIN_SHARD_BYTES: u64 = 256 * 1024;
+/// Enough for two threads per shard on 32 cores; more only shrinks shards.
+const MAX_SHARDS: u64 = 64;
 
 impl QuickL1 {
     pub(crate) fn new(max_bytes: u64, max_entries: u64) -> Self {
@@ -43,8 +47,13 @@ impl QuickL1 {
         // Every reader writes its shard's lock word: with many shards, two
         // threads rarely meet on one.
         let cores = std::thread::available_parallelism().map_or(4, usize::from) as u64;
-        let mut count = (cores * 32).next_power_of_two().clamp(64, 1024);
-        while count > 1 && max_entries / count < MIN_SHARD_ITEMS {
+        let mut count = (cores * 8).next_power_of_two().clamp(8, MAX_SHARDS);
+        // A shard holds a `1/count` share of the bound, and quick_cache
+        // refuses a value heavier than its shard: keep shards large enough
+        // for real values, and a small cache in few shards.
+        while count > 1
+            && (max_entries / count < MIN_SHARD_ITEMS || max_bytes / count < MIN_SHARD_BYTES)
+        {
             count /= 2;
         }
         let shard = || {
@@ -77,7 +86,9 @@ impl QuickL1 {
 impl L1Engine for QuickL1 {
     #[inline]
     fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
-        self.shard(key).read().get(key).map(f)
+        // Recursive: `f` clones the user's value, and a `Clone` that reads
+        // the cache again must not deadlock behind a queued writer.
+        self.shard(key).read_recursive().get(key).map(f)
     }
 
     fn insert(&self, key: &str, entry: Entry) {
