@@ -179,3 +179,63 @@ fn a_clone_that_reads_the_cache_does_not_deadlock() {
     rx.recv_timeout(Duration::from_secs(30))
         .expect("a read deadlocked behind a queued writer");
 }
+
+#[derive(Clone, Debug, PartialEq)]
+struct DbError;
+
+type DbResult<T> = Result<T, DbError>;
+type Maybe<T> = Option<T>;
+
+static ALIAS_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cached(ttl = "1m", key = "alias:<id>")]
+fn load_aliased(id: u64) -> DbResult<u64> {
+    ALIAS_CALLS.fetch_add(1, Ordering::SeqCst);
+    if id == 0 {
+        Err(DbError)
+    } else {
+        Ok(id)
+    }
+}
+
+#[cached(ttl = "1m", key = "maybe:<id>")]
+async fn find_aliased(id: u64) -> Maybe<u64> {
+    ALIAS_CALLS.fetch_add(1, Ordering::SeqCst);
+    (id != 0).then_some(id)
+}
+
+#[cache_runtime::invalidates("alias:*")]
+fn write_aliased(ok: bool) -> DbResult<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(DbError)
+    }
+}
+
+/// The kind of a return type comes from the type, not its spelling: an
+/// `Err` behind an alias is never cached, a `None` behind one only with
+/// `none = true`, and `#[invalidates]` skips an aliased `Err`.
+#[test]
+fn aliases_of_result_and_option_behave_as_result_and_option() {
+    let cache = Cache::builder().build().unwrap();
+    cache.scope_sync(|| {
+        assert_eq!(load_aliased(0), Err(DbError));
+        assert_eq!(load_aliased(0), Err(DbError));
+        assert_eq!(ALIAS_CALLS.load(Ordering::SeqCst), 2, "an Err was cached");
+        assert_eq!(load_aliased(1), Ok(1));
+        assert_eq!(load_aliased(1), Ok(1));
+        assert_eq!(ALIAS_CALLS.load(Ordering::SeqCst), 3);
+        write_aliased(false).unwrap_err();
+        assert_eq!(load_aliased(1), Ok(1));
+        assert_eq!(ALIAS_CALLS.load(Ordering::SeqCst), 3, "an Err invalidated");
+        write_aliased(true).unwrap();
+        assert_eq!(load_aliased(1), Ok(1));
+        assert_eq!(ALIAS_CALLS.load(Ordering::SeqCst), 4);
+    });
+    block(cache.scope(async {
+        assert_eq!(find_aliased(0).await, None);
+        assert_eq!(find_aliased(0).await, None);
+    }));
+    assert_eq!(ALIAS_CALLS.load(Ordering::SeqCst), 6, "a None was cached");
+}

@@ -13,7 +13,7 @@ use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::Block;
 
-use crate::ast::{self, Body, Function, ReturnKind};
+use crate::ast::{self, Body, Function};
 use crate::ctxt::Ctxt;
 use crate::valid::{
     self, CachedPlan, InvalidatesPlan, KeyStep, Part, PartHead, SpecPlan, TemplateName, Tier,
@@ -85,17 +85,19 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
     let statics = spec_statics(func, &plan.spec, &private(&plan.krate));
     let key = build_key(&plan.key, &private(&plan.krate));
     let ret = return_type(func);
-    let plain = func.output.kind == ReturnKind::Plain;
-    let unwrap_plain = plain.then(|| quote_spanned!(span=> .0));
+    // The kind (`Result`, `Option`, plain) is picked from the type, so that
+    // an alias of `Result` is a `Result`: see `__private::Dispatch`.
+    let kind = quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use #rt::{OptionProbe as _, PlainProbe as _, ResultProbe as _};
+            (&&#rt::Dispatch::<#ret>::new()).kind()
+        }
+    };
 
     let fetch = |block: &Block| {
-        let origin = if plain {
-            quote_spanned!(span=> move || async move { #rt::Plain(#rt::typed::<#ret, _>(async move #block).await) })
-        } else {
-            quote_spanned!(span=> move || #rt::typed::<#ret, _>(async move #block))
-        };
         quote_spanned! {span=>
-            #rt::fetch(&__CACHE_SPEC, &__CACHE_SLOT, &#key_var, #origin).await #unwrap_plain
+            #rt::fetch_as(#kind, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move #block)).await
         }
     };
 
@@ -115,13 +117,8 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
             is_async: false,
             block,
         } => {
-            let origin = if plain {
-                quote_spanned!(span=> #rt::plain(move || -> #ret #block))
-            } else {
-                quote_spanned!(span=> move || -> #ret #block)
-            };
             let fetch = quote_spanned! {span=>
-                #rt::fetch_blocking(&__CACHE_SPEC, &__CACHE_SLOT, &#key_var, #origin) #unwrap_plain
+                #rt::fetch_blocking_as(#kind, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || -> #ret #block)
             };
             quote! {
                 #statics
@@ -198,12 +195,15 @@ fn gen_invalidates(func: &Function, plan: &InvalidatesPlan) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let ret = return_type(func);
-    let succeeded = (func.output.kind == ReturnKind::Result)
-        .then(|| quote!(::core::result::Result::is_ok(&#ret_var)));
-    let guard = |apply: TokenStream| match &succeeded {
-        Some(succeeded) => quote!(if #succeeded { #apply }),
-        None => apply,
+    // `Ok` for any `Result` (aliases too, picked by type), else always.
+    let succeeded = quote! {
+        {
+            #[allow(unused_imports)]
+            use #rt::{OptionProbe as _, PlainProbe as _, ResultProbe as _, Succeeded as _};
+            (&&#rt::Dispatch::<#ret>::new()).kind().succeeded(&#ret_var)
+        }
     };
+    let guard = |apply: TokenStream| quote!(if #succeeded { #apply });
 
     let run_async = |block: &Block| {
         let before = plan

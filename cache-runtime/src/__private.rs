@@ -213,13 +213,6 @@ where
     )
 }
 
-/// The origin of a plain `fn` whose return type `T` is neither `Option`
-/// nor `Result`, as [`fetch_blocking`] takes it.
-#[inline(always)]
-pub fn plain<T>(origin: impl FnOnce() -> T) -> impl FnOnce() -> Plain<T> {
-    move || Plain(origin())
-}
-
 /// Runs the body of a plain `fn` under `#[invalidates]`: a closure with the
 /// declared return type, so that `return` stays in the body. Taking it as
 /// `FnOnce` lets the body return borrows of its arguments (`&self.name`).
@@ -249,4 +242,154 @@ pub fn invalidate_blocking(name: Option<&'static str>, slot: &'static Slot, patt
         let pattern = Pattern::parse(pattern.as_str()).expect("`#[invalidates]` pattern parses");
         cache.invalidate_now(&pattern);
     }
+}
+
+/// Picks how a return type is cached from the type itself (not from how it
+/// is spelled), so that `type DbResult<T> = Result<T, DbError>` is a
+/// `Result` whose `Err` is never cached. Autoref specialization: the macro
+/// calls `(&&Dispatch::<R>::new()).kind()`; `Result` and `Option` match at
+/// the first step, anything else (a generic `T` included) at the second.
+pub struct Dispatch<R>(std::marker::PhantomData<fn() -> R>);
+
+impl<R> Dispatch<R> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Dispatch(std::marker::PhantomData)
+    }
+}
+
+/// `Result<T, E>`: `Ok` is stored, `Err` returned.
+pub struct ResultKind;
+/// `Option<T>`: `Some` stored, `None` only with `none = true`.
+pub struct OptionKind;
+/// Anything else: stored as it is.
+pub struct PlainKind;
+
+pub trait ResultProbe {
+    fn kind(&self) -> ResultKind {
+        ResultKind
+    }
+}
+impl<T, E> ResultProbe for &Dispatch<Result<T, E>> {}
+
+pub trait OptionProbe {
+    fn kind(&self) -> OptionKind {
+        OptionKind
+    }
+}
+impl<T> OptionProbe for &Dispatch<Option<T>> {}
+
+pub trait PlainProbe {
+    fn kind(&self) -> PlainKind {
+        PlainKind
+    }
+}
+impl<R> PlainProbe for Dispatch<R> {}
+
+/// How a kind of return type maps to an [`Outcome`].
+pub trait Kind<R> {
+    type Outcome: Outcome;
+    fn wrap(value: R) -> Self::Outcome;
+    fn unwrap(outcome: Self::Outcome) -> R;
+    /// Whether `#[invalidates]` applies after a call that returned `value`.
+    fn succeeded(value: &R) -> bool;
+}
+
+impl<T: Clone + Send + Sync + 'static, E> Kind<Result<T, E>> for ResultKind {
+    type Outcome = Result<T, E>;
+    #[inline]
+    fn wrap(value: Result<T, E>) -> Self::Outcome {
+        value
+    }
+    #[inline]
+    fn unwrap(outcome: Self::Outcome) -> Result<T, E> {
+        outcome
+    }
+    fn succeeded(value: &Result<T, E>) -> bool {
+        value.is_ok()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Kind<Option<T>> for OptionKind {
+    type Outcome = Option<T>;
+    #[inline]
+    fn wrap(value: Option<T>) -> Self::Outcome {
+        value
+    }
+    #[inline]
+    fn unwrap(outcome: Self::Outcome) -> Option<T> {
+        outcome
+    }
+    fn succeeded(_: &Option<T>) -> bool {
+        true
+    }
+}
+
+impl<R: Clone + Send + Sync + 'static> Kind<R> for PlainKind {
+    type Outcome = Plain<R>;
+    #[inline]
+    fn wrap(value: R) -> Self::Outcome {
+        Plain(value)
+    }
+    #[inline]
+    fn unwrap(outcome: Self::Outcome) -> R {
+        outcome.0
+    }
+    fn succeeded(_: &R) -> bool {
+        true
+    }
+}
+
+/// Whether an `#[invalidates]` function succeeded: `Ok` for any `Result`
+/// (aliases included), always otherwise. Needs no bound on the value.
+pub trait Succeeded<R> {
+    fn succeeded(&self, value: &R) -> bool;
+}
+impl<T, E> Succeeded<Result<T, E>> for ResultKind {
+    fn succeeded(&self, value: &Result<T, E>) -> bool {
+        value.is_ok()
+    }
+}
+impl<R> Succeeded<R> for OptionKind {
+    fn succeeded(&self, _: &R) -> bool {
+        true
+    }
+}
+impl<R> Succeeded<R> for PlainKind {
+    fn succeeded(&self, _: &R) -> bool {
+        true
+    }
+}
+
+/// [`fetch`] for the return type `R` of kind `K`.
+#[inline]
+pub async fn fetch_as<K, R, F, Fut>(
+    _kind: K,
+    spec: &'static Spec,
+    slot: &'static Slot,
+    key: &KeyBuf,
+    origin: F,
+) -> R
+where
+    K: Kind<R>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = R>,
+{
+    K::unwrap(fetch(spec, slot, key, || async { K::wrap(origin().await) }).await)
+}
+
+/// [`fetch_blocking`] for the return type `R` of kind `K`.
+#[inline]
+pub fn fetch_blocking_as<K, R, F>(
+    _kind: K,
+    spec: &'static Spec,
+    slot: &'static Slot,
+    key: &KeyBuf,
+    origin: F,
+) -> R
+where
+    K: Kind<R>,
+    F: FnOnce() -> R,
+{
+    K::unwrap(fetch_blocking(spec, slot, key, || K::wrap(origin())))
 }
