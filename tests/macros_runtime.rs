@@ -241,3 +241,46 @@ async fn async_recursion_on_the_same_key_is_detected() {
     assert!(text.contains("aloop:5"), "{text}");
     assert!(text.contains("wait for itself"), "{text}");
 }
+
+#[derive(Clone, Debug, PartialEq)]
+struct Down;
+
+static SHARED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "1m", key = "shared-error:<n>")]
+async fn fails_once_for_all(n: u32, release: Arc<Notify>) -> Result<u32, Down> {
+    SHARED_CALLS.fetch_add(1, Ordering::SeqCst);
+    release.notified().await;
+    let _ = n;
+    Err(Down)
+}
+
+/// An error that is `Clone` is shared with the callers that waited on the
+/// failed call: one origin call, failure or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_error_reaches_every_waiter_from_one_call() {
+    let cache = Cache::builder().build().unwrap();
+    let release = Arc::new(Notify::new());
+    let spawn = |release: Arc<Notify>| {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.scope(fails_once_for_all(1, release)).await })
+    };
+    let leader = spawn(release.clone());
+    while SHARED_CALLS.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let waiters: Vec<_> = (0..20).map(|_| spawn(release.clone())).collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_one();
+    let all = async {
+        assert_eq!(leader.await.unwrap(), Err(Down));
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap(), Err(Down));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("a waiter called the origin instead of sharing the error");
+    assert_eq!(SHARED_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().sets, 0);
+}

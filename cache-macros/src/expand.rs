@@ -90,8 +90,8 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
     let kind = quote_spanned! {span=>
         {
             #[allow(unused_imports)]
-            use #rt::{OptionProbe as _, PlainProbe as _, ResultProbe as _};
-            (&&#rt::Dispatch::<#ret>::new()).kind()
+            use #rt::{OptionProbe as _, PlainProbe as _, ResultProbe as _, SharedResultProbe as _};
+            (&&&#rt::Dispatch::<#ret>::new()).kind()
         }
     };
 

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use crate::key::KeyBuf;
-pub use crate::outcome::{Outcome, Plain};
+pub use crate::outcome::{Outcome, Plain, SharedErr};
 
 use crate::cache::{Lookup, Policy};
 use crate::pattern::Pattern;
@@ -247,8 +247,9 @@ pub fn invalidate_blocking(name: Option<&'static str>, slot: &'static Slot, patt
 /// Picks how a return type is cached from the type itself (not from how it
 /// is spelled), so that `type DbResult<T> = Result<T, DbError>` is a
 /// `Result` whose `Err` is never cached. Autoref specialization: the macro
-/// calls `(&&Dispatch::<R>::new()).kind()`; `Result` and `Option` match at
-/// the first step, anything else (a generic `T` included) at the second.
+/// calls `(&&&Dispatch::<R>::new()).kind()`; a `Result` with a `Clone`
+/// error matches at the first step, any other `Result` and `Option` at the
+/// second, anything else (a generic `T` included) at the third.
 pub struct Dispatch<R>(std::marker::PhantomData<fn() -> R>);
 
 impl<R> Dispatch<R> {
@@ -258,12 +259,22 @@ impl<R> Dispatch<R> {
     }
 }
 
+/// `Result<T, E>` with `E: Clone`: as [`ResultKind`], and callers waiting
+/// on a failed call get a clone of its error.
+pub struct SharedResultKind;
 /// `Result<T, E>`: `Ok` is stored, `Err` returned.
 pub struct ResultKind;
 /// `Option<T>`: `Some` stored, `None` only with `none = true`.
 pub struct OptionKind;
 /// Anything else: stored as it is.
 pub struct PlainKind;
+
+pub trait SharedResultProbe {
+    fn kind(&self) -> SharedResultKind {
+        SharedResultKind
+    }
+}
+impl<T, E: Clone + Send + Sync + 'static> SharedResultProbe for &&Dispatch<Result<T, E>> {}
 
 pub trait ResultProbe {
     fn kind(&self) -> ResultKind {
@@ -304,6 +315,25 @@ impl<T: Clone + Send + Sync + 'static, E> Kind<Result<T, E>> for ResultKind {
     #[inline]
     fn unwrap(outcome: Self::Outcome) -> Result<T, E> {
         outcome
+    }
+    fn succeeded(value: &Result<T, E>) -> bool {
+        value.is_ok()
+    }
+}
+
+impl<T, E> Kind<Result<T, E>> for SharedResultKind
+where
+    T: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    type Outcome = SharedErr<T, E>;
+    #[inline]
+    fn wrap(value: Result<T, E>) -> Self::Outcome {
+        SharedErr(value)
+    }
+    #[inline]
+    fn unwrap(outcome: Self::Outcome) -> Result<T, E> {
+        outcome.0
     }
     fn succeeded(value: &Result<T, E>) -> bool {
         value.is_ok()

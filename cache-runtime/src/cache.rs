@@ -54,11 +54,11 @@ const HANDLE_TEMPLATE: &str = "-";
 /// call is running wait for its value; they do not wait on a lock held
 /// across the call. If the running call's future is dropped (cancelled) or
 /// its origin panics, the waiters wake and one of them makes the call
-/// instead; nothing hangs. An `Err` is never cached, and it cannot be
-/// shared (error types are rarely `Clone`): the waiters of a call that
-/// failed each make their own call at once, so that a failing origin costs
-/// a caller at most two origin latencies, never a queue. What those calls
-/// return is not stored.
+/// instead; nothing hangs. An `Err` is never cached. The waiters of a
+/// call that failed get a clone of its error when `#[cached]` sees that the
+/// error type is `Clone`; otherwise (and through this handle) each makes its
+/// own call at once, so that a failing origin costs a caller at most two
+/// origin latencies, never a queue. What those calls return is not stored.
 ///
 /// A call that, while computing a key, asks for the same key (directly or
 /// through other cached functions) would wait for itself forever: this is
@@ -112,9 +112,11 @@ pub(crate) enum Lookup<V> {
 }
 
 /// What a waiter does after its flight landed.
-enum Waited<V> {
-    Value(V),
-    /// The leader's origin call failed: make one's own call, now.
+enum Waited<O> {
+    /// The leader's value, or its shared error.
+    Done(O),
+    /// The leader's origin call failed with an error that cannot be shared:
+    /// make one's own call, now.
     CallOrigin,
     /// The leader left or panicked: look again, one caller leads.
     TryAgain,
@@ -482,23 +484,21 @@ impl Cache {
     }
 
     /// What a waiter does once the flight it joined has landed.
-    fn joined<V: Clone + 'static>(&self, joined: Joined, template: &str) -> Waited<V> {
-        match joined {
-            Joined::Value(value) => match value.downcast_ref::<V>() {
-                Some(value) => {
-                    self.inner.counters.add(Counter::Miss, 1);
-                    self.emit(Event::Miss { template });
-                    Waited::Value(value.clone())
-                }
-                None => Waited::TryAgain,
+    fn joined<O: Outcome>(&self, joined: Joined, template: &str) -> Waited<O> {
+        let answer = match joined {
+            Joined::Value(value) => match value.downcast_ref::<O::Value>() {
+                Some(value) => Waited::Done(O::from_value(value.clone())),
+                None => return Waited::TryAgain,
             },
-            Joined::Failed => {
-                self.inner.counters.add(Counter::Miss, 1);
-                self.emit(Event::Miss { template });
-                Waited::CallOrigin
-            }
-            Joined::Retry => Waited::TryAgain,
-        }
+            Joined::Failed(error) => match error.as_ref().and_then(O::from_error) {
+                Some(shared) => Waited::Done(shared),
+                None => Waited::CallOrigin,
+            },
+            Joined::Retry => return Waited::TryAgain,
+        };
+        self.inner.counters.add(Counter::Miss, 1);
+        self.emit(Event::Miss { template });
+        answer
     }
 
     /// The miss path of an async load: lead or join the flight for `key`.
@@ -529,8 +529,8 @@ impl Cache {
                     });
                     return self.settle(leader, key, template, policy, out);
                 }
-                Step::Wait(flight) => match self.joined(flight.wait().await, template) {
-                    Waited::Value(v) => return O::from_value(v),
+                Step::Wait(flight) => match self.joined::<O>(flight.wait().await, template) {
+                    Waited::Done(out) => return out,
                     // Not stored: this call is in no flight, so an
                     // invalidation could not stop a stale fill from it.
                     Waited::CallOrigin => return origin.take().expect("unused origin")().await,
@@ -567,8 +567,8 @@ impl Cache {
                     });
                     return self.settle(leader, key, template, policy, out);
                 }
-                Step::Wait(flight) => match self.joined(flight.wait_blocking(), template) {
-                    Waited::Value(v) => return O::from_value(v),
+                Step::Wait(flight) => match self.joined::<O>(flight.wait_blocking(), template) {
+                    Waited::Done(out) => return out,
                     Waited::CallOrigin => return origin.take().expect("unused origin")(),
                     Waited::TryAgain => {}
                 },
@@ -603,8 +603,8 @@ impl Cache {
                 leader.finish(Arc::new(v.clone()), || {});
                 O::from_value(v)
             }
-            Split::Keep(out) => {
-                leader.fail();
+            Split::Fail(out, error) => {
+                leader.fail(error);
                 out
             }
         }

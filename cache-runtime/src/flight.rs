@@ -23,6 +23,7 @@ use std::task::{Context, Poll};
 use event_listener::{Event, Listener};
 use parking_lot::Mutex;
 
+use crate::outcome::SharedError;
 use crate::pattern::Pattern;
 
 const SHARDS: usize = 16;
@@ -46,9 +47,10 @@ enum State {
         invalidated: bool,
     },
     Done(Value),
-    /// The origin failed (an `Err`, which cannot be shared): each waiter
-    /// makes its own call, at once, rather than queueing behind one another.
-    Failed,
+    /// The origin failed: waiters get the error when it can be shared
+    /// (`E: Clone`); otherwise each makes its own call, at once, rather
+    /// than queueing behind one another.
+    Failed(Option<SharedError>),
     /// The leader left (cancelled) or panicked: waiters try again and one
     /// of them leads.
     Retry,
@@ -57,7 +59,7 @@ enum State {
 /// What a waiter learns.
 pub(crate) enum Joined {
     Value(Value),
-    Failed,
+    Failed(Option<SharedError>),
     Retry,
 }
 
@@ -141,7 +143,7 @@ impl Flight {
         match &*self.state.lock() {
             State::Running { .. } => None,
             State::Done(value) => Some(Joined::Value(Arc::clone(value))),
-            State::Failed => Some(Joined::Failed),
+            State::Failed(error) => Some(Joined::Failed(error.clone())),
             State::Retry => Some(Joined::Retry),
         }
     }
@@ -213,9 +215,10 @@ impl Leader<'_> {
         stored
     }
 
-    /// Tells the waiters that the origin failed.
-    pub(crate) fn fail(mut self) {
-        *self.flight.state.lock() = State::Failed;
+    /// Tells the waiters that the origin failed, with the error when it
+    /// can be shared.
+    pub(crate) fn fail(mut self, error: Option<SharedError>) {
+        *self.flight.state.lock() = State::Failed(error);
         self.finished = true;
         self.release();
     }

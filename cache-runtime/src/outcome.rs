@@ -1,5 +1,12 @@
 //! What a cached function returns, and what of it is stored.
 
+use std::any::Any;
+use std::sync::Arc;
+
+/// An origin's error, type-erased, to hand to the callers that waited on
+/// the same call.
+pub type SharedError = Arc<dyn Any + Send + Sync>;
+
 /// A return type of a cached function: `T` (through [`Plain`]),
 /// `Option<T>` or `Result<T, E>`.
 pub trait Outcome: Sized {
@@ -11,6 +18,12 @@ pub trait Outcome: Sized {
 
     /// Rebuilds the outcome from a stored value.
     fn from_value(value: Self::Value) -> Self;
+
+    /// Rebuilds a failed outcome from the error another caller's call
+    /// shared, when this kind of outcome shares its errors.
+    fn from_error(_error: &SharedError) -> Option<Self> {
+        None
+    }
 }
 
 /// What becomes of an origin's outcome.
@@ -19,8 +32,10 @@ pub enum Split<O: Outcome> {
     Store(O::Value),
     /// Give it to the waiters, store nothing (`None` without `none = true`).
     Share(O::Value),
-    /// Return it to the caller only (`Err`); the waiters try again.
-    Keep(O),
+    /// Return it to the caller only (`Err`), with the error to give the
+    /// waiters when it can be shared; without one, each waiter calls the
+    /// origin itself.
+    Fail(O, Option<SharedError>),
 }
 
 /// A plain return type `T`.
@@ -66,12 +81,45 @@ impl<T: Clone + Send + Sync + 'static, E> Outcome for Result<T, E> {
     fn split(self, _cache_none: bool) -> Split<Self> {
         match self {
             Ok(v) => Split::Store(v),
-            Err(e) => Split::Keep(Err(e)),
+            Err(e) => Split::Fail(Err(e), None),
         }
     }
 
     #[inline]
     fn from_value(value: T) -> Self {
         Ok(value)
+    }
+}
+
+/// A `Result` whose error is `Clone`: callers waiting on a failed call get
+/// a clone of its error instead of calling the origin themselves.
+#[derive(Clone, Debug)]
+pub struct SharedErr<T, E>(pub Result<T, E>);
+
+impl<T, E> Outcome for SharedErr<T, E>
+where
+    T: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    #[inline]
+    fn split(self, _cache_none: bool) -> Split<Self> {
+        match self.0 {
+            Ok(v) => Split::Store(v),
+            Err(e) => {
+                let shared: SharedError = Arc::new(e.clone());
+                Split::Fail(SharedErr(Err(e)), Some(shared))
+            }
+        }
+    }
+
+    #[inline]
+    fn from_value(value: T) -> Self {
+        SharedErr(Ok(value))
+    }
+
+    fn from_error(error: &SharedError) -> Option<Self> {
+        error.downcast_ref::<E>().map(|e| SharedErr(Err(e.clone())))
     }
 }
