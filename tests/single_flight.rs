@@ -42,6 +42,8 @@ async fn a_thousand_cold_callers_make_one_origin_call() {
             assert_eq!(task.await.unwrap(), 42);
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1, "{cache:?}");
+        let stats = cache.stats();
+        assert_eq!((stats.misses, stats.loads), (1000, 1), "{stats:?}");
     }
 }
 

@@ -388,6 +388,7 @@ impl Cache {
         Stats {
             hits: c.sum(Counter::Hit),
             misses: c.sum(Counter::Miss),
+            loads: c.sum(Counter::Load),
             sets: c.sum(Counter::Set),
             deletes: c.sum(Counter::Delete),
             errors: c.sum(Counter::Error),
@@ -521,6 +522,7 @@ impl Cache {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     let origin = origin.take().expect("a caller leads at most once");
+                    self.inner.counters.add(Counter::Load, 1);
                     let started = Instant::now();
                     let out = leader.lead_future(origin()).await;
                     self.emit(Event::OriginCall {
@@ -533,7 +535,10 @@ impl Cache {
                     Waited::Done(out) => return out,
                     // Not stored: this call is in no flight, so an
                     // invalidation could not stop a stale fill from it.
-                    Waited::CallOrigin => return origin.take().expect("unused origin")().await,
+                    Waited::CallOrigin => {
+                        self.inner.counters.add(Counter::Load, 1);
+                        return origin.take().expect("unused origin")().await;
+                    }
                     Waited::TryAgain => {}
                 },
             }
@@ -559,6 +564,7 @@ impl Cache {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     let origin = origin.take().expect("a caller leads at most once");
+                    self.inner.counters.add(Counter::Load, 1);
                     let started = Instant::now();
                     let out = leader.lead(origin);
                     self.emit(Event::OriginCall {
@@ -569,7 +575,10 @@ impl Cache {
                 }
                 Step::Wait(flight) => match self.joined::<O>(flight.wait_blocking(), template) {
                     Waited::Done(out) => return out,
-                    Waited::CallOrigin => return origin.take().expect("unused origin")(),
+                    Waited::CallOrigin => {
+                        self.inner.counters.add(Counter::Load, 1);
+                        return origin.take().expect("unused origin")();
+                    }
                     Waited::TryAgain => {}
                 },
             }

@@ -17,9 +17,10 @@ pub(crate) enum Counter {
     Delete,
     Error,
     StaleServed,
+    Load,
 }
 
-const COUNTERS: usize = 6;
+const COUNTERS: usize = 7;
 
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -86,8 +87,12 @@ impl Counters {
 pub struct Stats {
     /// Lookups answered with a fresh value.
     pub hits: u64,
-    /// Lookups that found no fresh value.
+    /// Lookups that found no fresh value, including callers that waited
+    /// for another caller's origin call (see `loads`).
     pub misses: u64,
+    /// Origin calls made. With single flight, many misses on one key make
+    /// one load: `misses - loads` is what waiting on a running call saved.
+    pub loads: u64,
     /// Values stored.
     pub sets: u64,
     /// Keys removed by `delete` and invalidation.
