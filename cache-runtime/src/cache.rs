@@ -131,6 +131,12 @@ enum Step<'a, V> {
 
 impl Cache {
     /// A builder with the defaults of [`Config::default`].
+    ///
+    /// ```
+    /// use cache_runtime::Cache;
+    /// let cache = Cache::builder().build().unwrap();
+    /// assert!(cache.is_enabled());
+    /// ```
     pub fn builder() -> CacheBuilder {
         CacheBuilder::new()
     }
@@ -143,6 +149,12 @@ impl Cache {
     /// On first use, if the environment holds an invalid setting (an
     /// unknown `CACHE_BACKEND`, say). Call [`Config::from_env`] at start-up
     /// to handle that error yourself.
+    ///
+    /// ```
+    /// use cache_runtime::Cache;
+    /// let cache = Cache::global();
+    /// assert!(cache.same_as(Cache::global()));
+    /// ```
     pub fn global() -> &'static Cache {
         GLOBAL.get_or_init(|| {
             let config = Config::from_env().unwrap_or_else(|e| {
@@ -195,16 +207,35 @@ impl Cache {
     }
 
     /// Whether two handles are the same cache.
+    ///
+    /// ```
+    /// use cache_runtime::Cache;
+    /// let a = Cache::builder().build().unwrap();
+    /// assert!(a.same_as(&a.clone()));
+    /// assert!(!a.same_as(&Cache::builder().build().unwrap()));
+    /// ```
     pub fn same_as(&self, other: &Cache) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Whether caching is on (`false` means every call reaches the origin).
+    ///
+    /// ```
+    /// use cache_runtime::Cache;
+    /// assert!(!Cache::builder().enabled(false).build().unwrap().is_enabled());
+    /// ```
     pub fn is_enabled(&self) -> bool {
         self.inner.config.enabled
     }
 
     /// The settings this cache was built with.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_runtime::Cache;
+    /// let cache = Cache::builder().default_ttl(Duration::from_secs(5)).build().unwrap();
+    /// assert_eq!(cache.config().default_ttl, Duration::from_secs(5));
+    /// ```
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
@@ -234,11 +265,33 @@ impl Cache {
 
     /// Runs `f` with `self` standing in for the global cache; see
     /// [`Cache::scope`].
+    ///
+    /// ```
+    /// use cache_runtime::{cached, Cache};
+    ///
+    /// #[cached(ttl = "1m", key = "triple:<n>")]
+    /// fn triple(n: u32) -> u32 { n * 3 }
+    ///
+    /// let cache = Cache::builder().build().unwrap();
+    /// assert_eq!(cache.scope_sync(|| triple(3)), 9);
+    /// assert_eq!(cache.stats().sets, 1);
+    /// ```
     pub fn scope_sync<R>(&self, f: impl FnOnce() -> R) -> R {
         scope::enter(self.clone(), f)
     }
 
     /// The fresh value of `key`, if it holds one of type `V`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// cache.set("user:1", "Ada".to_string(), Duration::from_secs(60)).await;
+    /// assert_eq!(cache.get::<String>("user:1").await.as_deref(), Some("Ada"));
+    /// assert_eq!(cache.get::<u32>("user:1").await, None); // another type: a miss
+    /// assert_eq!(cache.get::<String>("user:2").await, None);
+    /// # });
+    /// ```
     pub async fn get<V: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<V> {
         match self.lookup::<V>(key, HANDLE_TEMPLATE) {
             Lookup::Fresh(v) => Some(v),
@@ -250,6 +303,15 @@ impl Cache {
     }
 
     /// Stores `value` under `key` for `ttl`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// cache.set("rate:EUR", 1.08f64, Duration::from_secs(300)).await;
+    /// assert_eq!(cache.get::<f64>("rate:EUR").await, Some(1.08));
+    /// # });
+    /// ```
     pub async fn set<V: Clone + Send + Sync + 'static>(&self, key: &str, value: V, ttl: Duration) {
         let entry = self.entry(
             key,
@@ -263,6 +325,16 @@ impl Cache {
     /// The fresh value of `key`, or the value `init` computes, stored for
     /// `ttl`. Concurrent calls on one key run `init` once; see
     /// "Concurrent calls on one key" above.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// let ttl = Duration::from_secs(60);
+    /// assert_eq!(cache.get_or_insert_with("n", ttl, || async { 1u8 }).await, 1);
+    /// assert_eq!(cache.get_or_insert_with("n", ttl, || async { 2u8 }).await, 1); // cached
+    /// # });
+    /// ```
     pub async fn get_or_insert_with<V, F, Fut>(&self, key: &str, ttl: Duration, init: F) -> V
     where
         V: Clone + Send + Sync + 'static,
@@ -345,11 +417,31 @@ impl Cache {
 
     /// Removes `key`; `true` if it held a value. A load of `key` that is
     /// running does not store its value afterwards.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// cache.set("k", 1u8, Duration::from_secs(60)).await;
+    /// assert!(cache.delete("k").await);
+    /// assert!(!cache.delete("k").await);
+    /// # });
+    /// ```
     pub async fn delete(&self, key: &str) -> bool {
         self.remove_key(key)
     }
 
     /// Whether `key` holds a fresh value (of any type).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// assert!(!cache.exists("k").await);
+    /// cache.set("k", (), Duration::from_secs(60)).await;
+    /// assert!(cache.exists("k").await);
+    /// # });
+    /// ```
     pub async fn exists(&self, key: &str) -> bool {
         let now = self.inner.clock.now();
         self.inner
@@ -365,11 +457,34 @@ impl Cache {
     ///
     /// # Errors
     /// A malformed pattern (an unclosed `[`, a trailing `\`, empty).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// for page in 0..3 {
+    ///     cache.set(&format!("orders:list:acme:p{page}"), page, Duration::from_secs(60)).await;
+    /// }
+    /// assert_eq!(cache.invalidate("orders:list:acme:*").await.unwrap(), 3);
+    /// assert!(cache.invalidate("orders:[acme").await.is_err()); // malformed: an error
+    /// # });
+    /// ```
     pub async fn invalidate(&self, pattern: &str) -> Result<u64, PatternError> {
         Ok(self.invalidate_now(&Pattern::parse(pattern)?))
     }
 
     /// Removes every entry of this cache and of its named caches.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// cache.set("a", 1u8, Duration::from_secs(60)).await;
+    /// cache.named("lookups").set("b", 2u8, Duration::from_secs(60)).await;
+    /// cache.clear().await;
+    /// assert!(!cache.exists("a").await && !cache.named("lookups").exists("b").await);
+    /// # });
+    /// ```
     pub async fn clear(&self) {
         // Running loads first, as for any invalidation: a load that finished
         // between the two steps would otherwise store into the emptied tier.
@@ -383,6 +498,17 @@ impl Cache {
     }
 
     /// A snapshot of the counters.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// cache.get_or_insert_with("k", Duration::from_secs(60), || async { 1u8 }).await;
+    /// cache.get_or_insert_with("k", Duration::from_secs(60), || async { 1u8 }).await;
+    /// let stats = cache.stats();
+    /// assert_eq!((stats.hits, stats.misses, stats.loads, stats.entries), (1, 1, 1, 1));
+    /// # });
+    /// ```
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         Stats {
@@ -742,6 +868,13 @@ impl CacheBuilder {
     }
 
     /// Starts from `config` (for example [`Config::from_env`]).
+    ///
+    /// ```
+    /// use cache_runtime::{CacheBuilder, Config};
+    /// let config = Config::from_lookup(|name| (name == "CACHE_DEFAULT_TTL").then(|| "5m".into())).unwrap();
+    /// let cache = CacheBuilder::from_config(config).build().unwrap();
+    /// assert_eq!(cache.config().default_ttl.as_secs(), 300);
+    /// ```
     pub fn from_config(config: Config) -> Self {
         CacheBuilder {
             config,
@@ -751,42 +884,84 @@ impl CacheBuilder {
     }
 
     /// `false` makes every cached function call its origin.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().enabled(false).build().unwrap();
+    /// assert!(!cache.is_enabled());
+    /// ```
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.config.enabled = enabled;
         self
     }
 
     /// TTL of functions that give none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().default_ttl(Duration::from_secs(30)).build().unwrap();
+    /// assert_eq!(cache.config().default_ttl, Duration::from_secs(30));
+    /// ```
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.config.default_ttl = ttl;
         self
     }
 
     /// Stale window of functions that give none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().stale_ttl(Duration::from_secs(300)).build().unwrap();
+    /// assert_eq!(cache.config().stale_ttl, Duration::from_secs(300));
+    /// ```
     pub fn stale_ttl(mut self, stale: Duration) -> Self {
         self.config.stale_ttl = stale;
         self
     }
 
     /// Byte bound of the in-process tier.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().l1_max_bytes(16 << 20).build().unwrap();
+    /// assert_eq!(cache.config().l1_max_bytes, 16 << 20);
+    /// ```
     pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
         self.config.l1_max_bytes = bytes;
         self
     }
 
     /// Entry bound of the in-process tier, on top of the byte bound.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().l1_max_entries(10_000).build().unwrap();
+    /// assert_eq!(cache.config().l1_max_entries, 10_000);
+    /// ```
     pub fn l1_max_entries(mut self, entries: u64) -> Self {
         self.config.l1_max_entries = entries;
         self
     }
 
     /// The in-process engine.
+    ///
+    /// ```
+    /// use cache_runtime::{Cache, Engine};
+    /// let cache = Cache::builder().engine(Engine::Moka).build().unwrap();
+    /// assert_eq!(cache.config().engine, Engine::Moka);
+    /// ```
     pub fn engine(mut self, engine: Engine) -> Self {
         self.config.engine = engine;
         self
     }
 
     /// Settings of the named cache `name`.
+    ///
+    /// ```
+    /// use cache_runtime::{Cache, NamespaceConfig};
+    /// let cache = Cache::builder()
+    ///     .namespace("reports", NamespaceConfig::new().enabled(false))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(!cache.named("reports").is_enabled());
+    /// ```
     pub fn namespace(mut self, name: &str, settings: NamespaceConfig) -> Self {
         self.config
             .namespaces
@@ -795,12 +970,31 @@ impl CacheBuilder {
     }
 
     /// Observer of every event.
+    ///
+    /// ```
+    /// use cache_runtime::{Cache, Event, Hooks};
+    /// struct PrintSets;
+    /// impl Hooks for PrintSets {
+    ///     fn on_event(&self, event: &Event<'_>) {
+    ///         if let Event::Set { template } = event {
+    ///             println!("stored a value of {template}");
+    ///         }
+    ///     }
+    /// }
+    /// let cache = Cache::builder().hooks(PrintSets).build().unwrap();
+    /// ```
     pub fn hooks(mut self, hooks: impl Hooks) -> Self {
         self.hooks = Some(Arc::new(hooks));
         self
     }
 
     /// A manual clock, for tests of expiry.
+    ///
+    /// ```
+    /// use cache_runtime::{testing::ManualClock, Cache};
+    /// let clock = ManualClock::new();
+    /// let cache = Cache::builder().clock(clock.clone()).build().unwrap();
+    /// ```
     pub fn clock(mut self, clock: ManualClock) -> Self {
         self.clock = Clock::Manual(clock);
         self
@@ -811,6 +1005,11 @@ impl CacheBuilder {
     /// # Errors
     /// Settings that do not fit together (a zero byte bound, a Redis
     /// backend without a URL), or a backend this build cannot serve.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// assert!(cache_runtime::Cache::builder().l1_max_bytes(0).build().is_err());
+    /// ```
     pub fn build(self) -> Result<Cache, ConfigError> {
         self.config.validate()?;
         if self.config.backend != Backend::Memory {

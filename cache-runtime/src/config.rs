@@ -51,11 +51,22 @@ pub struct NamespaceConfig {
 
 impl NamespaceConfig {
     /// Settings that change nothing.
+    ///
+    /// ```
+    /// use cache_runtime::NamespaceConfig;
+    /// let unchanged = NamespaceConfig::new();
+    /// assert_eq!(unchanged.enabled, None);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Turns the namespace on or off.
+    ///
+    /// ```
+    /// use cache_runtime::NamespaceConfig;
+    /// assert_eq!(NamespaceConfig::new().enabled(false).enabled, Some(false));
+    /// ```
     #[must_use]
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = Some(enabled);
@@ -63,6 +74,13 @@ impl NamespaceConfig {
     }
 
     /// Sets the default TTL.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_runtime::NamespaceConfig;
+    /// let ns = NamespaceConfig::new().default_ttl(Duration::from_secs(3600));
+    /// assert_eq!(ns.default_ttl, Some(Duration::from_secs(3600)));
+    /// ```
     #[must_use]
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = Some(ttl);
@@ -70,6 +88,11 @@ impl NamespaceConfig {
     }
 
     /// Sets the byte bound of the in-process tier.
+    ///
+    /// ```
+    /// use cache_runtime::NamespaceConfig;
+    /// assert_eq!(NamespaceConfig::new().l1_max_bytes(1 << 20).l1_max_bytes, Some(1 << 20));
+    /// ```
     #[must_use]
     pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
         self.l1_max_bytes = Some(bytes);
@@ -77,6 +100,11 @@ impl NamespaceConfig {
     }
 
     /// Sets the in-process engine.
+    ///
+    /// ```
+    /// use cache_runtime::{Engine, NamespaceConfig};
+    /// assert_eq!(NamespaceConfig::new().engine(Engine::Moka).engine, Some(Engine::Moka));
+    /// ```
     #[must_use]
     pub fn engine(mut self, engine: Engine) -> Self {
         self.engine = Some(engine);
@@ -156,6 +184,14 @@ impl ConfigError {
     }
 
     /// The variable or setting at fault.
+    ///
+    /// ```
+    /// let err = cache_runtime::Config::from_lookup(|name| {
+    ///     (name == "CACHE_ENABLED").then(|| "maybe".to_string())
+    /// })
+    /// .unwrap_err();
+    /// assert_eq!(err.variable(), "CACHE_ENABLED");
+    /// ```
     pub fn variable(&self) -> &str {
         &self.variable
     }
@@ -192,6 +228,12 @@ impl Config {
     /// # Errors
     /// A value that is not one of those above; the error names the variable
     /// and what it accepts. Nothing falls back silently.
+    ///
+    /// ```
+    /// // At start-up, so that a bad value is an error here, not a panic later.
+    /// let config = cache_runtime::Config::from_env().expect("cache settings");
+    /// let cache = cache_runtime::CacheBuilder::from_config(config).build().unwrap();
+    /// ```
     pub fn from_env() -> Result<Config, ConfigError> {
         let mut config = Self::from_lookup(|name| std::env::var(name).ok())?;
         for (name, value) in std::env::vars() {
