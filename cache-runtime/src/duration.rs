@@ -20,6 +20,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if trimmed.starts_with('-') {
         return Err(format!("duration `{text}` is negative: {hint}"));
     }
+    if trimmed.contains(char::is_whitespace) {
+        let compact: String = trimmed.split_whitespace().collect();
+        return Err(match parse_duration(&compact) {
+            Ok(_) => format!(
+                "duration `{text}` has spaces; durations are written without them: write \"{compact}\""
+            ),
+            // The same text without spaces has a mistake of its own: say
+            // that one, about the text as written.
+            Err(e) => e.replace(&format!("`{compact}`"), &format!("`{text}`")),
+        });
+    }
     let mut total: u128 = 0;
     let mut rest = trimmed;
     while !rest.is_empty() {
@@ -45,9 +56,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ))
             }
             other => {
-                return Err(format!(
-                    "unknown unit `{other}` in duration `{text}`: {hint}"
-                ))
+                let unit = match other.to_ascii_lowercase().as_str() {
+                    "msec" | "msecs" | "millis" | "millisecond" | "milliseconds" => Some("ms"),
+                    "sec" | "secs" | "second" | "seconds" => Some("s"),
+                    "min" | "mins" | "minute" | "minutes" => Some("m"),
+                    "hr" | "hrs" | "hour" | "hours" => Some("h"),
+                    "day" | "days" => Some("d"),
+                    _ => None,
+                };
+                return Err(match unit {
+                    Some(unit) => format!("unknown unit `{other}` in duration `{text}`: write `{unit}`, as in \"{number}{unit}\""),
+                    None => format!("unknown unit `{other}` in duration `{text}`: {hint}"),
+                });
             }
         };
         rest = &rest[unit_len..];
@@ -101,7 +121,13 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
         }
-        assert!(parse_duration("2 minutes").unwrap_err().contains("e.g."));
+        assert!(parse_duration("2 minutes")
+            .unwrap_err()
+            .contains("as in \"2m\""));
+        assert!(parse_duration("2minutes")
+            .unwrap_err()
+            .contains("as in \"2m\""));
+        assert!(parse_duration("1 m").unwrap_err().contains("write \"1m\""));
     }
 
     #[test]
