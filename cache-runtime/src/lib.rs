@@ -3,14 +3,20 @@
 
 mod cache;
 mod clock;
+#[cfg(feature = "redis")]
+mod codec;
 mod config;
 #[allow(dead_code)] // `parse_percent` serves the macros, which compile this file too.
 mod duration;
 mod entry;
+#[cfg(feature = "redis")]
+mod envelope;
 mod flight;
 mod hooks;
 mod key;
 mod l1;
+#[cfg(feature = "redis")]
+mod l2;
 mod outcome;
 mod pattern;
 mod scope;
@@ -26,6 +32,18 @@ pub use hooks::{Event, Hooks, Tier};
 pub use key::{key_text, KeyBuf, KeyPart, KeyWriter};
 pub use pattern::{Pattern, PatternError};
 pub use stats::Stats;
+
+#[cfg(feature = "redis")]
+pub use codec::{Codec, CodecError};
+#[cfg(feature = "redis")]
+pub use envelope::{
+    Deadlines, Decoded, Envelope, EnvelopeError, EnvelopeHeader, TypeFingerprint,
+    ENVELOPE_HARD_MAX_BYTES, ENVELOPE_HEADER_LEN, ENVELOPE_VERSION,
+};
+#[cfg(feature = "redis")]
+pub use l2::redis::{RedisL2, RedisL2Builder};
+#[cfg(feature = "redis")]
+pub use l2::{L2Error, L2Future, L2};
 
 pub use cache_macros::{cached, invalidates, KeyPart};
 

@@ -1,0 +1,208 @@
+//! The shared tier (L2): raw bytes under namespaced keys, with timeouts on
+//! every call. What the bytes mean is the envelope's business
+//! ([`Envelope`](crate::Envelope)); this layer stores, expires and removes.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::pattern::PatternError;
+
+pub(crate) mod redis;
+
+/// The future an [`L2`] method returns: boxed, so that the trait can be used
+/// as `dyn L2` (a Redis store in production, a fake in tests, a breaker
+/// around either).
+pub type L2Future<'a, T> = Pin<Box<dyn Future<Output = Result<T, L2Error>> + Send + 'a>>;
+
+/// A shared store of bytes: the operations the cache needs from its second
+/// tier. Keys are the cache's keys; the store adds its namespace.
+///
+/// Every method is bounded in time by the store's timeout and returns
+/// [`L2Error::Timeout`] past it: a slow store is an error, not a wait.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use cache_runtime::{L2, RedisL2};
+///
+/// # async fn run() -> Result<(), cache_runtime::L2Error> {
+/// let redis = RedisL2::builder("redis://127.0.0.1:6380/0", "orders-svc").connect().await?;
+/// let store: &dyn L2 = &redis;
+/// store.set("order:acme:1", b"bytes", 60_000).await?;
+/// assert_eq!(store.get("order:acme:1").await?.as_deref(), Some(&b"bytes"[..]));
+/// assert_eq!(store.invalidate("order:acme:*").await?, 1);
+/// # Ok(()) }
+/// ```
+pub trait L2: Send + Sync + fmt::Debug {
+    /// The bytes under `key`, or `None`.
+    fn get<'a>(&'a self, key: &'a str) -> L2Future<'a, Option<Vec<u8>>>;
+
+    /// Stores `bytes` under `key` for `px_millis` milliseconds (must be at
+    /// least 1), replacing what was there.
+    fn set<'a>(&'a self, key: &'a str, bytes: &'a [u8], px_millis: u64) -> L2Future<'a, ()>;
+
+    /// Removes these exact keys (no pattern syntax); returns how many
+    /// existed.
+    fn delete<'a>(&'a self, keys: &'a [&'a str]) -> L2Future<'a, u64>;
+
+    /// Removes every key `pattern` matches (Redis glob syntax, as
+    /// [`Pattern`](crate::Pattern)); a pattern without wildcards removes one
+    /// key. Returns how many were removed.
+    fn invalidate<'a>(&'a self, pattern: &'a str) -> L2Future<'a, u64>;
+
+    /// Removes every key of this store's namespace, and no other; returns
+    /// how many.
+    fn clear(&self) -> L2Future<'_, u64>;
+
+    /// One round trip to the store.
+    fn ping(&self) -> L2Future<'_, Duration>;
+}
+
+/// Why an L2 call failed. On the read path every one of these means "go on
+/// without the L2": a miss, or a fill that did not happen.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::L2Error;
+///
+/// let err = L2Error::Timeout { op: "GET", after: Duration::from_millis(250) };
+/// assert!(err.is_timeout());
+/// assert_eq!(err.to_string(), "redis GET timed out after 250ms");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum L2Error {
+    /// The store was configured wrong: a bad URL or namespace. The message
+    /// never contains a password.
+    Config(String),
+    /// The call took longer than the store's timeout.
+    Timeout {
+        /// The command, as `GET`, `SET`, `SCAN`.
+        op: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The connection failed: refused, dropped, or being re-established.
+    Connection {
+        /// The command.
+        op: &'static str,
+        /// The driver's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The server answered with an error, or something the command should
+    /// not return.
+    Command {
+        /// The command.
+        op: &'static str,
+        /// The driver's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The invalidation pattern does not parse.
+    Pattern(PatternError),
+    /// A `set` with a TTL of zero milliseconds.
+    ZeroTtl,
+}
+
+impl L2Error {
+    /// The call timed out.
+    ///
+    /// ```
+    /// use cache_runtime::L2Error;
+    /// assert!(!L2Error::ZeroTtl.is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, L2Error::Timeout { .. })
+    }
+
+    /// The store is unreachable or slow (timeout or connection trouble):
+    /// what a circuit breaker counts, as opposed to a caller's mistake.
+    ///
+    /// ```
+    /// use cache_runtime::L2Error;
+    /// assert!(!L2Error::ZeroTtl.is_unavailable());
+    /// ```
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, L2Error::Timeout { .. } | L2Error::Connection { .. })
+    }
+}
+
+impl fmt::Display for L2Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            L2Error::Config(message) => write!(f, "redis configuration: {message}"),
+            L2Error::Timeout { op, after } => write!(f, "redis {op} timed out after {after:?}"),
+            L2Error::Connection { op, source } => write!(f, "redis {op}: connection: {source}"),
+            L2Error::Command { op, source } => write!(f, "redis {op}: {source}"),
+            L2Error::Pattern(e) => e.fmt(f),
+            L2Error::ZeroTtl => f.write_str("an L2 value needs a TTL of at least 1ms"),
+        }
+    }
+}
+
+impl std::error::Error for L2Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            L2Error::Connection { source, .. } | L2Error::Command { source, .. } => Some(&**source),
+            L2Error::Pattern(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<PatternError> for L2Error {
+    fn from(e: PatternError) -> Self {
+        L2Error::Pattern(e)
+    }
+}
+
+/// Checks a namespace: the text every key of the store starts with, before
+/// a `:`.
+///
+/// It is put in front of SCAN patterns as it is, so it must not contain
+/// glob syntax (`*`, `?`, `[`, `]`, `\`); nor `:`, so that no namespace is a
+/// prefix of another's keys (`app` would otherwise clear `app:v2`'s);
+/// nor spaces or control characters. Not empty, at most 128 bytes.
+pub(crate) fn validate_namespace(namespace: &str) -> Result<(), L2Error> {
+    let bad = |why: &str| {
+        Err(L2Error::Config(format!(
+            "namespace `{}` {why}",
+            namespace.escape_debug()
+        )))
+    };
+    if namespace.is_empty() {
+        return bad("is empty: give each application its own, e.g. `orders-svc`");
+    }
+    if namespace.len() > 128 {
+        return bad("is longer than 128 bytes");
+    }
+    if let Some(c) = namespace
+        .chars()
+        .find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\' | ':') || !c.is_ascii_graphic())
+    {
+        return bad(&format!(
+            "contains `{}`: use ASCII letters, digits and punctuation other than * ? [ ] \\ :",
+            c.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces() {
+        assert!(validate_namespace("orders-svc").is_ok());
+        assert!(validate_namespace("app_v2.eu").is_ok());
+        for bad in ["", "a*", "a?", "a[b]", "a\\b", "a:b", "a b", "é", "a\n"] {
+            assert!(validate_namespace(bad).is_err(), "{bad:?}");
+        }
+        let err = validate_namespace("app:v2").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "redis configuration: namespace `app:v2` contains `:`: use ASCII letters, digits and punctuation other than * ? [ ] \\ :"
+        );
+    }
+}

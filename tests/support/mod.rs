@@ -1,0 +1,272 @@
+//! Test support: throwaway `redis-server` processes.
+//!
+//! Each [`RedisServer`] is its own process on a free loopback port, with no
+//! persistence, stopped by its own pid when dropped. Tests never touch a
+//! shared Redis (in particular not the one on 127.0.0.1:6379).
+//!
+//! Use from an integration test with `mod support;`.
+#![allow(dead_code)] // each test crate uses a different part
+
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The binary to run: `$REDIS_SERVER`, or `redis-server` on the PATH.
+fn binary() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
+
+/// How long a fresh server has to answer PING.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+/// Attempts at a fresh port before giving up.
+const PORT_ATTEMPTS: usize = 8;
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A `redis-server` child process bound to 127.0.0.1 on its own port.
+///
+/// ```ignore
+/// let server = RedisServer::start();
+/// let l2 = RedisL2::builder(server.url(), "test").connect().await?;
+/// server.pause();   // SIGSTOP: calls now time out
+/// server.resume();  // SIGCONT
+/// server.kill();    // SIGKILL: calls now fail
+/// server.restart(); // same port, empty
+/// ```
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers PING.
+    ///
+    /// # Panics
+    /// When `redis-server` is not installed, or no server came up after
+    /// several ports.
+    pub fn start() -> RedisServer {
+        check_installed();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("cache-suite-redis-{}-{id}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a directory for redis-server");
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            match spawn_ready(port, &dir) {
+                Ok(child) => {
+                    return RedisServer {
+                        child: Some(child),
+                        port,
+                        dir,
+                    }
+                }
+                Err(why) => failures.push(format!("port {port}: {why}")),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!(
+            "could not start redis-server after {PORT_ATTEMPTS} ports:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The port, kept across [`restart`](RedisServer::restart).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The pid of the running process, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A client for raw commands (writing garbage, counting keys).
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("a loopback URL parses")
+    }
+
+    /// A blocking connection for raw commands.
+    pub fn connection(&self) -> redis::Connection {
+        self.client()
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("connect to the test redis-server")
+    }
+
+    /// SIGKILL, and waits for the process. Calls then fail; the port stays
+    /// reserved for [`restart`](RedisServer::restart) only by convention.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // std's kill sends SIGKILL, which also ends a stopped process.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the process holds its connections but answers nothing.
+    ///
+    /// # Panics
+    /// When the server is not running.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`pause`](RedisServer::pause).
+    ///
+    /// # Panics
+    /// When the server is not running.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Kills the server if it runs, and starts an empty one on the same
+    /// port; returns once it answers PING.
+    ///
+    /// # Panics
+    /// When the port cannot be bound again within a few seconds.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            match spawn_ready(self.port, &self.dir) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(why) if Instant::now() >= deadline => {
+                    panic!(
+                        "could not restart redis-server on port {}: {why}",
+                        self.port
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the test redis-server is not running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed: {status}");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn check_installed() {
+    let bin = binary();
+    match Command::new(&bin)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`{bin}` is not installed: the Redis tests start their own redis-server \
+             (Debian/Ubuntu: `apt-get install redis-server`; or set REDIS_SERVER to its path)"
+        ),
+        Err(e) => panic!("cannot run `{bin}`: {e}"),
+    }
+}
+
+/// A port the OS just handed out on 127.0.0.1 (bind to 0, read, drop).
+/// Another process may take it before redis-server binds it: callers retry.
+fn free_port() -> u16 {
+    loop {
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 for a free port");
+        let port = listener.local_addr().expect("local address").port();
+        drop(listener);
+        if port != 6379 {
+            return port;
+        }
+    }
+}
+
+/// Spawns redis-server on `port` and waits until it answers PING as itself
+/// (INFO's process_id is the child's pid, not some other server's).
+fn spawn_ready(port: u16, dir: &std::path::Path) -> Result<Child, String> {
+    let log = dir.join(format!("redis-{port}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = Command::new(binary())
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(["--appendonly", "no"])
+        .args(["--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", binary()))?;
+    let pid = child.id();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            return Err(format!(
+                "redis-server exited ({status}): {}{}",
+                stderr.trim(),
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        if answers_as(&url, pid) {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("no PING answer within {READY_WITHIN:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn answers_as(url: &str, pid: u32) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+    let Ok(pong) = redis::cmd("PING").query::<String>(&mut conn) else {
+        return false;
+    };
+    let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut conn) else {
+        return false;
+    };
+    pong == "PONG"
+        && info
+            .lines()
+            .any(|line| line.trim() == format!("process_id:{pid}"))
+}
