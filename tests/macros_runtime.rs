@@ -284,3 +284,41 @@ async fn a_clone_error_reaches_every_waiter_from_one_call() {
     assert_eq!(SHARED_CALLS.load(Ordering::SeqCst), 1);
     assert_eq!(cache.stats().sets, 0);
 }
+
+#[cached(ttl = "1h", key = "blob:<n>")]
+fn blob(n: u64) -> Vec<u64> {
+    vec![n; 10_000]
+}
+
+#[cached(ttl = "1h", key = "text:<n>")]
+async fn text(n: u64) -> Result<String, std::io::Error> {
+    Ok("x".repeat(50_000 + n as usize))
+}
+
+/// A value that is `Serialize` weighs what it holds, not its inline size:
+/// 200 vectors of 80 KB do not fit in 1 MiB, and the bound holds.
+#[tokio::test]
+async fn values_are_weighed_by_their_contents() {
+    let cache = Cache::builder().l1_max_bytes(1 << 20).build().unwrap();
+    cache.scope_sync(|| {
+        for n in 0..200 {
+            blob(n);
+        }
+    });
+    let stats = cache.stats();
+    assert!(stats.l1_bytes <= 1 << 20, "{stats:?}");
+    assert!((1..=13).contains(&stats.entries), "{stats:?}");
+    assert!(stats.l1_bytes > 80_000, "{stats:?}");
+
+    let cache = Cache::builder().l1_max_bytes(1 << 20).build().unwrap();
+    cache
+        .scope(async {
+            for n in 0..100 {
+                text(n).await.unwrap();
+            }
+        })
+        .await;
+    let stats = cache.stats();
+    assert!(stats.l1_bytes <= 1 << 20, "{stats:?}");
+    assert!((1..=21).contains(&stats.entries), "{stats:?}");
+}

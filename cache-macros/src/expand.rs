@@ -95,9 +95,18 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
         }
     };
 
+    // Values that are `Serialize` are weighed by their encoded length.
+    let weigher = quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use #rt::{WeighInline as _, WeighItself as _, WeighStored as _};
+            (&&&#rt::Weigh::<#ret>::new()).weigher()
+        }
+    };
+
     let fetch = |block: &Block| {
         quote_spanned! {span=>
-            #rt::fetch_as(#kind, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move #block)).await
+            #rt::fetch_as(#kind, #weigher, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move #block)).await
         }
     };
 
@@ -118,7 +127,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
             block,
         } => {
             let fetch = quote_spanned! {span=>
-                #rt::fetch_blocking_as(#kind, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || -> #ret #block)
+                #rt::fetch_blocking_as(#kind, #weigher, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || -> #ret #block)
             };
             quote! {
                 #statics

@@ -10,6 +10,8 @@ pub use crate::key::KeyBuf;
 pub use crate::outcome::{Outcome, Plain, SharedErr};
 
 use crate::cache::{Lookup, Policy};
+use crate::entry::encoded_len;
+pub use crate::entry::Weigher;
 use crate::pattern::Pattern;
 use crate::{scope, Cache};
 
@@ -51,6 +53,7 @@ impl Spec {
                 l1_ttl: None,
                 jitter_percent: 0,
                 cache_none: false,
+                weigher: None,
             },
             tier: TierChoice::Default,
             fail_safe: None,
@@ -164,6 +167,7 @@ pub async fn fetch<O, F, Fut>(
     spec: &'static Spec,
     slot: &'static Slot,
     key: &KeyBuf,
+    weigher: Option<Weigher>,
     origin: F,
 ) -> O
 where
@@ -180,19 +184,22 @@ where
     }
     // Boxed: the miss path's state (the origin's future, the flight) would
     // otherwise be part of every hit's future, moved on every call.
-    Box::pin(cache.load(
-        key.as_str(),
-        spec.template,
-        spec.function,
-        &spec.policy,
-        origin,
-    ))
-    .await
+    let policy = Policy {
+        weigher,
+        ..spec.policy
+    };
+    Box::pin(cache.load(key.as_str(), spec.template, spec.function, &policy, origin)).await
 }
 
 /// The body of a plain `fn` under `#[cached]`.
 #[inline]
-pub fn fetch_blocking<O, F>(spec: &'static Spec, slot: &'static Slot, key: &KeyBuf, origin: F) -> O
+pub fn fetch_blocking<O, F>(
+    spec: &'static Spec,
+    slot: &'static Slot,
+    key: &KeyBuf,
+    weigher: Option<Weigher>,
+    origin: F,
+) -> O
 where
     O: Outcome,
     F: FnOnce() -> O,
@@ -204,13 +211,11 @@ where
     if let Lookup::Fresh(v) = cache.lookup::<O::Value>(key.as_str(), spec.template) {
         return O::from_value(v);
     }
-    cache.load_blocking(
-        key.as_str(),
-        spec.template,
-        spec.function,
-        &spec.policy,
-        origin,
-    )
+    let policy = Policy {
+        weigher,
+        ..spec.policy
+    };
+    cache.load_blocking(key.as_str(), spec.template, spec.function, &policy, origin)
 }
 
 /// Runs the body of a plain `fn` under `#[invalidates]`: a closure with the
@@ -395,6 +400,7 @@ impl<R> Succeeded<R> for PlainKind {
 #[inline]
 pub async fn fetch_as<K, R, F, Fut>(
     _kind: K,
+    weigher: Option<Weigher>,
     spec: &'static Spec,
     slot: &'static Slot,
     key: &KeyBuf,
@@ -405,13 +411,19 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = R>,
 {
-    K::unwrap(fetch(spec, slot, key, || async { K::wrap(origin().await) }).await)
+    K::unwrap(
+        fetch(spec, slot, key, weigher, || async {
+            K::wrap(origin().await)
+        })
+        .await,
+    )
 }
 
 /// [`fetch_blocking`] for the return type `R` of kind `K`.
 #[inline]
 pub fn fetch_blocking_as<K, R, F>(
     _kind: K,
+    weigher: Option<Weigher>,
     spec: &'static Spec,
     slot: &'static Slot,
     key: &KeyBuf,
@@ -421,5 +433,57 @@ where
     K: Kind<R>,
     F: FnOnce() -> R,
 {
-    K::unwrap(fetch_blocking(spec, slot, key, || K::wrap(origin())))
+    K::unwrap(fetch_blocking(spec, slot, key, weigher, || {
+        K::wrap(origin())
+    }))
 }
+
+/// Finds how to measure the stored values of a return type `R`: by their
+/// encoded length when they are `serde::Serialize`, else not at all (the
+/// inline size counts). Autoref specialization, as [`Dispatch`]: the macro
+/// calls `(&&&Weigh::<R>::new()).weigher()`.
+pub struct Weigh<R>(std::marker::PhantomData<fn() -> R>);
+
+impl<R> Weigh<R> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Weigh(std::marker::PhantomData)
+    }
+}
+
+fn weigh_as<V: serde::Serialize + 'static>(value: &(dyn std::any::Any + Send + Sync)) -> usize {
+    value.downcast_ref::<V>().map_or(0, encoded_len)
+}
+
+/// `Result<T, E>` stores `T`; `Option<T>` stores `Option<T>`.
+pub trait WeighStored {
+    fn weigher(&self) -> Option<Weigher>;
+}
+impl<T: serde::Serialize + 'static, E> WeighStored for &&Weigh<Result<T, E>> {
+    fn weigher(&self) -> Option<Weigher> {
+        Some(weigh_as::<T>)
+    }
+}
+impl<T: serde::Serialize + 'static> WeighStored for &&Weigh<Option<T>> {
+    fn weigher(&self) -> Option<Weigher> {
+        Some(weigh_as::<Option<T>>)
+    }
+}
+
+/// Any other `R` stores itself.
+pub trait WeighItself {
+    fn weigher(&self) -> Option<Weigher>;
+}
+impl<R: serde::Serialize + 'static> WeighItself for &Weigh<R> {
+    fn weigher(&self) -> Option<Weigher> {
+        Some(weigh_as::<R>)
+    }
+}
+
+/// Not `Serialize`: the inline size only.
+pub trait WeighInline {
+    fn weigher(&self) -> Option<Weigher> {
+        None
+    }
+}
+impl<R> WeighInline for Weigh<R> {}

@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 
 use crate::clock::{self, Clock, ManualClock, Ticks};
 use crate::config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
-use crate::entry::Entry;
+use crate::entry::{Entry, Weigher};
 use crate::flight::{Flight, Flights, Join, Joined, Leader};
 use crate::hooks::{Event, Hooks, Tier};
 use crate::l1::{L1Engine, MokaL1, QuickL1, L1};
@@ -90,6 +90,8 @@ pub(crate) struct Policy {
     pub(crate) l1_ttl: Option<Duration>,
     pub(crate) jitter_percent: u8,
     pub(crate) cache_none: bool,
+    /// Measures the heap contents of the values, when they are `Serialize`.
+    pub(crate) weigher: Option<Weigher>,
 }
 
 impl Policy {
@@ -100,6 +102,7 @@ impl Policy {
             l1_ttl: None,
             jitter_percent: 0,
             cache_none: false,
+            weigher: None,
         }
     }
 }
@@ -313,12 +316,8 @@ impl Cache {
     /// # });
     /// ```
     pub async fn set<V: Clone + Send + Sync + 'static>(&self, key: &str, value: V, ttl: Duration) {
-        let entry = self.entry(
-            key,
-            Arc::new(value),
-            Entry::weight_of::<V>(key),
-            &Policy::ttl(ttl),
-        );
+        let weight = Entry::weight_of(key, &value, None);
+        let entry = self.entry(key, Arc::new(value), weight, &Policy::ttl(ttl));
         self.store(key, entry, HANDLE_TEMPLATE);
     }
 
@@ -722,13 +721,9 @@ impl Cache {
     ) -> O {
         match out.split(policy.cache_none) {
             Split::Store(v) => {
+                let weight = Entry::weight_of(key, &v, policy.weigher);
                 let shared: Arc<dyn Any + Send + Sync> = Arc::new(v.clone());
-                let entry = self.entry(
-                    key,
-                    Arc::clone(&shared),
-                    Entry::weight_of::<O::Value>(key),
-                    policy,
-                );
+                let entry = self.entry(key, Arc::clone(&shared), weight, policy);
                 if leader.finish(shared, || self.inner.l1.insert(key, entry)) {
                     self.stored(template);
                 }

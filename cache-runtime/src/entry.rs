@@ -22,9 +22,29 @@ pub(crate) struct Entry {
 /// reference-counted box, the deadlines.
 const ENTRY_OVERHEAD: usize = 96;
 
+/// Measures a stored value's heap contents: the value's encoded length.
+pub type Weigher = fn(&(dyn Any + Send + Sync)) -> usize;
+
 impl Entry {
-    pub(crate) fn weight_of<V>(key: &str) -> u32 {
-        let bytes = key.len() + std::mem::size_of::<V>() + ENTRY_OVERHEAD;
+    /// The weight of `value` under `key`: the key, the larger of the value's
+    /// inline size and its measured (encoded) size, and the fixed overhead.
+    /// Without a weigher only the inline size counts.
+    pub(crate) fn weight_of<V: Any + Send + Sync>(
+        key: &str,
+        value: &V,
+        weigher: Option<Weigher>,
+    ) -> u32 {
+        let inline = std::mem::size_of::<V>();
+        let measured = weigher.map_or(0, |weigh| weigh(value));
+        let bytes = key.len() + inline.max(measured) + ENTRY_OVERHEAD;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
+}
+
+/// The encoded length of `value` in bincode's fixed-width layout (lengths
+/// and integers at their in-memory width): close to what a value holds on
+/// the heap. Counted into a sink: nothing is allocated.
+pub(crate) fn encoded_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    bincode::serde::encode_into_std_write(value, &mut std::io::sink(), bincode::config::legacy())
+        .unwrap_or(0)
 }
