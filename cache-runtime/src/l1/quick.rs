@@ -1,19 +1,83 @@
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use quick_cache::unsync::Cache;
-use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
+use quick_cache::{DefaultHashBuilder, Equivalent, OptionsBuilder, Weighter};
 
 use super::L1Engine;
 use crate::entry::Entry;
 use crate::pattern::Pattern;
 
+/// A key with its hash, computed once per lookup: the hash picks the shard
+/// and, passed through as it is, places the key in the shard's table.
+#[derive(Clone)]
+struct Key {
+    hash: u64,
+    text: Box<str>,
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.hash == other.hash && self.text == other.text
+    }
+}
+
+impl Eq for Key {}
+
+/// A borrowed [`Key`], to look one up without allocating.
+struct Probe<'a> {
+    hash: u64,
+    text: &'a str,
+}
+
+impl Hash for Probe<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Equivalent<Key> for Probe<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.hash == key.hash && self.text == &*key.text
+    }
+}
+
+/// Hands the precomputed hash through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is ever called (see `Key` and `Probe`); fold
+        // anything else rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Table = Cache<Key, Entry, EntryWeight, BuildHasherDefault<PassThrough>>;
+
 #[derive(Clone)]
 pub(crate) struct EntryWeight;
 
-impl Weighter<Box<str>, Entry> for EntryWeight {
-    fn weight(&self, _key: &Box<str>, entry: &Entry) -> u64 {
+impl Weighter<Key, Entry> for EntryWeight {
+    fn weight(&self, _key: &Key, entry: &Entry) -> u64 {
         // A zero weight would pin the entry; every entry weighs something.
         u64::from(entry.weight.max(1))
     }
@@ -25,7 +89,7 @@ impl Weighter<Box<str>, Entry> for EntryWeight {
 /// single-threaded shards so that a hit can read the entry in place under
 /// the read lock: the value is cloned, the entry is not (no reference count
 /// to bump and drop on every hit).
-type Shard = RwLock<Cache<Box<str>, Entry, EntryWeight>>;
+type Shard = RwLock<Table>;
 
 pub(crate) struct QuickL1 {
     /// Padded: a reader writes its shard's lock word, which must not share
@@ -65,7 +129,7 @@ impl QuickL1 {
             CachePadded::new(RwLock::new(Cache::with_options(
                 options,
                 EntryWeight,
-                DefaultHashBuilder::default(),
+                BuildHasherDefault::default(),
                 Default::default(),
             )))
         };
@@ -75,11 +139,13 @@ impl QuickL1 {
         }
     }
 
+    /// The key's hash and its shard. Bits 40 and up pick the shard; the
+    /// shard's table uses the low bits and the top seven.
     #[inline]
-    fn shard(&self, key: &str) -> &Shard {
-        // High bits pick the shard; the shard's table indexes by low bits.
+    fn locate<'k>(&self, key: &'k str) -> (Probe<'k>, &Shard) {
         let hash = self.hasher.hash_one(key);
-        &self.shards[(hash >> 40) as usize & (self.shards.len() - 1)]
+        let shard = &self.shards[(hash >> 40) as usize & (self.shards.len() - 1)];
+        (Probe { hash, text: key }, shard)
     }
 }
 
@@ -88,15 +154,22 @@ impl L1Engine for QuickL1 {
     fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         // Recursive: `f` clones the user's value, and a `Clone` that reads
         // the cache again must not deadlock behind a queued writer.
-        self.shard(key).read_recursive().get(key).map(f)
+        let (probe, shard) = self.locate(key);
+        shard.read_recursive().get(&probe).map(f)
     }
 
     fn insert(&self, key: &str, entry: Entry) {
-        self.shard(key).write().insert(key.into(), entry);
+        let (probe, shard) = self.locate(key);
+        let key = Key {
+            hash: probe.hash,
+            text: key.into(),
+        };
+        shard.write().insert(key, entry);
     }
 
     fn remove(&self, key: &str) -> bool {
-        self.shard(key).write().remove(key).is_some()
+        let (probe, shard) = self.locate(key);
+        shard.write().remove(&probe).is_some()
     }
 
     fn remove_matching(&self, pattern: &Pattern) -> u64 {
@@ -104,7 +177,7 @@ impl L1Engine for QuickL1 {
         for shard in self.shards.iter() {
             let mut shard = shard.write();
             let before = shard.len();
-            shard.retain(|key, _| !pattern.matches(key));
+            shard.retain(|key, _| !pattern.matches(&key.text));
             removed += (before - shard.len()) as u64;
         }
         removed
