@@ -1,13 +1,17 @@
 //! Counters that a hit can bump without touching memory that other threads
-//! write: one cache-line-padded stripe per thread (up to `STRIPES`), summed
-//! only when somebody reads the statistics.
+//! write, and without a read-modify-write: a thread owns one stripe of
+//! every cache's counters (claimed from a global pool while the thread
+//! lives), is the only writer of that stripe, and so can add with a plain
+//! load and store. Threads beyond the pool share an overflow stripe, with
+//! atomic adds. Stripes are summed only when somebody reads the statistics.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-const STRIPES: usize = 32;
+/// Stripes owned by one thread each; the one after them is shared.
+const OWNED: usize = 64;
+const OVERFLOW: usize = OWNED;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Counter {
@@ -29,35 +33,60 @@ pub(crate) struct Counters {
     stripes: Box<[CachePadded<Stripe>]>,
 }
 
-fn stripe_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+/// Which owned stripes are taken by a living thread.
+static TAKEN: [AtomicBool; OWNED] = [const { AtomicBool::new(false) }; OWNED];
+
+/// This thread's stripe; gives it back when the thread ends.
+struct Owned(usize);
+
+impl Owned {
+    fn claim() -> Owned {
+        // Acquire: the previous owner's last adds (before its Release on
+        // exit) are visible to this thread's loads.
+        (0..OWNED)
+            .find(|&i| {
+                TAKEN[i]
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            })
+            .map_or(Owned(OVERFLOW), Owned)
     }
-    INDEX.with(|index| {
-        let mut i = index.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            index.set(i);
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if self.0 != OVERFLOW {
+            TAKEN[self.0].store(false, Ordering::Release);
         }
-        i
-    })
+    }
+}
+
+thread_local! {
+    static STRIPE: Owned = Owned::claim();
 }
 
 impl Counters {
     pub(crate) fn new() -> Self {
         Counters {
-            stripes: (0..STRIPES)
+            stripes: (0..=OWNED)
                 .map(|_| CachePadded::new(Stripe::default()))
                 .collect(),
         }
     }
 
-    /// Adds `n` to this thread's stripe: uncontended unless more than
-    /// `STRIPES` threads count at once, and never lost.
+    /// Adds `n`; never lost, however many threads count.
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        self.stripes[stripe_index()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+        // A thread whose stripe is gone (counting from another
+        // thread-local's destructor) uses the shared one.
+        let index = STRIPE.try_with(|s| s.0).unwrap_or(OVERFLOW);
+        let cell = &self.stripes[index].0[counter as usize];
+        if index == OVERFLOW {
+            cell.fetch_add(n, Ordering::Relaxed);
+        } else {
+            // This thread is the stripe's only writer.
+            cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn sum(&self, counter: Counter) -> u64 {
