@@ -242,3 +242,147 @@ fn aliases_of_result_and_option_behave_as_result_and_option() {
     }));
     assert_eq!(ALIAS_CALLS.load(Ordering::SeqCst), 6, "a None was cached");
 }
+
+/// A value heavier than the in-process tier can hold is not kept, and is
+/// not counted as stored; the call still returns it.
+#[test]
+fn a_value_heavier_than_the_tier_is_not_counted_as_stored() {
+    #[cached(ttl = "1h", key = "huge:<n>")]
+    fn huge(n: u8) -> Vec<u8> {
+        vec![n; 600 * 1024]
+    }
+    let cache = Cache::builder().l1_max_bytes(1 << 20).build().unwrap();
+    cache.scope_sync(|| {
+        assert_eq!(huge(1).len(), 600 * 1024);
+        assert_eq!(huge(1).len(), 600 * 1024);
+    });
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.sets, stats.entries, stats.loads),
+        (0, 0, 2),
+        "{stats:?}"
+    );
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Unavailable(u8);
+
+static NAME_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static AGE_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cached(ttl = "1m", key = "user:<id>")]
+async fn user_name(id: u64, release: Arc<tokio::sync::Notify>) -> Result<String, Unavailable> {
+    NAME_CALLS.fetch_add(1, Ordering::SeqCst);
+    release.notified().await;
+    let _ = id;
+    Err(Unavailable(1))
+}
+
+#[cached(ttl = "1m", key = "user:<id>")]
+async fn user_age(id: u64) -> Result<u32, Unavailable> {
+    AGE_CALLS.fetch_add(1, Ordering::SeqCst);
+    let _ = id;
+    Ok(42)
+}
+
+/// A shared error reaches only waiters of the same value type: a function
+/// that shares the key but returns another type calls its own origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_error_does_not_cross_into_another_value_type() {
+    let cache = Cache::builder().build().unwrap();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let leader = {
+        let (cache, release) = (cache.clone(), release.clone());
+        tokio::spawn(async move { cache.scope(user_name(7, release)).await })
+    };
+    while NAME_CALLS.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let waiter = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.scope(user_age(7)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_one();
+    assert_eq!(leader.await.unwrap(), Err(Unavailable(1)));
+    assert_eq!(waiter.await.unwrap(), Ok(42));
+    assert_eq!(AGE_CALLS.load(Ordering::SeqCst), 1);
+}
+
+/// Errors that borrow or are generic compile (they are not shared).
+#[cached(ttl = "1m", key = "borrowed:<id>")]
+fn borrowed_error<'a>(id: u64, name: &'a str) -> Result<u64, &'a str> {
+    if id == 0 {
+        Err(name)
+    } else {
+        Ok(id)
+    }
+}
+
+#[cached(ttl = "1m", key = "generic-error:<id>")]
+fn generic_error<E: Clone + Send + Sync>(id: u64, err: E) -> Result<u64, E> {
+    if id == 0 {
+        Err(err)
+    } else {
+        Ok(id)
+    }
+}
+
+mod user_trait_in_scope {
+    //! A user trait with methods named like common words, implemented for
+    //! every type, does not capture the expansion's method calls.
+    use cache_runtime::cached;
+
+    pub trait Describe {
+        fn kind(&self) -> &'static str {
+            "anything"
+        }
+        fn weigher(&self) -> u8 {
+            0
+        }
+    }
+    impl<T: ?Sized> Describe for T {}
+
+    #[cached(ttl = "1m", key = "describe:<n>")]
+    pub fn twice(n: u32) -> u32 {
+        n * 2 + u32::from(n.weigher()) + u32::from(n.kind().is_empty())
+    }
+}
+
+#[test]
+fn unusual_error_types_and_user_traits_compile_and_work() {
+    let cache = Cache::builder().build().unwrap();
+    cache.scope_sync(|| {
+        assert_eq!(borrowed_error(0, "nobody"), Err("nobody"));
+        assert_eq!(borrowed_error(3, "x"), Ok(3));
+        assert_eq!(generic_error(0, 'e'), Err('e'));
+        assert_eq!(generic_error::<char>(4, 'e'), Ok(4));
+        assert_eq!(user_trait_in_scope::twice(21), 42);
+    });
+}
+
+/// A `Serialize` that panics costs the weight measure, not the value.
+#[derive(Clone)]
+struct Fragile(u32);
+
+impl serde::Serialize for Fragile {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("this value refuses to be serialized");
+    }
+}
+
+#[cached(ttl = "1m", key = "fragile:<n>")]
+fn fragile(n: u32) -> Fragile {
+    Fragile(n)
+}
+
+#[test]
+fn a_panicking_serialize_does_not_fail_the_call() {
+    let cache = Cache::builder().build().unwrap();
+    let value = cache.scope_sync(|| fragile(5));
+    assert_eq!(value.0, 5);
+    let stats = cache.stats();
+    assert_eq!((stats.sets, stats.errors), (1, 1), "{stats:?}");
+    assert_eq!(cache.scope_sync(|| fragile(5)).0, 5);
+    assert_eq!(cache.stats().hits, 1);
+}

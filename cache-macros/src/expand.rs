@@ -86,12 +86,21 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
     let key = build_key(&plan.key, &private(&plan.krate));
     let ret = return_type(func);
     // The kind (`Result`, `Option`, plain) is picked from the type, so that
-    // an alias of `Result` is a `Result`: see `__private::Dispatch`.
+    // an alias of `Result` is a `Result`: see `__private::Dispatch`. Errors
+    // are shared with waiters only when the error type may be: `Clone` and
+    // `'static`. Method probing does not see lifetimes, so a return type
+    // that names one (or a type parameter, which may hide one) starts the
+    // probe a step lower, where errors are not shared.
+    let probe = if names_lifetime_or_type_param(&ret, &func.sig.generics) {
+        quote_spanned!(span=> &&#rt::Dispatch::<#ret>::new())
+    } else {
+        quote_spanned!(span=> &&&#rt::Dispatch::<#ret>::new())
+    };
     let kind = quote_spanned! {span=>
         {
             #[allow(unused_imports)]
             use #rt::{OptionProbe as _, PlainProbe as _, ResultProbe as _, SharedResultProbe as _};
-            (&&&#rt::Dispatch::<#ret>::new()).kind()
+            (#probe).__cache_runtime_kind()
         }
     };
 
@@ -100,7 +109,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
         {
             #[allow(unused_imports)]
             use #rt::{WeighInline as _, WeighItself as _, WeighStored as _};
-            (&&&#rt::Weigh::<#ret>::new()).weigher()
+            (&&&#rt::Weigh::<#ret>::new()).__cache_runtime_weigher()
         }
     };
 
@@ -209,7 +218,7 @@ fn gen_invalidates(func: &Function, plan: &InvalidatesPlan) -> TokenStream {
         {
             #[allow(unused_imports)]
             use #rt::{OptionProbe as _, PlainProbe as _, ResultProbe as _, Succeeded as _};
-            (&&#rt::Dispatch::<#ret>::new()).kind().succeeded(&#ret_var)
+            (&&#rt::Dispatch::<#ret>::new()).__cache_runtime_kind().__cache_runtime_succeeded(&#ret_var)
         }
     };
     let guard = |apply: TokenStream| quote!(if #succeeded { #apply });
@@ -301,6 +310,32 @@ fn private(krate: &syn::Path) -> TokenStream {
 }
 
 /// The declared return type (`()` when there is none).
+/// Whether `tokens` name a lifetime other than `'static`, or one of the
+/// type parameters of `generics`.
+fn names_lifetime_or_type_param(tokens: &TokenStream, generics: &syn::Generics) -> bool {
+    let params: Vec<String> = generics
+        .type_params()
+        .map(|p| p.ident.to_string())
+        .collect();
+    let mut after_quote = false;
+    tokens.clone().into_iter().any(|tt| match tt {
+        TokenTree::Group(group) => names_lifetime_or_type_param(&group.stream(), generics),
+        TokenTree::Punct(p) => {
+            after_quote = p.as_char() == '\'';
+            false
+        }
+        TokenTree::Ident(ident) => {
+            let lifetime = std::mem::take(&mut after_quote);
+            if lifetime {
+                ident != "static"
+            } else {
+                params.iter().any(|p| ident == p)
+            }
+        }
+        TokenTree::Literal(_) => false,
+    })
+}
+
 fn return_type(func: &Function) -> TokenStream {
     match &func.output.ty {
         Some(ty) => ty.to_token_stream(),

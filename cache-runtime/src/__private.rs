@@ -252,7 +252,8 @@ pub fn invalidate_blocking(name: Option<&'static str>, slot: &'static Slot, patt
 /// Picks how a return type is cached from the type itself (not from how it
 /// is spelled), so that `type DbResult<T> = Result<T, DbError>` is a
 /// `Result` whose `Err` is never cached. Autoref specialization: the macro
-/// calls `(&&&Dispatch::<R>::new()).kind()`; a `Result` with a `Clone`
+/// calls `(&&&Dispatch::<R>::new()).__cache_runtime_kind()` (long method
+/// names: a user trait in scope with a `kind` method cannot capture them); a `Result` with a `Clone`
 /// error matches at the first step, any other `Result` and `Option` at the
 /// second, anything else (a generic `T` included) at the third.
 pub struct Dispatch<R>(std::marker::PhantomData<fn() -> R>);
@@ -275,28 +276,28 @@ pub struct OptionKind;
 pub struct PlainKind;
 
 pub trait SharedResultProbe {
-    fn kind(&self) -> SharedResultKind {
+    fn __cache_runtime_kind(&self) -> SharedResultKind {
         SharedResultKind
     }
 }
 impl<T, E: Clone + Send + Sync + 'static> SharedResultProbe for &&Dispatch<Result<T, E>> {}
 
 pub trait ResultProbe {
-    fn kind(&self) -> ResultKind {
+    fn __cache_runtime_kind(&self) -> ResultKind {
         ResultKind
     }
 }
 impl<T, E> ResultProbe for &Dispatch<Result<T, E>> {}
 
 pub trait OptionProbe {
-    fn kind(&self) -> OptionKind {
+    fn __cache_runtime_kind(&self) -> OptionKind {
         OptionKind
     }
 }
 impl<T> OptionProbe for &Dispatch<Option<T>> {}
 
 pub trait PlainProbe {
-    fn kind(&self) -> PlainKind {
+    fn __cache_runtime_kind(&self) -> PlainKind {
         PlainKind
     }
 }
@@ -307,8 +308,6 @@ pub trait Kind<R> {
     type Outcome: Outcome;
     fn wrap(value: R) -> Self::Outcome;
     fn unwrap(outcome: Self::Outcome) -> R;
-    /// Whether `#[invalidates]` applies after a call that returned `value`.
-    fn succeeded(value: &R) -> bool;
 }
 
 impl<T: Clone + Send + Sync + 'static, E> Kind<Result<T, E>> for ResultKind {
@@ -320,9 +319,6 @@ impl<T: Clone + Send + Sync + 'static, E> Kind<Result<T, E>> for ResultKind {
     #[inline]
     fn unwrap(outcome: Self::Outcome) -> Result<T, E> {
         outcome
-    }
-    fn succeeded(value: &Result<T, E>) -> bool {
-        value.is_ok()
     }
 }
 
@@ -340,9 +336,6 @@ where
     fn unwrap(outcome: Self::Outcome) -> Result<T, E> {
         outcome.0
     }
-    fn succeeded(value: &Result<T, E>) -> bool {
-        value.is_ok()
-    }
 }
 
 impl<T: Clone + Send + Sync + 'static> Kind<Option<T>> for OptionKind {
@@ -354,9 +347,6 @@ impl<T: Clone + Send + Sync + 'static> Kind<Option<T>> for OptionKind {
     #[inline]
     fn unwrap(outcome: Self::Outcome) -> Option<T> {
         outcome
-    }
-    fn succeeded(_: &Option<T>) -> bool {
-        true
     }
 }
 
@@ -370,28 +360,25 @@ impl<R: Clone + Send + Sync + 'static> Kind<R> for PlainKind {
     fn unwrap(outcome: Self::Outcome) -> R {
         outcome.0
     }
-    fn succeeded(_: &R) -> bool {
-        true
-    }
 }
 
 /// Whether an `#[invalidates]` function succeeded: `Ok` for any `Result`
 /// (aliases included), always otherwise. Needs no bound on the value.
 pub trait Succeeded<R> {
-    fn succeeded(&self, value: &R) -> bool;
+    fn __cache_runtime_succeeded(&self, value: &R) -> bool;
 }
 impl<T, E> Succeeded<Result<T, E>> for ResultKind {
-    fn succeeded(&self, value: &Result<T, E>) -> bool {
+    fn __cache_runtime_succeeded(&self, value: &Result<T, E>) -> bool {
         value.is_ok()
     }
 }
 impl<R> Succeeded<R> for OptionKind {
-    fn succeeded(&self, _: &R) -> bool {
+    fn __cache_runtime_succeeded(&self, _: &R) -> bool {
         true
     }
 }
 impl<R> Succeeded<R> for PlainKind {
-    fn succeeded(&self, _: &R) -> bool {
+    fn __cache_runtime_succeeded(&self, _: &R) -> bool {
         true
     }
 }
@@ -457,32 +444,32 @@ fn weigh_as<V: serde::Serialize + 'static>(value: &(dyn std::any::Any + Send + S
 
 /// `Result<T, E>` stores `T`; `Option<T>` stores `Option<T>`.
 pub trait WeighStored {
-    fn weigher(&self) -> Option<Weigher>;
+    fn __cache_runtime_weigher(&self) -> Option<Weigher>;
 }
 impl<T: serde::Serialize + 'static, E> WeighStored for &&Weigh<Result<T, E>> {
-    fn weigher(&self) -> Option<Weigher> {
+    fn __cache_runtime_weigher(&self) -> Option<Weigher> {
         Some(weigh_as::<T>)
     }
 }
 impl<T: serde::Serialize + 'static> WeighStored for &&Weigh<Option<T>> {
-    fn weigher(&self) -> Option<Weigher> {
+    fn __cache_runtime_weigher(&self) -> Option<Weigher> {
         Some(weigh_as::<Option<T>>)
     }
 }
 
 /// Any other `R` stores itself.
 pub trait WeighItself {
-    fn weigher(&self) -> Option<Weigher>;
+    fn __cache_runtime_weigher(&self) -> Option<Weigher>;
 }
 impl<R: serde::Serialize + 'static> WeighItself for &Weigh<R> {
-    fn weigher(&self) -> Option<Weigher> {
+    fn __cache_runtime_weigher(&self) -> Option<Weigher> {
         Some(weigh_as::<R>)
     }
 }
 
 /// Not `Serialize`: the inline size only.
 pub trait WeighInline {
-    fn weigher(&self) -> Option<Weigher> {
+    fn __cache_runtime_weigher(&self) -> Option<Weigher> {
         None
     }
 }

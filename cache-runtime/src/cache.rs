@@ -582,7 +582,7 @@ impl Cache {
             Join::Leader(leader) => {
                 // A load may have finished between the lookup and the join.
                 if let Lookup::Fresh(v) = self.lookup::<V>(key, template) {
-                    leader.finish(Arc::new(v.clone()), || {});
+                    leader.finish(Arc::new(v.clone()), || false);
                     return Step::Value(v);
                 }
                 self.inner.counters.add(Counter::Miss, 1);
@@ -627,6 +627,19 @@ impl Cache {
         answer
     }
 
+    /// Counts an origin call about to start; returns when it started.
+    fn origin_call(&self) -> Instant {
+        self.inner.counters.add(Counter::Load, 1);
+        Instant::now()
+    }
+
+    fn origin_returned(&self, template: &str, started: Instant) {
+        self.emit(Event::OriginCall {
+            template,
+            elapsed: started.elapsed(),
+        });
+    }
+
     /// The miss path of an async load: lead or join the flight for `key`.
     pub(crate) async fn load<O, F, Fut>(
         &self,
@@ -647,13 +660,9 @@ impl Cache {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     let origin = origin.take().expect("a caller leads at most once");
-                    self.inner.counters.add(Counter::Load, 1);
-                    let started = Instant::now();
+                    let started = self.origin_call();
                     let out = leader.lead_future(origin()).await;
-                    self.emit(Event::OriginCall {
-                        template,
-                        elapsed: started.elapsed(),
-                    });
+                    self.origin_returned(template, started);
                     return self.settle(leader, key, template, policy, out);
                 }
                 Step::Wait(flight) => match self.joined::<O>(flight.wait().await, template) {
@@ -661,7 +670,7 @@ impl Cache {
                     // Not stored: this call is in no flight, so an
                     // invalidation could not stop a stale fill from it.
                     Waited::CallOrigin => {
-                        self.inner.counters.add(Counter::Load, 1);
+                        self.origin_call();
                         return origin.take().expect("unused origin")().await;
                     }
                     Waited::TryAgain => {}
@@ -689,19 +698,15 @@ impl Cache {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     let origin = origin.take().expect("a caller leads at most once");
-                    self.inner.counters.add(Counter::Load, 1);
-                    let started = Instant::now();
+                    let started = self.origin_call();
                     let out = leader.lead(origin);
-                    self.emit(Event::OriginCall {
-                        template,
-                        elapsed: started.elapsed(),
-                    });
+                    self.origin_returned(template, started);
                     return self.settle(leader, key, template, policy, out);
                 }
                 Step::Wait(flight) => match self.joined::<O>(flight.wait_blocking(), template) {
                     Waited::Done(out) => return out,
                     Waited::CallOrigin => {
-                        self.inner.counters.add(Counter::Load, 1);
+                        self.origin_call();
                         return origin.take().expect("unused origin")();
                     }
                     Waited::TryAgain => {}
@@ -721,7 +726,7 @@ impl Cache {
     ) -> O {
         match out.split(policy.cache_none) {
             Split::Store(v) => {
-                let weight = Entry::weight_of(key, &v, policy.weigher);
+                let weight = self.weigh(&leader, key, &v, policy);
                 let shared: Arc<dyn Any + Send + Sync> = Arc::new(v.clone());
                 let entry = self.entry(key, Arc::clone(&shared), weight, policy);
                 if leader.finish(shared, || self.inner.l1.insert(key, entry)) {
@@ -730,7 +735,7 @@ impl Cache {
                 O::from_value(v)
             }
             Split::Share(v) => {
-                leader.finish(Arc::new(v.clone()), || {});
+                leader.finish(Arc::new(v.clone()), || false);
                 O::from_value(v)
             }
             Split::Fail(out, error) => {
@@ -740,9 +745,36 @@ impl Cache {
         }
     }
 
+    /// The weight of a value about to be stored. The weigher runs the
+    /// value's `Serialize`, user code: marked as this flight's leader (a
+    /// `Serialize` that asks for this key panics instead of waiting on
+    /// itself), and a panic of it costs only the measure (the value weighs
+    /// its inline size, and an error is counted), never the caller's value.
+    fn weigh<V: Any + Send + Sync>(
+        &self,
+        leader: &Leader<'_>,
+        key: &str,
+        value: &V,
+        policy: &Policy,
+    ) -> u32 {
+        let Some(weigher) = policy.weigher else {
+            return Entry::weight_of(key, value, None);
+        };
+        let measured = leader.lead(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Entry::weight_of(key, value, Some(weigher))
+            }))
+        });
+        measured.unwrap_or_else(|_| {
+            self.inner.counters.add(Counter::Error, 1);
+            Entry::weight_of(key, value, None)
+        })
+    }
+
     fn store(&self, key: &str, entry: Entry, template: &str) {
-        self.inner.l1.insert(key, entry);
-        self.stored(template);
+        if self.inner.l1.insert(key, entry) {
+            self.stored(template);
+        }
     }
 
     /// Counts a stored value and tells the hooks (never under a lock: a

@@ -198,17 +198,15 @@ impl Leader<'_> {
     /// `store` orders it against [`Flights::invalidate_key`]: either the
     /// invalidation sees the stored value and removes it, or the store sees
     /// the mark and does not happen.
-    /// Returns whether `store` ran. `store` runs under the flight's lock:
-    /// it must not call back into the cache (no hooks).
-    pub(crate) fn finish(mut self, value: Value, store: impl FnOnce()) -> bool {
+    /// Returns what `store` returned (whether it stored), or `false` when it
+    /// did not run. `store` runs under the flight's lock: it must not call
+    /// back into the cache (no hooks).
+    pub(crate) fn finish(mut self, value: Value, store: impl FnOnce() -> bool) -> bool {
         let stored = {
             let mut state = self.flight.state.lock();
-            let store_it = !matches!(*state, State::Running { invalidated: true });
-            if store_it {
-                store();
-            }
+            let stored = !matches!(*state, State::Running { invalidated: true }) && store();
             *state = State::Done(value);
-            store_it
+            stored
         };
         self.finished = true;
         self.release();

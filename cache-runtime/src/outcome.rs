@@ -108,7 +108,10 @@ where
         match self.0 {
             Ok(v) => Split::Store(v),
             Err(e) => {
-                let shared: SharedError = Arc::new(e.clone());
+                // Shared as the whole `Result<T, E>`: a waiter whose function
+                // has another value type (a key shared by two functions)
+                // cannot take it, and calls its own origin.
+                let shared: SharedError = Arc::new(Err::<T, E>(e.clone()));
                 Split::Fail(SharedErr(Err(e)), Some(shared))
             }
         }
@@ -120,6 +123,9 @@ where
     }
 
     fn from_error(error: &SharedError) -> Option<Self> {
-        error.downcast_ref::<E>().map(|e| SharedErr(Err(e.clone())))
+        match error.downcast_ref::<Result<T, E>>()? {
+            Err(e) => Some(SharedErr(Err(e.clone()))),
+            Ok(_) => None,
+        }
     }
 }

@@ -20,7 +20,9 @@ pub(crate) trait L1Engine: Send + Sync {
     /// read lock where it has one: keep it short, and never call back into
     /// the cache from it.
     fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R>;
-    fn insert(&self, key: &str, entry: Entry);
+    /// Stores `entry`; `false` when the engine refused it (heavier than it
+    /// can hold), in which case any older entry of `key` is gone too.
+    fn insert(&self, key: &str, entry: Entry) -> bool;
     fn remove(&self, key: &str) -> bool;
     /// Removes every key `pattern` matches; returns how many.
     fn remove_matching(&self, pattern: &Pattern) -> u64;
@@ -49,7 +51,7 @@ impl L1Engine for L1 {
     fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         dispatch!(self.read(key, f))
     }
-    fn insert(&self, key: &str, entry: Entry) {
+    fn insert(&self, key: &str, entry: Entry) -> bool {
         dispatch!(self.insert(key, entry))
     }
     fn remove(&self, key: &str) -> bool {

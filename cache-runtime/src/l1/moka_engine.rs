@@ -60,8 +60,9 @@ impl L1Engine for MokaL1 {
         self.map.get(key).as_ref().map(f)
     }
 
-    fn insert(&self, key: &str, entry: Entry) {
+    fn insert(&self, key: &str, entry: Entry) -> bool {
         self.map.insert(key.into(), entry);
+        true
     }
 
     fn remove(&self, key: &str) -> bool {

@@ -92,6 +92,8 @@ impl Weighter<Key, Entry> for EntryWeight {
 type Shard = RwLock<Table>;
 
 pub(crate) struct QuickL1 {
+    /// The heaviest entry a shard keeps (quick_cache refuses heavier ones).
+    max_weight: u64,
     /// Padded: a reader writes its shard's lock word, which must not share
     /// a cache line with the next shard's.
     shards: Box<[CachePadded<Shard>]>,
@@ -133,7 +135,11 @@ impl QuickL1 {
                 Default::default(),
             )))
         };
+        // quick_cache keeps an entry up to its shard's hot share (97% by
+        // default); stay below it.
+        let max_weight = max_bytes.div_ceil(count) * 9 / 10;
         QuickL1 {
+            max_weight,
             shards: (0..count).map(|_| shard()).collect(),
             hasher: DefaultHashBuilder::default(),
         }
@@ -158,13 +164,21 @@ impl L1Engine for QuickL1 {
         shard.read_recursive().get(&probe).map(f)
     }
 
-    fn insert(&self, key: &str, entry: Entry) {
+    fn insert(&self, key: &str, entry: Entry) -> bool {
         let (probe, shard) = self.locate(key);
+        let mut shard = shard.write();
+        // quick_cache drops, silently, an entry heavier than its shard can
+        // hold: say so, and leave no older value of the key behind.
+        if u64::from(entry.weight) > self.max_weight {
+            shard.remove(&probe);
+            return false;
+        }
         let key = Key {
             hash: probe.hash,
             text: key.into(),
         };
-        shard.write().insert(key, entry);
+        shard.insert(key, entry);
+        true
     }
 
     fn remove(&self, key: &str) -> bool {
