@@ -4,7 +4,7 @@ mod support;
 
 use std::process::Command;
 
-use support::RedisServer;
+use support::{process_state, RedisServer};
 
 fn alive(pid: u32) -> bool {
     Command::new("kill")
@@ -66,16 +66,11 @@ fn pause_and_resume_stop_and_continue_the_process() {
     let server = RedisServer::start();
     let pid = server.pid().unwrap();
     server.pause();
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The state is the field after the parenthesised command name.
-    let state = state
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    assert_eq!(state, "T", "SIGSTOP leaves the process stopped");
+    assert_eq!(
+        process_state(pid),
+        "T",
+        "SIGSTOP leaves the process stopped"
+    );
     server.resume();
     let pong: String = redis::cmd("PING").query(&mut server.connection()).unwrap();
     assert_eq!(pong, "PONG");

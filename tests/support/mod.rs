@@ -113,11 +113,20 @@ impl RedisServer {
     }
 
     /// SIGSTOP: the process holds its connections but answers nothing.
+    /// Returns once the process is stopped (a signal lands asynchronously).
     ///
     /// # Panics
-    /// When the server is not running.
+    /// When the server is not running, or not stopped within 5 seconds.
     pub fn pause(&self) {
         self.signal("-STOP");
+        let pid = self.pid().expect("the test redis-server is not running");
+        for _ in 0..500 {
+            if process_state(pid) == "T" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server {pid} did not stop after SIGSTOP");
     }
 
     /// SIGCONT after [`pause`](RedisServer::pause).
@@ -269,4 +278,15 @@ fn answers_as(url: &str, pid: u32) -> bool {
         && info
             .lines()
             .any(|line| line.trim() == format!("process_id:{pid}"))
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T`, ...): the field after
+/// the parenthesised command name in `/proc/<pid>/stat`.
+pub fn process_state(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("")
+        .to_owned()
 }
