@@ -124,7 +124,12 @@ impl QuickL1 {
         }
         let shard = || {
             let options = OptionsBuilder::new()
-                .estimated_items_capacity((max_entries / count) as usize)
+                // Tables start sized for entries of about 512 bytes (the
+                // bound's worth, not `max_entries`' worth, which would
+                // preallocate a million slots for every cache) and grow.
+                .estimated_items_capacity(
+                    (max_entries.min(max_bytes / 512) / count).max(16) as usize
+                )
                 .weight_capacity(max_bytes.div_ceil(count).max(1))
                 .build()
                 .expect("quick_cache options are valid");
