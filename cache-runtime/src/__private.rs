@@ -101,10 +101,14 @@ impl Spec {
         self.lock = yes;
         self
     }
-    /// The key template, as written.
-    pub fn template(&self) -> &'static str {
-        self.template
+    /// This function's policy, measuring values with `weigher`.
+    fn policy_with(&self, weigher: Option<Weigher>) -> Policy {
+        Policy {
+            weigher,
+            ..self.policy
+        }
     }
+
     /// Where the values live.
     pub fn tier_choice(&self) -> TierChoice {
         self.tier
@@ -159,63 +163,6 @@ pub fn handle(name: Option<&'static str>, slot: &'static Slot) -> Handle {
             None => global.clone(),
         }
     }))
-}
-
-/// The body of an `async fn` under `#[cached]`.
-#[inline]
-pub async fn fetch<O, F, Fut>(
-    spec: &'static Spec,
-    slot: &'static Slot,
-    key: &KeyBuf,
-    weigher: Option<Weigher>,
-    origin: F,
-) -> O
-where
-    O: Outcome,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = O>,
-{
-    let cache = handle(spec.cache, slot);
-    if !cache.is_enabled() {
-        return Box::pin(origin()).await;
-    }
-    if let Lookup::Fresh(v) = cache.lookup::<O::Value>(key.as_str(), spec.template) {
-        return O::from_value(v);
-    }
-    // Boxed: the miss path's state (the origin's future, the flight) would
-    // otherwise be part of every hit's future, moved on every call.
-    let policy = Policy {
-        weigher,
-        ..spec.policy
-    };
-    Box::pin(cache.load(key.as_str(), spec.template, spec.function, &policy, origin)).await
-}
-
-/// The body of a plain `fn` under `#[cached]`.
-#[inline]
-pub fn fetch_blocking<O, F>(
-    spec: &'static Spec,
-    slot: &'static Slot,
-    key: &KeyBuf,
-    weigher: Option<Weigher>,
-    origin: F,
-) -> O
-where
-    O: Outcome,
-    F: FnOnce() -> O,
-{
-    let cache = handle(spec.cache, slot);
-    if !cache.is_enabled() {
-        return origin();
-    }
-    if let Lookup::Fresh(v) = cache.lookup::<O::Value>(key.as_str(), spec.template) {
-        return O::from_value(v);
-    }
-    let policy = Policy {
-        weigher,
-        ..spec.policy
-    };
-    cache.load_blocking(key.as_str(), spec.template, spec.function, &policy, origin)
 }
 
 /// Runs the body of a plain `fn` under `#[invalidates]`: a closure with the
@@ -383,7 +330,7 @@ impl<R> Succeeded<R> for PlainKind {
     }
 }
 
-/// [`fetch`] for the return type `R` of kind `K`.
+/// The body of an `async fn` under `#[cached]` returning `R`, of kind `K`.
 #[inline]
 pub async fn fetch_as<K, R, F, Fut>(
     _kind: K,
@@ -398,15 +345,30 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = R>,
 {
-    K::unwrap(
-        fetch(spec, slot, key, weigher, || async {
-            K::wrap(origin().await)
-        })
-        .await,
-    )
+    let cache = handle(spec.cache, slot);
+    if !cache.is_enabled() {
+        return Box::pin(origin()).await;
+    }
+    let found = match cache.lookup::<<K::Outcome as Outcome>::Value>(key.as_str(), spec.template) {
+        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+        other => other,
+    };
+    let policy = spec.policy_with(weigher);
+    let origin = || async { K::wrap(origin().await) };
+    // Boxed: the miss path's state (the origin's future, the flight) would
+    // otherwise be part of every hit's future, moved on every call.
+    let load = cache.load(
+        found,
+        key.as_str(),
+        spec.template,
+        spec.function,
+        &policy,
+        origin,
+    );
+    K::unwrap(Box::pin(load).await)
 }
 
-/// [`fetch_blocking`] for the return type `R` of kind `K`.
+/// The body of a plain `fn` under `#[cached]` returning `R`, of kind `K`.
 #[inline]
 pub fn fetch_blocking_as<K, R, F>(
     _kind: K,
@@ -420,9 +382,24 @@ where
     K: Kind<R>,
     F: FnOnce() -> R,
 {
-    K::unwrap(fetch_blocking(spec, slot, key, weigher, || {
-        K::wrap(origin())
-    }))
+    let cache = handle(spec.cache, slot);
+    if !cache.is_enabled() {
+        return origin();
+    }
+    let found = match cache.lookup::<<K::Outcome as Outcome>::Value>(key.as_str(), spec.template) {
+        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+        other => other,
+    };
+    let policy = spec.policy_with(weigher);
+    let origin = || K::wrap(origin());
+    K::unwrap(cache.load_blocking(
+        found,
+        key.as_str(),
+        spec.template,
+        spec.function,
+        &policy,
+        origin,
+    ))
 }
 
 /// Finds how to measure the stored values of a return type `R`: by their

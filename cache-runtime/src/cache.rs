@@ -342,6 +342,7 @@ impl Cache {
     {
         let policy = Policy::ttl(ttl);
         self.load(
+            self.lookup(key, HANDLE_TEMPLATE),
             key,
             HANDLE_TEMPLATE,
             "get_or_insert_with",
@@ -379,6 +380,7 @@ impl Cache {
     {
         let policy = Policy::ttl(ttl);
         self.load(
+            self.lookup(key, HANDLE_TEMPLATE),
             key,
             HANDLE_TEMPLATE,
             "try_get_or_insert_with",
@@ -567,13 +569,15 @@ impl Cache {
     }
 
     /// Decides what this caller does next for `key`.
+    /// `found` is what a lookup of `key` just returned.
     fn step<V: Clone + Send + Sync + 'static>(
         &self,
+        found: Lookup<V>,
         key: &str,
         template: &str,
         function: &str,
     ) -> Step<'_, V> {
-        let stale = match self.lookup::<V>(key, template) {
+        let stale = match found {
             Lookup::Fresh(v) => return Step::Value(v),
             Lookup::Stale(v) => Some(v),
             Lookup::Miss => None,
@@ -643,6 +647,7 @@ impl Cache {
     /// The miss path of an async load: lead or join the flight for `key`.
     pub(crate) async fn load<O, F, Fut>(
         &self,
+        found: Lookup<O::Value>,
         key: &str,
         template: &str,
         function: &str,
@@ -655,8 +660,11 @@ impl Cache {
         Fut: Future<Output = O>,
     {
         let mut origin = Some(origin);
+        // The caller's lookup serves the first step; a retry looks again.
+        let mut first = Some(found);
         loop {
-            match self.step::<O::Value>(key, template, function) {
+            let found = first.take().unwrap_or_else(|| self.lookup(key, template));
+            match self.step(found, key, template, function) {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     let origin = origin.take().expect("a caller leads at most once");
@@ -682,6 +690,7 @@ impl Cache {
     /// The miss path of a blocking load (plain `fn`s).
     pub(crate) fn load_blocking<O, F>(
         &self,
+        found: Lookup<O::Value>,
         key: &str,
         template: &str,
         function: &str,
@@ -693,8 +702,11 @@ impl Cache {
         F: FnOnce() -> O,
     {
         let mut origin = Some(origin);
+        // The caller's lookup serves the first step; a retry looks again.
+        let mut first = Some(found);
         loop {
-            match self.step::<O::Value>(key, template, function) {
+            let found = first.take().unwrap_or_else(|| self.lookup(key, template));
+            match self.step(found, key, template, function) {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     let origin = origin.take().expect("a caller leads at most once");
