@@ -113,9 +113,23 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
         }
     };
 
+    // Values that are serde are also encoded for the shared tier; an explicit
+    // `tier = "l2"` or `"both"` requires it.
+    let codec_method = match plan.spec.tier {
+        Some(Tier::L2 | Tier::Both) => quote_spanned!(span=> __cache_runtime_codec_required),
+        _ => quote_spanned!(span=> __cache_runtime_codec),
+    };
+    let codec = quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use #rt::{CodecItself as _, CodecNone as _, CodecStored as _};
+            (&&&#rt::Codecs::<#ret>::new()).#codec_method()
+        }
+    };
+
     let fetch = |block: &Block| {
         quote_spanned! {span=>
-            #rt::fetch_as(#kind, #weigher, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move #block)).await
+            #rt::fetch_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move #block)).await
         }
     };
 
@@ -136,7 +150,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
             block,
         } => {
             let fetch = quote_spanned! {span=>
-                #rt::fetch_blocking_as(#kind, #weigher, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || -> #ret #block)
+                #rt::fetch_blocking_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || -> #ret #block)
             };
             quote! {
                 #statics

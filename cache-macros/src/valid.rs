@@ -187,6 +187,24 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
                 None
             }
         });
+    // An `#[async_trait]` method that was expanded first is async too.
+    let is_async = !matches!(
+        func.body,
+        crate::ast::Body::Direct {
+            is_async: false,
+            ..
+        }
+    );
+    if let (Some(Tier::L2 | Tier::Both), Some(lit), false) = (tier, &args.tier, is_async) {
+        ctxt.error(
+            lit.span(),
+            format!(
+                "`tier = \"{}\"` needs an `async fn`: Redis is reached from the tokio runtime, and a plain `fn` keeps its values in process; make `{}` async, or write `tier = \"l1\"`",
+                lit.value(),
+                func.sig.ident
+            ),
+        );
+    }
     if let (Some(Tier::L2), Some((_, l1_lit))) = (tier, &l1_ttl) {
         ctxt.error(
             l1_lit.span(),

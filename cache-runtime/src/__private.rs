@@ -9,6 +9,8 @@ use std::time::Duration;
 pub use crate::key::KeyBuf;
 pub use crate::outcome::{Outcome, Plain, SharedErr};
 
+#[cfg(not(feature = "redis"))]
+use crate::cache::Route;
 use crate::cache::{Lookup, Policy};
 use crate::entry::encoded_len;
 pub use crate::entry::Weigher;
@@ -182,18 +184,24 @@ pub fn typed<T, F: Future<Output = T>>(future: F) -> F {
 
 /// Applies the patterns of an `#[invalidates]` function.
 pub async fn invalidate(name: Option<&'static str>, slot: &'static Slot, patterns: &[KeyBuf]) {
-    invalidate_blocking(name, slot, patterns);
+    let cache = handle(name, slot);
+    for pattern in patterns {
+        cache.invalidate_everywhere(&parse(pattern)).await;
+    }
 }
 
 /// Applies the patterns of an `#[invalidates]` plain `fn`.
 pub fn invalidate_blocking(name: Option<&'static str>, slot: &'static Slot, patterns: &[KeyBuf]) {
     let cache = handle(name, slot);
     for pattern in patterns {
-        // The macro checked the literal text; placeholders are escaped, so
-        // the pattern always parses.
-        let pattern = Pattern::parse(pattern.as_str()).expect("`#[invalidates]` pattern parses");
-        cache.invalidate_now(&pattern);
+        cache.invalidate_everywhere_blocking(&parse(pattern));
     }
+}
+
+fn parse(pattern: &KeyBuf) -> Pattern {
+    // The macro checked the literal text; placeholders are escaped, so the
+    // pattern always parses.
+    Pattern::parse(pattern.as_str()).expect("`#[invalidates]` pattern parses")
 }
 
 /// Picks how a return type is cached from the type itself (not from how it
@@ -332,9 +340,11 @@ impl<R> Succeeded<R> for PlainKind {
 
 /// The body of an `async fn` under `#[cached]` returning `R`, of kind `K`.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_as<K, R, F, Fut>(
     _kind: K,
     weigher: Option<Weigher>,
+    codec: Option<ValueCodec>,
     spec: &'static Spec,
     slot: &'static Slot,
     key: &KeyBuf,
@@ -354,6 +364,13 @@ where
         other => other,
     };
     let policy = spec.policy_with(weigher);
+    #[cfg(feature = "redis")]
+    let route = cache.route(spec.tier, codec);
+    #[cfg(not(feature = "redis"))]
+    let route = {
+        let _ = codec;
+        Route::L1
+    };
     let origin = || async { K::wrap(origin().await) };
     // Boxed: the miss path's state (the origin's future, the flight) would
     // otherwise be part of every hit's future, moved on every call.
@@ -363,6 +380,7 @@ where
         spec.template,
         spec.function,
         &policy,
+        route,
         origin,
     );
     K::unwrap(Box::pin(load).await)
@@ -370,9 +388,11 @@ where
 
 /// The body of a plain `fn` under `#[cached]` returning `R`, of kind `K`.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub fn fetch_blocking_as<K, R, F>(
     _kind: K,
     weigher: Option<Weigher>,
+    _codec: Option<ValueCodec>,
     spec: &'static Spec,
     slot: &'static Slot,
     key: &KeyBuf,
@@ -451,3 +471,105 @@ pub trait WeighInline {
     }
 }
 impl<R> WeighInline for Weigh<R> {}
+
+/// How the values of a return type `R` are encoded for the shared tier,
+/// when they can be: the stored value (`T` of `Result<T, E>`, the
+/// `Option<T>`, or `R`) is `Serialize + DeserializeOwned`. Values that are
+/// not stay in process. Autoref specialization, as [`Dispatch`]: the macro
+/// calls `(&&&Codecs::<R>::new()).__cache_runtime_codec()`, or
+/// `__cache_runtime_codec_required()` for `tier = "l2"` and `"both"`, which
+/// does not compile for a value that cannot be encoded.
+pub struct Codecs<R>(std::marker::PhantomData<fn() -> R>);
+
+impl<R> Codecs<R> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Codecs(std::marker::PhantomData)
+    }
+}
+
+#[cfg(feature = "redis")]
+pub use crate::shared::ValueCodec;
+
+/// Encodes nothing: this build has no shared tier.
+#[cfg(not(feature = "redis"))]
+#[derive(Clone, Copy, Debug)]
+pub struct ValueCodec(());
+
+#[cfg(feature = "redis")]
+fn codec_of<V>() -> Option<ValueCodec>
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    Some(ValueCodec::of::<V>())
+}
+
+#[cfg(not(feature = "redis"))]
+#[allow(clippy::extra_unused_type_parameters)] // the same signature as with the feature
+fn codec_of<V>() -> Option<ValueCodec> {
+    None
+}
+
+/// `Result<T, E>` stores `T`; `Option<T>` stores `Option<T>`.
+pub trait CodecStored {
+    fn __cache_runtime_codec(&self) -> Option<ValueCodec>;
+    fn __cache_runtime_codec_required(&self) -> Option<ValueCodec> {
+        self.__cache_runtime_codec()
+    }
+}
+impl<T, E> CodecStored for &&Codecs<Result<T, E>>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    fn __cache_runtime_codec(&self) -> Option<ValueCodec> {
+        codec_of::<T>()
+    }
+}
+impl<T> CodecStored for &&Codecs<Option<T>>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    fn __cache_runtime_codec(&self) -> Option<ValueCodec> {
+        codec_of::<Option<T>>()
+    }
+}
+
+/// Any other `R` stores itself.
+pub trait CodecItself {
+    fn __cache_runtime_codec(&self) -> Option<ValueCodec>;
+    fn __cache_runtime_codec_required(&self) -> Option<ValueCodec> {
+        self.__cache_runtime_codec()
+    }
+}
+impl<R> CodecItself for &Codecs<R>
+where
+    R: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    fn __cache_runtime_codec(&self) -> Option<ValueCodec> {
+        codec_of::<R>()
+    }
+}
+
+/// Not serde: in process only, and `tier = "l2"` / `"both"` is refused.
+pub trait CodecNone<R> {
+    fn __cache_runtime_codec(&self) -> Option<ValueCodec> {
+        None
+    }
+    fn __cache_runtime_codec_required(&self) -> Option<ValueCodec>
+    where
+        R: StorableInRedis,
+    {
+        None
+    }
+}
+impl<R> CodecNone<R> for Codecs<R> {}
+
+/// Never implemented: the bound that `tier = "l2"` and `tier = "both"` put
+/// on a value that is not serde, so that the mistake is a compile error.
+#[diagnostic::on_unimplemented(
+    message = "`tier = \"l2\"` and `tier = \"both\"` store values in Redis, but the value of `{Self}` cannot be encoded",
+    label = "the cached value must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    note = "derive them on the value type (for `Result<T, E>` that is `T`): `#[derive(serde::Serialize, serde::Deserialize)]`",
+    note = "or keep the function in process with `tier = \"l1\"`"
+)]
+pub trait StorableInRedis {}

@@ -19,6 +19,11 @@ use crate::pattern::{Pattern, PatternError};
 use crate::scope;
 use crate::stats::{Counter, Counters, Stats};
 
+#[cfg(feature = "redis")]
+mod shared_tier;
+#[cfg(feature = "redis")]
+use crate::shared::{Shared, ValueCodec};
+
 /// Template label of calls made through the handle rather than `#[cached]`.
 const HANDLE_TEMPLATE: &str = "-";
 
@@ -80,6 +85,44 @@ struct Inner {
     min_weight: u32,
     /// Named caches (namespaces) created from this one.
     children: RwLock<HashMap<Box<str>, Cache>>,
+    /// The shared tier (Redis), shared with the named caches.
+    #[cfg(feature = "redis")]
+    shared: Option<Arc<Shared>>,
+}
+
+/// Which tiers one load reads and fills.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Route {
+    /// Keep the value in process.
+    pub(crate) l1: bool,
+    /// Read and fill the shared tier, with this codec.
+    #[cfg(feature = "redis")]
+    pub(crate) l2: Option<ValueCodec>,
+}
+
+impl Route {
+    /// The in-process tier only.
+    pub(crate) const L1: Route = Route {
+        l1: true,
+        #[cfg(feature = "redis")]
+        l2: None,
+    };
+}
+
+/// How long a value stored now lives: fresh for `ttl` (jitter applied),
+/// then usable as stale for `stale`.
+#[derive(Clone, Copy, Debug)]
+struct Life {
+    ttl: Duration,
+    stale: Duration,
+}
+
+/// What the leader's load settled to, and what it may write to the shared
+/// tier: the stored value, unless an invalidation covered the flight.
+struct Settled<O> {
+    out: O,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fill: Option<(Arc<dyn Any + Send + Sync>, Life)>,
 }
 
 /// How one load stores its value.
@@ -204,7 +247,11 @@ impl Cache {
                 let mut builder = CacheBuilder::from_config(self.inner.config.for_namespace(name));
                 builder.hooks = self.inner.hooks.clone();
                 builder.clock = self.inner.clock.clone();
-                builder.build_memory()
+                #[cfg(feature = "redis")]
+                {
+                    builder.shared = self.inner.shared.clone();
+                }
+                builder.build_local()
             })
             .clone()
     }
@@ -317,7 +364,8 @@ impl Cache {
     /// ```
     pub async fn set<V: Clone + Send + Sync + 'static>(&self, key: &str, value: V, ttl: Duration) {
         let weight = Entry::weight_of(key, &value, None);
-        let entry = self.entry(key, Arc::new(value), weight, &Policy::ttl(ttl));
+        let policy = Policy::ttl(ttl);
+        let entry = self.entry(Arc::new(value), weight, self.life(&policy), &policy);
         self.store(key, entry, HANDLE_TEMPLATE);
     }
 
@@ -347,6 +395,7 @@ impl Cache {
             HANDLE_TEMPLATE,
             "get_or_insert_with",
             &policy,
+            Route::L1,
             || async { Plain(init().await) },
         )
         .await
@@ -385,6 +434,7 @@ impl Cache {
             HANDLE_TEMPLATE,
             "try_get_or_insert_with",
             &policy,
+            Route::L1,
             init,
         )
         .await
@@ -429,6 +479,8 @@ impl Cache {
     /// # });
     /// ```
     pub async fn delete(&self, key: &str) -> bool {
+        #[cfg(feature = "redis")]
+        self.l2_delete(key).await;
         self.remove_key(key)
     }
 
@@ -471,7 +523,23 @@ impl Cache {
     /// # });
     /// ```
     pub async fn invalidate(&self, pattern: &str) -> Result<u64, PatternError> {
-        Ok(self.invalidate_now(&Pattern::parse(pattern)?))
+        Ok(self.invalidate_everywhere(&Pattern::parse(pattern)?).await)
+    }
+
+    /// Applies `pattern` to the shared tier, then to this process: in that
+    /// order, so that a load starting between the two cannot bring the old
+    /// value back from the shared tier into this process.
+    pub(crate) async fn invalidate_everywhere(&self, pattern: &Pattern) -> u64 {
+        #[cfg(feature = "redis")]
+        self.l2_invalidate(pattern).await;
+        self.invalidate_now(pattern)
+    }
+
+    /// As [`Cache::invalidate_everywhere`], from a plain `fn`.
+    pub(crate) fn invalidate_everywhere_blocking(&self, pattern: &Pattern) -> u64 {
+        #[cfg(feature = "redis")]
+        self.l2_invalidate_blocking(pattern);
+        self.invalidate_now(pattern)
     }
 
     /// Removes every entry of this cache and of its named caches.
@@ -487,6 +555,12 @@ impl Cache {
     /// # });
     /// ```
     pub async fn clear(&self) {
+        #[cfg(feature = "redis")]
+        self.l2_clear().await;
+        self.clear_local();
+    }
+
+    fn clear_local(&self) {
         // Running loads first, as for any invalidation: a load that finished
         // between the two steps would otherwise store into the emptied tier.
         self.inner
@@ -494,7 +568,7 @@ impl Cache {
             .invalidate_matching(&Pattern::parse("*").expect("`*` is a pattern"));
         self.inner.l1.clear();
         for child in self.children() {
-            Box::pin(child.clear()).await;
+            child.clear_local();
         }
     }
 
@@ -522,6 +596,12 @@ impl Cache {
             stale_served: c.sum(Counter::StaleServed),
             entries: self.inner.l1.entry_count(),
             l1_bytes: self.inner.l1.weighted_size(),
+            l2_hits: c.sum(Counter::L2Hit),
+            l2_misses: c.sum(Counter::L2Miss),
+            l2_sets: c.sum(Counter::L2Set),
+            l2_errors: c.sum(Counter::L2Error),
+            l2_undecodable: c.sum(Counter::L2Undecodable),
+            l2_fills_rejected: c.sum(Counter::L2FillRejected),
         }
     }
 
@@ -586,7 +666,7 @@ impl Cache {
             Join::Leader(leader) => {
                 // A load may have finished between the lookup and the join.
                 if let Lookup::Fresh(v) = self.lookup::<V>(key, template) {
-                    leader.finish(Arc::new(v.clone()), || false);
+                    let _ = leader.finish(Arc::new(v.clone()), || false);
                     return Step::Value(v);
                 }
                 self.inner.counters.add(Counter::Miss, 1);
@@ -645,6 +725,7 @@ impl Cache {
     }
 
     /// The miss path of an async load: lead or join the flight for `key`.
+    #[allow(clippy::too_many_arguments)] // the load's key, labels and policy
     pub(crate) async fn load<O, F, Fut>(
         &self,
         found: Lookup<O::Value>,
@@ -652,6 +733,7 @@ impl Cache {
         template: &str,
         function: &str,
         policy: &Policy,
+        route: Route,
         origin: F,
     ) -> O
     where
@@ -667,11 +749,35 @@ impl Cache {
             match self.step(found, key, template, function) {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
+                    // The leader looks in the shared tier before it calls
+                    // the origin; waiters wait for either.
+                    #[cfg(feature = "redis")]
+                    let ticket = match route.l2 {
+                        Some(codec) => match self.l2_lookup::<O::Value>(key, template, codec).await
+                        {
+                            shared_tier::Found::Value(value, deadlines, len) => {
+                                // `l2_lookup` checked the type.
+                                if let Some(value) = self.settle_l2_hit(
+                                    leader, key, template, policy, route, value, deadlines, len,
+                                ) {
+                                    return O::from_value(value);
+                                }
+                                continue;
+                            }
+                            shared_tier::Found::Miss(ticket) => ticket.zip(Some(codec)),
+                        },
+                        None => None,
+                    };
                     let origin = origin.take().expect("a caller leads at most once");
                     let started = self.origin_call();
                     let out = leader.lead_future(origin()).await;
                     self.origin_returned(template, started);
-                    return self.settle(leader, key, template, policy, out);
+                    let settled = self.settle(leader, key, template, policy, route, out);
+                    #[cfg(feature = "redis")]
+                    if let (Some((ticket, codec)), Some((value, life))) = (ticket, &settled.fill) {
+                        self.l2_fill(key, ticket, &**value, codec, *life).await;
+                    }
+                    return settled.out;
                 }
                 Step::Wait(flight) => match self.joined::<O>(flight.wait().await, template) {
                     Waited::Done(out) => return out,
@@ -713,7 +819,9 @@ impl Cache {
                     let started = self.origin_call();
                     let out = leader.lead(origin);
                     self.origin_returned(template, started);
-                    return self.settle(leader, key, template, policy, out);
+                    return self
+                        .settle(leader, key, template, policy, Route::L1, out)
+                        .out;
                 }
                 Step::Wait(flight) => match self.joined::<O>(flight.wait_blocking(), template) {
                     Waited::Done(out) => return out,
@@ -734,25 +842,42 @@ impl Cache {
         key: &str,
         template: &str,
         policy: &Policy,
+        route: Route,
         out: O,
-    ) -> O {
+    ) -> Settled<O> {
         match out.split(policy.cache_none) {
             Split::Store(v) => {
-                let weight = self.weigh(&leader, key, &v, policy);
+                let life = self.life(policy);
                 let shared: Arc<dyn Any + Send + Sync> = Arc::new(v.clone());
-                let entry = self.entry(key, Arc::clone(&shared), weight, policy);
-                if leader.finish(shared, || self.inner.l1.insert(key, entry)) {
-                    self.stored(template);
+                let entry = route.l1.then(|| {
+                    let weight = self.weigh(&leader, key, &v, policy);
+                    self.entry(Arc::clone(&shared), weight, life, policy)
+                });
+                let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));
+                let fill = match leader.finish(Arc::clone(&shared), insert) {
+                    None => None,
+                    Some(stored) => {
+                        if stored {
+                            self.stored(template);
+                        }
+                        Some((shared, life))
+                    }
+                };
+                Settled {
+                    out: O::from_value(v),
+                    fill,
                 }
-                O::from_value(v)
             }
             Split::Share(v) => {
-                leader.finish(Arc::new(v.clone()), || false);
-                O::from_value(v)
+                let _ = leader.finish(Arc::new(v.clone()), || false);
+                Settled {
+                    out: O::from_value(v),
+                    fill: None,
+                }
             }
             Split::Fail(out, error) => {
                 leader.fail(error);
-                out
+                Settled { out, fill: None }
             }
         }
     }
@@ -796,17 +921,24 @@ impl Cache {
         self.emit(Event::Set { template });
     }
 
-    /// Deadlines of a value stored now under `policy`.
+    /// How long a value stored now under `policy` lives.
+    fn life(&self, policy: &Policy) -> Life {
+        let ttl = policy.ttl.unwrap_or(self.inner.config.default_ttl);
+        Life {
+            ttl: jittered(ttl, policy.jitter_percent),
+            stale: policy.stale.unwrap_or(self.inner.config.stale_ttl),
+        }
+    }
+
+    /// The in-process entry of a value stored now for `life`.
     fn entry(
         &self,
-        _key: &str,
         value: Arc<dyn Any + Send + Sync>,
         weight: u32,
+        life: Life,
         policy: &Policy,
     ) -> Entry {
-        let ttl = policy.ttl.unwrap_or(self.inner.config.default_ttl);
-        let ttl = jittered(ttl, policy.jitter_percent);
-        let stale = policy.stale.unwrap_or(self.inner.config.stale_ttl);
+        let Life { ttl, stale } = life;
         let l1_ttl = policy.l1_ttl.map_or(ttl, |l1| l1.min(ttl));
         let now: Ticks = self.inner.clock.now();
         let fresh_until = now.saturating_add(clock::ticks(l1_ttl));
@@ -899,6 +1031,12 @@ pub struct CacheBuilder {
     config: Config,
     hooks: Option<Arc<dyn Hooks>>,
     clock: Clock,
+    /// Store settings given in code, over those of the configuration.
+    #[cfg(feature = "redis")]
+    redis: Option<crate::l2::redis::RedisL2Builder>,
+    /// The parent's shared tier, for a named cache.
+    #[cfg(feature = "redis")]
+    shared: Option<Arc<Shared>>,
 }
 
 impl CacheBuilder {
@@ -919,6 +1057,10 @@ impl CacheBuilder {
             config,
             hooks: None,
             clock: Clock::default(),
+            #[cfg(feature = "redis")]
+            redis: None,
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
@@ -1039,11 +1181,93 @@ impl CacheBuilder {
         self
     }
 
-    /// Builds the cache.
+    /// Where values live: in process (`Memory`, the default), in Redis
+    /// (`Redis`), or in process in front of Redis (`Hybrid`). The Redis
+    /// backends need [`redis_url`](CacheBuilder::redis_url) and the `redis`
+    /// feature.
+    ///
+    /// ```
+    /// use cache_runtime::{Backend, Cache};
+    /// let builder = Cache::builder().backend(Backend::Hybrid);
+    /// assert!(builder.build().is_err()); // no REDIS_URL
+    /// ```
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.config.backend = backend;
+        self
+    }
+
+    /// The Redis of the `redis` and `hybrid` backends:
+    /// `redis://[:password@]host:port[/db]`.
+    ///
+    /// ```
+    /// use cache_runtime::{Backend, Cache};
+    /// let builder = Cache::builder().backend(Backend::Hybrid).redis_url("redis://127.0.0.1:6379/0");
+    /// # drop(builder);
+    /// ```
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis_url = Some(url.into());
+        self
+    }
+
+    /// This application's namespace in Redis (default `cache`): its keys
+    /// are `<prefix>:<key>`, and `clear` removes only those. ASCII, without
+    /// `* ? [ ] \ :` or spaces.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().key_prefix("orders-svc").build().unwrap();
+    /// assert_eq!(cache.config().key_prefix, "orders-svc");
+    /// assert!(cache_runtime::Cache::builder().key_prefix("a:b").build().is_err());
+    /// ```
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.key_prefix = prefix.into();
+        self
+    }
+
+    /// How values are encoded in Redis (default bincode).
+    ///
+    /// ```
+    /// use cache_runtime::{Cache, Codec};
+    /// let cache = Cache::builder().codec(Codec::Json).build().unwrap();
+    /// assert_eq!(cache.config().codec, Codec::Json);
+    /// ```
+    pub fn codec(mut self, codec: crate::Codec) -> Self {
+        self.config.codec = codec;
+        self
+    }
+
+    /// The Redis store with settings of its own (timeouts, SCAN batch
+    /// size, longest TTL); its URL and namespace replace `redis_url` and
+    /// `key_prefix`. Turns the `memory` backend into `hybrid`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_runtime::{Backend, Cache, RedisL2};
+    ///
+    /// let store = RedisL2::builder("redis://127.0.0.1:6379/0", "orders-svc")
+    ///     .timeout(Duration::from_millis(100));
+    /// // Nothing connects until the first call, inside a tokio runtime.
+    /// let cache = Cache::builder().redis(store).build().unwrap();
+    /// assert_eq!(cache.config().backend, Backend::Hybrid);
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, store: crate::l2::redis::RedisL2Builder) -> Self {
+        if self.config.backend == Backend::Memory {
+            self.config.backend = Backend::Hybrid;
+        }
+        self.config.redis_url = Some(store.url().to_owned());
+        self.config.key_prefix = store.namespace().to_owned();
+        self.redis = Some(store);
+        self
+    }
+
+    /// Builds the cache. Nothing connects to Redis here: the connection is
+    /// made on first use, inside the tokio runtime of the caller, so a
+    /// service starts while Redis is down.
     ///
     /// # Errors
     /// Settings that do not fit together (a zero byte bound, a Redis
-    /// backend without a URL), or a backend this build cannot serve.
+    /// backend without a URL, a malformed URL or key prefix), or a Redis
+    /// backend in a build without the `redis` feature.
     ///
     /// ```
     /// let cache = cache_runtime::Cache::builder().build().unwrap();
@@ -1051,16 +1275,44 @@ impl CacheBuilder {
     /// ```
     pub fn build(self) -> Result<Cache, ConfigError> {
         self.config.validate()?;
-        if self.config.backend != Backend::Memory {
-            return Err(ConfigError::new(
-                "CACHE_BACKEND",
-                "the redis and hybrid backends are not available in this version; use memory",
-            ));
+        if self.config.backend == Backend::Memory {
+            return Ok(self.build_local());
         }
-        Ok(self.build_memory())
+        #[cfg(feature = "redis")]
+        {
+            let mut this = self;
+            this.shared = Some(Arc::new(this.shared_tier()?));
+            Ok(this.build_local())
+        }
+        #[cfg(not(feature = "redis"))]
+        Err(ConfigError::new(
+            "CACHE_BACKEND",
+            "this build has no Redis support: enable the `redis` feature of cache-runtime, or use memory",
+        ))
     }
 
-    fn build_memory(self) -> Cache {
+    #[cfg(feature = "redis")]
+    fn shared_tier(&mut self) -> Result<Shared, ConfigError> {
+        let config = &self.config;
+        let url = config.redis_url.clone().unwrap_or_default();
+        let store = self.redis.take().unwrap_or_else(|| {
+            crate::l2::redis::RedisL2::builder(url, config.key_prefix.clone())
+                .timeout(config.redis_timeout)
+        });
+        store
+            .check()
+            .map_err(|e| ConfigError::new("REDIS_URL", e.to_string()))?;
+        // validate() bounds the value size to 512 MiB.
+        let max_bytes = usize::try_from(config.l2_max_value_bytes).unwrap_or(usize::MAX);
+        let envelope = crate::Envelope::new(config.codec).max_bytes(max_bytes);
+        Ok(Shared::new(
+            store,
+            envelope,
+            config.backend == Backend::Hybrid,
+        ))
+    }
+
+    fn build_local(self) -> Cache {
         let config = self.config;
         let l1 = match config.engine {
             Engine::QuickCache => {
@@ -1079,6 +1331,8 @@ impl CacheBuilder {
                 clock: self.clock,
                 hooks: self.hooks,
                 children: RwLock::new(HashMap::new()),
+                #[cfg(feature = "redis")]
+                shared: self.shared,
             }),
         }
     }

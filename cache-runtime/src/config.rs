@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::codec::Codec;
 use crate::duration::parse_duration;
 
 /// Where values live.
@@ -138,6 +139,18 @@ pub struct Config {
     pub backend: Backend,
     /// Redis address for the `redis` and `hybrid` backends.
     pub redis_url: Option<String>,
+    /// The namespace of this application in Redis: every key it stores
+    /// starts with `<key_prefix>:`, and `clear` removes only those. Give
+    /// each application sharing a Redis its own.
+    pub key_prefix: String,
+    /// How values are encoded in Redis (each value records its codec, so
+    /// switching needs no flush).
+    pub codec: Codec,
+    /// The time limit of each Redis command.
+    pub redis_timeout: Duration,
+    /// The largest value written to Redis, envelope included; a larger
+    /// value stays in the in-process tier only.
+    pub l2_max_value_bytes: u64,
     /// TTL of functions that give none.
     pub default_ttl: Duration,
     /// Stale window of functions that give none.
@@ -158,6 +171,10 @@ impl Default for Config {
             enabled: true,
             backend: Backend::Memory,
             redis_url: None,
+            key_prefix: "cache".to_owned(),
+            codec: Codec::Bincode,
+            redis_timeout: Duration::from_millis(250),
+            l2_max_value_bytes: 16 << 20,
             default_ttl: Duration::from_secs(60),
             stale_ttl: Duration::ZERO,
             l1_max_bytes: 64 * 1024 * 1024,
@@ -215,6 +232,10 @@ impl Config {
     /// | `CACHE_ENABLED` | `true`, `false` (also `1`/`0`, `yes`/`no`, `on`/`off`) | `true` |
     /// | `CACHE_BACKEND` | `memory`, `redis`, `hybrid` | `memory` |
     /// | `REDIS_URL` | `redis://[:password@]host:port[/db]` | none |
+    /// | `CACHE_KEY_PREFIX` | this application's namespace in Redis: ASCII without `* ? [ ] \\ :` | `cache` |
+    /// | `CACHE_CODEC` | `bincode`, `json` | `bincode` |
+    /// | `CACHE_REDIS_TIMEOUT` | a duration, per Redis command | `250ms` |
+    /// | `CACHE_L2_MAX_VALUE_BYTES` | bytes | `16MB` |
     /// | `CACHE_DEFAULT_TTL` | a duration, `"60s"`, `"1h30m"` | `60s` |
     /// | `CACHE_STALE_TTL` | a duration | `0s` |
     /// | `CACHE_L1_MAX_BYTES` | bytes, with an optional `KB`/`MB`/`GB` (×1024) | `64MB` |
@@ -269,6 +290,27 @@ impl Config {
             };
         }
         config.redis_url = lookup("REDIS_URL").filter(|url| !url.trim().is_empty());
+        if let Some(v) = lookup("CACHE_KEY_PREFIX") {
+            config.key_prefix = v.trim().to_owned();
+        }
+        if let Some(v) = lookup("CACHE_CODEC") {
+            config.codec = match v.trim().to_ascii_lowercase().as_str() {
+                "bincode" => Codec::Bincode,
+                "json" => Codec::Json,
+                _ => {
+                    return Err(ConfigError::new(
+                        "CACHE_CODEC",
+                        format!("unknown codec `{v}`: expected one of: bincode, json"),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = lookup("CACHE_REDIS_TIMEOUT") {
+            config.redis_timeout = parse_ttl("CACHE_REDIS_TIMEOUT", &v)?;
+        }
+        if let Some(v) = lookup("CACHE_L2_MAX_VALUE_BYTES") {
+            config.l2_max_value_bytes = parse_bytes("CACHE_L2_MAX_VALUE_BYTES", &v)?;
+        }
         if let Some(v) = lookup("CACHE_DEFAULT_TTL") {
             config.default_ttl = parse_ttl("CACHE_DEFAULT_TTL", &v)?;
         }
@@ -330,6 +372,21 @@ impl Config {
                 "the redis and hybrid backends need REDIS_URL, e.g. redis://127.0.0.1:6379/0",
             ));
         }
+        if self.redis_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "CACHE_REDIS_TIMEOUT",
+                "must be more than 0",
+            ));
+        }
+        if !(32..=512 << 20).contains(&self.l2_max_value_bytes) {
+            return Err(ConfigError::new(
+                "CACHE_L2_MAX_VALUE_BYTES",
+                "must be between 32 bytes and 512MB (the largest Redis string)",
+            ));
+        }
+        if let Some(bad) = namespace_problem(&self.key_prefix) {
+            return Err(ConfigError::new("CACHE_KEY_PREFIX", bad));
+        }
         if self.l1_max_bytes == 0 {
             return Err(ConfigError::new(
                 "CACHE_L1_MAX_BYTES",
@@ -360,6 +417,29 @@ impl Config {
         }
         config
     }
+}
+
+/// What is wrong with a key prefix, if anything: it is put in front of
+/// `SCAN` patterns as it is, and no prefix may be a prefix of another's keys.
+pub(crate) fn namespace_problem(prefix: &str) -> Option<String> {
+    let shown = prefix.escape_debug();
+    if prefix.is_empty() {
+        return Some(format!(
+            "namespace `{shown}` is empty: give each application its own, e.g. `orders-svc`"
+        ));
+    }
+    if prefix.len() > 128 {
+        return Some(format!("namespace `{shown}` is longer than 128 bytes"));
+    }
+    prefix
+        .chars()
+        .find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\' | ':') || !c.is_ascii_graphic())
+        .map(|c| {
+            format!(
+                "namespace `{shown}` contains `{}`: use ASCII letters, digits and punctuation other than * ? [ ] \\ :",
+                c.escape_debug()
+            )
+        })
 }
 
 fn parse_bool(var: &str, value: &str) -> Result<bool, ConfigError> {

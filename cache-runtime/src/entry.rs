@@ -41,6 +41,14 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// The weight of a value that arrived encoded in `encoded` bytes.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn weight_of_encoded(key: &str, encoded: usize) -> u32 {
+        u32::try_from(key.len() + encoded + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+    }
+}
+
 /// The encoded length of `value` in bincode's fixed-width layout (lengths
 /// and integers at their in-memory width): close to what a value holds on
 /// the heap. Counted into a sink: nothing is allocated.

@@ -198,13 +198,15 @@ impl Leader<'_> {
     /// `store` orders it against [`Flights::invalidate_key`]: either the
     /// invalidation sees the stored value and removes it, or the store sees
     /// the mark and does not happen.
-    /// Returns what `store` returned (whether it stored), or `false` when it
-    /// did not run. `store` runs under the flight's lock: it must not call
-    /// back into the cache (no hooks).
-    pub(crate) fn finish(mut self, value: Value, store: impl FnOnce() -> bool) -> bool {
+    /// Returns what `store` returned (whether it stored), or `None` when an
+    /// invalidation covered the flight and `store` did not run. `store`
+    /// runs under the flight's lock: it must not call back into the cache
+    /// (no hooks).
+    #[must_use]
+    pub(crate) fn finish(mut self, value: Value, store: impl FnOnce() -> bool) -> Option<bool> {
         let stored = {
             let mut state = self.flight.state.lock();
-            let stored = !matches!(*state, State::Running { invalidated: true }) && store();
+            let stored = (!matches!(*state, State::Running { invalidated: true })).then(store);
             *state = State::Done(value);
             stored
         };

@@ -55,6 +55,14 @@ pub enum Event<'a> {
         /// How many keys it removed.
         removed: u64,
     },
+    /// A call to the shared tier (Redis) failed; the cache went on without
+    /// it (a miss, or a fill not written). The error never holds a value.
+    L2Error {
+        /// What was attempted: `GET`, `FILL`, `INVALIDATE`, `CLEAR`.
+        op: &'a str,
+        /// Why it failed.
+        error: &'a (dyn std::error::Error + 'static),
+    },
 }
 
 /// Receives every [`Event`] of a cache. Keep it cheap: it runs on the

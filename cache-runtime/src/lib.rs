@@ -3,7 +3,6 @@
 
 mod cache;
 mod clock;
-#[cfg(feature = "redis")]
 mod codec;
 mod config;
 #[allow(dead_code)] // `parse_percent` serves the macros, which compile this file too.
@@ -20,6 +19,8 @@ mod l2;
 mod outcome;
 mod pattern;
 mod scope;
+#[cfg(feature = "redis")]
+mod shared;
 mod stats;
 
 #[doc(hidden)]
@@ -33,7 +34,6 @@ pub use key::{key_text, KeyBuf, KeyPart, KeyWriter};
 pub use pattern::{Pattern, PatternError};
 pub use stats::Stats;
 
-#[cfg(feature = "redis")]
 pub use codec::{Codec, CodecError};
 #[cfg(feature = "redis")]
 pub use envelope::{

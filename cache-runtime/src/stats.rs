@@ -22,9 +22,15 @@ pub(crate) enum Counter {
     Error,
     StaleServed,
     Load,
+    L2Hit,
+    L2Miss,
+    L2Set,
+    L2Error,
+    L2Undecodable,
+    L2FillRejected,
 }
 
-const COUNTERS: usize = 7;
+const COUNTERS: usize = 13;
 
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -134,6 +140,25 @@ pub struct Stats {
     pub entries: u64,
     /// Estimated bytes in the in-process tier.
     pub l1_bytes: u64,
+    /// Values found in the shared tier (Redis) after a miss in the
+    /// in-process tier.
+    pub l2_hits: u64,
+    /// Lookups in the shared tier that found no usable value (absent,
+    /// expired, invalidated or undecodable).
+    pub l2_misses: u64,
+    /// Values written to the shared tier.
+    pub l2_sets: u64,
+    /// Shared-tier calls that failed (timeout, connection, server error);
+    /// the call went on without the shared tier.
+    pub l2_errors: u64,
+    /// Shared-tier values that did not decode as the expected type
+    /// (another type or format, truncated, garbage, oversized): counted as
+    /// misses too, and overwritten by the next fill.
+    pub l2_undecodable: u64,
+    /// Fills not written because an invalidation newer than their origin
+    /// read covers the key (on any instance), or because they came later
+    /// than the fill window.
+    pub l2_fills_rejected: u64,
 }
 
 impl Stats {

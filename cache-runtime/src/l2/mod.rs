@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::pattern::PatternError;
 
+pub(crate) mod coherent;
 pub(crate) mod redis;
 
 /// The future an [`L2`] method returns: boxed, so that the trait can be used
@@ -164,28 +165,10 @@ impl From<PatternError> for L2Error {
 /// prefix of another's keys (`app` would otherwise clear `app:v2`'s);
 /// nor spaces or control characters. Not empty, at most 128 bytes.
 pub(crate) fn validate_namespace(namespace: &str) -> Result<(), L2Error> {
-    let bad = |why: &str| {
-        Err(L2Error::Config(format!(
-            "namespace `{}` {why}",
-            namespace.escape_debug()
-        )))
-    };
-    if namespace.is_empty() {
-        return bad("is empty: give each application its own, e.g. `orders-svc`");
+    match crate::config::namespace_problem(namespace) {
+        Some(problem) => Err(L2Error::Config(problem)),
+        None => Ok(()),
     }
-    if namespace.len() > 128 {
-        return bad("is longer than 128 bytes");
-    }
-    if let Some(c) = namespace
-        .chars()
-        .find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\' | ':') || !c.is_ascii_graphic())
-    {
-        return bad(&format!(
-            "contains `{}`: use ASCII letters, digits and punctuation other than * ? [ ] \\ :",
-            c.escape_debug()
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,11 +2,13 @@
 //! (the redis crate's `ConnectionManager`), every command under a timeout.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, RedisError};
+use redis::{Cmd, FromRedisValue, RedisError, ScriptInvocation};
 
+use super::coherent::{Coherence, Scripts};
 use super::{validate_namespace, L2Error, L2Future, L2};
 use crate::pattern::Pattern;
 
@@ -49,6 +51,8 @@ pub struct RedisL2 {
     scan_count: usize,
     /// `host:port/db`, never the password.
     addr: Box<str>,
+    pub(super) coherence: Coherence,
+    pub(super) scripts: Arc<Scripts>,
 }
 
 /// Settings of a [`RedisL2`], from [`RedisL2::builder`].
@@ -72,6 +76,7 @@ pub struct RedisL2Builder {
     timeout: Duration,
     connect_timeout: Duration,
     scan_count: usize,
+    coherence: Coherence,
 }
 
 impl fmt::Debug for RedisL2Builder {
@@ -82,6 +87,8 @@ impl fmt::Debug for RedisL2Builder {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("scan_count", &self.scan_count)
+            .field("max_ttl", &self.coherence.max_ttl)
+            .field("fill_window", &self.coherence.fill_window)
             .finish()
     }
 }
@@ -154,6 +161,85 @@ impl RedisL2Builder {
         assert!(count > 0, "RedisL2Builder::scan_count must not be zero");
         self.scan_count = count;
         self
+    }
+
+    /// The longest a value lives in Redis (default 1 day): longer TTLs
+    /// are cut to it. Invalidation marks of prefix patterns live this long
+    /// (plus the fill window), so that they outlive the values they cover.
+    ///
+    /// # Panics
+    /// When `max_ttl` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app")
+    ///     .max_ttl(Duration::from_secs(6 * 3600));
+    /// # drop(b);
+    /// ```
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        assert!(
+            !max_ttl.is_zero(),
+            "RedisL2Builder::max_ttl must not be zero"
+        );
+        self.coherence.max_ttl = max_ttl;
+        self
+    }
+
+    /// The longest an origin call may take and still fill Redis (default
+    /// 60 s): a fill that comes later is not written, since the marks of
+    /// exact-key invalidations it would have to respect live only twice this
+    /// long.
+    ///
+    /// # Panics
+    /// When `window` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app")
+    ///     .fill_window(Duration::from_secs(120));
+    /// # drop(b);
+    /// ```
+    pub fn fill_window(mut self, window: Duration) -> Self {
+        assert!(
+            !window.is_zero(),
+            "RedisL2Builder::fill_window must not be zero"
+        );
+        self.coherence.fill_window = window;
+        self
+    }
+
+    /// The URL given to [`RedisL2::builder`].
+    ///
+    /// ```
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app");
+    /// assert_eq!(b.url(), "redis://127.0.0.1:6380");
+    /// ```
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The namespace given to [`RedisL2::builder`].
+    ///
+    /// ```
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app");
+    /// assert_eq!(b.namespace(), "app");
+    /// ```
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Checks the URL and the namespace without connecting.
+    ///
+    /// # Errors
+    /// [`L2Error::Config`], as [`connect`](RedisL2Builder::connect).
+    ///
+    /// ```
+    /// use cache_runtime::RedisL2;
+    /// assert!(RedisL2::builder("redis://127.0.0.1:6380/0", "app").check().is_ok());
+    /// assert!(RedisL2::builder("http://127.0.0.1", "app").check().is_err());
+    /// ```
+    pub fn check(&self) -> Result<(), L2Error> {
+        self.client().map(drop)
     }
 
     /// Connects now: fails if Redis does not answer within the connect
@@ -245,6 +331,8 @@ impl RedisL2Builder {
             timeout: self.timeout,
             scan_count: self.scan_count,
             addr: addr.into(),
+            coherence: self.coherence,
+            scripts: Arc::new(Scripts::new()),
         }
     }
 }
@@ -300,6 +388,10 @@ impl RedisL2 {
             timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_secs(1),
             scan_count: 1000,
+            coherence: Coherence {
+                max_ttl: Duration::from_secs(24 * 3600),
+                fill_window: Duration::from_secs(60),
+            },
         }
     }
 
@@ -331,7 +423,26 @@ impl RedisL2 {
         out
     }
 
-    async fn query<T: FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T, L2Error> {
+    pub(super) async fn invoke<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        call: &ScriptInvocation<'_>,
+    ) -> Result<T, L2Error> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, call.invoke_async::<T>(&mut conn)).await {
+            Err(_) => Err(L2Error::Timeout {
+                op,
+                after: self.timeout,
+            }),
+            Ok(result) => result.map_err(|e| map_error(op, self.timeout, e)),
+        }
+    }
+
+    pub(super) async fn query<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T, L2Error> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
             Err(_) => Err(L2Error::Timeout {
@@ -447,7 +558,7 @@ impl RedisL2 {
         self.scan_unlink(&self.redis_key("*")).await
     }
 
-    async fn scan_unlink(&self, redis_pattern: &str) -> Result<u64, L2Error> {
+    pub(super) async fn scan_unlink(&self, redis_pattern: &str) -> Result<u64, L2Error> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {

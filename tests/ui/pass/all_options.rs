@@ -25,7 +25,7 @@ fn maybe(id: u64) -> Option<u64> {
 }
 
 #[cached(key = "l2:<id>", tier = "l2", none = false, lock = false)]
-fn only_l2(id: u64) -> u64 {
+async fn only_l2(id: u64) -> u64 {
     id
 }
 
@@ -41,7 +41,7 @@ async fn main() {
         .scope(async {
             assert_eq!(rate("EUR").await, Ok(3));
             assert_eq!(maybe(1), None);
-            assert_eq!(only_l2(4), 4);
+            assert_eq!(only_l2(4).await, 4);
             assert_eq!(set_rate("EUR", 1).await, Ok(4));
         })
         .await;

@@ -45,7 +45,7 @@ impl Users for Db {
         Ok(())
     }
 
-    #[cached(ttl = "1m", key = "total:<self.tenant>")]
+    #[cached(ttl = "1m", key = "total:<self.tenant>", tier = "both")]
     async fn total(&self) -> usize {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.calls.load(Ordering::SeqCst)

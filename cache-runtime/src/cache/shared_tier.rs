@@ -1,0 +1,281 @@
+//! The cache's use of the shared tier: the leader's lookup, the fill after
+//! an origin call, and invalidation. Every failure of the shared tier is
+//! counted and reported to the hooks, and the call goes on without it: a
+//! lookup that fails is a miss, a fill that fails is not written.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Cache, Leader, Life, Policy, Route};
+use crate::clock::{self, Ticks};
+use crate::entry::Entry;
+use crate::envelope::Deadlines;
+use crate::hooks::{Event, Tier};
+use crate::l1::L1Engine;
+use crate::l2::coherent::Read;
+use crate::l2::redis::RedisL2;
+use crate::l2::L2Error;
+use crate::pattern::Pattern;
+use crate::shared::{unix_ms, AnyValue, Shared, ValueCodec};
+use crate::stats::Counter;
+
+/// Permission to fill the shared tier: the generation the leader read
+/// before its origin call, and when.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ticket {
+    generation: u64,
+    read_at: Instant,
+}
+
+/// What the leader's lookup in the shared tier found.
+pub(super) enum Found {
+    /// A fresh value of the type asked for, its deadlines and its encoded
+    /// length.
+    Value(AnyValue, Deadlines, usize),
+    /// Nothing usable; a fill may follow when there is a ticket (none when
+    /// the shared tier could not be read).
+    Miss(Option<Ticket>),
+}
+
+impl Cache {
+    fn shared_store(&self) -> Option<(&Shared, &RedisL2)> {
+        let shared = self.inner.shared.as_deref()?;
+        Some((shared, shared.store()?))
+    }
+
+    /// Which tiers a `#[cached]` function with `tier` and `codec` (present
+    /// when its value is serde) reads and fills in this cache.
+    pub(crate) fn route(
+        &self,
+        tier: crate::__private::TierChoice,
+        codec: Option<ValueCodec>,
+    ) -> Route {
+        use crate::__private::TierChoice;
+        let (Some(shared), Some(codec)) = (self.inner.shared.as_deref(), codec) else {
+            return Route::L1;
+        };
+        let (l1, l2) = match tier {
+            TierChoice::L1 => (true, false),
+            TierChoice::L2 => (false, true),
+            TierChoice::Both => (true, true),
+            TierChoice::Default => (shared.fill_l1, true),
+        };
+        Route {
+            l1,
+            l2: l2.then_some(codec),
+        }
+    }
+
+    /// Looks `key` up in the shared tier, as the leader of its flight.
+    pub(super) async fn l2_lookup<V: 'static>(
+        &self,
+        key: &str,
+        template: &str,
+        codec: ValueCodec,
+    ) -> Found {
+        let Some((shared, store)) = self.shared_store() else {
+            return Found::Miss(None);
+        };
+        let read_at = Instant::now();
+        let read = match store.read_checked(key).await {
+            Ok(read) => read,
+            Err(e) => {
+                self.l2_failed("GET", &e);
+                return Found::Miss(None);
+            }
+        };
+        let (bytes, generation) = match read {
+            Read::Value { bytes, generation } => (bytes, generation),
+            Read::Absent { generation } => {
+                self.inner.counters.add(Counter::L2Miss, 1);
+                return Found::Miss(Some(Ticket {
+                    generation,
+                    read_at,
+                }));
+            }
+        };
+        let ticket = Some(Ticket {
+            generation,
+            read_at,
+        });
+        match (codec.decode)(&shared.envelope, &bytes) {
+            Ok((value, deadlines)) if deadlines.is_fresh(unix_ms()) => {
+                if value.is::<V>() {
+                    self.inner.counters.add(Counter::L2Hit, 1);
+                    self.emit(Event::Hit {
+                        template,
+                        tier: Tier::L2,
+                    });
+                    Found::Value(value, deadlines, bytes.len())
+                } else {
+                    self.inner.counters.add(Counter::L2Miss, 1);
+                    Found::Miss(ticket)
+                }
+            }
+            // Expired, or only usable as stale: the origin is called.
+            Ok(_) => {
+                self.inner.counters.add(Counter::L2Miss, 1);
+                Found::Miss(ticket)
+            }
+            Err(_) => {
+                self.inner.counters.add(Counter::L2Undecodable, 1);
+                self.inner.counters.add(Counter::L2Miss, 1);
+                Found::Miss(ticket)
+            }
+        }
+    }
+
+    /// Publishes a value the leader found in the shared tier, and keeps it
+    /// in process for the rest of its life (at most `l1_ttl`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn settle_l2_hit<V: Clone + Send + Sync + 'static>(
+        &self,
+        leader: Leader<'_>,
+        key: &str,
+        template: &str,
+        policy: &Policy,
+        route: Route,
+        shared: AnyValue,
+        deadlines: Deadlines,
+        encoded_len: usize,
+    ) -> Option<V> {
+        let entry = route.l1.then(|| {
+            let now_ms = unix_ms();
+            let fresh = Duration::from_millis(deadlines.fresh_until_ms.saturating_sub(now_ms));
+            let usable = Duration::from_millis(deadlines.stale_until_ms.saturating_sub(now_ms));
+            let l1_fresh = policy.l1_ttl.map_or(fresh, |l1| l1.min(fresh));
+            let now: Ticks = self.inner.clock.now();
+            let fresh_until = now.saturating_add(clock::ticks(l1_fresh));
+            let stale_until = if deadlines.stale_until_ms > deadlines.fresh_until_ms {
+                now.saturating_add(clock::ticks(usable))
+            } else {
+                fresh_until
+            };
+            Entry {
+                value: Arc::clone(&shared),
+                fresh_until,
+                stale_until,
+                weight: Entry::weight_of_encoded(key, encoded_len).max(self.inner.min_weight),
+            }
+        });
+        let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));
+        if leader.finish(Arc::clone(&shared), insert) == Some(true) {
+            self.stored(template);
+        }
+        // Without waiters or an in-process copy, the decoded value is
+        // handed over as it is, not cloned.
+        let value = shared.downcast::<V>().ok()?;
+        Some(Arc::try_unwrap(value).unwrap_or_else(|shared| V::clone(&shared)))
+    }
+
+    /// Writes a value the origin returned to the shared tier, unless an
+    /// invalidation newer than the leader's read covers its key.
+    pub(super) async fn l2_fill(
+        &self,
+        key: &str,
+        ticket: Ticket,
+        value: &(dyn Any + Send + Sync),
+        codec: ValueCodec,
+        life: Life,
+    ) {
+        let Some((shared, store)) = self.shared_store() else {
+            return;
+        };
+        let now = unix_ms();
+        let fresh_until = now.saturating_add(millis(life.ttl));
+        let deadlines = Deadlines::new(fresh_until, fresh_until.saturating_add(millis(life.stale)));
+        // The value's `Serialize` is user code: a panic costs the fill only.
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (codec.encode)(value, &shared.envelope, deadlines)
+        }));
+        let Ok(Ok(bytes)) = encoded else {
+            // Too large for the shared tier, or not encodable: it stays in
+            // process only.
+            self.inner.counters.add(Counter::Error, 1);
+            return;
+        };
+        match store
+            .fill_checked(
+                key,
+                ticket.generation,
+                ticket.read_at,
+                &bytes,
+                life.ttl + life.stale,
+            )
+            .await
+        {
+            Ok(true) => self.inner.counters.add(Counter::L2Set, 1),
+            Ok(false) => self.inner.counters.add(Counter::L2FillRejected, 1),
+            Err(e) => self.l2_failed("FILL", &e),
+        }
+    }
+
+    /// Invalidates `pattern` in the shared tier, for every instance.
+    pub(super) async fn l2_invalidate(&self, pattern: &Pattern) {
+        let Some((_, store)) = self.shared_store() else {
+            return;
+        };
+        match store.invalidate_checked(pattern).await {
+            Ok(reach) => self.inner.counters.add(Counter::Delete, reach.counted()),
+            Err(e) => self.l2_failed("INVALIDATE", &e),
+        }
+    }
+
+    /// Invalidates `key` in the shared tier.
+    pub(super) async fn l2_delete(&self, key: &str) {
+        let Some((_, store)) = self.shared_store() else {
+            return;
+        };
+        match store.invalidate_keys(&[key]).await {
+            Ok(n) => self.inner.counters.add(Counter::Delete, n),
+            Err(e) => self.l2_failed("INVALIDATE", &e),
+        }
+    }
+
+    /// Invalidates this cache's whole namespace in the shared tier.
+    pub(super) async fn l2_clear(&self) {
+        let Some((_, store)) = self.shared_store() else {
+            return;
+        };
+        match store.clear_checked().await {
+            Ok(n) => self.inner.counters.add(Counter::Delete, n),
+            Err(e) => self.l2_failed("CLEAR", &e),
+        }
+    }
+
+    /// Invalidates `pattern` in the shared tier from a plain `fn`: waits
+    /// for it where the thread may block (outside a runtime, or on a
+    /// multi-threaded runtime's worker); on a current-thread runtime, whose
+    /// only thread must not block, sends it off as a task instead.
+    pub(super) fn l2_invalidate_blocking(&self, pattern: &Pattern) {
+        let Some(shared) = self.inner.shared.as_deref() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => match runtime.runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(|| runtime.block_on(self.l2_invalidate(pattern)));
+                }
+                _ => {
+                    let (cache, pattern) = (self.clone(), pattern.clone());
+                    runtime.spawn(async move { cache.l2_invalidate(&pattern).await });
+                }
+            },
+            Err(_) => match shared.runtime() {
+                Some(runtime) => runtime.block_on(self.l2_invalidate(pattern)),
+                // Never connected: no runtime to reach Redis from.
+                None => self.inner.counters.add(Counter::L2Error, 1),
+            },
+        }
+    }
+
+    fn l2_failed(&self, op: &'static str, error: &L2Error) {
+        self.inner.counters.add(Counter::L2Error, 1);
+        self.emit(Event::L2Error { op, error });
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

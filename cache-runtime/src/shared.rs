@@ -1,0 +1,119 @@
+//! The shared tier as a cache holds it: the store (connected on first use,
+//! inside the caller's tokio runtime), the envelope settings, and the
+//! type-erased codecs that `#[cached]` functions hand in.
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::envelope::{Deadlines, Envelope, EnvelopeError};
+use crate::l2::redis::{RedisL2, RedisL2Builder};
+
+pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
+
+/// The shared tier of a cache and of its named caches.
+pub(crate) struct Shared {
+    builder: RedisL2Builder,
+    /// `None` inside once connecting failed for good (it cannot: the
+    /// settings were checked when the cache was built).
+    store: OnceLock<Option<RedisL2>>,
+    /// The runtime the store was connected in: blocking invalidations from
+    /// threads outside any runtime run there.
+    runtime: OnceLock<tokio::runtime::Handle>,
+    pub(crate) envelope: Envelope,
+    /// Whether values found in or written to the shared tier are also kept
+    /// in process (`hybrid`), or not (`redis`).
+    pub(crate) fill_l1: bool,
+}
+
+impl Shared {
+    pub(crate) fn new(builder: RedisL2Builder, envelope: Envelope, fill_l1: bool) -> Shared {
+        Shared {
+            builder,
+            store: OnceLock::new(),
+            runtime: OnceLock::new(),
+            envelope,
+            fill_l1,
+        }
+    }
+
+    /// The store; connects (lazily: no round trip) on first use. `None`
+    /// outside a tokio runtime before the first connection.
+    pub(crate) fn store(&self) -> Option<&RedisL2> {
+        if let Some(store) = self.store.get() {
+            return store.as_ref();
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        self.store
+            .get_or_init(|| {
+                let _ = self.runtime.set(runtime);
+                self.builder.clone().connect_lazy().ok()
+            })
+            .as_ref()
+    }
+
+    /// The runtime the store lives in, once connected.
+    pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.get()
+    }
+}
+
+/// Encodes and decodes the values of one type, behind type erasure: what a
+/// `#[cached]` function whose value is `Serialize + DeserializeOwned` hands
+/// to the cache.
+#[derive(Clone, Copy)]
+pub struct ValueCodec {
+    pub(crate) encode: EncodeFn,
+    pub(crate) decode: DecodeFn,
+}
+
+type EncodeFn =
+    fn(&(dyn Any + Send + Sync), &Envelope, Deadlines) -> Result<Vec<u8>, EnvelopeError>;
+type DecodeFn = fn(&Envelope, &[u8]) -> Result<(AnyValue, Deadlines), EnvelopeError>;
+
+impl std::fmt::Debug for ValueCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ValueCodec")
+    }
+}
+
+fn encode_as<V: Serialize + 'static>(
+    value: &(dyn Any + Send + Sync),
+    envelope: &Envelope,
+    deadlines: Deadlines,
+) -> Result<Vec<u8>, EnvelopeError> {
+    match value.downcast_ref::<V>() {
+        Some(value) => envelope.encode(value, deadlines),
+        // The cache hands each codec values of its own type only.
+        None => Err(EnvelopeError::InvalidDeadlines(deadlines)),
+    }
+}
+
+fn decode_as<V: DeserializeOwned + Send + Sync + 'static>(
+    envelope: &Envelope,
+    bytes: &[u8],
+) -> Result<(AnyValue, Deadlines), EnvelopeError> {
+    let decoded = envelope.decode::<V>(bytes)?;
+    Ok((Arc::new(decoded.value), decoded.header.deadlines))
+}
+
+impl ValueCodec {
+    /// The codec of `V`.
+    pub(crate) fn of<V: Serialize + DeserializeOwned + Send + Sync + 'static>() -> ValueCodec {
+        ValueCodec {
+            encode: encode_as::<V>,
+            decode: decode_as::<V>,
+        }
+    }
+}
+
+/// Now, in unix milliseconds: the clock of the deadlines in envelopes,
+/// which several processes read.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

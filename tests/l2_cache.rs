@@ -1,0 +1,542 @@
+//! The two-tier cache through `#[cached]`, `#[invalidates]` and the
+//! handle, against real throwaway redis-server processes: several `Cache`
+//! instances on one server stand for several instances of a service.
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_runtime::{cached, invalidates, Backend, Cache, Codec, Config, RedisL2};
+use serde::{Deserialize, Serialize};
+use support::RedisServer;
+use tokio::sync::Notify;
+
+/// The origin: a versioned record per id, and a count of reads.
+#[derive(Default)]
+struct Db {
+    version: AtomicU64,
+    reads: AtomicU64,
+    /// When set, each read waits here after reading (a slow origin).
+    gate: Option<Gate>,
+}
+
+struct Gate {
+    read: Notify,
+    release: Notify,
+}
+
+impl Db {
+    fn gated() -> Db {
+        Db {
+            gate: Some(Gate {
+                read: Notify::new(),
+                release: Notify::new(),
+            }),
+            ..Db::default()
+        }
+    }
+
+    async fn read(&self, id: u64) -> Order {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let version = self.version.load(Ordering::SeqCst);
+        if let Some(gate) = &self.gate {
+            gate.read.notify_one();
+            gate.release.notified().await;
+        }
+        Order { id, version }
+    }
+
+    fn write(&self) -> u64 {
+        self.version.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Order {
+    id: u64,
+    version: u64,
+}
+
+#[cached(ttl = "1m", key = "order:<id>")]
+async fn order(db: &Db, id: u64) -> Order {
+    db.read(id).await
+}
+
+#[cached(ttl = "1m", key = "orders:list:<tenant>:<page>")]
+async fn order_page(db: &Db, tenant: &str, page: u32) -> Order {
+    db.read(u64::from(page)).await
+}
+
+#[cached(ttl = "1m", key = "shared-only:<id>", tier = "l2")]
+async fn shared_only(db: &Db, id: u64) -> Order {
+    db.read(id).await
+}
+
+#[cached(ttl = "1m", key = "local-only:<id>", tier = "l1")]
+async fn local_only(db: &Db, id: u64) -> Order {
+    db.read(id).await
+}
+
+#[cached(ttl = "1m", key = "fallible:<id>")]
+async fn fallible(db: &Db, id: u64) -> Result<Order, String> {
+    Ok(db.read(id).await)
+}
+
+/// Not serde: stays in process whatever the backend.
+#[derive(Clone, Debug, PartialEq)]
+struct Opaque(u64);
+
+#[cached(ttl = "1m", key = "opaque:<id>")]
+async fn opaque(db: &Db, id: u64) -> Opaque {
+    Opaque(db.read(id).await.version)
+}
+
+#[invalidates("order:<id>")]
+async fn update_order(db: &Db, id: u64) -> Result<u64, String> {
+    let _ = id;
+    Ok(db.write())
+}
+
+#[invalidates("orders:list:<tenant>:*")]
+async fn update_tenant(db: &Db, tenant: &str) {
+    let _ = tenant;
+    db.write();
+}
+
+#[invalidates("order:<id>")]
+fn update_order_blocking(db: &Db, id: u64) {
+    let _ = id;
+    db.write();
+}
+
+/// A cache on `server` under `prefix`.
+fn cache(server: &RedisServer, prefix: &str, backend: Backend) -> Cache {
+    Cache::builder()
+        .backend(backend)
+        .redis_url(server.url())
+        .key_prefix(prefix)
+        .build()
+        .expect("a hybrid cache")
+}
+
+fn raw_get(server: &RedisServer, key: &str) -> Option<Vec<u8>> {
+    redis::cmd("GET")
+        .arg(key)
+        .query(&mut server.connection())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_instance_finds_what_another_stored() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        cache(&server, "shop", Backend::Hybrid),
+        cache(&server, "shop", Backend::Hybrid),
+    );
+    let db = Db::default();
+
+    assert_eq!(a.scope(order(&db, 7)).await, Order { id: 7, version: 0 });
+    assert_eq!(b.scope(order(&db, 7)).await, Order { id: 7, version: 0 });
+    assert_eq!(db.reads(), 1, "the second instance read the shared tier");
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!((sa.l2_misses, sa.l2_sets, sa.loads), (1, 1, 1));
+    assert_eq!((sb.l2_hits, sb.loads), (1, 0));
+    // The shared-tier hit filled the second instance's L1.
+    assert_eq!(b.scope(order(&db, 7)).await.version, 0);
+    assert_eq!(b.stats().hits, 1);
+    assert_eq!(b.stats().l2_hits, 1);
+
+    // The TTL reached Redis as PX.
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("shop:order:7")
+        .query(&mut server.connection())
+        .unwrap();
+    assert!(ttl > 50_000 && ttl <= 60_000, "{ttl}");
+}
+
+#[tokio::test]
+async fn results_share_their_ok_values_and_opaque_values_stay_in_process() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        cache(&server, "shop", Backend::Hybrid),
+        cache(&server, "shop", Backend::Hybrid),
+    );
+    let db = Db::default();
+    assert_eq!(a.scope(fallible(&db, 1)).await.unwrap().version, 0);
+    assert_eq!(b.scope(fallible(&db, 1)).await.unwrap().version, 0);
+    assert_eq!(db.reads(), 1);
+
+    assert_eq!(a.scope(opaque(&db, 2)).await, Opaque(0));
+    assert_eq!(b.scope(opaque(&db, 2)).await, Opaque(0));
+    assert_eq!(db.reads(), 3, "a value that is not serde is not shared");
+    assert_eq!(raw_get(&server, "shop:opaque:2"), None);
+}
+
+#[tokio::test]
+async fn tiers_of_a_function_take_effect() {
+    let server = RedisServer::start();
+    let a = cache(&server, "shop", Backend::Hybrid);
+    let db = Db::default();
+
+    a.scope(shared_only(&db, 1)).await;
+    assert_eq!(
+        a.stats().entries,
+        0,
+        "tier = \"l2\" keeps nothing in process"
+    );
+    a.scope(shared_only(&db, 1)).await;
+    assert_eq!((db.reads(), a.stats().l2_hits), (1, 1));
+
+    a.scope(local_only(&db, 1)).await;
+    assert_eq!(raw_get(&server, "shop:local-only:1"), None);
+    assert_eq!(a.stats().entries, 1);
+
+    // The `redis` backend keeps nothing in process either.
+    let r = cache(&server, "shop", Backend::Redis);
+    r.scope(order(&db, 3)).await;
+    r.scope(order(&db, 3)).await;
+    assert_eq!(r.stats().entries, 0);
+    assert_eq!((r.stats().l2_hits, r.stats().l2_sets), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidation_on_one_instance_reaches_the_shared_tier_for_all() {
+    let server = RedisServer::start();
+    // Redis-only instances: what one instance's L1 would keep is the
+    // backplane's business; here every read goes to the shared tier.
+    let (a, b) = (
+        cache(&server, "shop", Backend::Redis),
+        cache(&server, "shop", Backend::Redis),
+    );
+    let db = Db::default();
+
+    // An exact key.
+    assert_eq!(a.scope(order(&db, 1)).await.version, 0);
+    b.scope(update_order(&db, 1)).await.unwrap();
+    assert_eq!(a.scope(order(&db, 1)).await.version, 1);
+
+    // A prefix pattern: one write, whatever the number of keys.
+    for page in 0..50 {
+        assert_eq!(a.scope(order_page(&db, "acme", page)).await.version, 1);
+    }
+    a.scope(order_page(&db, "globex", 0)).await;
+    let reads = db.reads();
+    b.scope(update_tenant(&db, "acme")).await;
+    for page in 0..50 {
+        assert_eq!(a.scope(order_page(&db, "acme", page)).await.version, 2);
+    }
+    assert_eq!(db.reads(), reads + 50);
+    // The mark is the namespace's generation, exact to the digit.
+    let mut raw = server.connection();
+    let (tag, generation): (String, String) = redis::cmd("MGET")
+        .arg("shop[t]orders:list:acme:")
+        .arg("shop[g]")
+        .query(&mut raw)
+        .unwrap();
+    assert!(
+        generation.bytes().all(|b| b.is_ascii_digit()),
+        "{generation}"
+    );
+    assert!(tag.parse::<u64>().unwrap() <= generation.parse::<u64>().unwrap());
+    assert!(
+        tag.parse::<u64>().unwrap() > 1_600_000_000_000_000,
+        "seeded from the clock: {tag}"
+    );
+    // Another tenant's pages are untouched.
+    a.scope(order_page(&db, "globex", 0)).await;
+    assert_eq!(db.reads(), reads + 50);
+
+    // A pattern with a wildcard inside: SCAN + UNLINK.
+    assert_eq!(a.scope(order(&db, 9)).await.version, 2);
+    db.write();
+    b.invalidate("order:*9").await.unwrap();
+    assert_eq!(a.scope(order(&db, 9)).await.version, 3);
+
+    // A plain `fn` under `#[invalidates]`, on a thread that may block.
+    let db = Arc::new(db);
+    let (b2, db2) = (b.clone(), Arc::clone(&db));
+    tokio::task::spawn_blocking(move || b2.scope_sync(|| update_order_blocking(&db2, 1)))
+        .await
+        .unwrap();
+    assert_eq!(a.scope(order(&db, 1)).await.version, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_invalidation_on_a_runtime_thread_reaches_redis() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        cache(&server, "shop", Backend::Redis),
+        cache(&server, "shop", Backend::Redis),
+    );
+    let db = Db::default();
+    assert_eq!(a.scope(order(&db, 5)).await.version, 0);
+    b.scope(async { update_order_blocking(&db, 5) }).await;
+    assert_eq!(a.scope(order(&db, 5)).await.version, 1);
+}
+
+/// The race of guarantee 2 across instances: instance A reads the origin,
+/// instance B then writes and invalidates, and only then does A's fill
+/// arrive. The fill must not land: a read on either instance afterwards
+/// sees the write.
+async fn race(server: &RedisServer, invalidate: impl AsyncFnOnce(&Cache, &Db)) {
+    let a = cache(server, "race", Backend::Redis);
+    let b = cache(server, "race", Backend::Redis);
+    let db = Arc::new(Db::gated());
+
+    let slow = {
+        let (a, db) = (a.clone(), Arc::clone(&db));
+        tokio::spawn(async move { a.scope(order_page(&db, "acme", 1)).await })
+    };
+    db.gate.as_ref().unwrap().read.notified().await; // A has read version 0
+    invalidate(&b, &db).await; // B writes version 1 and invalidates
+    db.gate.as_ref().unwrap().release.notify_one();
+    assert_eq!(
+        slow.await.unwrap().version,
+        0,
+        "A's own caller gets its read"
+    );
+    assert_eq!(a.stats().l2_fills_rejected, 1, "A's fill must not land");
+
+    // Reads that start now see version 1, on both instances.
+    let reader = {
+        let (b, db) = (b.clone(), Arc::clone(&db));
+        tokio::spawn(async move { b.scope(order_page(&db, "acme", 1)).await })
+    };
+    db.gate.as_ref().unwrap().read.notified().await;
+    db.gate.as_ref().unwrap().release.notify_one();
+    assert_eq!(reader.await.unwrap().version, 1);
+    assert_eq!(a.scope(order_page(&db, "acme", 1)).await.version, 1);
+}
+
+#[tokio::test]
+async fn a_fill_older_than_an_exact_invalidation_on_another_instance_never_lands() {
+    let server = RedisServer::start();
+    race(&server, async |b: &Cache, db: &Db| {
+        db.write();
+        b.delete("orders:list:acme:1").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_fill_older_than_a_prefix_invalidation_on_another_instance_never_lands() {
+    let server = RedisServer::start();
+    race(&server, async |b: &Cache, db: &Db| {
+        b.scope(update_tenant(db, "acme")).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_fill_older_than_a_scanning_invalidation_on_another_instance_never_lands() {
+    let server = RedisServer::start();
+    race(&server, async |b: &Cache, db: &Db| {
+        db.write();
+        b.invalidate("orders:*:acme:1").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_fill_older_than_a_clear_on_another_instance_never_lands() {
+    let server = RedisServer::start();
+    race(&server, async |b: &Cache, db: &Db| {
+        db.write();
+        b.clear().await;
+    })
+    .await;
+}
+
+/// Eight reader instances and one writer instance on one Redis: no read
+/// that starts after an invalidation returned sees a version older than the
+/// write before it. Each reader is an instance of its own, reading through
+/// the shared tier only: joining another caller's running load on one
+/// instance, or an instance's L1, is kept coherent across instances by the
+/// backplane, which is not part of this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_read_after_an_invalidation_sees_an_older_version_on_any_instance() {
+    let server = RedisServer::start();
+    let writer = cache(&server, "soak", Backend::Hybrid);
+    let db = Arc::new(Db::default());
+    // The version every read that starts from now on must see at least.
+    let floor = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for r in 0..8 {
+        let cache = cache(&server, "soak", Backend::Redis);
+        let (db, floor, stop) = (Arc::clone(&db), Arc::clone(&floor), Arc::clone(&stop));
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let must = floor.load(Ordering::SeqCst);
+                let got = cache.scope(order_page(&db, "acme", r % 2)).await.version;
+                assert!(got >= must, "read {got} after the invalidation of {must}");
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    for _ in 0..200 {
+        // The writer's instance keeps its own L1 coherent as well.
+        let version = writer.scope(async {
+            let v = db.write();
+            writer.invalidate("orders:list:acme:*").await.unwrap();
+            v
+        });
+        floor.store(version.await, Ordering::SeqCst);
+        let seen = writer.scope(order_page(&db, "acme", 0)).await.version;
+        assert!(seen >= floor.load(Ordering::SeqCst));
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for r in readers {
+        total += r.await.unwrap();
+    }
+    assert!(total > 0);
+    assert!(writer.stats().l2_hits > 0, "{:?}", writer.stats());
+}
+
+#[tokio::test]
+async fn bytes_that_do_not_decode_are_misses_and_are_overwritten() {
+    let server = RedisServer::start();
+    let a = cache(&server, "shop", Backend::Hybrid);
+    let db = Db::default();
+    let mut raw = server.connection();
+    let garbage: [&[u8]; 4] = [
+        b"",
+        b"hello",
+        &[0, 0, 0, 0, 0, 0, 0, 1, 0xFF, 0xCA, 1, 1, 9],
+        &[0xFF; 64],
+    ];
+    for (id, bytes) in garbage.iter().enumerate() {
+        let key = format!("shop:order:{id}");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(*bytes)
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(a.scope(order(&db, id as u64)).await.version, 0);
+        let stored = raw_get(&server, &key).unwrap();
+        assert_ne!(stored, *bytes, "the fill overwrote the bad bytes");
+    }
+    assert_eq!(db.reads(), 4);
+    let stats = a.stats();
+    assert_eq!(stats.l2_undecodable, 4, "{stats:?}");
+    assert_eq!(stats.l2_sets, 4);
+
+    // A value of another type under the same key: a miss too.
+    #[cached(ttl = "1m", key = "order:<id>", tier = "l2")]
+    async fn order_as_text(id: u64) -> String {
+        format!("order {id}")
+    }
+    assert_eq!(a.scope(order_as_text(0)).await, "order 0");
+    assert_eq!(a.stats().l2_undecodable, 5);
+}
+
+#[tokio::test]
+async fn clear_removes_its_namespace_only() {
+    let server = RedisServer::start();
+    let (a, other) = (
+        cache(&server, "shop", Backend::Hybrid),
+        cache(&server, "billing", Backend::Hybrid),
+    );
+    let db = Db::default();
+    for id in 0..20 {
+        a.scope(order(&db, id)).await;
+        other.scope(order(&db, id)).await;
+    }
+    a.clear().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*:order:*")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(keys.len(), 20);
+    assert!(keys.iter().all(|k| k.starts_with("billing:")));
+    a.scope(order(&db, 0)).await;
+    other.scope(order(&db, 0)).await;
+    assert_eq!(db.reads(), 41);
+}
+
+#[tokio::test]
+async fn json_values_are_readable_and_read_by_a_bincode_instance() {
+    let server = RedisServer::start();
+    let json = Cache::builder()
+        .backend(Backend::Redis)
+        .redis_url(server.url())
+        .key_prefix("shop")
+        .codec(Codec::Json)
+        .build()
+        .unwrap();
+    let bincode = cache(&server, "shop", Backend::Redis);
+    let db = Db::default();
+    json.scope(order(&db, 3)).await;
+    let stored = raw_get(&server, "shop:order:3").unwrap();
+    let text = String::from_utf8_lossy(&stored);
+    assert!(text.contains(r#"{"id":3,"version":0}"#), "{text}");
+    assert_eq!(bincode.scope(order(&db, 3)).await.version, 0);
+    assert_eq!(db.reads(), 1);
+}
+
+#[tokio::test]
+async fn the_environment_selects_the_backend() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let vars = [
+        ("CACHE_BACKEND", "hybrid"),
+        ("REDIS_URL", url.as_str()),
+        ("CACHE_KEY_PREFIX", "env-app"),
+    ];
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    let cache = cache_runtime::CacheBuilder::from_config(config)
+        .build()
+        .unwrap();
+    let db = Db::default();
+    cache.scope(order(&db, 1)).await;
+    assert!(raw_get(&server, "env-app:order:1").is_some());
+
+    for (vars, variable) in [
+        (&[("CACHE_BACKEND", "hybrid")][..], "REDIS_URL"),
+        (
+            &[("CACHE_BACKEND", "hybrid"), ("REDIS_URL", "http://x")][..],
+            "REDIS_URL",
+        ),
+        (&[("CACHE_KEY_PREFIX", "a:b")][..], "CACHE_KEY_PREFIX"),
+        (&[("CACHE_CODEC", "msgpack")][..], "CACHE_CODEC"),
+    ] {
+        let built = Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .and_then(|config| cache_runtime::CacheBuilder::from_config(config).build());
+        assert_eq!(built.unwrap_err().variable(), variable, "{vars:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_cache_starts_and_serves_while_redis_is_down() {
+    // Nothing listens on port 1.
+    let cache = Cache::builder()
+        .redis(RedisL2::builder("redis://127.0.0.1:1/0", "shop").timeout(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let db = Db::default();
+    assert_eq!(cache.scope(order(&db, 1)).await.version, 0);
+    assert_eq!(cache.scope(order(&db, 1)).await.version, 0);
+    assert_eq!(db.reads(), 1, "the in-process tier still serves");
+    cache.invalidate("order:*").await.unwrap();
+    let stats = cache.stats();
+    assert!(stats.l2_errors >= 2, "{stats:?}");
+}
