@@ -2,15 +2,21 @@
 //! run against one throwaway `redis-server` (started on a free loopback port
 //! by the test harness, stopped by its pid at the end):
 //!
-//! 1. `l2/hit`: the latency of one hit, `RedisL2::get` plus
-//!    `Envelope::decode_as::<Order>`, against a raw `GET` of the same key
-//!    (same stored bytes) on a `ConnectionManager` of the redis crate plus a
-//!    bincode decode of the payload;
-//! 2. `l2/64-in-flight`: the same two with 64 tasks each doing sequential
-//!    gets, time per get across all of them (lower is more throughput);
+//! 1. `l2/hit`: the latency of one hit in the shared tier through a
+//!    `#[cached(tier = "l2")]` function (so the in-process tier never holds
+//!    the value: every call is an L1 miss, a flight, a checked read of the
+//!    key with its invalidation marks in one `MGET`, a decode), and through
+//!    the store alone (`RedisL2::get` plus `Envelope::decode_as::<Order>`),
+//!    against a raw `GET` of the same key (same stored bytes) on a
+//!    `ConnectionManager` of the redis crate plus a bincode decode of the
+//!    payload;
+//! 2. `l2/64-in-flight`: the same three with 64 tasks each doing sequential
+//!    gets of a key of its own, time per get across all of them (lower is
+//!    more throughput);
 //! 3. pattern invalidation of 100,000 keys among 1,000,000: wall time, the
-//!    commands it issued and the longest one on the server (SLOWLOG), as a
-//!    one-shot table.
+//!    commands issued and the longest one on the server (SLOWLOG), for the
+//!    `SCAN` + `UNLINK` walk (`RedisL2::invalidate`) and for the prefix tag
+//!    that `Cache::invalidate` bumps, as a one-shot table.
 //!
 //! Criterion reports 1 and 2; a short interleaved A/B run after it prints
 //! ns/op, ops/s and the ratios as a table. Everything runs on a
@@ -31,7 +37,9 @@ mod support;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Codec, Deadlines, Envelope, RedisL2, TypeFingerprint, ENVELOPE_HEADER_LEN};
+use cache_runtime::{
+    cached, Backend, Cache, Codec, Envelope, RedisL2, TypeFingerprint, ENVELOPE_HEADER_LEN,
+};
 use criterion::{Criterion, Throughput};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
@@ -39,7 +47,12 @@ use serde::{Deserialize, Serialize};
 use support::RedisServer;
 
 const NAMESPACE: &str = "bench";
-const HIT_KEY: &str = "order:acme:42";
+/// The id the sequential gets read; task `t` of the concurrent ones reads
+/// id `t`.
+const HIT_ID: u64 = 42;
+/// Bytes in front of the envelope in the shared tier: the generation the
+/// value was filled under.
+const GENERATION_LEN: usize = 8;
 /// Requests in flight in the throughput benchmark.
 const IN_FLIGHT: u64 = 64;
 
@@ -69,9 +82,9 @@ struct Order {
     lines: Vec<Line>,
 }
 
-fn sample_order() -> Order {
+fn sample_order(id: u64) -> Order {
     Order {
-        id: 42,
+        id,
         tenant: "acme".into(),
         customer: "jane.doe@example.com".into(),
         currency: "EUR".into(),
@@ -93,6 +106,16 @@ fn sample_order() -> Order {
     }
 }
 
+/// The function under test: its values live in Redis only.
+#[cached(ttl = "1h", key = "order:acme:<id>", tier = "l2")]
+async fn cached_order(id: u64) -> Order {
+    sample_order(id)
+}
+
+fn key(id: u64) -> String {
+    format!("order:acme:{id}")
+}
+
 /// What every timed operation needs.
 struct Ctx {
     rt: tokio::runtime::Runtime,
@@ -100,8 +123,7 @@ struct Ctx {
     raw: ConnectionManager,
     env: Envelope,
     fingerprint: TypeFingerprint,
-    /// `<namespace>:<HIT_KEY>`, what the raw GET asks for.
-    redis_key: String,
+    cache: Cache,
 }
 
 impl Ctx {
@@ -127,69 +149,109 @@ impl Ctx {
                 .expect("connect raw ConnectionManager");
             (l2, raw)
         });
-        let redis_key = l2.redis_key(HIT_KEY);
+        let cache = Cache::builder()
+            .backend(Backend::Redis)
+            .redis_url(url.as_str())
+            .key_prefix(NAMESPACE)
+            .build()
+            .expect("a Redis-backed cache");
         Ctx {
             rt,
             l2,
             raw,
             env: Envelope::default(),
             fingerprint: TypeFingerprint::of::<Order>(),
-            redis_key,
+            cache,
         }
     }
 }
 
-/// One hit through the runtime: GET and envelope decode.
-async fn ours_get(l2: &RedisL2, env: Envelope, fingerprint: TypeFingerprint) -> Order {
-    let bytes = l2.get(HIT_KEY).await.expect("GET").expect("a hit");
-    env.decode_as::<Order>(&bytes, fingerprint)
+/// One hit through the store: GET and envelope decode.
+async fn store_get(l2: &RedisL2, key: &str, env: Envelope, fingerprint: TypeFingerprint) -> Order {
+    let bytes = l2.get(key).await.expect("GET").expect("a hit");
+    env.decode_as::<Order>(&bytes[GENERATION_LEN..], fingerprint)
         .expect("decode")
         .value
 }
 
 /// One hit with the redis crate: GET of the same key, bincode decode of the
-/// payload behind the envelope header.
-async fn raw_get(conn: &mut ConnectionManager, key: &str) -> Order {
+/// payload behind the generation and the envelope header.
+async fn raw_get(conn: &mut ConnectionManager, redis_key: &str) -> Order {
     let bytes: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(key)
+        .arg(redis_key)
         .query_async(conn)
         .await
         .expect("GET");
     let bytes = bytes.expect("a hit");
     Codec::Bincode
-        .decode::<Order>(&bytes[ENVELOPE_HEADER_LEN..])
+        .decode::<Order>(&bytes[GENERATION_LEN + ENVELOPE_HEADER_LEN..])
         .expect("decode")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Who {
-    Ours,
+    Cached,
+    Store,
     Raw,
 }
 
 impl Who {
+    const ALL: [Who; 3] = [Who::Cached, Who::Store, Who::Raw];
+
     fn name(self) -> &'static str {
         match self {
-            Who::Ours => "RedisL2::get + Envelope::decode_as",
+            Who::Cached => "#[cached(tier = \"l2\")] fn",
+            Who::Store => "RedisL2::get + Envelope::decode_as",
             Who::Raw => "raw redis GET + bincode decode",
+        }
+    }
+}
+
+/// One get of `id` by `who`.
+struct Getter {
+    who: Who,
+    cache: Cache,
+    l2: RedisL2,
+    raw: ConnectionManager,
+    env: Envelope,
+    fingerprint: TypeFingerprint,
+    key: String,
+    redis_key: String,
+    id: u64,
+}
+
+impl Getter {
+    fn new(ctx: &Ctx, who: Who, id: u64) -> Getter {
+        Getter {
+            who,
+            cache: ctx.cache.clone(),
+            l2: ctx.l2.clone(),
+            raw: ctx.raw.clone(),
+            env: ctx.env,
+            fingerprint: ctx.fingerprint,
+            key: key(id),
+            redis_key: ctx.l2.redis_key(&key(id)),
+            id,
+        }
+    }
+
+    async fn get(&mut self) -> Order {
+        match self.who {
+            Who::Cached => self.cache.scope(cached_order(self.id)).await,
+            Who::Store => store_get(&self.l2, &self.key, self.env, self.fingerprint).await,
+            Who::Raw => raw_get(&mut self.raw, &self.redis_key).await,
         }
     }
 }
 
 /// `n` sequential gets on one worker task; the time they took.
 fn sequential(ctx: &Ctx, who: Who, n: u64) -> Duration {
-    let l2 = ctx.l2.clone();
-    let mut raw = ctx.raw.clone();
-    let key = ctx.redis_key.clone();
-    let (env, fingerprint) = (ctx.env, ctx.fingerprint);
+    let mut getter = Getter::new(ctx, who, HIT_ID);
     ctx.rt
         .block_on(ctx.rt.spawn(async move {
             let start = Instant::now();
             for _ in 0..n {
-                match who {
-                    Who::Ours => black_box(ours_get(&l2, env, fingerprint).await),
-                    Who::Raw => black_box(raw_get(&mut raw, &key).await),
-                };
+                black_box(getter.get().await);
             }
             start.elapsed()
         }))
@@ -202,17 +264,13 @@ fn concurrent(ctx: &Ctx, who: Who, per_task: u64) -> Duration {
     ctx.rt.block_on(async {
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..IN_FLIGHT {
-            let l2 = ctx.l2.clone();
-            let mut raw = ctx.raw.clone();
-            let key = ctx.redis_key.clone();
-            let (env, fingerprint) = (ctx.env, ctx.fingerprint);
+        for task in 0..IN_FLIGHT {
+            // A key per task: single flight would otherwise fold the gets
+            // of the cached function into fewer Redis reads.
+            let mut getter = Getter::new(ctx, who, task);
             tasks.spawn(async move {
                 for _ in 0..per_task {
-                    match who {
-                        Who::Ours => black_box(ours_get(&l2, env, fingerprint).await),
-                        Who::Raw => black_box(raw_get(&mut raw, &key).await),
-                    };
+                    black_box(getter.get().await);
                 }
             });
         }
@@ -223,35 +281,42 @@ fn concurrent(ctx: &Ctx, who: Who, per_task: u64) -> Duration {
     })
 }
 
-/// Stores the order and checks that both paths read it back equal.
+/// Fills the orders through the cached function (one origin call each),
+/// and checks that every path reads them back equal, from Redis.
 fn prepare_hit(ctx: &Ctx) -> usize {
-    let order = sample_order();
-    let far = 4_102_444_800_000; // 2100-01-01
-    let bytes = ctx
-        .env
-        .encode(&order, Deadlines::new(far, far))
-        .expect("encode");
-    let payload = bytes.len() - ENVELOPE_HEADER_LEN;
-    ctx.rt.block_on(async {
-        ctx.l2
-            .set(HIT_KEY, &bytes, 3_600_000)
-            .await
-            .expect("SET the order");
-        assert_eq!(ours_get(&ctx.l2, ctx.env, ctx.fingerprint).await, order);
-        assert_eq!(raw_get(&mut ctx.raw.clone(), &ctx.redis_key).await, order);
+    let ids = (0..IN_FLIGHT).chain([HIT_ID]);
+    let len = ctx.rt.block_on(async {
+        for id in ids.clone() {
+            ctx.cache.scope(cached_order(id)).await;
+        }
+        let stats = ctx.cache.stats();
+        assert_eq!((stats.loads, stats.l2_sets), (IN_FLIGHT, IN_FLIGHT));
+        for id in ids {
+            for who in Who::ALL {
+                assert_eq!(Getter::new(ctx, who, id).get().await, sample_order(id));
+            }
+        }
+        let stats = ctx.cache.stats();
+        assert_eq!(
+            stats.loads, IN_FLIGHT,
+            "every cached get was a hit in Redis"
+        );
+        assert_eq!(stats.entries, 0, "tier = \"l2\" keeps nothing in process");
+        let bytes = ctx.l2.get(&key(HIT_ID)).await.unwrap().unwrap();
+        bytes.len()
     });
     println!(
-        "value: an Order of {payload} bytes in bincode, {} bytes with the envelope header, under `{}`",
-        bytes.len(),
-        ctx.redis_key
+        "value: an Order of {} bytes in bincode, {len} bytes with the generation and the envelope header, under `{}`",
+        len - GENERATION_LEN - ENVELOPE_HEADER_LEN,
+        ctx.l2.redis_key(&key(HIT_ID)),
     );
-    payload
+    len
 }
 
 fn hit_latency(c: &mut Criterion, ctx: &Ctx) {
     let mut group = c.benchmark_group("l2/hit");
     group.throughput(Throughput::Elements(1));
-    for who in [Who::Ours, Who::Raw] {
+    for who in Who::ALL {
         group.bench_function(who.name(), |b| {
             b.iter_custom(|iters| sequential(ctx, who, iters))
         });
@@ -263,7 +328,7 @@ fn in_flight(c: &mut Criterion, ctx: &Ctx) {
     let mut group = c.benchmark_group("l2/64-in-flight");
     // Per element: one get; criterion's elem/s is the throughput.
     group.throughput(Throughput::Elements(1));
-    for who in [Who::Ours, Who::Raw] {
+    for who in Who::ALL {
         group.bench_function(who.name(), |b| {
             b.iter_custom(|iters| {
                 let per_task = iters.div_ceil(IN_FLIGHT);
@@ -288,59 +353,48 @@ fn spread(mut xs: Vec<f64>) -> (f64, f64, f64) {
     (median, xs[0], xs[xs.len() - 1])
 }
 
-/// Interleaved rounds of both contenders (ours, raw, ours, raw, ...), so
-/// drift hits both alike; the medians, with ratios.
+/// Interleaved rounds of the contenders (rotating who goes first), so
+/// drift hits all alike; the medians, with ratios to the raw client.
 fn ab_summary(ctx: &Ctx) {
     const ROUNDS: usize = 15;
     const SEQ_OPS: u64 = 5_000;
     const PER_TASK: u64 = 2_000;
-    // Warm both paths.
-    sequential(ctx, Who::Ours, 1_000);
-    sequential(ctx, Who::Raw, 1_000);
-    concurrent(ctx, Who::Ours, 50);
-    concurrent(ctx, Who::Raw, 50);
-
-    let (mut lat_ours, mut lat_raw) = (Vec::new(), Vec::new());
-    let (mut thr_ours, mut thr_raw) = (Vec::new(), Vec::new());
+    for who in Who::ALL {
+        sequential(ctx, who, 1_000);
+        concurrent(ctx, who, 50);
+    }
+    let mut lat = [(); 3].map(|()| Vec::new());
+    let mut thr = [(); 3].map(|()| Vec::new());
     for round in 0..ROUNDS {
-        // Alternate who goes first.
-        let order = if round % 2 == 0 {
-            [Who::Ours, Who::Raw]
-        } else {
-            [Who::Raw, Who::Ours]
-        };
-        for who in order {
-            let ns = sequential(ctx, who, SEQ_OPS).as_nanos() as f64 / SEQ_OPS as f64;
-            let ops = (PER_TASK * IN_FLIGHT) as f64 / concurrent(ctx, who, PER_TASK).as_secs_f64();
-            match who {
-                Who::Ours => {
-                    lat_ours.push(ns);
-                    thr_ours.push(ops);
-                }
-                Who::Raw => {
-                    lat_raw.push(ns);
-                    thr_raw.push(ops);
-                }
-            }
+        for i in 0..3 {
+            let at = (round + i) % 3;
+            let who = Who::ALL[at];
+            lat[at].push(sequential(ctx, who, SEQ_OPS).as_nanos() as f64 / SEQ_OPS as f64);
+            thr[at]
+                .push((PER_TASK * IN_FLIGHT) as f64 / concurrent(ctx, who, PER_TASK).as_secs_f64());
         }
     }
-    let (lo, lr) = (spread(lat_ours), spread(lat_raw));
-    let (to, tr) = (spread(thr_ours), spread(thr_raw));
+    let lat = lat.map(spread);
+    let thr = thr.map(spread);
     println!();
     println!(
-        "interleaved A/B, {ROUNDS} rounds ({SEQ_OPS} sequential gets; {IN_FLIGHT} tasks x {PER_TASK} gets), median [min, max]:"
+        "interleaved, {ROUNDS} rounds ({SEQ_OPS} sequential gets; {IN_FLIGHT} tasks x {PER_TASK} gets), median [min, max], ratio to raw:"
     );
-    println!("{:<34} {:>26} {:>26} {:>9}", "", "ours", "raw", "ours/raw");
-    let row = |what: &str, (om, olo, ohi): (f64, f64, f64), (rm, rlo, rhi): (f64, f64, f64)| {
-        println!(
-            "{what:<34} {:>26} {:>26} {:>9.3}",
-            format!("{om:.0} [{olo:.0}, {ohi:.0}]"),
-            format!("{rm:.0} [{rlo:.0}, {rhi:.0}]"),
-            om / rm
-        );
-    };
-    row("hit latency, ns/op (1 in flight)", lo, lr);
-    row("throughput, ops/s (64 in flight)", to, tr);
+    for (what, rows) in [
+        ("hit latency, ns/op (1 in flight)", lat),
+        ("throughput, ops/s (64 in flight)", thr),
+    ] {
+        println!("{what}");
+        let raw = rows[2].0;
+        for (who, (median, lo, hi)) in Who::ALL.iter().zip(rows) {
+            println!(
+                "  {:<36} {:>28} {:>7.3}x",
+                who.name(),
+                format!("{median:.0} [{lo:.0}, {hi:.0}]"),
+                median / raw
+            );
+        }
+    }
     println!();
 }
 
@@ -393,8 +447,8 @@ fn invalidation(ctx: &Ctx) {
     let matching_before = ctx.rt.block_on(async {
         fill(&mut conn).await;
         let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
-        // The filled keys and the hit benchmark's order.
-        assert_eq!(dbsize, INV_TOTAL + 1);
+        // The filled keys, the hit benchmark's orders and the generation.
+        assert!(dbsize > INV_TOTAL, "{dbsize}");
         INV_MATCHING
     });
     println!(
@@ -488,7 +542,7 @@ fn invalidation(ctx: &Ctx) {
     });
 
     println!(
-        "pattern invalidation: RedisL2::invalidate(\"inv:match:*\") over {INV_TOTAL} keys (scan_count 1000):"
+        "pattern invalidation, SCAN + UNLINK: RedisL2::invalidate(\"inv:match:*\") over {INV_TOTAL} keys (scan_count 1000):"
     );
     let rows: [(&str, String); 10] = [
         ("keys removed", removed.to_string()),
@@ -523,6 +577,71 @@ fn invalidation(ctx: &Ctx) {
     for (what, value) in rows {
         println!("  {what:<38} {value}");
     }
+    println!();
+    tag_invalidation(ctx);
+}
+
+/// The prefix tag: `Cache::invalidate` of a `prefix:*` pattern is one
+/// script call whatever the number of keys under the prefix; the values
+/// stay in Redis until their TTL, unreadable. Refills the keys under the
+/// prefix first, so that the keyspace is the one the SCAN walk faced.
+fn tag_invalidation(ctx: &Ctx) {
+    let mut conn = ctx.raw.clone();
+    let (elapsed, log, dbsize) = ctx.rt.block_on(async {
+        fill(&mut conn).await;
+        let () = redis::cmd("SLOWLOG")
+            .arg("RESET")
+            .query_async(&mut conn)
+            .await
+            .expect("SLOWLOG RESET");
+        let start = Instant::now();
+        ctx.cache
+            .invalidate("inv:match:*")
+            .await
+            .expect("invalidate");
+        let elapsed = start.elapsed();
+        let log: Value = redis::cmd("SLOWLOG")
+            .arg("GET")
+            .arg(1_000)
+            .query_async(&mut conn)
+            .await
+            .expect("SLOWLOG GET");
+        let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+        (elapsed, log, dbsize)
+    });
+    assert_eq!(ctx.cache.stats().l2_errors, 0);
+    let Value::Array(entries) = log else {
+        panic!("SLOWLOG GET returned {log:?}");
+    };
+    let parsed: Vec<(u64, String)> = entries
+        .iter()
+        .map(slowlog_entry)
+        .filter(|(_, name)| name.starts_with("EVAL"))
+        .collect();
+    let longest = parsed.iter().map(|(us, _)| *us).max().unwrap_or(0);
+    println!(
+        "pattern invalidation, prefix tag: Cache::invalidate(\"inv:match:*\") over {dbsize} keys:"
+    );
+    println!(
+        "  {:<38} {:.3} ms",
+        "wall time",
+        elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "  {:<38} {} ({})",
+        "commands issued (SLOWLOG)",
+        parsed.len(),
+        parsed
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  {:<38} {longest} us", "longest single command");
+    println!(
+        "  {:<38} {dbsize} (the invalidated values expire with their TTL)",
+        "keys left in the db"
+    );
     println!();
 }
 
