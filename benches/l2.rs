@@ -9,8 +9,9 @@
 //!    the store alone (`RedisL2::get` plus `Envelope::decode_as::<Order>`),
 //!    against a raw `GET` of the same key (same stored bytes) on a
 //!    `ConnectionManager` of the redis crate plus a bincode decode of the
-//!    payload;
-//! 2. `l2/64-in-flight`: the same three with 64 tasks each doing sequential
+//!    payload, and against a raw `MGET` of the same keys the cache's read
+//!    asks for (the floor of the cache's protocol on this client);
+//! 2. `l2/64-in-flight`: the same four with 64 tasks each doing sequential
 //!    gets of a key of its own, time per get across all of them (lower is
 //!    more throughput);
 //! 3. pattern invalidation of 100,000 keys among 1,000,000: wall time, the
@@ -188,21 +189,39 @@ async fn raw_get(conn: &mut ConnectionManager, redis_key: &str) -> Order {
         .expect("decode")
 }
 
+/// The same read as the cache's, with the redis crate: one `MGET` of the
+/// key and its marks, then the decode (the marks are not compared).
+async fn raw_mget(conn: &mut ConnectionManager, keys: &[String]) -> Order {
+    let found: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+        .arg(keys)
+        .query_async(conn)
+        .await
+        .expect("MGET");
+    let bytes = found.into_iter().next().flatten().expect("a hit");
+    Codec::Bincode
+        .decode::<Order>(&bytes[GENERATION_LEN + ENVELOPE_HEADER_LEN..])
+        .expect("decode")
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Who {
     Cached,
     Store,
     Raw,
+    RawChecked,
 }
 
 impl Who {
-    const ALL: [Who; 3] = [Who::Cached, Who::Store, Who::Raw];
+    const ALL: [Who; 4] = [Who::Cached, Who::Store, Who::Raw, Who::RawChecked];
+    /// Where `Who::Raw` is in `ALL`: the reference of the ratios.
+    const RAW: usize = 2;
 
     fn name(self) -> &'static str {
         match self {
             Who::Cached => "#[cached(tier = \"l2\")] fn",
             Who::Store => "RedisL2::get + Envelope::decode_as",
             Who::Raw => "raw redis GET + bincode decode",
+            Who::RawChecked => "raw redis MGET of key + marks + decode",
         }
     }
 }
@@ -217,6 +236,9 @@ struct Getter {
     fingerprint: TypeFingerprint,
     key: String,
     redis_key: String,
+    /// What the cache's checked read asks for: the key, the generation
+    /// counter and the tags of the key's prefixes.
+    checked_keys: Vec<String>,
     id: u64,
 }
 
@@ -231,6 +253,13 @@ impl Getter {
             fingerprint: ctx.fingerprint,
             key: key(id),
             redis_key: ctx.l2.redis_key(&key(id)),
+            checked_keys: vec![
+                ctx.l2.redis_key(&key(id)),
+                format!("{NAMESPACE}[g]"),
+                format!("{NAMESPACE}[t]"),
+                format!("{NAMESPACE}[t]order:"),
+                format!("{NAMESPACE}[t]order:acme:"),
+            ],
             id,
         }
     }
@@ -240,6 +269,7 @@ impl Getter {
             Who::Cached => self.cache.scope(cached_order(self.id)).await,
             Who::Store => store_get(&self.l2, &self.key, self.env, self.fingerprint).await,
             Who::Raw => raw_get(&mut self.raw, &self.redis_key).await,
+            Who::RawChecked => raw_mget(&mut self.raw, &self.checked_keys).await,
         }
     }
 }
@@ -363,11 +393,12 @@ fn ab_summary(ctx: &Ctx) {
         sequential(ctx, who, 1_000);
         concurrent(ctx, who, 50);
     }
-    let mut lat = [(); 3].map(|()| Vec::new());
-    let mut thr = [(); 3].map(|()| Vec::new());
+    let n = Who::ALL.len();
+    let mut lat = Who::ALL.map(|_| Vec::new());
+    let mut thr = Who::ALL.map(|_| Vec::new());
     for round in 0..ROUNDS {
-        for i in 0..3 {
-            let at = (round + i) % 3;
+        for i in 0..n {
+            let at = (round + i) % n;
             let who = Who::ALL[at];
             lat[at].push(sequential(ctx, who, SEQ_OPS).as_nanos() as f64 / SEQ_OPS as f64);
             thr[at]
@@ -385,7 +416,7 @@ fn ab_summary(ctx: &Ctx) {
         ("throughput, ops/s (64 in flight)", thr),
     ] {
         println!("{what}");
-        let raw = rows[2].0;
+        let raw = rows[Who::RAW].0;
         for (who, (median, lo, hi)) in Who::ALL.iter().zip(rows) {
             println!(
                 "  {:<36} {:>28} {:>7.3}x",

@@ -20,6 +20,8 @@ struct Db {
     reads: AtomicU64,
     /// When set, each read waits here after reading (a slow origin).
     gate: Option<Gate>,
+    /// Reads pass the gate without waiting while this is set.
+    open: std::sync::atomic::AtomicBool,
 }
 
 struct Gate {
@@ -42,8 +44,10 @@ impl Db {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let version = self.version.load(Ordering::SeqCst);
         if let Some(gate) = &self.gate {
-            gate.read.notify_one();
-            gate.release.notified().await;
+            if !self.open.load(Ordering::SeqCst) {
+                gate.read.notify_one();
+                gate.release.notified().await;
+            }
         }
         Order { id, version }
     }
@@ -322,6 +326,85 @@ async fn a_fill_older_than_an_exact_invalidation_on_another_instance_never_lands
         b.delete("orders:list:acme:1").await;
     })
     .await;
+}
+
+/// A fill of a third instance that lands after the invalidation (and is
+/// fresh) must not let the slow, older fill through afterwards.
+#[tokio::test]
+async fn a_fill_older_than_an_invalidation_stays_out_after_a_newer_fill() {
+    let server = RedisServer::start();
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|_| cache(&server, "race", Backend::Redis));
+    let db = Arc::new(Db::gated());
+    let slow = {
+        let (a, db) = (a.clone(), Arc::clone(&db));
+        tokio::spawn(async move { a.scope(order_page(&db, "acme", 1)).await })
+    };
+    db.gate.as_ref().unwrap().read.notified().await; // A has read version 0
+    db.write();
+    b.delete("orders:list:acme:1").await;
+    db.open.store(true, Ordering::SeqCst);
+    assert_eq!(c.scope(order_page(&db, "acme", 1)).await.version, 1);
+    assert_eq!(c.stats().l2_sets, 1);
+    db.open.store(false, Ordering::SeqCst);
+    db.gate.as_ref().unwrap().release.notify_one();
+    assert_eq!(slow.await.unwrap().version, 0);
+    assert_eq!(a.stats().l2_fills_rejected, 1, "A's fill must not land");
+    // A fresh instance reads C's value from Redis, not A's older one.
+    assert_eq!(d.scope(order_page(&db, "acme", 1)).await.version, 1);
+    assert_eq!(d.stats().l2_hits, 1);
+}
+
+/// A Redis that lost its data between a leader's read and its fill (here:
+/// restarted empty) cannot vouch for the fill: the counter the leader read
+/// is gone, and so may be the marks of invalidations made meanwhile.
+#[tokio::test]
+async fn a_fill_across_a_redis_restart_does_not_land() {
+    let mut server = RedisServer::start();
+    let a = cache(&server, "race", Backend::Redis);
+    a.clear().await; // the generation counter exists
+    let db = Arc::new(Db::gated());
+    let slow = {
+        let (a, db) = (a.clone(), Arc::clone(&db));
+        tokio::spawn(async move { a.scope(order_page(&db, "acme", 1)).await })
+    };
+    db.gate.as_ref().unwrap().read.notified().await;
+    server.restart();
+    // Until A's connection is back (each failed call is counted).
+    let mut back = false;
+    for _ in 0..100 {
+        let errors = a.stats().l2_errors;
+        a.delete("unrelated").await;
+        if a.stats().l2_errors == errors {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "the connection never came back");
+    db.gate.as_ref().unwrap().release.notify_one();
+    assert_eq!(slow.await.unwrap().version, 0);
+    assert_eq!(a.stats().l2_fills_rejected, 1, "{:?}", a.stats());
+    assert_eq!(raw_get(&server, "race:orders:list:acme:1"), None);
+}
+
+#[tokio::test]
+async fn concurrent_callers_make_one_origin_call_across_both_tiers() {
+    let server = RedisServer::start();
+    let a = cache(&server, "flight", Backend::Redis);
+    let db = Arc::new(Db::default());
+    let mut calls = Vec::new();
+    for _ in 0..100 {
+        let (a, db) = (a.clone(), Arc::clone(&db));
+        calls.push(tokio::spawn(
+            async move { a.scope(shared_only(&db, 1)).await },
+        ));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap().version, 0);
+    }
+    assert_eq!(db.reads(), 1);
+    let stats = a.stats();
+    assert_eq!((stats.loads, stats.l2_sets, stats.l2_misses), (1, 1, 1));
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use crate::clock::{self, Clock, ManualClock, Ticks};
 use crate::config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
 use crate::entry::{Entry, Weigher};
-use crate::flight::{Flight, Flights, Join, Joined, Leader};
+use crate::flight::{Flight, Flights, Held, Join, Joined, Leader};
 use crate::hooks::{Event, Hooks, Tier};
 use crate::l1::{L1Engine, MokaL1, QuickL1, L1};
 use crate::outcome::{Outcome, Plain, Split};
@@ -118,11 +118,14 @@ struct Life {
 }
 
 /// What the leader's load settled to, and what it may write to the shared
-/// tier: the stored value, unless an invalidation covered the flight.
-struct Settled<O> {
+/// tier: the stored value, unless an invalidation covered the flight. The
+/// flight stays registered (done) until this drops, so that callers arriving
+/// while the leader writes to the shared tier get its value.
+struct Settled<'a, O> {
     out: O,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fill: Option<(Arc<dyn Any + Send + Sync>, Life)>,
+    _held: Option<Held<'a>>,
 }
 
 /// How one load stores its value.
@@ -479,9 +482,15 @@ impl Cache {
     /// # });
     /// ```
     pub async fn delete(&self, key: &str) -> bool {
+        // This process, the shared tier, this process again: see
+        // `invalidate_everywhere`.
+        let removed = self.remove_key(key);
         #[cfg(feature = "redis")]
-        self.l2_delete(key).await;
-        self.remove_key(key)
+        if self.has_l2() {
+            self.l2_delete(key).await;
+            return self.remove_key(key) || removed;
+        }
+        removed
     }
 
     /// Whether `key` holds a fresh value (of any type).
@@ -526,20 +535,30 @@ impl Cache {
         Ok(self.invalidate_everywhere(&Pattern::parse(pattern)?).await)
     }
 
-    /// Applies `pattern` to the shared tier, then to this process: in that
-    /// order, so that a load starting between the two cannot bring the old
-    /// value back from the shared tier into this process.
+    /// Applies `pattern` to this process, to the shared tier, and to this
+    /// process again. The first pass cannot be lost when the caller's
+    /// future is dropped while Redis answers; the last removes what a load
+    /// that started in between brought back from the shared tier before the
+    /// shared tier had the invalidation.
     pub(crate) async fn invalidate_everywhere(&self, pattern: &Pattern) -> u64 {
+        let removed = self.invalidate_now(pattern);
         #[cfg(feature = "redis")]
-        self.l2_invalidate(pattern).await;
-        self.invalidate_now(pattern)
+        if self.has_l2() {
+            self.l2_invalidate(pattern).await;
+            return removed + self.invalidate_now(pattern);
+        }
+        removed
     }
 
     /// As [`Cache::invalidate_everywhere`], from a plain `fn`.
     pub(crate) fn invalidate_everywhere_blocking(&self, pattern: &Pattern) -> u64 {
+        let removed = self.invalidate_now(pattern);
         #[cfg(feature = "redis")]
-        self.l2_invalidate_blocking(pattern);
-        self.invalidate_now(pattern)
+        if self.has_l2() {
+            self.l2_invalidate_blocking(pattern);
+            return removed + self.invalidate_now(pattern);
+        }
+        removed
     }
 
     /// Removes every entry of this cache and of its named caches.
@@ -555,9 +574,12 @@ impl Cache {
     /// # });
     /// ```
     pub async fn clear(&self) {
-        #[cfg(feature = "redis")]
-        self.l2_clear().await;
         self.clear_local();
+        #[cfg(feature = "redis")]
+        if self.has_l2() {
+            self.l2_clear().await;
+            self.clear_local();
+        }
     }
 
     fn clear_local(&self) {
@@ -836,15 +858,15 @@ impl Cache {
     }
 
     /// Publishes the leader's outcome and stores it when it is cacheable.
-    fn settle<O: Outcome>(
-        &self,
-        leader: Leader<'_>,
+    fn settle<'a, O: Outcome>(
+        &'a self,
+        leader: Leader<'a>,
         key: &str,
         template: &str,
         policy: &Policy,
         route: Route,
         out: O,
-    ) -> Settled<O> {
+    ) -> Settled<'a, O> {
         match out.split(policy.cache_none) {
             Split::Store(v) => {
                 let life = self.life(policy);
@@ -854,7 +876,8 @@ impl Cache {
                     self.entry(Arc::clone(&shared), weight, life, policy)
                 });
                 let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));
-                let fill = match leader.finish(Arc::clone(&shared), insert) {
+                let (stored, held) = leader.finish_held(Arc::clone(&shared), insert);
+                let fill = match stored {
                     None => None,
                     Some(stored) => {
                         if stored {
@@ -866,6 +889,7 @@ impl Cache {
                 Settled {
                     out: O::from_value(v),
                     fill,
+                    _held: Some(held),
                 }
             }
             Split::Share(v) => {
@@ -873,11 +897,16 @@ impl Cache {
                 Settled {
                     out: O::from_value(v),
                     fill: None,
+                    _held: None,
                 }
             }
             Split::Fail(out, error) => {
                 leader.fail(error);
-                Settled { out, fill: None }
+                Settled {
+                    out,
+                    fill: None,
+                    _held: None,
+                }
             }
         }
     }

@@ -192,7 +192,7 @@ pub(crate) struct Leader<'a> {
     finished: bool,
 }
 
-impl Leader<'_> {
+impl<'a> Leader<'a> {
     /// Publishes `value` to the waiters; runs `store` first unless an
     /// invalidation covered this flight. Holding the flight's lock across
     /// `store` orders it against [`Flights::invalidate_key`]: either the
@@ -203,7 +203,20 @@ impl Leader<'_> {
     /// runs under the flight's lock: it must not call back into the cache
     /// (no hooks).
     #[must_use]
-    pub(crate) fn finish(mut self, value: Value, store: impl FnOnce() -> bool) -> Option<bool> {
+    pub(crate) fn finish(self, value: Value, store: impl FnOnce() -> bool) -> Option<bool> {
+        self.finish_held(value, store).0
+    }
+
+    /// As [`finish`](Leader::finish), but the flight stays registered, done,
+    /// until the returned guard drops: callers that arrive meanwhile get
+    /// the value instead of starting a call of their own. The leader holds
+    /// it while it writes the value to the shared tier. An invalidation
+    /// unregisters it as usual.
+    pub(crate) fn finish_held(
+        mut self,
+        value: Value,
+        store: impl FnOnce() -> bool,
+    ) -> (Option<bool>, Held<'a>) {
         let stored = {
             let mut state = self.flight.state.lock();
             let stored = (!matches!(*state, State::Running { invalidated: true })).then(store);
@@ -211,8 +224,13 @@ impl Leader<'_> {
             stored
         };
         self.finished = true;
-        self.release();
-        stored
+        self.flight.done.notify(usize::MAX);
+        let held = Held {
+            flights: self.flights,
+            key: std::mem::take(&mut self.key),
+            flight: Arc::clone(&self.flight),
+        };
+        (stored, held)
     }
 
     /// Tells the waiters that the origin failed, with the error when it
@@ -241,6 +259,19 @@ impl Leader<'_> {
             flight: Arc::as_ptr(&self.flight) as usize,
             future,
         }
+    }
+}
+
+/// A finished flight still registered; unregisters it when dropped.
+pub(crate) struct Held<'a> {
+    flights: &'a Flights,
+    key: Box<str>,
+    flight: Arc<Flight>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.flights.remove(&self.key, &self.flight);
     }
 }
 

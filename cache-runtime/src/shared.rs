@@ -20,9 +20,6 @@ pub(crate) struct Shared {
     /// `None` inside once connecting failed for good (it cannot: the
     /// settings were checked when the cache was built).
     store: OnceLock<Option<RedisL2>>,
-    /// The runtime the store was connected in: blocking invalidations from
-    /// threads outside any runtime run there.
-    runtime: OnceLock<tokio::runtime::Handle>,
     pub(crate) envelope: Envelope,
     /// Whether values found in or written to the shared tier are also kept
     /// in process (`hybrid`), or not (`redis`).
@@ -34,30 +31,30 @@ impl Shared {
         Shared {
             builder,
             store: OnceLock::new(),
-            runtime: OnceLock::new(),
             envelope,
             fill_l1,
         }
     }
 
-    /// The store; connects (lazily: no round trip) on first use. `None`
-    /// outside a tokio runtime before the first connection.
+    /// The store; connects (lazily: no round trip) on first use, in the
+    /// current tokio runtime. `None` outside a tokio runtime: the store's
+    /// timeouts and connection need one.
     pub(crate) fn store(&self) -> Option<&RedisL2> {
-        if let Some(store) = self.store.get() {
-            return store.as_ref();
-        }
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        tokio::runtime::Handle::try_current().ok()?;
         self.store
-            .get_or_init(|| {
-                let _ = self.runtime.set(runtime);
-                self.builder.clone().connect_lazy().ok()
-            })
+            .get_or_init(|| self.builder.clone().connect_lazy().ok())
             .as_ref()
     }
 
-    /// The runtime the store lives in, once connected.
-    pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
-        self.runtime.get()
+    /// The store, if it is connected already.
+    pub(crate) fn connected(&self) -> Option<&RedisL2> {
+        self.store.get()?.as_ref()
+    }
+
+    /// A store with a connection of its own, for one call made in a runtime
+    /// that will not last.
+    pub(crate) fn one_off(&self) -> Option<RedisL2> {
+        self.builder.clone().connect_lazy().ok()
     }
 }
 

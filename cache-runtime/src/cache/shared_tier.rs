@@ -201,7 +201,7 @@ impl Cache {
                 ticket.generation,
                 ticket.read_at,
                 &bytes,
-                life.ttl + life.stale,
+                life.ttl.saturating_add(life.stale),
             )
             .await
         {
@@ -211,11 +211,19 @@ impl Cache {
         }
     }
 
+    /// Whether this cache has a shared tier.
+    pub(super) fn has_l2(&self) -> bool {
+        self.inner.shared.is_some()
+    }
+
     /// Invalidates `pattern` in the shared tier, for every instance.
     pub(super) async fn l2_invalidate(&self, pattern: &Pattern) {
-        let Some((_, store)) = self.shared_store() else {
-            return;
-        };
+        if let Some((_, store)) = self.shared_store() {
+            self.l2_invalidate_in(store, pattern).await;
+        }
+    }
+
+    async fn l2_invalidate_in(&self, store: &RedisL2, pattern: &Pattern) {
         match store.invalidate_checked(pattern).await {
             Ok(reach) => self.inner.counters.add(Counter::Delete, reach.counted()),
             Err(e) => self.l2_failed("INVALIDATE", &e),
@@ -245,28 +253,46 @@ impl Cache {
     }
 
     /// Invalidates `pattern` in the shared tier from a plain `fn`: waits
-    /// for it where the thread may block (outside a runtime, or on a
-    /// multi-threaded runtime's worker); on a current-thread runtime, whose
-    /// only thread must not block, sends it off as a task instead.
+    /// for it where the thread may block (outside a runtime, on a runtime
+    /// of its own made for the call; on a multi-threaded runtime's worker,
+    /// in place). On a current-thread runtime, whose only thread must not
+    /// block, it is sent off as a task that applies the invalidation to
+    /// this process again once Redis has it, so that a load which read the
+    /// old value from Redis in between does not keep it.
     pub(super) fn l2_invalidate_blocking(&self, pattern: &Pattern) {
+        use tokio::runtime::{Handle, RuntimeFlavor};
         let Some(shared) = self.inner.shared.as_deref() else {
             return;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => match runtime.runtime_flavor() {
-                tokio::runtime::RuntimeFlavor::MultiThread => {
-                    tokio::task::block_in_place(|| runtime.block_on(self.l2_invalidate(pattern)));
+        match Handle::try_current() {
+            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| runtime.block_on(self.l2_invalidate(pattern)));
+            }
+            Ok(runtime) => {
+                let (cache, pattern) = (self.clone(), pattern.clone());
+                runtime.spawn(async move {
+                    cache.l2_invalidate(&pattern).await;
+                    cache.invalidate_now(&pattern);
+                });
+            }
+            Err(_) => {
+                // The cache's connection, if it has one, lives in the runtime
+                // it was made in; without one, a connection for this call
+                // only, so that the cache's is never bound to this runtime.
+                let store = shared.connected().cloned();
+                let local = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match local {
+                    Ok(local) => local.block_on(async {
+                        match store.or_else(|| shared.one_off()) {
+                            Some(store) => self.l2_invalidate_in(&store, pattern).await,
+                            None => self.inner.counters.add(Counter::L2Error, 1),
+                        }
+                    }),
+                    Err(_) => self.inner.counters.add(Counter::L2Error, 1),
                 }
-                _ => {
-                    let (cache, pattern) = (self.clone(), pattern.clone());
-                    runtime.spawn(async move { cache.l2_invalidate(&pattern).await });
-                }
-            },
-            Err(_) => match shared.runtime() {
-                Some(runtime) => runtime.block_on(self.l2_invalidate(pattern)),
-                // Never connected: no runtime to reach Redis from.
-                None => self.inner.counters.add(Counter::L2Error, 1),
-            },
+            }
         }
     }
 

@@ -8,8 +8,10 @@
 //! increments it, atomically with its effect (a Lua script), and leaves the
 //! new generation behind as a mark:
 //!
-//! - an exact key is replaced by a tombstone carrying the generation, for
-//!   the fill window (see [`Coherence::fill_window`]);
+//! - an exact key is removed (`UNLINK`) and leaves a tombstone carrying the
+//!   generation under a key of its own (`<ns>[x]<key>`), for twice the fill
+//!   window (see [`Coherence::fill_window`]): a later fill cannot overwrite
+//!   it;
 //! - a prefix pattern (`orders:list:acme:*`, a literal prefix that ends at a
 //!   `:`, at most [`MAX_TAG_DEPTH`] segments deep, or `*`) sets the prefix's
 //!   tag (`<ns>[t]orders:list:acme:`) to the generation, for as long as a
@@ -21,16 +23,22 @@
 //! A leader that misses reads the generation together with the key (one
 //! `MGET`), calls the origin, and fills with a script that stores the value
 //! only if no mark newer than that generation covers the key: no tag of the
-//! key's prefixes, no tombstone on the key, no scan epoch. The value is
+//! key's prefixes, no tombstone of the key, no scan epoch. The value is
 //! stored with its generation in front of the envelope, and a read serves it
 //! only if every tag of the key's prefixes is at most that generation: a tag
 //! newer than the value means a prefix invalidation came after the value's
 //! origin read.
 //!
-//! The counter is seeded from the server clock in microseconds when it is
-//! missing, so a Redis restarted empty issues generations above every one it
-//! issued before (unless its clock went back), and a fill that read the
-//! generation before the restart cannot slip under a mark made after it.
+//! Each increment takes the counter to at least the server clock in
+//! microseconds, so a Redis that lost data (restarted empty, restored from
+//! an older snapshot, failed over to a replica that lagged) issues
+//! generations above every one it issued before, unless its clock went back
+//! or more than a million invalidations a second ran the counter ahead of
+//! the clock. A counter made anew records when (`<ns>[i]`). A fill refuses
+//! to write when the counter was made anew after its read, or went below
+//! the generation it read: the marks it must respect may be gone. (Marks
+//! that Redis lost with its data are lost for everyone; no protocol can
+//! respect an invalidation nobody remembers.)
 
 use std::time::{Duration, Instant};
 
@@ -44,59 +52,57 @@ use crate::pattern::Pattern;
 /// pattern deeper than that is invalidated with `SCAN` instead.
 pub(crate) const MAX_TAG_DEPTH: usize = 8;
 
-/// First bytes of a tombstone (`0xFF 0xCB` then the generation in decimal).
-/// A stored value starts with its generation, big endian, whose first byte
-/// is 0 for any generation below 2^56.
-const TOMBSTONE: [u8; 2] = [0xFF, 0xCB];
-
-/// Lua shared by the scripts that invalidate: increments the generation,
-/// seeding it from the server clock in microseconds when it is missing,
-/// and returns it as Redis's decimal text. (Below 2^53 until the year 2255,
-/// so the Lua numbers that `tonumber` makes of it are exact; but Lua prints
-/// numbers with 14 digits, so it is never turned back into text by Lua.)
-const SEED: &str = "local function bump(g)
-  if redis.call('EXISTS', g) == 0 then
-    local t = redis.call('TIME')
-    redis.call('SET', g, t[1] .. string.format('%06d', tonumber(t[2])))
-  end
-  redis.call('INCR', g)
-  return redis.call('GET', g)
+/// Lua shared by the scripts that invalidate: moves the generation to the
+/// larger of itself plus one and the server clock in microseconds, and
+/// returns it as decimal text. (Below 2^53 until the year 2255, so Lua
+/// numbers hold it exactly; `%.0f` prints it whole, where Lua's own
+/// conversion keeps 14 digits.)
+///
+/// KEYS[1] is the counter and KEYS[2] the time it was made.
+const SEED: &str = "if redis.replicate_commands then pcall(redis.replicate_commands) end
+local function bump()
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+  local text = string.format('%.0f', math.max(cur + 1, now))
+  if cur == 0 then redis.call('SET', KEYS[2], text) end
+  redis.call('SET', KEYS[1], text)
+  return text
 end
 ";
 
-/// KEYS: gen, then the keys; ARGV: tombstone lifetime (ms). Returns how
-/// many of the keys held a value.
+/// KEYS: gen, its birth, then pairs of (key, its tombstone); ARGV: the
+/// tombstones' lifetime (ms). Returns how many of the keys held a value.
 const INVALIDATE_KEYS: &str = "
-local g = bump(KEYS[1])
+local g = bump()
 local existed = 0
-for i = 2, #KEYS do
-  local head = redis.call('GETRANGE', KEYS[i], 0, 1)
-  if head ~= '' and head ~= '\\255\\203' then existed = existed + 1 end
-  redis.call('SET', KEYS[i], '\\255\\203' .. g, 'PX', ARGV[1])
+for i = 3, #KEYS, 2 do
+  existed = existed + redis.call('UNLINK', KEYS[i])
+  redis.call('SET', KEYS[i + 1], g, 'PX', ARGV[1])
 end
 return existed
 ";
 
-/// KEYS: gen, the mark (a tag or the scan epoch); ARGV: its lifetime (ms).
-/// Returns the generation.
+/// KEYS: gen, its birth, the mark (a tag or the scan epoch); ARGV: its
+/// lifetime (ms). Returns the generation.
 const MARK: &str = "
-local g = bump(KEYS[1])
-redis.call('SET', KEYS[2], g, 'PX', ARGV[1])
+local g = bump()
+redis.call('SET', KEYS[3], g, 'PX', ARGV[1])
 return g
 ";
 
-/// KEYS: the key, the scan epoch, then the key's tags; ARGV: the
-/// generation read before the origin call, the value, its lifetime (ms).
-/// Returns 1 when stored, 0 when a newer mark covers the key.
+/// KEYS: the key, gen, its birth, then the marks that may cover the key
+/// (scan epoch, tombstone, tags); ARGV: the generation read before the
+/// origin call, the value, its lifetime (ms). Returns 1 when stored, 0 when
+/// not.
 const FILL: &str = "
 local g0 = tonumber(ARGV[1])
-for i = 2, #KEYS do
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local born = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+if cur < g0 or born > g0 then return 0 end
+for i = 4, #KEYS do
   local mark = redis.call('GET', KEYS[i])
   if mark and tonumber(mark) > g0 then return 0 end
-end
-local head = redis.call('GETRANGE', KEYS[1], 0, 31)
-if string.sub(head, 1, 2) == '\\255\\203' and tonumber(string.sub(head, 3)) > g0 then
-  return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
@@ -132,6 +138,16 @@ pub(crate) struct Coherence {
     pub(crate) fill_window: Duration,
 }
 
+impl Coherence {
+    fn tag_lifetime(&self) -> Duration {
+        self.max_ttl.saturating_add(self.fill_window)
+    }
+
+    fn tombstone_lifetime(&self) -> Duration {
+        self.fill_window.saturating_mul(2)
+    }
+}
+
 /// What a checked read found.
 #[derive(Debug)]
 pub(crate) enum Read {
@@ -139,8 +155,8 @@ pub(crate) enum Read {
     /// generation to fill with should the value turn out unusable (expired,
     /// undecodable).
     Value { bytes: Vec<u8>, generation: u64 },
-    /// Nothing usable (absent, a tombstone, or a value a newer tag
-    /// invalidated): the generation to fill with.
+    /// Nothing usable (absent, or a value a newer tag invalidated): the
+    /// generation to fill with.
     Absent { generation: u64 },
 }
 
@@ -199,13 +215,21 @@ fn parse_mark(bytes: Option<&Vec<u8>>) -> u64 {
         .unwrap_or(0)
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+/// A lifetime in milliseconds for `PX`: at least 1, at most about three
+/// centuries (Redis refuses expiry times that overflow its clock).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, 10_000_000_000_000)
 }
 
 impl RedisL2 {
     fn gen_key(&self) -> String {
         format!("{}[g]", self.namespace())
+    }
+
+    fn birth_key(&self) -> String {
+        format!("{}[i]", self.namespace())
     }
 
     fn scan_epoch_key(&self) -> String {
@@ -214,6 +238,10 @@ impl RedisL2 {
 
     fn tag_key(&self, prefix: &str) -> String {
         format!("{}[t]{prefix}", self.namespace())
+    }
+
+    fn tombstone_key(&self, key: &str) -> String {
+        format!("{}[x]{key}", self.namespace())
     }
 
     /// Reads `key` with the generation and the key's tags, in one `MGET`.
@@ -247,9 +275,6 @@ impl RedisL2 {
         let Some(Some(mut bytes)) = found.into_iter().next() else {
             return Ok(Read::Absent { generation });
         };
-        if bytes.starts_with(&TOMBSTONE) {
-            return Ok(Read::Absent { generation });
-        }
         match be_u64(&bytes) {
             Some(born) if born >= newest_tag => {
                 bytes.drain(..8);
@@ -282,7 +307,10 @@ impl RedisL2 {
         value.extend_from_slice(envelope);
         let ttl = ttl.min(self.coherence.max_ttl);
         let mut call = self.scripts.fill.key(self.redis_key(key));
-        call.key(self.scan_epoch_key());
+        call.key(self.gen_key())
+            .key(self.birth_key())
+            .key(self.scan_epoch_key())
+            .key(self.tombstone_key(key));
         for prefix in tag_prefixes(key) {
             call.key(self.tag_key(prefix));
         }
@@ -297,38 +325,47 @@ impl RedisL2 {
             return self.invalidate_keys(&[key]).await.map(Reach::Keys);
         }
         if let Some(prefix) = tag_prefix(pattern) {
-            let lifetime = self.coherence.max_ttl + self.coherence.fill_window;
-            self.mark(&self.tag_key(prefix), lifetime).await?;
+            self.mark(&self.tag_key(prefix), self.coherence.tag_lifetime())
+                .await?;
             return Ok(Reach::Prefix);
         }
-        self.mark(&self.scan_epoch_key(), self.coherence.fill_window * 2)
+        self.mark(&self.scan_epoch_key(), self.coherence.tombstone_lifetime())
             .await?;
         let removed = self.scan_unlink(&self.redis_key(pattern.as_str())).await?;
         Ok(Reach::Scanned(removed))
     }
 
-    /// Replaces each of `keys` with a tombstone; returns how many held a
-    /// value.
+    /// Removes each of `keys` and leaves its tombstone; returns how many
+    /// held a value. When the script cannot run (a Redis out of memory
+    /// refuses its writes), still removes the values, and reports the
+    /// error: fills that were running may then land.
     pub(crate) async fn invalidate_keys(&self, keys: &[&str]) -> Result<u64, L2Error> {
         let mut call = self.scripts.invalidate_keys.key(self.gen_key());
+        call.key(self.birth_key());
         for key in keys {
-            call.key(self.redis_key(key));
+            call.key(self.redis_key(key)).key(self.tombstone_key(key));
         }
-        call.arg(millis(self.coherence.fill_window * 2));
-        self.invoke("INVALIDATE", &call).await
+        call.arg(millis(self.coherence.tombstone_lifetime()));
+        match self.invoke("INVALIDATE", &call).await {
+            Err(e @ L2Error::Command { .. }) => {
+                let _ = self.delete(keys).await;
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     /// Invalidates the whole namespace (the root tag), then removes its
     /// values to give the memory back. Returns how many it removed.
     pub(crate) async fn clear_checked(&self) -> Result<u64, L2Error> {
-        let lifetime = self.coherence.max_ttl + self.coherence.fill_window;
-        self.mark(&self.tag_key(""), lifetime).await?;
+        self.mark(&self.tag_key(""), self.coherence.tag_lifetime())
+            .await?;
         self.scan_unlink(&self.redis_key("*")).await
     }
 
     async fn mark(&self, mark: &str, lifetime: Duration) -> Result<u64, L2Error> {
         let mut call = self.scripts.mark.key(self.gen_key());
-        call.key(mark).arg(millis(lifetime));
+        call.key(self.birth_key()).key(mark).arg(millis(lifetime));
         self.invoke("INVALIDATE", &call).await
     }
 }

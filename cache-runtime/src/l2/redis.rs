@@ -28,6 +28,13 @@ use crate::pattern::Pattern;
 ///
 /// Cloning is cheap and clones share the connection.
 ///
+/// A [`Cache`](crate::Cache) with a Redis backend keeps its own protocol on
+/// top of these keys (a generation counter, tombstones and prefix tags in
+/// keys of the form `<namespace>[..]`, and an 8-byte generation in front of
+/// each envelope it writes) so that invalidations on one instance bind
+/// fills on every other. Writing or removing its keys through this type
+/// directly bypasses that protocol.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use cache_runtime::RedisL2;
