@@ -623,3 +623,47 @@ async fn a_cache_starts_and_serves_while_redis_is_down() {
     let stats = cache.stats();
     assert!(stats.l2_errors >= 2, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_tls_url_reaches_redis_over_tls() {
+    let server = RedisServer::start_tls();
+    let (a, b) = (
+        Cache::builder()
+            .backend(Backend::Hybrid)
+            .redis_url(server.tls_url())
+            .key_prefix("tls")
+            .build()
+            .unwrap(),
+        cache(&server, "tls", Backend::Hybrid),
+    );
+    let db = Db::default();
+    assert_eq!(a.scope(order(&db, 1)).await.version, 0);
+    assert_eq!(a.stats().l2_errors, 0, "{:?}", a.stats());
+    assert_eq!(a.stats().l2_sets, 1);
+    // Written over TLS, read over the plain port by another instance.
+    assert_eq!(b.scope(order(&db, 1)).await.version, 0);
+    assert_eq!((b.stats().l2_hits, db.reads()), (1, 1));
+}
+
+#[tokio::test]
+async fn large_values_are_compressed_in_redis() {
+    #[cached(ttl = "1m", key = "report:<id>", tier = "l2")]
+    async fn report(id: u64) -> String {
+        format!("report {id}: ") + &"all rows fine; ".repeat(2_000)
+    }
+    let server = RedisServer::start();
+    let writer = Cache::builder()
+        .backend(Backend::Redis)
+        .redis_url(server.url())
+        .key_prefix("zip")
+        .l2_compress_above(1024)
+        .build()
+        .unwrap();
+    let reader = cache(&server, "zip", Backend::Redis);
+    let text = writer.scope(report(1)).await;
+    let stored = raw_get(&server, "zip:report:1").unwrap();
+    assert!(stored.len() < text.len() / 10, "{} bytes", stored.len());
+    // Another instance, without the setting, reads it.
+    assert_eq!(reader.scope(report(1)).await, text);
+    assert_eq!(reader.stats().l2_hits, 1);
+}

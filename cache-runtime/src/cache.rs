@@ -1252,6 +1252,18 @@ impl CacheBuilder {
         self
     }
 
+    /// Writes values longer than `bytes` (encoded) to Redis LZ4-compressed.
+    /// Needs the `compression` feature: without it, `build` fails.
+    ///
+    /// ```
+    /// let built = cache_runtime::Cache::builder().l2_compress_above(16 << 10).build();
+    /// assert_eq!(built.is_ok(), cfg!(feature = "compression"));
+    /// ```
+    pub fn l2_compress_above(mut self, bytes: u64) -> Self {
+        self.config.l2_compress_above = Some(bytes);
+        self
+    }
+
     /// How values are encoded in Redis (default bincode).
     ///
     /// ```
@@ -1333,7 +1345,10 @@ impl CacheBuilder {
             .map_err(|e| ConfigError::new("REDIS_URL", e.to_string()))?;
         // validate() bounds the value size to 512 MiB.
         let max_bytes = usize::try_from(config.l2_max_value_bytes).unwrap_or(usize::MAX);
-        let envelope = crate::Envelope::new(config.codec).max_bytes(max_bytes);
+        let mut envelope = crate::Envelope::new(config.codec).max_bytes(max_bytes);
+        if let Some(threshold) = config.l2_compress_above {
+            envelope = envelope.compress_above(usize::try_from(threshold).unwrap_or(usize::MAX));
+        }
         Ok(Shared::new(
             store,
             envelope,

@@ -151,6 +151,9 @@ pub struct Config {
     /// The largest value written to Redis, envelope included; a larger
     /// value stays in the in-process tier only.
     pub l2_max_value_bytes: u64,
+    /// Values whose encoding is longer than this many bytes are written to
+    /// Redis LZ4-compressed (needs the `compression` feature).
+    pub l2_compress_above: Option<u64>,
     /// TTL of functions that give none.
     pub default_ttl: Duration,
     /// Stale window of functions that give none.
@@ -175,6 +178,7 @@ impl Default for Config {
             codec: Codec::Bincode,
             redis_timeout: Duration::from_millis(250),
             l2_max_value_bytes: 16 << 20,
+            l2_compress_above: None,
             default_ttl: Duration::from_secs(60),
             stale_ttl: Duration::ZERO,
             l1_max_bytes: 64 * 1024 * 1024,
@@ -236,6 +240,7 @@ impl Config {
     /// | `CACHE_CODEC` | `bincode`, `json` | `bincode` |
     /// | `CACHE_REDIS_TIMEOUT` | a duration, per Redis command | `250ms` |
     /// | `CACHE_L2_MAX_VALUE_BYTES` | bytes | `16MB` |
+    /// | `CACHE_L2_COMPRESS_ABOVE` | bytes; needs the `compression` feature | off |
     /// | `CACHE_DEFAULT_TTL` | a duration, `"60s"`, `"1h30m"` | `60s` |
     /// | `CACHE_STALE_TTL` | a duration | `0s` |
     /// | `CACHE_L1_MAX_BYTES` | bytes, with an optional `KB`/`MB`/`GB` (×1024) | `64MB` |
@@ -311,6 +316,9 @@ impl Config {
         if let Some(v) = lookup("CACHE_L2_MAX_VALUE_BYTES") {
             config.l2_max_value_bytes = parse_bytes("CACHE_L2_MAX_VALUE_BYTES", &v)?;
         }
+        if let Some(v) = lookup("CACHE_L2_COMPRESS_ABOVE") {
+            config.l2_compress_above = Some(parse_bytes("CACHE_L2_COMPRESS_ABOVE", &v)?);
+        }
         if let Some(v) = lookup("CACHE_DEFAULT_TTL") {
             config.default_ttl = parse_ttl("CACHE_DEFAULT_TTL", &v)?;
         }
@@ -382,6 +390,12 @@ impl Config {
             return Err(ConfigError::new(
                 "CACHE_L2_MAX_VALUE_BYTES",
                 "must be between 32 bytes and 512MB (the largest Redis string)",
+            ));
+        }
+        if self.l2_compress_above.is_some() && !cfg!(feature = "compression") {
+            return Err(ConfigError::new(
+                "CACHE_L2_COMPRESS_ABOVE",
+                "compression needs the `compression` feature of cache-runtime",
             ));
         }
         if let Some(bad) = namespace_problem(&self.key_prefix) {

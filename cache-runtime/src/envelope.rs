@@ -6,7 +6,9 @@
 //! offset size field
 //!      0    2 magic 0xFF 0xCA (0xFF never starts UTF-8 text)
 //!      2    1 format version (1)
-//!      3    1 codec id (1 bincode, 2 json)
+//!      3    1 codec id (1 bincode, 2 json), + 0x80 when the payload is
+//!             LZ4-compressed (its uncompressed length, u32 little endian,
+//!             in front)
 //!      4    8 type fingerprint, u64 little endian
 //!     12    8 fresh until, unix milliseconds, u64 little endian
 //!     20    8 stale until, unix milliseconds, u64 little endian
@@ -232,8 +234,10 @@ pub struct EnvelopeHeader {
     pub fingerprint: TypeFingerprint,
     /// Freshness of the value.
     pub deadlines: Deadlines,
-    /// Payload length in bytes.
+    /// Payload length in bytes (compressed, when it is).
     pub payload_len: u32,
+    /// The payload is LZ4-compressed.
+    pub compressed: bool,
 }
 
 /// A decoded value with its header.
@@ -283,7 +287,12 @@ pub struct Decoded<T> {
 pub struct Envelope {
     codec: Codec,
     max_bytes: usize,
+    /// Compress payloads longer than this (the `compression` feature).
+    compress_above: Option<usize>,
 }
+
+/// The codec byte's flag for a compressed payload.
+const COMPRESSED: u8 = 0x80;
 
 impl Default for Envelope {
     /// Bincode, at most [`Envelope::DEFAULT_MAX_BYTES`].
@@ -307,7 +316,30 @@ impl Envelope {
         Envelope {
             codec,
             max_bytes: Self::DEFAULT_MAX_BYTES,
+            compress_above: None,
         }
+    }
+
+    /// Compresses (LZ4) payloads longer than `threshold` bytes, when that
+    /// makes them smaller. Reading compressed envelopes needs the
+    /// `compression` feature; without it they are an
+    /// [`EnvelopeError::Compression`] (a miss), and this setting writes
+    /// nothing compressed.
+    ///
+    /// ```
+    /// use cache_runtime::{Deadlines, Envelope};
+    ///
+    /// let env = Envelope::default().compress_above(1024);
+    /// let text = "all work and no play ".repeat(500);
+    /// let bytes = env.encode(&text, Deadlines::new(1, 1)).unwrap();
+    /// # #[cfg(feature = "compression")]
+    /// assert!(bytes.len() < text.len() / 4);
+    /// assert_eq!(env.decode::<String>(&bytes).unwrap().value, text);
+    /// ```
+    #[must_use]
+    pub const fn compress_above(mut self, threshold: usize) -> Self {
+        self.compress_above = Some(threshold);
+        self
     }
 
     /// Sets the size limit of a whole envelope, header included, for
@@ -409,6 +441,18 @@ impl Envelope {
         out.extend_from_slice(&[0; 4]); // payload length, below
         debug_assert_eq!(out.len(), ENVELOPE_HEADER_LEN);
         self.codec.encode_into(value, &mut out)?;
+        #[cfg(feature = "compression")]
+        if let Some(threshold) = self.compress_above {
+            let payload = &out[ENVELOPE_HEADER_LEN..];
+            if payload.len() > threshold && payload.len() <= u32::MAX as usize {
+                let packed = lz4_flex::compress_prepend_size(payload);
+                if packed.len() < payload.len() {
+                    out.truncate(ENVELOPE_HEADER_LEN);
+                    out.extend_from_slice(&packed);
+                    out[3] |= COMPRESSED;
+                }
+            }
+        }
         if out.len() > self.max_bytes {
             return Err(EnvelopeError::TooLarge {
                 len: out.len(),
@@ -468,7 +512,9 @@ impl Envelope {
                 supported: ENVELOPE_VERSION,
             });
         }
-        let codec = Codec::from_id(bytes[3]).ok_or(EnvelopeError::UnknownCodec { id: bytes[3] })?;
+        let compressed = bytes[3] & COMPRESSED != 0;
+        let id = bytes[3] & !COMPRESSED;
+        let codec = Codec::from_id(id).ok_or(EnvelopeError::UnknownCodec { id })?;
         let u64_at = |at: usize| {
             let mut b = [0; 8];
             b.copy_from_slice(&bytes[at..at + 8]);
@@ -501,6 +547,7 @@ impl Envelope {
             fingerprint,
             deadlines,
             payload_len,
+            compressed,
         })
     }
 
@@ -548,8 +595,39 @@ impl Envelope {
                 found: header.fingerprint,
             });
         }
-        let value = header.codec.decode(&bytes[ENVELOPE_HEADER_LEN..])?;
+        let payload = &bytes[ENVELOPE_HEADER_LEN..];
+        let value = if header.compressed {
+            header.codec.decode(&self.decompress(payload)?)?
+        } else {
+            header.codec.decode(payload)?
+        };
         Ok(Decoded { value, header })
+    }
+
+    /// The payload behind an LZ4 envelope, within the size limit.
+    fn decompress(&self, packed: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+        #[cfg(feature = "compression")]
+        {
+            let claimed = packed
+                .get(..4)
+                .map(|len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize)
+                .ok_or(EnvelopeError::Compression("no uncompressed length"))?;
+            if claimed > self.max_bytes {
+                return Err(EnvelopeError::TooLarge {
+                    len: claimed,
+                    max: self.max_bytes,
+                });
+            }
+            lz4_flex::decompress_size_prepended(packed)
+                .map_err(|_| EnvelopeError::Compression("the payload does not decompress"))
+        }
+        #[cfg(not(feature = "compression"))]
+        {
+            let _ = (packed, self.max_bytes);
+            Err(EnvelopeError::Compression(
+                "compressed, and this build has no `compression` feature",
+            ))
+        }
     }
 }
 
@@ -612,6 +690,9 @@ pub enum EnvelopeError {
     InvalidDeadlines(Deadlines),
     /// The codec could not encode the value or decode the payload.
     Codec(CodecError),
+    /// A compressed payload that does not decompress, or a build that
+    /// cannot decompress.
+    Compression(&'static str),
 }
 
 impl From<CodecError> for EnvelopeError {
@@ -647,6 +728,7 @@ impl fmt::Display for EnvelopeError {
                 d.stale_until_ms, d.fresh_until_ms
             ),
             EnvelopeError::Codec(e) => e.fmt(f),
+            EnvelopeError::Compression(why) => write!(f, "compressed payload: {why}"),
         }
     }
 }
@@ -694,6 +776,37 @@ mod tests {
                 Err(EnvelopeError::TrailingBytes { .. })
             ));
         }
+    }
+
+    #[cfg(feature = "compression")]
+    #[test]
+    fn compressed_payloads_round_trip_and_are_checked() {
+        let env = Envelope::default().compress_above(64);
+        let value: Sample = ("x".repeat(4096), vec![7; 512]);
+        let bytes = env.encode(&value, Deadlines::new(1, 2)).unwrap();
+        let header = env.header(&bytes).unwrap();
+        assert!(header.compressed);
+        assert!(bytes.len() < 1024, "{}", bytes.len());
+        assert_eq!(env.decode::<Sample>(&bytes).unwrap().value, value);
+        // Small values stay as they are.
+        let small = env.encode(&1u8, Deadlines::new(1, 2)).unwrap();
+        assert!(!env.header(&small).unwrap().compressed);
+        // A decompressed size over the limit is refused before allocating.
+        let strict = Envelope::default().max_bytes(1024);
+        assert!(matches!(
+            strict.decode::<Sample>(&bytes),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
+        // Garbage in a compressed payload is an error, never a panic.
+        for at in ENVELOPE_HEADER_LEN..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0xA5;
+            let _ = env.decode::<Sample>(&bad);
+        }
+        let mut cut = bytes[..ENVELOPE_HEADER_LEN + 6].to_vec();
+        let len = (cut.len() - ENVELOPE_HEADER_LEN) as u32;
+        cut[28..32].copy_from_slice(&len.to_le_bytes());
+        assert!(env.decode::<Sample>(&cut).is_err());
     }
 
     #[test]

@@ -39,6 +39,8 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// The TLS port, for a server from [`RedisServer::start_tls`].
+    tls_port: Option<u16>,
     dir: PathBuf,
 }
 
@@ -49,19 +51,39 @@ impl RedisServer {
     /// When `redis-server` is not installed, or no server came up after
     /// several ports.
     pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// Starts a server that also listens for TLS on a second free port,
+    /// with a self-signed certificate for 127.0.0.1 made by `openssl` for
+    /// this server ([`tls_url`](RedisServer::tls_url)).
+    ///
+    /// # Panics
+    /// As [`start`](RedisServer::start), and when `openssl` is not
+    /// installed or redis-server was built without TLS.
+    pub fn start_tls() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> RedisServer {
         check_installed();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let dir =
             std::env::temp_dir().join(format!("cache-suite-redis-{}-{id}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create a directory for redis-server");
+        if tls {
+            make_certificate(&dir);
+        }
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match spawn_ready(port, &dir) {
+            let tls_port = tls.then(free_port);
+            match spawn_ready(port, tls_port, &dir) {
                 Ok(child) => {
                     return RedisServer {
                         child: Some(child),
                         port,
+                        tls_port,
                         dir,
                     }
                 }
@@ -78,6 +100,16 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `rediss://127.0.0.1:<tls port>/0#insecure`: TLS, without checking the
+    /// self-signed certificate.
+    ///
+    /// # Panics
+    /// For a server from [`start`](RedisServer::start).
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("a server from RedisServer::start_tls");
+        format!("rediss://127.0.0.1:{port}/0#insecure")
     }
 
     /// The port, kept across [`restart`](RedisServer::restart).
@@ -146,7 +178,7 @@ impl RedisServer {
         self.kill();
         let deadline = Instant::now() + READY_WITHIN;
         loop {
-            match spawn_ready(self.port, &self.dir) {
+            match spawn_ready(self.port, self.tls_port, &self.dir) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -197,6 +229,34 @@ fn check_installed() {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 and its key, in `dir`.
+fn make_certificate(dir: &std::path::Path) {
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match status {
+        Ok(status) if status.success() => {}
+        Ok(status) => panic!("openssl could not make a test certificate: {status}"),
+        Err(e) => panic!(
+            "`openssl` is needed to make a test certificate (Debian/Ubuntu: `apt-get install openssl`): {e}"
+        ),
+    }
+}
+
 /// A port the OS just handed out on 127.0.0.1 (bind to 0, read, drop).
 /// Another process may take it before redis-server binds it: callers retry.
 fn free_port() -> u16 {
@@ -213,10 +273,23 @@ fn free_port() -> u16 {
 
 /// Spawns redis-server on `port` and waits until it answers PING as itself
 /// (INFO's process_id is the child's pid, not some other server's).
-fn spawn_ready(port: u16, dir: &std::path::Path) -> Result<Child, String> {
+fn spawn_ready(port: u16, tls_port: Option<u16>, dir: &std::path::Path) -> Result<Child, String> {
     let log = dir.join(format!("redis-{port}.log"));
     let _ = std::fs::remove_file(&log);
-    let mut child = Command::new(binary())
+    let mut command = Command::new(binary());
+    if let Some(tls_port) = tls_port {
+        let cert = dir.join("cert.pem");
+        command
+            .args(["--tls-port", &tls_port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(dir.join("key.pem"))
+            .arg("--tls-ca-cert-file")
+            .arg(&cert)
+            .args(["--tls-auth-clients", "no"]);
+    }
+    let mut child = command
         .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])
         .args(["--save", ""])

@@ -309,14 +309,15 @@ impl RedisL2Builder {
     fn client(&self) -> Result<(redis::Client, ConnectionManagerConfig, String), L2Error> {
         validate_namespace(&self.namespace)?;
         let url = self.url.trim();
-        if url.starts_with("rediss://") {
+        if url.starts_with("rediss://") && !cfg!(feature = "tls") {
             return Err(L2Error::Config(
-                "rediss:// (TLS) is not supported by this build yet; use redis://".into(),
+                "rediss:// (TLS) needs the `tls` feature of cache-runtime; enable it, or use redis://"
+                    .into(),
             ));
         }
-        if !url.starts_with("redis://") {
+        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
             return Err(L2Error::Config(format!(
-                "`{}` is not a redis URL: expected redis://[:password@]host:port[/db]",
+                "`{}` is not a redis URL: expected redis://[:password@]host:port[/db], or rediss:// for TLS",
                 redact(url)
             )));
         }
@@ -376,8 +377,9 @@ impl fmt::Debug for RedisL2 {
 }
 
 impl RedisL2 {
-    /// Settings for a store at `url` (`redis://[:password@]host:port[/db]`)
-    /// whose keys all start with `namespace` and a `:`.
+    /// Settings for a store at `url` (`redis://[:password@]host:port[/db]`,
+    /// or `rediss://` for TLS with the `tls` feature) whose keys all start
+    /// with `namespace` and a `:`.
     ///
     /// The namespace must be non-empty ASCII without glob characters
     /// (`* ? [ ] \`), `:`, spaces or control characters: it goes into SCAN
@@ -650,8 +652,16 @@ mod tests {
 
     #[tokio::test]
     async fn bad_configuration_is_an_error_without_the_password() {
+        #[cfg(not(feature = "tls"))]
+        {
+            let err = RedisL2::builder("rediss://:pw@h:1", "app")
+                .check()
+                .unwrap_err();
+            assert!(err.to_string().contains("`tls` feature"), "{err}");
+        }
+        #[cfg(feature = "tls")]
+        assert!(RedisL2::builder("rediss://:pw@h:1", "app").check().is_ok());
         for (url, ns, needle) in [
-            ("rediss://:pw@h:1", "app", "TLS"),
             ("http://:pw@h:1", "app", "not a redis URL"),
             ("redis://:pw@h:notaport", "app", "does not parse"),
             ("redis://:pw@h:1", "a:b", "namespace"),
