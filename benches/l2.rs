@@ -156,6 +156,10 @@ impl Ctx {
             .key_prefix(NAMESPACE)
             .build()
             .expect("a Redis-backed cache");
+        assert!(
+            cache.clone().set_global().is_ok(),
+            "the benchmark's cache is the global one"
+        );
         Ctx {
             rt,
             l2,
@@ -229,7 +233,6 @@ impl Who {
 /// One get of `id` by `who`.
 struct Getter {
     who: Who,
-    cache: Cache,
     l2: RedisL2,
     raw: ConnectionManager,
     env: Envelope,
@@ -246,7 +249,6 @@ impl Getter {
     fn new(ctx: &Ctx, who: Who, id: u64) -> Getter {
         Getter {
             who,
-            cache: ctx.cache.clone(),
             l2: ctx.l2.clone(),
             raw: ctx.raw.clone(),
             env: ctx.env,
@@ -266,7 +268,8 @@ impl Getter {
 
     async fn get(&mut self) -> Order {
         match self.who {
-            Who::Cached => self.cache.scope(cached_order(self.id)).await,
+            // The global cache, as in a service.
+            Who::Cached => cached_order(self.id).await,
             Who::Store => store_get(&self.l2, &self.key, self.env, self.fingerprint).await,
             Who::Raw => raw_get(&mut self.raw, &self.redis_key).await,
             Who::RawChecked => raw_mget(&mut self.raw, &self.checked_keys).await,
@@ -317,7 +320,7 @@ fn prepare_hit(ctx: &Ctx) -> usize {
     let ids = (0..IN_FLIGHT).chain([HIT_ID]);
     let len = ctx.rt.block_on(async {
         for id in ids.clone() {
-            ctx.cache.scope(cached_order(id)).await;
+            cached_order(id).await;
         }
         let stats = ctx.cache.stats();
         assert_eq!((stats.loads, stats.l2_sets), (IN_FLIGHT, IN_FLIGHT));
