@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_runtime::{cached, invalidates, Backend, Cache, Codec, Config, RedisL2};
+use cache_runtime::{
+    cached, invalidates, Backend, Cache, Codec, Config, RedisL2, SharedInvalidation,
+};
 use serde::{Deserialize, Serialize};
 use support::RedisServer;
 use tokio::sync::Notify;
@@ -666,4 +668,46 @@ async fn large_values_are_compressed_in_redis() {
     // Another instance, without the setting, reads it.
     assert_eq!(reader.scope(report(1)).await, text);
     assert_eq!(reader.stats().l2_hits, 1);
+}
+
+#[tokio::test]
+async fn an_invalidation_reports_what_each_tier_did() {
+    let server = RedisServer::start();
+    let a = cache(&server, "report", Backend::Hybrid);
+    let db = Db::default();
+    for page in 0..3 {
+        a.scope(order_page(&db, "acme", page)).await;
+    }
+    a.scope(order(&db, 1)).await;
+
+    let exact = a.invalidate_report("order:1").await.unwrap();
+    assert_eq!(
+        (exact.local, exact.shared),
+        (1, SharedInvalidation::Keys(1))
+    );
+    let prefix = a.invalidate_report("orders:list:acme:*").await.unwrap();
+    assert_eq!(prefix.local, 3);
+    assert_eq!(
+        prefix.shared,
+        SharedInvalidation::Prefix("orders:list:acme:".into())
+    );
+    assert_eq!(
+        prefix.to_string(),
+        "3 removed in process; every key under `orders:list:acme:` invalidated in redis"
+    );
+    a.scope(order_page(&db, "acme", 7)).await;
+    let scanned = a.invalidate_report("orders:*:acme:7").await.unwrap();
+    assert_eq!(
+        (scanned.local, scanned.shared),
+        (1, SharedInvalidation::Scanned(1))
+    );
+    assert!(a.invalidate_report("orders:[acme").await.is_err());
+
+    // Redis gone: the report says so; the caller gets no error.
+    drop(server);
+    let failed = a.invalidate_report("order:2").await.unwrap();
+    assert!(
+        matches!(failed.shared, SharedInvalidation::Failed(_)),
+        "{failed:?}"
+    );
 }

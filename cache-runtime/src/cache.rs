@@ -13,6 +13,7 @@ use crate::config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
 use crate::entry::{Entry, Weigher};
 use crate::flight::{Flight, Flights, Held, Join, Joined, Leader};
 use crate::hooks::{Event, Hooks, Tier};
+use crate::invalidation::{Invalidation, SharedInvalidation};
 use crate::l1::{L1Engine, MokaL1, QuickL1, L1};
 use crate::outcome::{Outcome, Plain, Split};
 use crate::pattern::{Pattern, PatternError};
@@ -532,6 +533,27 @@ impl Cache {
     /// # });
     /// ```
     pub async fn invalidate(&self, pattern: &str) -> Result<u64, PatternError> {
+        Ok(self.invalidate_report(pattern).await?.local)
+    }
+
+    /// As [`Cache::invalidate`], and says what it did in each tier: the
+    /// entries removed in process, and how the shared tier (Redis) took it:
+    /// keys removed, a prefix invalidated in one write (uncounted), keys
+    /// removed by a scan, or an error (which is also counted in
+    /// [`Stats::l2_errors`] and reported to the hooks). See
+    /// [`Invalidation`].
+    ///
+    /// # Errors
+    /// A malformed pattern, as [`Cache::invalidate`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// let report = cache.invalidate_report("order:*").await.unwrap();
+    /// println!("{report}"); // "0 removed in process; no shared tier"
+    /// # });
+    /// ```
+    pub async fn invalidate_report(&self, pattern: &str) -> Result<Invalidation, PatternError> {
         Ok(self.invalidate_everywhere(&Pattern::parse(pattern)?).await)
     }
 
@@ -540,14 +562,20 @@ impl Cache {
     /// future is dropped while Redis answers; the last removes what a load
     /// that started in between brought back from the shared tier before the
     /// shared tier had the invalidation.
-    pub(crate) async fn invalidate_everywhere(&self, pattern: &Pattern) -> u64 {
-        let removed = self.invalidate_now(pattern);
+    pub(crate) async fn invalidate_everywhere(&self, pattern: &Pattern) -> Invalidation {
+        let local = self.invalidate_now(pattern);
         #[cfg(feature = "redis")]
         if self.has_l2() {
-            self.l2_invalidate(pattern).await;
-            return removed + self.invalidate_now(pattern);
+            let shared = self.l2_invalidate(pattern).await;
+            return Invalidation {
+                local: local + self.invalidate_now(pattern),
+                shared,
+            };
         }
-        removed
+        Invalidation {
+            local,
+            shared: SharedInvalidation::NotConfigured,
+        }
     }
 
     /// As [`Cache::invalidate_everywhere`], from a plain `fn`.

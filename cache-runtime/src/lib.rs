@@ -12,6 +12,7 @@ mod entry;
 mod envelope;
 mod flight;
 mod hooks;
+mod invalidation;
 mod key;
 mod l1;
 #[cfg(feature = "redis")]
@@ -30,6 +31,7 @@ pub mod __private;
 pub use cache::{Cache, CacheBuilder};
 pub use config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
 pub use hooks::{Event, Hooks, Tier};
+pub use invalidation::{Invalidation, SharedInvalidation};
 pub use key::{key_text, KeyBuf, KeyPart, KeyWriter};
 pub use pattern::{Pattern, PatternError};
 pub use stats::Stats;

@@ -12,8 +12,9 @@ use crate::clock::{self, Ticks};
 use crate::entry::Entry;
 use crate::envelope::Deadlines;
 use crate::hooks::{Event, Tier};
+use crate::invalidation::SharedInvalidation;
 use crate::l1::L1Engine;
-use crate::l2::coherent::Read;
+use crate::l2::coherent::{tag_prefix, Reach, Read};
 use crate::l2::redis::RedisL2;
 use crate::l2::L2Error;
 use crate::pattern::Pattern;
@@ -217,16 +218,29 @@ impl Cache {
     }
 
     /// Invalidates `pattern` in the shared tier, for every instance.
-    pub(super) async fn l2_invalidate(&self, pattern: &Pattern) {
-        if let Some((_, store)) = self.shared_store() {
-            self.l2_invalidate_in(store, pattern).await;
+    pub(super) async fn l2_invalidate(&self, pattern: &Pattern) -> SharedInvalidation {
+        match self.shared_store() {
+            Some((_, store)) => self.l2_invalidate_in(store, pattern).await,
+            None => SharedInvalidation::NotConfigured,
         }
     }
 
-    async fn l2_invalidate_in(&self, store: &RedisL2, pattern: &Pattern) {
+    async fn l2_invalidate_in(&self, store: &RedisL2, pattern: &Pattern) -> SharedInvalidation {
         match store.invalidate_checked(pattern).await {
-            Ok(reach) => self.inner.counters.add(Counter::Delete, reach.counted()),
-            Err(e) => self.l2_failed("INVALIDATE", &e),
+            Ok(reach) => {
+                self.inner.counters.add(Counter::Delete, reach.counted());
+                match reach {
+                    Reach::Keys(n) => SharedInvalidation::Keys(n),
+                    Reach::Scanned(n) => SharedInvalidation::Scanned(n),
+                    Reach::Prefix => SharedInvalidation::Prefix(
+                        tag_prefix(pattern).unwrap_or_default().to_owned(),
+                    ),
+                }
+            }
+            Err(e) => {
+                self.l2_failed("INVALIDATE", &e);
+                SharedInvalidation::Failed(e.to_string())
+            }
         }
     }
 
@@ -286,7 +300,9 @@ impl Cache {
                 match local {
                     Ok(local) => local.block_on(async {
                         match store.or_else(|| shared.one_off()) {
-                            Some(store) => self.l2_invalidate_in(&store, pattern).await,
+                            Some(store) => {
+                                let _ = self.l2_invalidate_in(&store, pattern).await;
+                            }
                             None => self.inner.counters.add(Counter::L2Error, 1),
                         }
                     }),
