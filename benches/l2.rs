@@ -455,6 +455,24 @@ async fn fill(conn: &mut ConnectionManager) {
     }
 }
 
+async fn slowlog_reset(conn: &mut ConnectionManager) {
+    let () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(conn)
+        .await
+        .expect("SLOWLOG RESET");
+}
+
+/// Every entry of the slow log (it logs every command: see `invalidation`).
+async fn slowlog(conn: &mut ConnectionManager) -> Value {
+    redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1_000_000)
+        .query_async(conn)
+        .await
+        .expect("SLOWLOG GET")
+}
+
 /// The first argument of a SLOWLOG entry's argument list, upper-cased.
 fn slowlog_entry(entry: &Value) -> (u64, String) {
     let Value::Array(fields) = entry else {
@@ -508,22 +526,11 @@ fn invalidation(ctx: &Ctx) {
             .query_async(&mut conn)
             .await
             .expect("CONFIG RESETSTAT");
-        let () = redis::cmd("SLOWLOG")
-            .arg("RESET")
-            .query_async(&mut conn)
-            .await
-            .expect("SLOWLOG RESET");
-
+        slowlog_reset(&mut conn).await;
         let start = Instant::now();
         let removed = ctx.l2.invalidate("inv:match:*").await.expect("invalidate");
         let elapsed = start.elapsed();
-
-        let log: Value = redis::cmd("SLOWLOG")
-            .arg("GET")
-            .arg(1_000_000)
-            .query_async(&mut conn)
-            .await
-            .expect("SLOWLOG GET");
+        let log = slowlog(&mut conn).await;
         let stats: String = redis::cmd("INFO")
             .arg("commandstats")
             .query_async(&mut conn)
@@ -623,23 +630,14 @@ fn tag_invalidation(ctx: &Ctx) {
     let mut conn = ctx.raw.clone();
     let (elapsed, log, dbsize) = ctx.rt.block_on(async {
         fill(&mut conn).await;
-        let () = redis::cmd("SLOWLOG")
-            .arg("RESET")
-            .query_async(&mut conn)
-            .await
-            .expect("SLOWLOG RESET");
+        slowlog_reset(&mut conn).await;
         let start = Instant::now();
         ctx.cache
             .invalidate("inv:match:*")
             .await
             .expect("invalidate");
         let elapsed = start.elapsed();
-        let log: Value = redis::cmd("SLOWLOG")
-            .arg("GET")
-            .arg(1_000)
-            .query_async(&mut conn)
-            .await
-            .expect("SLOWLOG GET");
+        let log = slowlog(&mut conn).await;
         let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
         (elapsed, log, dbsize)
     });
