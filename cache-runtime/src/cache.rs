@@ -165,8 +165,9 @@ pub(crate) enum Lookup<V> {
 enum Waited<O> {
     /// The leader's value, or its shared error.
     Done(O),
-    /// The leader's origin call failed with an error that cannot be shared:
-    /// make one's own call, now.
+    /// The leader's origin call failed with an error that cannot be shared,
+    /// or its value is of another type (two functions sharing a key): make
+    /// one's own call, now.
     CallOrigin,
     /// The leader left or panicked: look again, one caller leads.
     TryAgain,
@@ -748,7 +749,10 @@ impl Cache {
         let answer = match joined {
             Joined::Value(value) => match value.downcast_ref::<O::Value>() {
                 Some(value) => Waited::Done(O::from_value(value.clone())),
-                None => return Waited::TryAgain,
+                // Another function's value under the same key. Its flight
+                // may stay registered a while (see `Leader::finish_held`):
+                // trying again would find it again.
+                None => Waited::CallOrigin,
             },
             Joined::Failed(error) => match error.as_ref().and_then(O::from_error) {
                 Some(shared) => Waited::Done(shared),
@@ -1289,6 +1293,19 @@ impl CacheBuilder {
     /// ```
     pub fn l2_compress_above(mut self, bytes: u64) -> Self {
         self.config.l2_compress_above = Some(bytes);
+        self
+    }
+
+    /// The time limit of each Redis command (default 250 ms): past it the
+    /// call goes on without Redis.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().redis_timeout(Duration::from_millis(100)).build().unwrap();
+    /// assert_eq!(cache.config().redis_timeout, Duration::from_millis(100));
+    /// ```
+    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
+        self.config.redis_timeout = timeout;
         self
     }
 

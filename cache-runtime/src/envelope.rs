@@ -441,6 +441,14 @@ impl Envelope {
         out.extend_from_slice(&[0; 4]); // payload length, below
         debug_assert_eq!(out.len(), ENVELOPE_HEADER_LEN);
         self.codec.encode_into(value, &mut out)?;
+        // The limit applies to the uncompressed envelope too: a reader
+        // refuses to inflate past it.
+        if out.len() > self.max_bytes {
+            return Err(EnvelopeError::TooLarge {
+                len: out.len(),
+                max: self.max_bytes,
+            });
+        }
         #[cfg(feature = "compression")]
         if let Some(threshold) = self.compress_above {
             let payload = &out[ENVELOPE_HEADER_LEN..];
@@ -693,6 +701,8 @@ pub enum EnvelopeError {
     /// A compressed payload that does not decompress, or a build that
     /// cannot decompress.
     Compression(&'static str),
+    /// The value type's `Deserialize` panicked on the payload.
+    Panicked,
 }
 
 impl From<CodecError> for EnvelopeError {
@@ -729,6 +739,7 @@ impl fmt::Display for EnvelopeError {
             ),
             EnvelopeError::Codec(e) => e.fmt(f),
             EnvelopeError::Compression(why) => write!(f, "compressed payload: {why}"),
+            EnvelopeError::Panicked => f.write_str("the value's Deserialize panicked"),
         }
     }
 }

@@ -46,11 +46,6 @@ impl Shared {
             .as_ref()
     }
 
-    /// The store, if it is connected already.
-    pub(crate) fn connected(&self) -> Option<&RedisL2> {
-        self.store.get()?.as_ref()
-    }
-
     /// A store with a connection of its own, for one call made in a runtime
     /// that will not last.
     pub(crate) fn one_off(&self) -> Option<RedisL2> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::{Cache, Leader, Life, Policy, Route};
 use crate::clock::{self, Ticks};
 use crate::entry::Entry;
-use crate::envelope::Deadlines;
+use crate::envelope::{Deadlines, EnvelopeError};
 use crate::hooks::{Event, Tier};
 use crate::invalidation::SharedInvalidation;
 use crate::l1::L1Engine;
@@ -100,7 +100,12 @@ impl Cache {
             generation,
             read_at,
         });
-        match (codec.decode)(&shared.envelope, &bytes) {
+        // The value's `Deserialize` is user code, fed bytes from outside: a
+        // panic is one more undecodable value.
+        let envelope = shared.envelope;
+        let decoded = std::panic::catch_unwind(|| (codec.decode)(&envelope, &bytes))
+            .unwrap_or(Err(EnvelopeError::Panicked));
+        match decoded {
             Ok((value, deadlines)) if deadlines.is_fresh(unix_ms()) => {
                 if value.is::<V>() {
                     self.inner.counters.add(Counter::L2Hit, 1);
@@ -266,49 +271,40 @@ impl Cache {
         }
     }
 
-    /// Invalidates `pattern` in the shared tier from a plain `fn`: waits
-    /// for it where the thread may block (outside a runtime, on a runtime
-    /// of its own made for the call; on a multi-threaded runtime's worker,
-    /// in place). On a current-thread runtime, whose only thread must not
-    /// block, it is sent off as a task that applies the invalidation to
-    /// this process again once Redis has it, so that a load which read the
-    /// old value from Redis in between does not keep it.
+    /// Invalidates `pattern` in the shared tier from a plain `fn`, and
+    /// waits for it. On a multi-threaded runtime's thread, in place (the
+    /// runtime moves its other tasks away meanwhile). Anywhere else (outside
+    /// a runtime, on a current-thread runtime, whose only thread this call
+    /// already holds) on a thread of its own with a runtime and a
+    /// connection of its own: the cache's connection belongs to the runtime
+    /// it was made in, which may be the one this thread is blocking.
     pub(super) fn l2_invalidate_blocking(&self, pattern: &Pattern) {
         use tokio::runtime::{Handle, RuntimeFlavor};
         let Some(shared) = self.inner.shared.as_deref() else {
             return;
         };
-        match Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+        if let Ok(runtime) = Handle::try_current() {
+            if runtime.runtime_flavor() == RuntimeFlavor::MultiThread {
                 tokio::task::block_in_place(|| runtime.block_on(self.l2_invalidate(pattern)));
+                return;
             }
-            Ok(runtime) => {
-                let (cache, pattern) = (self.clone(), pattern.clone());
-                runtime.spawn(async move {
-                    cache.l2_invalidate(&pattern).await;
-                    cache.invalidate_now(&pattern);
-                });
-            }
-            Err(_) => {
-                // The cache's connection, if it has one, lives in the runtime
-                // it was made in; without one, a connection for this call
-                // only, so that the cache's is never bound to this runtime.
-                let store = shared.connected().cloned();
-                let local = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                match local {
-                    Ok(local) => local.block_on(async {
-                        match store.or_else(|| shared.one_off()) {
-                            Some(store) => {
-                                let _ = self.l2_invalidate_in(&store, pattern).await;
-                            }
-                            None => self.inner.counters.add(Counter::L2Error, 1),
-                        }
-                    }),
-                    Err(_) => self.inner.counters.add(Counter::L2Error, 1),
-                }
-            }
+        }
+        let done = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?;
+                    runtime.block_on(async {
+                        let store = shared.one_off()?;
+                        Some(self.l2_invalidate_in(&store, pattern).await)
+                    })
+                })
+                .join()
+        });
+        if !matches!(done, Ok(Some(_))) {
+            self.inner.counters.add(Counter::L2Error, 1);
         }
     }
 

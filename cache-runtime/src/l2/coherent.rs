@@ -10,12 +10,12 @@
 //!
 //! - an exact key is removed (`UNLINK`) and leaves a tombstone carrying the
 //!   generation under a key of its own (`<ns>[x]<key>`), for twice the fill
-//!   window (see [`Coherence::fill_window`]): a later fill cannot overwrite
-//!   it;
+//!   window ([`FILL_WINDOW`]): a later fill cannot overwrite it;
 //! - a prefix pattern (`orders:list:acme:*`, a literal prefix that ends at a
 //!   `:`, at most [`MAX_TAG_DEPTH`] segments deep, or `*`) sets the prefix's
-//!   tag (`<ns>[t]orders:list:acme:`) to the generation, for as long as a
-//!   value may live: one write, whatever the number of keys under it;
+//!   tag (`<ns>[t]orders:list:acme:`) to the generation, for as long as the
+//!   longest value any instance wrote (recorded in `<ns>[l]`) may live: one
+//!   write, whatever the number of keys under it;
 //! - any other pattern (`order:*:42`) sets the scan epoch (`<ns>[s]`) to the
 //!   generation for the fill window, then removes its matches with `SCAN` +
 //!   `UNLINK` batches.
@@ -83,27 +83,36 @@ end
 return existed
 ";
 
-/// KEYS: gen, its birth, the mark (a tag or the scan epoch); ARGV: its
-/// lifetime (ms). Returns the generation.
+/// KEYS: gen, its birth, the mark (a tag or the scan epoch), the longest
+/// value's lifetime; ARGV: the mark's lifetime (ms), and what to add to the
+/// longest value's lifetime for a mark that must outlive every value (a
+/// tag), or -1. Returns the generation.
 const MARK: &str = "
 local g = bump()
-redis.call('SET', KEYS[3], g, 'PX', ARGV[1])
+local px = tonumber(ARGV[1])
+if tonumber(ARGV[2]) >= 0 then
+  local longest = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+  px = math.max(px, longest + tonumber(ARGV[2]))
+end
+redis.call('SET', KEYS[3], g, 'PX', string.format('%.0f', px))
 return g
 ";
 
-/// KEYS: the key, gen, its birth, then the marks that may cover the key
-/// (scan epoch, tombstone, tags); ARGV: the generation read before the
-/// origin call, the value, its lifetime (ms). Returns 1 when stored, 0 when
-/// not.
+/// KEYS: the key, gen, its birth, the longest value's lifetime, then the
+/// marks that may cover the key (scan epoch, tombstone, tags); ARGV: the
+/// generation read before the origin call, the value, its lifetime (ms).
+/// Returns 1 when stored, 0 when not.
 const FILL: &str = "
 local g0 = tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 local born = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
 if cur < g0 or born > g0 then return 0 end
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   local mark = redis.call('GET', KEYS[i])
   if mark and tonumber(mark) > g0 then return 0 end
 end
+local longest = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+if tonumber(ARGV[3]) > longest then redis.call('SET', KEYS[4], ARGV[3]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
@@ -125,26 +134,26 @@ impl Scripts {
     }
 }
 
-/// Lifetimes of the marks.
+/// The longest a leader may take between its read and its fill; a slower
+/// fill is not written. Tombstones and scan epochs live twice this. The
+/// same for every instance (not a setting), since one instance's marks must
+/// outlast another's fills.
+pub(crate) const FILL_WINDOW: Duration = Duration::from_secs(60);
+
+const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(120);
+
+/// How long values may live.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Coherence {
-    /// The longest a value lives in Redis; longer TTLs are cut to it. Tags
-    /// live this long plus the fill window, so that a tag outlives every
-    /// value it covers.
+    /// The longest a value lives in Redis; longer TTLs are cut to it.
     pub(crate) max_ttl: Duration,
-    /// The longest a leader may take between its read and its fill; a
-    /// slower fill is not written. Tombstones and scan epochs live twice
-    /// this.
-    pub(crate) fill_window: Duration,
 }
 
 impl Coherence {
+    /// At least this instance's longest value plus the fill window; the
+    /// mark script raises it to the longest value any instance wrote.
     fn tag_lifetime(&self) -> Duration {
-        self.max_ttl.saturating_add(self.fill_window)
-    }
-
-    fn tombstone_lifetime(&self) -> Duration {
-        self.fill_window.saturating_mul(2)
+        self.max_ttl.saturating_add(FILL_WINDOW)
     }
 }
 
@@ -228,6 +237,10 @@ impl RedisL2 {
         format!("{}[g]", self.namespace())
     }
 
+    fn longest_key(&self) -> String {
+        format!("{}[l]", self.namespace())
+    }
+
     fn birth_key(&self) -> String {
         format!("{}[i]", self.namespace())
     }
@@ -299,7 +312,7 @@ impl RedisL2 {
         envelope: &[u8],
         ttl: Duration,
     ) -> Result<bool, L2Error> {
-        if read_at.elapsed() >= self.coherence.fill_window {
+        if read_at.elapsed() >= FILL_WINDOW {
             return Ok(false);
         }
         let mut value = Vec::with_capacity(8 + envelope.len());
@@ -309,6 +322,7 @@ impl RedisL2 {
         let mut call = self.scripts.fill.key(self.redis_key(key));
         call.key(self.gen_key())
             .key(self.birth_key())
+            .key(self.longest_key())
             .key(self.scan_epoch_key())
             .key(self.tombstone_key(key));
         for prefix in tag_prefixes(key) {
@@ -325,11 +339,10 @@ impl RedisL2 {
             return self.invalidate_keys(&[key]).await.map(Reach::Keys);
         }
         if let Some(prefix) = tag_prefix(pattern) {
-            self.mark(&self.tag_key(prefix), self.coherence.tag_lifetime())
-                .await?;
+            self.mark_tag(prefix).await?;
             return Ok(Reach::Prefix);
         }
-        self.mark(&self.scan_epoch_key(), self.coherence.tombstone_lifetime())
+        self.mark(&self.scan_epoch_key(), TOMBSTONE_LIFETIME, None)
             .await?;
         let removed = self.scan_unlink(&self.redis_key(pattern.as_str())).await?;
         Ok(Reach::Scanned(removed))
@@ -345,7 +358,7 @@ impl RedisL2 {
         for key in keys {
             call.key(self.redis_key(key)).key(self.tombstone_key(key));
         }
-        call.arg(millis(self.coherence.tombstone_lifetime()));
+        call.arg(millis(TOMBSTONE_LIFETIME));
         match self.invoke("INVALIDATE", &call).await {
             Err(e @ L2Error::Command { .. }) => {
                 let _ = self.delete(keys).await;
@@ -358,14 +371,31 @@ impl RedisL2 {
     /// Invalidates the whole namespace (the root tag), then removes its
     /// values to give the memory back. Returns how many it removed.
     pub(crate) async fn clear_checked(&self) -> Result<u64, L2Error> {
-        self.mark(&self.tag_key(""), self.coherence.tag_lifetime())
-            .await?;
+        self.mark_tag("").await?;
         self.scan_unlink(&self.redis_key("*")).await
     }
 
-    async fn mark(&self, mark: &str, lifetime: Duration) -> Result<u64, L2Error> {
+    /// Sets the tag of `prefix`, to live as long as any value it covers.
+    async fn mark_tag(&self, prefix: &str) -> Result<u64, L2Error> {
+        let tag = self.tag_key(prefix);
+        self.mark(&tag, self.coherence.tag_lifetime(), Some(FILL_WINDOW))
+            .await
+    }
+
+    /// Sets `mark` to a new generation for `lifetime`, or, with `outlive`,
+    /// for at least the longest value any instance wrote plus `outlive`.
+    async fn mark(
+        &self,
+        mark: &str,
+        lifetime: Duration,
+        outlive: Option<Duration>,
+    ) -> Result<u64, L2Error> {
         let mut call = self.scripts.mark.key(self.gen_key());
-        call.key(self.birth_key()).key(mark).arg(millis(lifetime));
+        call.key(self.birth_key())
+            .key(mark)
+            .key(self.longest_key())
+            .arg(millis(lifetime))
+            .arg(outlive.map_or(-1, |d| i64::try_from(millis(d)).unwrap_or(i64::MAX)));
         self.invoke("INVALIDATE", &call).await
     }
 }

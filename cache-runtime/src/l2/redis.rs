@@ -95,7 +95,6 @@ impl fmt::Debug for RedisL2Builder {
             .field("connect_timeout", &self.connect_timeout)
             .field("scan_count", &self.scan_count)
             .field("max_ttl", &self.coherence.max_ttl)
-            .field("fill_window", &self.coherence.fill_window)
             .finish()
     }
 }
@@ -171,8 +170,10 @@ impl RedisL2Builder {
     }
 
     /// The longest a value lives in Redis (default 1 day): longer TTLs
-    /// are cut to it. Invalidation marks of prefix patterns live this long
-    /// (plus the fill window), so that they outlive the values they cover.
+    /// are cut to it. Instances may differ in this: Redis records the
+    /// longest value any instance wrote, and invalidation marks of prefix
+    /// patterns live at least that long, so that they outlive the values
+    /// they cover.
     ///
     /// # Panics
     /// When `max_ttl` is zero.
@@ -189,29 +190,6 @@ impl RedisL2Builder {
             "RedisL2Builder::max_ttl must not be zero"
         );
         self.coherence.max_ttl = max_ttl;
-        self
-    }
-
-    /// The longest an origin call may take and still fill Redis (default
-    /// 60 s): a fill that comes later is not written, since the marks of
-    /// exact-key invalidations it would have to respect live only twice this
-    /// long.
-    ///
-    /// # Panics
-    /// When `window` is zero.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app")
-    ///     .fill_window(Duration::from_secs(120));
-    /// # drop(b);
-    /// ```
-    pub fn fill_window(mut self, window: Duration) -> Self {
-        assert!(
-            !window.is_zero(),
-            "RedisL2Builder::fill_window must not be zero"
-        );
-        self.coherence.fill_window = window;
         self
     }
 
@@ -399,7 +377,6 @@ impl RedisL2 {
             scan_count: 1000,
             coherence: Coherence {
                 max_ttl: Duration::from_secs(24 * 3600),
-                fill_window: Duration::from_secs(60),
             },
         }
     }
