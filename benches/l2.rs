@@ -160,6 +160,10 @@ impl Ctx {
             cache.clone().set_global().is_ok(),
             "the benchmark's cache is the global one"
         );
+        assert!(
+            rt.block_on(cache.wait_in_sync(Duration::from_secs(10))),
+            "subscribed to the backplane"
+        );
         Ctx {
             rt,
             l2,
@@ -677,6 +681,55 @@ fn tag_invalidation(ctx: &Ctx) {
     println!();
 }
 
+/// The backplane: two instances (two hybrid caches, each with its own
+/// connections) hold a key in process; one invalidates it, and the other's
+/// in-process tier drops it when the message arrives. The delay from the
+/// start of the invalidating call (which writes Redis, then publishes) to
+/// the drop, seen by polling the other instance; 200 rounds.
+fn backplane_delay(ctx: &Ctx, server: &RedisServer) {
+    const ROUNDS: usize = 200;
+    let delays = ctx.rt.block_on(async {
+        let instance = || {
+            Cache::builder()
+                .backend(Backend::Hybrid)
+                .redis_url(server.url())
+                .key_prefix("bus")
+                .build()
+                .expect("a hybrid cache")
+        };
+        let (writer, reader) = (instance(), instance());
+        for cache in [&writer, &reader] {
+            assert!(cache.wait_in_sync(Duration::from_secs(10)).await);
+        }
+        let mut delays = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let key = format!("k:{round}");
+            reader.set(&key, round, Duration::from_secs(60)).await;
+            assert!(reader.exists(&key).await);
+            let start = Instant::now();
+            writer.delete(&key).await;
+            let mut polls = 0u32;
+            while reader.exists(&key).await {
+                polls += 1;
+                assert!(polls < 10_000_000, "the message never arrived");
+                tokio::task::yield_now().await;
+            }
+            delays.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        delays
+    });
+    let mut sorted = delays;
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "backplane: invalidation on one instance to the key gone from another's in-process tier, {ROUNDS} rounds: p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    println!();
+}
+
 fn main() {
     let server = RedisServer::start();
     println!("redis-server pid {:?} on {}", server.pid(), server.url());
@@ -690,6 +743,7 @@ fn main() {
     hit_latency(&mut c, &ctx);
     in_flight(&mut c, &ctx);
     ab_summary(&ctx);
+    backplane_delay(&ctx, &server);
     invalidation(&ctx);
     c.final_summary();
 

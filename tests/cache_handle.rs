@@ -174,11 +174,24 @@ fn a_hybrid_backend_builds_without_connecting() {
         .build()
         .unwrap();
     assert_eq!(cache.config().backend, cache_runtime::Backend::Hybrid);
-    // A plain `fn` outside any runtime works on the in-process tier.
-    let n = cache.scope_sync(|| double(21));
-    assert_eq!(n, 42);
+    // A plain `fn` outside any runtime works. It is not served from the
+    // in-process tier: that waits for the subscription to the other
+    // instances' invalidations, which needs a tokio runtime.
     assert_eq!(cache.scope_sync(|| double(21)), 42);
-    assert_eq!(cache.stats().hits, 1);
+    assert_eq!(cache.scope_sync(|| double(21)), 42);
+    assert!(!cache.in_sync());
+    assert_eq!(cache.stats().hits, 0);
+
+    // With the backplane off (one instance), the in-process tier serves.
+    let alone = cache_runtime::Cache::builder()
+        .backend(cache_runtime::Backend::Hybrid)
+        .redis_url("redis://127.0.0.1:1/0")
+        .backplane(false)
+        .build()
+        .unwrap();
+    assert_eq!(alone.scope_sync(|| double(21)), 42);
+    assert_eq!(alone.scope_sync(|| double(21)), 42);
+    assert_eq!(alone.stats().hits, 1);
 }
 
 #[cache_runtime::cached(ttl = "1m", key = "double:<n>")]

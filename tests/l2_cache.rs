@@ -134,6 +134,32 @@ fn cache(server: &RedisServer, prefix: &str, backend: Backend) -> Cache {
         .expect("a hybrid cache")
 }
 
+/// `cache` once subscribed to the backplane: until then a cache serves
+/// nothing from its in-process tier, and the first subscription empties it
+/// (and keeps the loads running then from storing), which tests of exact
+/// counts must not race with.
+async fn synced(cache: Cache) -> Cache {
+    assert!(
+        cache.wait_in_sync(Duration::from_secs(10)).await,
+        "no backplane subscription within 10 s"
+    );
+    cache
+}
+
+/// A cache that does not subscribe to the backplane: what other instances
+/// invalidate does not reach its running loads, so only the fill script
+/// keeps an older value out of Redis.
+fn without_backplane(server: &RedisServer, prefix: &str, backend: Backend) -> Cache {
+    Cache::builder()
+        .backend(backend)
+        .redis_url(server.url())
+        .key_prefix(prefix)
+        .redis_timeout(Duration::from_secs(2))
+        .backplane(false)
+        .build()
+        .expect("a cache")
+}
+
 /// Fails a test that would otherwise hang.
 async fn within<F: std::future::Future>(future: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(60), future)
@@ -152,8 +178,8 @@ fn raw_get(server: &RedisServer, key: &str) -> Option<Vec<u8>> {
 async fn an_instance_finds_what_another_stored() {
     let server = RedisServer::start();
     let (a, b) = (
-        cache(&server, "shop", Backend::Hybrid),
-        cache(&server, "shop", Backend::Hybrid),
+        synced(cache(&server, "shop", Backend::Hybrid)).await,
+        synced(cache(&server, "shop", Backend::Hybrid)).await,
     );
     let db = Db::default();
 
@@ -180,8 +206,8 @@ async fn an_instance_finds_what_another_stored() {
 async fn results_share_their_ok_values_and_opaque_values_stay_in_process() {
     let server = RedisServer::start();
     let (a, b) = (
-        cache(&server, "shop", Backend::Hybrid),
-        cache(&server, "shop", Backend::Hybrid),
+        synced(cache(&server, "shop", Backend::Hybrid)).await,
+        synced(cache(&server, "shop", Backend::Hybrid)).await,
     );
     let db = Db::default();
     assert_eq!(a.scope(fallible(&db, 1)).await.unwrap().version, 0);
@@ -197,7 +223,7 @@ async fn results_share_their_ok_values_and_opaque_values_stay_in_process() {
 #[tokio::test]
 async fn tiers_of_a_function_take_effect() {
     let server = RedisServer::start();
-    let a = cache(&server, "shop", Backend::Hybrid);
+    let a = synced(cache(&server, "shop", Backend::Hybrid)).await;
     let db = Db::default();
 
     a.scope(shared_only(&db, 1)).await;
@@ -214,7 +240,7 @@ async fn tiers_of_a_function_take_effect() {
     assert_eq!(a.stats().entries, 1);
 
     // The `redis` backend keeps nothing in process either.
-    let r = cache(&server, "shop", Backend::Redis);
+    let r = synced(cache(&server, "shop", Backend::Redis)).await;
     r.scope(order(&db, 3)).await;
     r.scope(order(&db, 3)).await;
     assert_eq!(r.stats().entries, 0);
@@ -227,8 +253,8 @@ async fn invalidation_on_one_instance_reaches_the_shared_tier_for_all() {
     // Redis-only instances: what one instance's L1 would keep is the
     // backplane's business; here every read goes to the shared tier.
     let (a, b) = (
-        cache(&server, "shop", Backend::Redis),
-        cache(&server, "shop", Backend::Redis),
+        synced(cache(&server, "shop", Backend::Redis)).await,
+        synced(cache(&server, "shop", Backend::Redis)).await,
     );
     let db = Db::default();
 
@@ -287,8 +313,8 @@ async fn invalidation_on_one_instance_reaches_the_shared_tier_for_all() {
 async fn a_blocking_invalidation_on_a_runtime_thread_reaches_redis() {
     let server = RedisServer::start();
     let (a, b) = (
-        cache(&server, "shop", Backend::Redis),
-        cache(&server, "shop", Backend::Redis),
+        synced(cache(&server, "shop", Backend::Redis)).await,
+        synced(cache(&server, "shop", Backend::Redis)).await,
     );
     let db = Db::default();
     assert_eq!(a.scope(order(&db, 5)).await.version, 0);
@@ -305,8 +331,8 @@ async fn race(server: &RedisServer, invalidate: impl AsyncFnOnce(&Cache, &Db)) {
 }
 
 async fn race_inner(server: &RedisServer, invalidate: impl AsyncFnOnce(&Cache, &Db)) {
-    let a = cache(server, "race", Backend::Redis);
-    let b = cache(server, "race", Backend::Redis);
+    let a = without_backplane(server, "race", Backend::Redis);
+    let b = synced(cache(server, "race", Backend::Redis)).await;
     let db = Arc::new(Db::gated());
 
     let slow = {
@@ -348,7 +374,13 @@ async fn a_fill_older_than_an_invalidation_stays_out_after_a_newer_fill() {
 
 async fn stays_out() {
     let server = RedisServer::start();
-    let [a, b, c, d] = ["a", "b", "c", "d"].map(|_| cache(&server, "race", Backend::Redis));
+    // A runs no backplane: the script alone must keep its fill out. Nor
+    // does C, whose load the message of B's invalidation would otherwise
+    // reach late and keep from filling.
+    let a = without_backplane(&server, "race", Backend::Redis);
+    let b = synced(cache(&server, "race", Backend::Redis)).await;
+    let c = without_backplane(&server, "race", Backend::Redis);
+    let d = synced(cache(&server, "race", Backend::Redis)).await;
     let db = Arc::new(Db::gated());
     let slow = {
         let (a, db) = (a.clone(), Arc::clone(&db));
@@ -376,7 +408,7 @@ async fn stays_out() {
 #[tokio::test]
 async fn a_fill_across_a_redis_restart_does_not_land() {
     let mut server = RedisServer::start();
-    let a = cache(&server, "race", Backend::Redis);
+    let a = without_backplane(&server, "race", Backend::Redis);
     a.clear().await; // the generation counter exists
     let db = Arc::new(Db::gated());
     let slow = {
@@ -406,7 +438,7 @@ async fn a_fill_across_a_redis_restart_does_not_land() {
 #[tokio::test]
 async fn concurrent_callers_make_one_origin_call_across_both_tiers() {
     let server = RedisServer::start();
-    let a = cache(&server, "flight", Backend::Redis);
+    let a = synced(cache(&server, "flight", Backend::Redis)).await;
     let db = Arc::new(Db::default());
     let mut calls = Vec::new();
     for _ in 0..100 {
@@ -461,14 +493,14 @@ async fn a_fill_older_than_a_clear_on_another_instance_never_lands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_read_after_an_invalidation_sees_an_older_version_on_any_instance() {
     let server = RedisServer::start();
-    let writer = cache(&server, "soak", Backend::Hybrid);
+    let writer = synced(cache(&server, "soak", Backend::Hybrid)).await;
     let db = Arc::new(Db::default());
     // The version every read that starts from now on must see at least.
     let floor = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut readers = Vec::new();
     for r in 0..8 {
-        let cache = cache(&server, "soak", Backend::Redis);
+        let cache = synced(cache(&server, "soak", Backend::Redis)).await;
         let (db, floor, stop) = (Arc::clone(&db), Arc::clone(&floor), Arc::clone(&stop));
         readers.push(tokio::spawn(async move {
             let mut reads = 0u64;
@@ -504,7 +536,7 @@ async fn no_read_after_an_invalidation_sees_an_older_version_on_any_instance() {
 #[tokio::test]
 async fn bytes_that_do_not_decode_are_misses_and_are_overwritten() {
     let server = RedisServer::start();
-    let a = cache(&server, "shop", Backend::Hybrid);
+    let a = synced(cache(&server, "shop", Backend::Hybrid)).await;
     let db = Db::default();
     let mut raw = server.connection();
     let garbage: [&[u8]; 4] = [
@@ -542,8 +574,8 @@ async fn bytes_that_do_not_decode_are_misses_and_are_overwritten() {
 async fn clear_removes_its_namespace_only() {
     let server = RedisServer::start();
     let (a, other) = (
-        cache(&server, "shop", Backend::Hybrid),
-        cache(&server, "billing", Backend::Hybrid),
+        synced(cache(&server, "shop", Backend::Hybrid)).await,
+        synced(cache(&server, "billing", Backend::Hybrid)).await,
     );
     let db = Db::default();
     for id in 0..20 {
@@ -565,14 +597,17 @@ async fn clear_removes_its_namespace_only() {
 #[tokio::test]
 async fn json_values_are_readable_and_read_by_a_bincode_instance() {
     let server = RedisServer::start();
-    let json = Cache::builder()
-        .backend(Backend::Redis)
-        .redis_url(server.url())
-        .key_prefix("shop")
-        .codec(Codec::Json)
-        .build()
-        .unwrap();
-    let bincode = cache(&server, "shop", Backend::Redis);
+    let json = synced(
+        Cache::builder()
+            .backend(Backend::Redis)
+            .redis_url(server.url())
+            .key_prefix("shop")
+            .codec(Codec::Json)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let bincode = synced(cache(&server, "shop", Backend::Redis)).await;
     let db = Db::default();
     json.scope(order(&db, 3)).await;
     let stored = raw_get(&server, "shop:order:3").unwrap();
@@ -597,9 +632,12 @@ async fn the_environment_selects_the_backend() {
             .map(|(_, v)| v.to_string())
     })
     .unwrap();
-    let cache = cache_runtime::CacheBuilder::from_config(config)
-        .build()
-        .unwrap();
+    let cache = synced(
+        cache_runtime::CacheBuilder::from_config(config)
+            .build()
+            .unwrap(),
+    )
+    .await;
     let db = Db::default();
     cache.scope(order(&db, 1)).await;
     assert!(raw_get(&server, "env-app:order:1").is_some());
@@ -633,23 +671,40 @@ async fn a_cache_starts_and_serves_while_redis_is_down() {
     let db = Db::default();
     assert_eq!(cache.scope(order(&db, 1)).await.version, 0);
     assert_eq!(cache.scope(order(&db, 1)).await.version, 0);
-    assert_eq!(db.reads(), 1, "the in-process tier still serves");
+    // Not subscribed to the other instances' invalidations, the instance
+    // does not serve from its in-process tier: hit rate lost, no error, no
+    // stale value.
+    assert_eq!(db.reads(), 2);
+    assert!(!cache.wait_in_sync(Duration::from_millis(100)).await);
     cache.invalidate("order:*").await.unwrap();
     let stats = cache.stats();
     assert!(stats.l2_errors >= 2, "{stats:?}");
+
+    // Without the backplane, it serves from process as the memory backend.
+    let alone = Cache::builder()
+        .redis(RedisL2::builder("redis://127.0.0.1:1/0", "shop").timeout(Duration::from_millis(50)))
+        .backplane(false)
+        .build()
+        .unwrap();
+    alone.scope(order(&db, 1)).await;
+    alone.scope(order(&db, 1)).await;
+    assert_eq!(db.reads(), 3);
 }
 
 #[tokio::test]
 async fn a_tls_url_reaches_redis_over_tls() {
     let server = RedisServer::start_tls();
     let (a, b) = (
-        Cache::builder()
-            .backend(Backend::Hybrid)
-            .redis_url(server.tls_url())
-            .key_prefix("tls")
-            .build()
-            .unwrap(),
-        cache(&server, "tls", Backend::Hybrid),
+        synced(
+            Cache::builder()
+                .backend(Backend::Hybrid)
+                .redis_url(server.tls_url())
+                .key_prefix("tls")
+                .build()
+                .unwrap(),
+        )
+        .await,
+        synced(cache(&server, "tls", Backend::Hybrid)).await,
     );
     let db = Db::default();
     assert_eq!(a.scope(order(&db, 1)).await.version, 0);
@@ -667,14 +722,17 @@ async fn large_values_are_compressed_in_redis() {
         format!("report {id}: ") + &"all rows fine; ".repeat(2_000)
     }
     let server = RedisServer::start();
-    let writer = Cache::builder()
-        .backend(Backend::Redis)
-        .redis_url(server.url())
-        .key_prefix("zip")
-        .l2_compress_above(1024)
-        .build()
-        .unwrap();
-    let reader = cache(&server, "zip", Backend::Redis);
+    let writer = synced(
+        Cache::builder()
+            .backend(Backend::Redis)
+            .redis_url(server.url())
+            .key_prefix("zip")
+            .l2_compress_above(1024)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let reader = synced(cache(&server, "zip", Backend::Redis)).await;
     let text = writer.scope(report(1)).await;
     let stored = raw_get(&server, "zip:report:1").unwrap();
     assert!(stored.len() < text.len() / 10, "{} bytes", stored.len());
@@ -686,7 +744,7 @@ async fn large_values_are_compressed_in_redis() {
 #[tokio::test]
 async fn an_invalidation_reports_what_each_tier_did() {
     let server = RedisServer::start();
-    let a = cache(&server, "report", Backend::Hybrid);
+    let a = synced(cache(&server, "report", Backend::Hybrid)).await;
     let db = Db::default();
     for page in 0..3 {
         a.scope(order_page(&db, "acme", page)).await;
@@ -742,13 +800,16 @@ async fn shared_only_as_text(id: u64) -> String {
 async fn during_the_fill() {
     let server = RedisServer::start();
     // A long timeout, so that the leader's fill waits on the stopped server.
-    let a = Cache::builder()
-        .backend(Backend::Redis)
-        .redis_url(server.url())
-        .key_prefix("held")
-        .redis_timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let a = synced(
+        Cache::builder()
+            .backend(Backend::Redis)
+            .redis_url(server.url())
+            .key_prefix("held")
+            .redis_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    )
+    .await;
     let db = Arc::new(Db::gated());
     let leader = {
         let (a, db) = (a.clone(), Arc::clone(&db));
@@ -801,8 +862,8 @@ fn a_blocking_invalidation_outside_any_runtime_reaches_redis() {
 async fn a_blocking_invalidation_on_a_current_thread_runtime_waits_for_redis() {
     let server = RedisServer::start();
     let (a, b) = (
-        cache(&server, "shop", Backend::Redis),
-        cache(&server, "shop", Backend::Redis),
+        synced(cache(&server, "shop", Backend::Redis)).await,
+        synced(cache(&server, "shop", Backend::Redis)).await,
     );
     let db = Db::default();
     assert_eq!(a.scope(order(&db, 6)).await.version, 0);
@@ -819,7 +880,7 @@ async fn a_fill_refuses_a_counter_that_went_back() {
 
 async fn counter_went_back() {
     let server = RedisServer::start();
-    let a = cache(&server, "race", Backend::Redis);
+    let a = without_backplane(&server, "race", Backend::Redis);
     a.clear().await; // the counter exists
     let db = Arc::new(Db::gated());
     let slow = {

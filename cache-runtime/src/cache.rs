@@ -21,6 +21,8 @@ use crate::scope;
 use crate::stats::{Counter, Counters, Stats};
 
 #[cfg(feature = "redis")]
+mod backplane;
+#[cfg(feature = "redis")]
 mod shared_tier;
 #[cfg(feature = "redis")]
 use crate::shared::{Shared, ValueCodec};
@@ -89,6 +91,10 @@ struct Inner {
     /// The shared tier (Redis), shared with the named caches.
     #[cfg(feature = "redis")]
     shared: Option<Arc<Shared>>,
+    /// With a shared tier: whether the in-process tier may serve (see
+    /// `backplane`).
+    #[cfg(feature = "redis")]
+    in_sync: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Which tiers one load reads and fills.
@@ -351,6 +357,8 @@ impl Cache {
         match self.lookup::<V>(key, HANDLE_TEMPLATE) {
             Lookup::Fresh(v) => Some(v),
             _ => {
+                #[cfg(feature = "redis")]
+                self.ensure_backplane();
                 self.inner.counters.add(Counter::Miss, 1);
                 None
             }
@@ -670,6 +678,14 @@ impl Cache {
     /// caller counts the rest once it knows what it served.
     #[inline]
     pub(crate) fn lookup<V: Clone + 'static>(&self, key: &str, template: &str) -> Lookup<V> {
+        // Not in step with the other instances: the in-process tier may hold
+        // what they invalidated meanwhile.
+        #[cfg(feature = "redis")]
+        if let Some(in_sync) = &self.inner.in_sync {
+            if !in_sync.load(std::sync::atomic::Ordering::Acquire) {
+                return Lookup::Miss;
+            }
+        }
         let now = self.inner.clock.now();
         let found = self.inner.l1.read(key, |entry| {
             if now >= entry.stale_until {
@@ -713,6 +729,8 @@ impl Cache {
             Lookup::Stale(v) => Some(v),
             Lookup::Miss => None,
         };
+        #[cfg(feature = "redis")]
+        self.ensure_backplane();
         match self.inner.flights.join(key) {
             Join::Leader(leader) => {
                 // A load may have finished between the lookup and the join.
@@ -1296,6 +1314,23 @@ impl CacheBuilder {
         self
     }
 
+    /// Whether to subscribe to the other instances' invalidations (default
+    /// `true`). With it, an invalidation on any instance removes the key
+    /// from every instance's in-process tier, and an instance serves from
+    /// its in-process tier only while subscribed (after a gap it empties it
+    /// first). Turn it off only when no other instance shares the key
+    /// prefix: the in-process tier is then trusted as in the `memory`
+    /// backend.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().backplane(false).build().unwrap();
+    /// assert!(!cache.config().backplane);
+    /// ```
+    pub fn backplane(mut self, on: bool) -> Self {
+        self.config.backplane = on;
+        self
+    }
+
     /// The time limit of each Redis command (default 250 ms): past it the
     /// call goes on without Redis.
     ///
@@ -1367,8 +1402,12 @@ impl CacheBuilder {
         #[cfg(feature = "redis")]
         {
             let mut this = self;
-            this.shared = Some(Arc::new(this.shared_tier()?));
-            Ok(this.build_local())
+            let shared = Arc::new(this.shared_tier()?);
+            this.shared = Some(Arc::clone(&shared));
+            let cache = this.build_local();
+            let root: std::sync::Weak<dyn Any + Send + Sync> = Arc::downgrade(&cache.inner) as _;
+            let _ = shared.root.set(root);
+            Ok(cache)
         }
         #[cfg(not(feature = "redis"))]
         Err(ConfigError::new(
@@ -1398,6 +1437,7 @@ impl CacheBuilder {
             store,
             envelope,
             config.backend == Backend::Hybrid,
+            config.backplane,
         ))
     }
 
@@ -1420,6 +1460,12 @@ impl CacheBuilder {
                 clock: self.clock,
                 hooks: self.hooks,
                 children: RwLock::new(HashMap::new()),
+                #[cfg(feature = "redis")]
+                in_sync: self
+                    .shared
+                    .as_ref()
+                    .filter(|s| s.subscribe)
+                    .map(|s| Arc::clone(&s.in_sync)),
                 #[cfg(feature = "redis")]
                 shared: self.shared,
             }),

@@ -154,6 +154,10 @@ pub struct Config {
     /// Values whose encoding is longer than this many bytes are written to
     /// Redis LZ4-compressed (needs the `compression` feature).
     pub l2_compress_above: Option<u64>,
+    /// Subscribe to the other instances' invalidations (the backplane), and
+    /// serve from the in-process tier only while subscribed. Turn off only
+    /// when no other instance shares the key prefix.
+    pub backplane: bool,
     /// TTL of functions that give none.
     pub default_ttl: Duration,
     /// Stale window of functions that give none.
@@ -179,6 +183,7 @@ impl Default for Config {
             redis_timeout: Duration::from_millis(250),
             l2_max_value_bytes: 16 << 20,
             l2_compress_above: None,
+            backplane: true,
             default_ttl: Duration::from_secs(60),
             stale_ttl: Duration::ZERO,
             l1_max_bytes: 64 * 1024 * 1024,
@@ -241,6 +246,7 @@ impl Config {
     /// | `CACHE_REDIS_TIMEOUT` | a duration, per Redis command | `250ms` |
     /// | `CACHE_L2_MAX_VALUE_BYTES` | bytes | `16MB` |
     /// | `CACHE_L2_COMPRESS_ABOVE` | bytes; needs the `compression` feature | off |
+    /// | `CACHE_BACKPLANE` | `true`, `false`: subscribe to other instances' invalidations | `true` |
     /// | `CACHE_DEFAULT_TTL` | a duration, `"60s"`, `"1h30m"` | `60s` |
     /// | `CACHE_STALE_TTL` | a duration | `0s` |
     /// | `CACHE_L1_MAX_BYTES` | bytes, with an optional `KB`/`MB`/`GB` (×1024) | `64MB` |
@@ -315,6 +321,9 @@ impl Config {
         }
         if let Some(v) = lookup("CACHE_L2_MAX_VALUE_BYTES") {
             config.l2_max_value_bytes = parse_bytes("CACHE_L2_MAX_VALUE_BYTES", &v)?;
+        }
+        if let Some(v) = lookup("CACHE_BACKPLANE") {
+            config.backplane = parse_bool("CACHE_BACKPLANE", &v)?;
         }
         if let Some(v) = lookup("CACHE_L2_COMPRESS_ABOVE") {
             config.l2_compress_above = Some(parse_bytes("CACHE_L2_COMPRESS_ABOVE", &v)?);

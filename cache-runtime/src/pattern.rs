@@ -180,6 +180,26 @@ impl Pattern {
         })
     }
 
+    /// The pattern that matches `key` and nothing else: `key` with the
+    /// glob characters (`* ? [ ] \`) escaped.
+    ///
+    /// ```
+    /// use cache_runtime::Pattern;
+    /// let pattern = Pattern::escape("odd*key");
+    /// assert_eq!(pattern, r"odd\*key");
+    /// assert_eq!(Pattern::parse(&pattern).unwrap().exact_key(), Some("odd*key"));
+    /// ```
+    pub fn escape(key: &str) -> String {
+        let mut out = String::with_capacity(key.len() + 2);
+        for c in key.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source

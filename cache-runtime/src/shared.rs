@@ -3,7 +3,8 @@
 //! type-erased codecs that `#[cached]` functions hand in.
 
 use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
@@ -24,16 +25,58 @@ pub(crate) struct Shared {
     /// Whether values found in or written to the shared tier are also kept
     /// in process (`hybrid`), or not (`redis`).
     pub(crate) fill_l1: bool,
+    /// This process on the backplane: its own messages are not applied
+    /// again.
+    pub(crate) instance: u64,
+    /// Whether the in-process tier may be trusted: subscribed to the
+    /// backplane, and emptied since the last time it was not.
+    pub(crate) in_sync: Arc<AtomicBool>,
+    /// The root cache, which the backplane applies invalidations to.
+    pub(crate) root: OnceLock<Weak<dyn Any + Send + Sync>>,
+    /// The backplane's task, once started.
+    pub(crate) backplane: OnceLock<tokio::task::AbortHandle>,
+    /// Whether to run the backplane's subscriber.
+    pub(crate) subscribe: bool,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(task) = self.backplane.get() {
+            task.abort();
+        }
+    }
 }
 
 impl Shared {
-    pub(crate) fn new(builder: RedisL2Builder, envelope: Envelope, fill_l1: bool) -> Shared {
+    /// Without `backplane`, the in-process tier is always trusted and no
+    /// subscription is made.
+    pub(crate) fn new(
+        builder: RedisL2Builder,
+        envelope: Envelope,
+        fill_l1: bool,
+        backplane: bool,
+    ) -> Shared {
         Shared {
             builder,
             store: OnceLock::new(),
             envelope,
             fill_l1,
+            instance: fastrand::u64(..),
+            in_sync: Arc::new(AtomicBool::new(!backplane)),
+            subscribe: backplane,
+            root: OnceLock::new(),
+            backplane: OnceLock::new(),
         }
+    }
+
+    /// The backplane's channel: `<namespace>[bus]`.
+    pub(crate) fn channel(&self) -> String {
+        format!("{}[bus]", self.builder.namespace())
+    }
+
+    /// A client for the backplane's own connection.
+    pub(crate) fn client(&self) -> Option<redis::Client> {
+        self.builder.redis_client().ok()
     }
 
     /// The store; connects (lazily: no round trip) on first use, in the

@@ -42,7 +42,9 @@ pub(super) enum Found {
 impl Cache {
     fn shared_store(&self) -> Option<(&Shared, &RedisL2)> {
         let shared = self.inner.shared.as_deref()?;
-        Some((shared, shared.store()?))
+        let store = shared.store()?;
+        self.ensure_backplane();
+        Some((shared, store))
     }
 
     /// Which tiers a `#[cached]` function with `tier` and `codec` (present
@@ -234,6 +236,9 @@ impl Cache {
         match store.invalidate_checked(pattern).await {
             Ok(reach) => {
                 self.inner.counters.add(Counter::Delete, reach.counted());
+                if let Some(shared) = self.inner.shared.as_deref() {
+                    self.publish(shared, store, pattern.as_str()).await;
+                }
                 match reach {
                     Reach::Keys(n) => SharedInvalidation::Keys(n),
                     Reach::Scanned(n) => SharedInvalidation::Scanned(n),
@@ -251,22 +256,28 @@ impl Cache {
 
     /// Invalidates `key` in the shared tier.
     pub(super) async fn l2_delete(&self, key: &str) {
-        let Some((_, store)) = self.shared_store() else {
+        let Some((shared, store)) = self.shared_store() else {
             return;
         };
         match store.invalidate_keys(&[key]).await {
-            Ok(n) => self.inner.counters.add(Counter::Delete, n),
+            Ok(n) => {
+                self.inner.counters.add(Counter::Delete, n);
+                self.publish(shared, store, &Pattern::escape(key)).await;
+            }
             Err(e) => self.l2_failed("INVALIDATE", &e),
         }
     }
 
     /// Invalidates this cache's whole namespace in the shared tier.
     pub(super) async fn l2_clear(&self) {
-        let Some((_, store)) = self.shared_store() else {
+        let Some((shared, store)) = self.shared_store() else {
             return;
         };
         match store.clear_checked().await {
-            Ok(n) => self.inner.counters.add(Counter::Delete, n),
+            Ok(n) => {
+                self.inner.counters.add(Counter::Delete, n);
+                self.publish(shared, store, "*").await;
+            }
             Err(e) => self.l2_failed("CLEAR", &e),
         }
     }
@@ -308,7 +319,7 @@ impl Cache {
         }
     }
 
-    fn l2_failed(&self, op: &'static str, error: &L2Error) {
+    pub(super) fn l2_failed(&self, op: &'static str, error: &L2Error) {
         self.inner.counters.add(Counter::L2Error, 1);
         self.emit(Event::L2Error { op, error });
     }

@@ -284,6 +284,11 @@ impl RedisL2Builder {
         Ok(self.finish(conn, addr))
     }
 
+    /// A client of this store's server (for a pub/sub connection).
+    pub(crate) fn redis_client(&self) -> Result<redis::Client, L2Error> {
+        self.client().map(|(client, _, _)| client)
+    }
+
     fn client(&self) -> Result<(redis::Client, ConnectionManagerConfig, String), L2Error> {
         validate_namespace(&self.namespace)?;
         let url = self.url.trim();
@@ -565,6 +570,13 @@ impl RedisL2 {
             }
             cursor = next;
         }
+    }
+
+    /// `PUBLISH channel payload`; returns how many subscribers got it.
+    pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, L2Error> {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(payload);
+        self.query("PUBLISH", &cmd).await
     }
 
     /// `PING`, timed: the round trip.

@@ -1,0 +1,126 @@
+//! The invalidation backplane between instances sharing a Redis: each
+//! instance's in-process tier follows the others' invalidations, and an
+//! instance that lost its subscription does not serve from its in-process
+//! tier until it has subscribed again and emptied it. Real redis-server
+//! processes, real faults (`CLIENT KILL TYPE pubsub`, a restart).
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{cached, invalidates, Backend, Cache};
+use support::RedisServer;
+
+#[derive(Default)]
+struct Db {
+    version: AtomicU64,
+    reads: AtomicU64,
+}
+
+#[cached(ttl = "10m", key = "profile:<id>")]
+async fn profile(db: &Db, id: u64) -> u64 {
+    let _ = id;
+    db.reads.fetch_add(1, Ordering::SeqCst);
+    db.version.load(Ordering::SeqCst)
+}
+
+#[invalidates("profile:<id>")]
+async fn update_profile(db: &Db, id: u64) {
+    let _ = id;
+    db.version.fetch_add(1, Ordering::SeqCst);
+}
+
+async fn hybrid(server: &RedisServer) -> Cache {
+    let cache = Cache::builder()
+        .backend(Backend::Hybrid)
+        .redis_url(server.url())
+        .key_prefix("app")
+        .redis_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert!(cache.wait_in_sync(Duration::from_secs(10)).await);
+    cache
+}
+
+/// Polls `check` every 10 ms, at most 500 times; whether it held.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn an_invalidation_on_one_instance_empties_the_others_in_process_tier() {
+    let server = RedisServer::start();
+    let (a, b) = (hybrid(&server).await, hybrid(&server).await);
+    let db = Db::default();
+    assert_eq!(a.scope(profile(&db, 1)).await, 0);
+    assert_eq!(b.scope(profile(&db, 1)).await, 0); // from Redis, now in b's L1
+    assert_eq!(b.scope(profile(&db, 1)).await, 0);
+    assert_eq!(b.stats().hits, 1);
+    assert!(b.exists("profile:1").await);
+
+    a.scope(update_profile(&db, 1)).await;
+    assert!(
+        eventually(async || !b.exists("profile:1").await).await,
+        "b still holds the key"
+    );
+    assert_eq!(b.scope(profile(&db, 1)).await, 1);
+    // a applied its own invalidation itself, not again from the channel:
+    // each invalidation runs the local pass twice (before and after Redis).
+    assert_eq!(db.reads.load(Ordering::SeqCst), 2);
+}
+
+/// After its subscription is cut, an instance serves nothing from its
+/// in-process tier until it has subscribed again, and then starts from an
+/// empty one: an invalidation it missed meanwhile cannot leave it stale.
+async fn cut_and_check(server: &mut RedisServer, cut: impl FnOnce(&mut RedisServer)) {
+    let (a, b) = (hybrid(server).await, hybrid(server).await);
+    let db = Db::default();
+    assert_eq!(a.scope(profile(&db, 7)).await, 0);
+    assert_eq!(a.scope(profile(&db, 7)).await, 0);
+    assert!(a.exists("profile:7").await);
+
+    cut(server);
+    assert!(
+        eventually(async || !a.in_sync()).await,
+        "a never noticed its subscription dropped"
+    );
+    // While out of step, a does not serve from process.
+    let reads = db.reads.load(Ordering::SeqCst);
+    // An invalidation a may miss.
+    b.scope(update_profile(&db, 7)).await;
+    assert!(
+        a.wait_in_sync(Duration::from_secs(20)).await,
+        "a never resubscribed"
+    );
+    assert!(!a.exists("profile:7").await, "a resynchronised by emptying");
+    assert_eq!(a.scope(profile(&db, 7)).await, 1);
+    assert!(db.reads.load(Ordering::SeqCst) > reads);
+}
+
+#[tokio::test]
+async fn a_killed_subscription_resynchronises_before_serving_from_process() {
+    let mut server = RedisServer::start();
+    cut_and_check(&mut server, |server| {
+        let killed: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut server.connection())
+            .unwrap();
+        assert!(killed >= 2, "{killed}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restarted_redis_resynchronises_before_serving_from_process() {
+    let mut server = RedisServer::start();
+    cut_and_check(&mut server, RedisServer::restart).await;
+}
