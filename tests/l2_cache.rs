@@ -125,13 +125,15 @@ fn update_order_blocking(db: &Db, id: u64) {
 /// trip: on a loaded machine the default could turn a read into a miss,
 /// and counts these tests assert exactly would shift.
 fn cache(server: &RedisServer, prefix: &str, backend: Backend) -> Cache {
+    builder(server, prefix, backend).build().expect("a cache")
+}
+
+fn builder(server: &RedisServer, prefix: &str, backend: Backend) -> cache_runtime::CacheBuilder {
     Cache::builder()
         .backend(backend)
         .redis_url(server.url())
         .key_prefix(prefix)
         .redis_timeout(Duration::from_secs(2))
-        .build()
-        .expect("a hybrid cache")
 }
 
 /// `cache` once subscribed to the backplane: until then a cache serves
@@ -150,11 +152,7 @@ async fn synced(cache: Cache) -> Cache {
 /// invalidate does not reach its running loads, so only the fill script
 /// keeps an older value out of Redis.
 fn without_backplane(server: &RedisServer, prefix: &str, backend: Backend) -> Cache {
-    Cache::builder()
-        .backend(backend)
-        .redis_url(server.url())
-        .key_prefix(prefix)
-        .redis_timeout(Duration::from_secs(2))
+    builder(server, prefix, backend)
         .backplane(false)
         .build()
         .expect("a cache")
