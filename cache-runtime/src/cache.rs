@@ -494,13 +494,15 @@ impl Cache {
     pub async fn delete(&self, key: &str) -> bool {
         // This process, the shared tier, this process again: see
         // `invalidate_everywhere`.
-        let removed = self.remove_key(key);
         #[cfg(feature = "redis")]
         if self.has_l2() {
+            let exact = Pattern::parse(&Pattern::escape(key)).expect("an escaped key parses");
+            let local = self.local_scope();
+            let removed = local.invalidate_now(&exact);
             self.l2_delete(key).await;
-            return self.remove_key(key) || removed;
+            return removed + local.invalidate_now(&exact) > 0;
         }
-        removed
+        self.remove_key(key)
     }
 
     /// Whether `key` holds a fresh value (of any type).
@@ -515,6 +517,9 @@ impl Cache {
     /// # });
     /// ```
     pub async fn exists(&self, key: &str) -> bool {
+        if !self.in_sync() {
+            return false;
+        }
         let now = self.inner.clock.now();
         self.inner
             .l1
@@ -572,15 +577,17 @@ impl Cache {
     /// that started in between brought back from the shared tier before the
     /// shared tier had the invalidation.
     pub(crate) async fn invalidate_everywhere(&self, pattern: &Pattern) -> Invalidation {
-        let local = self.invalidate_now(pattern);
         #[cfg(feature = "redis")]
         if self.has_l2() {
+            let scope = self.local_scope();
+            let local = scope.invalidate_now(pattern);
             let shared = self.l2_invalidate(pattern).await;
             return Invalidation {
-                local: local + self.invalidate_now(pattern),
+                local: local + scope.invalidate_now(pattern),
                 shared,
             };
         }
+        let local = self.invalidate_now(pattern);
         Invalidation {
             local,
             shared: SharedInvalidation::NotConfigured,
@@ -589,13 +596,14 @@ impl Cache {
 
     /// As [`Cache::invalidate_everywhere`], from a plain `fn`.
     pub(crate) fn invalidate_everywhere_blocking(&self, pattern: &Pattern) -> u64 {
-        let removed = self.invalidate_now(pattern);
         #[cfg(feature = "redis")]
         if self.has_l2() {
+            let scope = self.local_scope();
+            let removed = scope.invalidate_now(pattern);
             self.l2_invalidate_blocking(pattern);
-            return removed + self.invalidate_now(pattern);
+            return removed + scope.invalidate_now(pattern);
         }
-        removed
+        self.invalidate_now(pattern)
     }
 
     /// Removes every entry of this cache and of its named caches.
@@ -611,12 +619,17 @@ impl Cache {
     /// # });
     /// ```
     pub async fn clear(&self) {
-        self.clear_local();
         #[cfg(feature = "redis")]
         if self.has_l2() {
+            // The shared tier's namespace is the root's and every named
+            // cache's: so is what this process empties.
+            let scope = self.local_scope();
+            scope.clear_local();
             self.l2_clear().await;
-            self.clear_local();
+            scope.clear_local();
+            return;
         }
+        self.clear_local();
     }
 
     fn clear_local(&self) {
@@ -629,6 +642,39 @@ impl Cache {
         for child in self.children() {
             child.clear_local();
         }
+    }
+
+    /// Whether this cache's in-process tier is in step with the other
+    /// instances: subscribed to their invalidations (always `true` for a
+    /// `memory` cache, or with the backplane turned off). A readiness or
+    /// health check can report it.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// assert!(cache.in_sync());
+    /// ```
+    pub fn in_sync(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(in_sync) = &self.inner.in_sync {
+            return in_sync.load(std::sync::atomic::Ordering::Acquire);
+        }
+        true
+    }
+
+    /// The cache whose in-process tier an invalidation through the shared
+    /// tier reaches on every other instance: the root of the named caches.
+    /// Invalidating here from it too keeps this process like the others.
+    #[cfg(feature = "redis")]
+    fn local_scope(&self) -> Cache {
+        if let Some(root) = self
+            .inner
+            .shared
+            .as_deref()
+            .and_then(|shared| shared.root.get()?.upgrade()?.downcast::<Inner>().ok())
+        {
+            return Cache { inner: root };
+        }
+        self.clone()
     }
 
     /// A snapshot of the counters.
@@ -921,7 +967,9 @@ impl Cache {
             Split::Store(v) => {
                 let life = self.life(policy);
                 let shared: Arc<dyn Any + Send + Sync> = Arc::new(v.clone());
-                let entry = route.l1.then(|| {
+                // Out of step with the other instances, the in-process tier
+                // serves nothing, and is emptied before it serves again.
+                let entry = (route.l1 && self.in_sync()).then(|| {
                     let weight = self.weigh(&leader, key, &v, policy);
                     self.entry(Arc::clone(&shared), weight, life, policy)
                 });

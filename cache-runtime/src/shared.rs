@@ -34,14 +34,14 @@ pub(crate) struct Shared {
     /// The root cache, which the backplane applies invalidations to.
     pub(crate) root: OnceLock<Weak<dyn Any + Send + Sync>>,
     /// The backplane's task, once started.
-    pub(crate) backplane: OnceLock<tokio::task::AbortHandle>,
+    pub(crate) backplane: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
     /// Whether to run the backplane's subscriber.
     pub(crate) subscribe: bool,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(task) = self.backplane.get() {
+        if let Some(task) = self.backplane.get_mut() {
             task.abort();
         }
     }
@@ -56,16 +56,18 @@ impl Shared {
         fill_l1: bool,
         backplane: bool,
     ) -> Shared {
+        let instance = fastrand::u64(..);
+        let channel = format!("{}[bus]", builder.namespace());
         Shared {
-            builder,
+            builder: builder.announce_on(&channel, instance),
             store: OnceLock::new(),
             envelope,
             fill_l1,
-            instance: fastrand::u64(..),
+            instance,
             in_sync: Arc::new(AtomicBool::new(!backplane)),
             subscribe: backplane,
             root: OnceLock::new(),
-            backplane: OnceLock::new(),
+            backplane: parking_lot::Mutex::new(None),
         }
     }
 

@@ -14,13 +14,19 @@ use futures_util::StreamExt;
 
 use super::{Cache, Inner};
 use crate::pattern::Pattern;
-use crate::shared::Shared;
 
 /// Waits between attempts to subscribe: doubles from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(20);
 const RETRY_LAST: Duration = Duration::from_secs(1);
-/// The time limit of connecting and subscribing.
+/// The time limit of connecting and subscribing, and of a liveness ping.
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
+/// How often an idle subscription is pinged: a connection that died
+/// without a word (a dropped route, an idle timeout in between) is noticed
+/// within this plus the ping's time limit.
+const PING_EVERY: Duration = Duration::from_secs(3);
+/// A subscription that lived at least this long resets the backoff; one
+/// that keeps dying at once does not make the cache empty itself in a loop.
+const STABLE_AFTER: Duration = Duration::from_secs(2);
 
 impl Cache {
     /// Starts the backplane of this cache's shared tier, once, in the
@@ -29,7 +35,13 @@ impl Cache {
         let Some(shared) = self.inner.shared.as_deref() else {
             return;
         };
-        if !shared.subscribe || shared.backplane.get().is_some() {
+        // In step: the task runs (it marks the tier out of step on exit).
+        if !shared.subscribe || shared.in_sync.load(Ordering::Acquire) {
+            return;
+        }
+        let mut task = shared.backplane.lock();
+        // A task that ended (its runtime shut down, say) is started again.
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -38,40 +50,14 @@ impl Cache {
         let (Some(root), Some(client)) = (shared.root.get().cloned(), shared.client()) else {
             return;
         };
-        let task = Subscriber {
+        let subscriber = Subscriber {
             root,
             client,
             channel: shared.channel(),
             instance: shared.instance,
             in_sync: Arc::clone(&shared.in_sync),
         };
-        shared
-            .backplane
-            .get_or_init(|| runtime.spawn(task.run()).abort_handle());
-    }
-
-    /// Tells the other instances about an invalidation that reached Redis.
-    pub(super) async fn publish(&self, shared: &Shared, store: &crate::RedisL2, pattern: &str) {
-        let payload = format!("{:016x}:{pattern}", shared.instance);
-        if let Err(e) = store.publish(&shared.channel(), payload.as_bytes()).await {
-            self.l2_failed("PUBLISH", &e);
-        }
-    }
-
-    /// Whether this cache's in-process tier is in step with the other
-    /// instances: subscribed to their invalidations (always `true` for a
-    /// `memory` cache, or with the backplane turned off). A readiness or
-    /// health check can report it.
-    ///
-    /// ```
-    /// let cache = cache_runtime::Cache::builder().build().unwrap();
-    /// assert!(cache.in_sync());
-    /// ```
-    pub fn in_sync(&self) -> bool {
-        self.inner
-            .in_sync
-            .as_ref()
-            .is_none_or(|in_sync| in_sync.load(Ordering::Acquire))
+        *task = Some(runtime.spawn(subscriber.run()).abort_handle());
     }
 
     /// Waits until this cache's in-process tier is in step with the other
@@ -108,23 +94,29 @@ impl Cache {
     }
 
     /// Applies a message of the backplane, unless this instance sent it.
+    /// One it cannot read empties the in-process tier.
     fn apply(&self, payload: &[u8], instance: u64) {
-        let Ok(text) = std::str::from_utf8(payload) else {
-            return;
-        };
-        let Some((sender, pattern)) = text.split_once(':') else {
-            return;
-        };
-        if u64::from_str_radix(sender, 16) == Ok(instance) {
-            return;
-        }
-        match Pattern::parse(pattern) {
-            Ok(pattern) => {
+        let parsed = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|text| text.split_once(':'))
+            .and_then(|(sender, pattern)| Some((sender, Pattern::parse(pattern).ok()?)));
+        match parsed {
+            Some((sender, _)) if u64::from_str_radix(sender, 16) == Ok(instance) => {}
+            Some((_, pattern)) => {
                 self.invalidate_now(&pattern);
             }
-            // Not ours to understand (another version): be safe.
-            Err(_) => self.clear_local(),
+            None => self.clear_local(),
         }
+    }
+}
+
+/// Marks the in-process tier out of step when the subscriber stops, however
+/// it stops (its cache dropped, its runtime shut down, a panic).
+struct OutOfStepOnExit(Arc<AtomicBool>);
+
+impl Drop for OutOfStepOnExit {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -145,10 +137,11 @@ impl Subscriber {
     }
 
     async fn run(self) {
+        let _guard = OutOfStepOnExit(Arc::clone(&self.in_sync));
         let mut retry = RETRY_FIRST;
         while self.root.strong_count() > 0 {
             if let Some(pubsub) = self.subscribe().await {
-                retry = RETRY_FIRST;
+                let since = tokio::time::Instant::now();
                 // What was published while this instance was not subscribed
                 // is unknown: start from an empty in-process tier (running
                 // loads are marked too, so none stores a value it read
@@ -157,16 +150,40 @@ impl Subscriber {
                 cache.clear_local();
                 self.in_sync.store(true, Ordering::Release);
                 drop(cache);
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    let Some(cache) = self.cache() else { return };
-                    cache.apply(message.get_payload_bytes(), self.instance);
-                }
-                // The connection dropped.
+                self.listen(pubsub).await;
                 self.in_sync.store(false, Ordering::Release);
+                if since.elapsed() >= STABLE_AFTER {
+                    retry = RETRY_FIRST;
+                }
             }
             tokio::time::sleep(retry).await;
             retry = (retry * 2).min(RETRY_LAST);
+        }
+    }
+
+    /// Applies messages until the subscription ends or stops answering.
+    async fn listen(&self, pubsub: redis::aio::PubSub) {
+        let (mut sink, mut messages) = pubsub.split();
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                () = tokio::time::sleep(PING_EVERY) => {
+                    let alive = tokio::time::timeout(SUBSCRIBE_WITHIN, sink.ping::<String>()).await;
+                    if !matches!(alive, Ok(Ok(_))) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(message) = message else { return };
+            let Some(cache) = self.cache() else { return };
+            // A hook that panics must not take the subscription with it.
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                cache.apply(message.get_payload_bytes(), self.instance);
+            }));
+            if applied.is_err() {
+                cache.clear_local();
+            }
         }
     }
 

@@ -148,7 +148,7 @@ impl Cache {
         deadlines: Deadlines,
         encoded_len: usize,
     ) -> Option<V> {
-        let entry = route.l1.then(|| {
+        let entry = (route.l1 && self.in_sync()).then(|| {
             let now_ms = unix_ms();
             let fresh = Duration::from_millis(deadlines.fresh_until_ms.saturating_sub(now_ms));
             let usable = Duration::from_millis(deadlines.stale_until_ms.saturating_sub(now_ms));
@@ -236,9 +236,6 @@ impl Cache {
         match store.invalidate_checked(pattern).await {
             Ok(reach) => {
                 self.inner.counters.add(Counter::Delete, reach.counted());
-                if let Some(shared) = self.inner.shared.as_deref() {
-                    self.publish(shared, store, pattern.as_str()).await;
-                }
                 match reach {
                     Reach::Keys(n) => SharedInvalidation::Keys(n),
                     Reach::Scanned(n) => SharedInvalidation::Scanned(n),
@@ -256,28 +253,22 @@ impl Cache {
 
     /// Invalidates `key` in the shared tier.
     pub(super) async fn l2_delete(&self, key: &str) {
-        let Some((shared, store)) = self.shared_store() else {
+        let Some((_, store)) = self.shared_store() else {
             return;
         };
         match store.invalidate_keys(&[key]).await {
-            Ok(n) => {
-                self.inner.counters.add(Counter::Delete, n);
-                self.publish(shared, store, &Pattern::escape(key)).await;
-            }
+            Ok(n) => self.inner.counters.add(Counter::Delete, n),
             Err(e) => self.l2_failed("INVALIDATE", &e),
         }
     }
 
     /// Invalidates this cache's whole namespace in the shared tier.
     pub(super) async fn l2_clear(&self) {
-        let Some((shared, store)) = self.shared_store() else {
+        let Some((_, store)) = self.shared_store() else {
             return;
         };
         match store.clear_checked().await {
-            Ok(n) => {
-                self.inner.counters.add(Counter::Delete, n);
-                self.publish(shared, store, "*").await;
-            }
+            Ok(n) => self.inner.counters.add(Counter::Delete, n),
             Err(e) => self.l2_failed("CLEAR", &e),
         }
     }

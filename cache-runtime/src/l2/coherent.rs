@@ -72,7 +72,9 @@ end
 ";
 
 /// KEYS: gen, its birth, then pairs of (key, its tombstone); ARGV: the
-/// tombstones' lifetime (ms). Returns how many of the keys held a value.
+/// tombstones' lifetime (ms), the channel to announce on ('' for none),
+/// then one announcement per key. Returns how many of the keys held a
+/// value.
 const INVALIDATE_KEYS: &str = "
 local g = bump()
 local existed = 0
@@ -80,13 +82,17 @@ for i = 3, #KEYS, 2 do
   existed = existed + redis.call('UNLINK', KEYS[i])
   redis.call('SET', KEYS[i + 1], g, 'PX', ARGV[1])
 end
+if ARGV[2] ~= '' then
+  for i = 3, #ARGV do redis.call('PUBLISH', ARGV[2], ARGV[i]) end
+end
 return existed
 ";
 
 /// KEYS: gen, its birth, the mark (a tag or the scan epoch), the longest
-/// value's lifetime; ARGV: the mark's lifetime (ms), and what to add to the
+/// value's lifetime; ARGV: the mark's lifetime (ms), what to add to the
 /// longest value's lifetime for a mark that must outlive every value (a
-/// tag), or -1. Returns the generation.
+/// tag) or -1, the channel to announce on ('' for none) and the
+/// announcement. Returns the generation.
 const MARK: &str = "
 local g = bump()
 local px = tonumber(ARGV[1])
@@ -95,6 +101,7 @@ if tonumber(ARGV[2]) >= 0 then
   px = math.max(px, longest + tonumber(ARGV[2]))
 end
 redis.call('SET', KEYS[3], g, 'PX', string.format('%.0f', px))
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return g
 ";
 
@@ -339,13 +346,17 @@ impl RedisL2 {
             return self.invalidate_keys(&[key]).await.map(Reach::Keys);
         }
         if let Some(prefix) = tag_prefix(pattern) {
-            self.mark_tag(prefix).await?;
+            self.mark_tag(prefix, pattern.as_str()).await?;
             return Ok(Reach::Prefix);
         }
-        self.mark(&self.scan_epoch_key(), TOMBSTONE_LIFETIME, None)
+        self.mark(&self.scan_epoch_key(), TOMBSTONE_LIFETIME, None, None)
             .await?;
-        let removed = self.scan_unlink(&self.redis_key(pattern.as_str())).await?;
-        Ok(Reach::Scanned(removed))
+        // Announced once the matches are gone, not with the mark: an
+        // instance told earlier could read a match back from Redis. Also
+        // when the walk failed half-way: an extra announcement costs little.
+        let removed = self.scan_unlink(&self.redis_key(pattern.as_str())).await;
+        self.announce(pattern.as_str()).await;
+        Ok(Reach::Scanned(removed?))
     }
 
     /// Removes each of `keys` and leaves its tombstone; returns how many
@@ -359,9 +370,23 @@ impl RedisL2 {
             call.key(self.redis_key(key)).key(self.tombstone_key(key));
         }
         call.arg(millis(TOMBSTONE_LIFETIME));
+        match &self.bus {
+            Some((channel, _)) => {
+                call.arg(&**channel);
+                for key in keys {
+                    call.arg(self.announcement(&Pattern::escape(key)));
+                }
+            }
+            None => {
+                call.arg("");
+            }
+        }
         match self.invoke("INVALIDATE", &call).await {
             Err(e @ L2Error::Command { .. }) => {
                 let _ = self.delete(keys).await;
+                for key in keys {
+                    self.announce(&Pattern::escape(key)).await;
+                }
                 Err(e)
             }
             other => other,
@@ -371,24 +396,32 @@ impl RedisL2 {
     /// Invalidates the whole namespace (the root tag), then removes its
     /// values to give the memory back. Returns how many it removed.
     pub(crate) async fn clear_checked(&self) -> Result<u64, L2Error> {
-        self.mark_tag("").await?;
+        self.mark_tag("", "*").await?;
         self.scan_unlink(&self.redis_key("*")).await
     }
 
-    /// Sets the tag of `prefix`, to live as long as any value it covers.
-    async fn mark_tag(&self, prefix: &str) -> Result<u64, L2Error> {
+    /// Sets the tag of `prefix`, to live as long as any value it covers,
+    /// and announces `pattern` with it.
+    async fn mark_tag(&self, prefix: &str, pattern: &str) -> Result<u64, L2Error> {
         let tag = self.tag_key(prefix);
-        self.mark(&tag, self.coherence.tag_lifetime(), Some(FILL_WINDOW))
-            .await
+        self.mark(
+            &tag,
+            self.coherence.tag_lifetime(),
+            Some(FILL_WINDOW),
+            Some(pattern),
+        )
+        .await
     }
 
     /// Sets `mark` to a new generation for `lifetime`, or, with `outlive`,
-    /// for at least the longest value any instance wrote plus `outlive`.
+    /// for at least the longest value any instance wrote plus `outlive`;
+    /// announces `pattern` in the same script when given.
     async fn mark(
         &self,
         mark: &str,
         lifetime: Duration,
         outlive: Option<Duration>,
+        pattern: Option<&str>,
     ) -> Result<u64, L2Error> {
         let mut call = self.scripts.mark.key(self.gen_key());
         call.key(self.birth_key())
@@ -396,7 +429,33 @@ impl RedisL2 {
             .key(self.longest_key())
             .arg(millis(lifetime))
             .arg(outlive.map_or(-1, |d| i64::try_from(millis(d)).unwrap_or(i64::MAX)));
+        match (&self.bus, pattern) {
+            (Some((channel, _)), Some(pattern)) => {
+                call.arg(&**channel).arg(self.announcement(pattern));
+            }
+            _ => {
+                call.arg("").arg("");
+            }
+        }
         self.invoke("INVALIDATE", &call).await
+    }
+
+    /// `<instance>:<pattern>`, what the backplane carries.
+    fn announcement(&self, pattern: &str) -> String {
+        let instance = self.bus.as_ref().map_or(0, |(_, id)| *id);
+        format!("{instance:016x}:{pattern}")
+    }
+
+    /// Announces `pattern` on its own (`PUBLISH`); a failure is the
+    /// subscribers' loss, which their resynchronisation covers only if they
+    /// noticed a gap: so it is not hidden, but not the caller's error
+    /// either.
+    async fn announce(&self, pattern: &str) {
+        if let Some((channel, _)) = &self.bus {
+            let _ = self
+                .publish(channel, self.announcement(pattern).as_bytes())
+                .await;
+        }
     }
 }
 

@@ -60,6 +60,8 @@ pub struct RedisL2 {
     addr: Box<str>,
     pub(super) coherence: Coherence,
     pub(super) scripts: Arc<Scripts>,
+    /// Where invalidations are announced: the channel, and this instance.
+    pub(super) bus: Option<(Arc<str>, u64)>,
 }
 
 /// Settings of a [`RedisL2`], from [`RedisL2::builder`].
@@ -84,6 +86,7 @@ pub struct RedisL2Builder {
     connect_timeout: Duration,
     scan_count: usize,
     coherence: Coherence,
+    bus: Option<(Arc<str>, u64)>,
 }
 
 impl fmt::Debug for RedisL2Builder {
@@ -284,6 +287,13 @@ impl RedisL2Builder {
         Ok(self.finish(conn, addr))
     }
 
+    /// Announces every invalidation on `channel` as `<instance>:<pattern>`,
+    /// atomically with it where it is one script.
+    pub(crate) fn announce_on(mut self, channel: &str, instance: u64) -> Self {
+        self.bus = Some((channel.into(), instance));
+        self
+    }
+
     /// A client of this store's server (for a pub/sub connection).
     pub(crate) fn redis_client(&self) -> Result<redis::Client, L2Error> {
         self.client().map(|(client, _, _)| client)
@@ -324,6 +334,7 @@ impl RedisL2Builder {
             addr: addr.into(),
             coherence: self.coherence,
             scripts: Arc::new(Scripts::new()),
+            bus: self.bus,
         }
     }
 }
@@ -383,6 +394,7 @@ impl RedisL2 {
             coherence: Coherence {
                 max_ttl: Duration::from_secs(24 * 3600),
             },
+            bus: None,
         }
     }
 
