@@ -388,11 +388,10 @@ where
 
 /// The body of a plain `fn` under `#[cached]` returning `R`, of kind `K`.
 #[inline]
-#[allow(clippy::too_many_arguments)]
+/// Plain `fn`s use the in-process tier only: no codec.
 pub fn fetch_blocking_as<K, R, F>(
     _kind: K,
     weigher: Option<Weigher>,
-    _codec: Option<ValueCodec>,
     spec: &'static Spec,
     slot: &'static Slot,
     key: &KeyBuf,

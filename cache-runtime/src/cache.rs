@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 
 use crate::clock::{self, Clock, ManualClock, Ticks};
 use crate::config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
-use crate::entry::{Entry, Weigher};
+use crate::entry::{AnyValue, Entry, Weigher};
 use crate::flight::{Flight, Flights, Held, Join, Joined, Leader};
 use crate::hooks::{Event, Hooks, Tier};
 use crate::invalidation::{Invalidation, SharedInvalidation};
@@ -131,7 +131,7 @@ struct Life {
 struct Settled<'a, O> {
     out: O,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    fill: Option<(Arc<dyn Any + Send + Sync>, Life)>,
+    fill: Option<(AnyValue, Life)>,
     _held: Option<Held<'a>>,
 }
 
@@ -492,15 +492,13 @@ impl Cache {
     /// # });
     /// ```
     pub async fn delete(&self, key: &str) -> bool {
-        // This process, the shared tier, this process again: see
-        // `invalidate_everywhere`.
+        // With a shared tier, the pattern that names this key alone takes
+        // the path of every invalidation (this process, Redis, this process
+        // again, and the other instances).
         #[cfg(feature = "redis")]
         if self.has_l2() {
             let exact = Pattern::parse(&Pattern::escape(key)).expect("an escaped key parses");
-            let local = self.local_scope();
-            let removed = local.invalidate_now(&exact);
-            self.l2_delete(key).await;
-            return removed + local.invalidate_now(&exact) > 0;
+            return self.invalidate_everywhere(&exact).await.local > 0;
         }
         self.remove_key(key)
     }
@@ -653,6 +651,7 @@ impl Cache {
     /// let cache = cache_runtime::Cache::builder().build().unwrap();
     /// assert!(cache.in_sync());
     /// ```
+    #[inline]
     pub fn in_sync(&self) -> bool {
         #[cfg(feature = "redis")]
         if let Some(in_sync) = &self.inner.in_sync {
@@ -726,11 +725,8 @@ impl Cache {
     pub(crate) fn lookup<V: Clone + 'static>(&self, key: &str, template: &str) -> Lookup<V> {
         // Not in step with the other instances: the in-process tier may hold
         // what they invalidated meanwhile.
-        #[cfg(feature = "redis")]
-        if let Some(in_sync) = &self.inner.in_sync {
-            if !in_sync.load(std::sync::atomic::Ordering::Acquire) {
-                return Lookup::Miss;
-            }
+        if !self.in_sync() {
+            return Lookup::Miss;
         }
         let now = self.inner.clock.now();
         let found = self.inner.l1.read(key, |entry| {
@@ -966,7 +962,7 @@ impl Cache {
         match out.split(policy.cache_none) {
             Split::Store(v) => {
                 let life = self.life(policy);
-                let shared: Arc<dyn Any + Send + Sync> = Arc::new(v.clone());
+                let shared: AnyValue = Arc::new(v.clone());
                 // Out of step with the other instances, the in-process tier
                 // serves nothing, and is emptied before it serves again.
                 let entry = (route.l1 && self.in_sync()).then(|| {
@@ -1058,13 +1054,7 @@ impl Cache {
     }
 
     /// The in-process entry of a value stored now for `life`.
-    fn entry(
-        &self,
-        value: Arc<dyn Any + Send + Sync>,
-        weight: u32,
-        life: Life,
-        policy: &Policy,
-    ) -> Entry {
+    fn entry(&self, value: AnyValue, weight: u32, life: Life, policy: &Policy) -> Entry {
         let Life { ttl, stale } = life;
         let l1_ttl = policy.l1_ttl.map_or(ttl, |l1| l1.min(ttl));
         let now: Ticks = self.inner.clock.now();

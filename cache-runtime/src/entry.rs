@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use crate::clock::Ticks;
 
+/// A stored value, type-erased: what the tiers, the flights and the codecs
+/// pass around.
+pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
+
 /// A type-erased value with its deadlines. Cloning it is one reference
 /// count increment.
 #[derive(Clone)]
 pub(crate) struct Entry {
-    pub(crate) value: Arc<dyn Any + Send + Sync>,
+    pub(crate) value: AnyValue,
     /// Fresh before this instant.
     pub(crate) fresh_until: Ticks,
     /// Servable as stale (while one caller refreshes) before this instant.

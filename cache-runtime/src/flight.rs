@@ -11,7 +11,6 @@
 //! store its value, and is removed from the map so that later callers start
 //! a new flight (guarantee 2: no stale fill).
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,7 +27,7 @@ use crate::pattern::Pattern;
 
 const SHARDS: usize = 16;
 
-type Value = Arc<dyn Any + Send + Sync>;
+type Value = crate::entry::AnyValue;
 
 type Shard = Mutex<HashMap<Box<str>, Arc<Flight>>>;
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::envelope::{Deadlines, Envelope, EnvelopeError};
 use crate::l2::redis::{RedisL2, RedisL2Builder};
 
-pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
+pub(crate) use crate::entry::AnyValue;
 
 /// The shared tier of a cache and of its named caches.
 pub(crate) struct Shared {
@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     /// This process on the backplane: its own messages are not applied
     /// again.
     pub(crate) instance: u64,
+    /// The backplane's channel: `<namespace>[bus]`.
+    pub(crate) channel: String,
     /// Whether the in-process tier may be trusted: subscribed to the
     /// backplane, and emptied since the last time it was not.
     pub(crate) in_sync: Arc<AtomicBool>,
@@ -64,16 +66,12 @@ impl Shared {
             envelope,
             fill_l1,
             instance,
+            channel,
             in_sync: Arc::new(AtomicBool::new(!backplane)),
             subscribe: backplane,
             root: OnceLock::new(),
             backplane: parking_lot::Mutex::new(None),
         }
-    }
-
-    /// The backplane's channel: `<namespace>[bus]`.
-    pub(crate) fn channel(&self) -> String {
-        format!("{}[bus]", self.builder.namespace())
     }
 
     /// A client for the backplane's own connection.

@@ -53,7 +53,7 @@ impl Cache {
         let subscriber = Subscriber {
             root,
             client,
-            channel: shared.channel(),
+            channel: shared.channel.clone(),
             instance: shared.instance,
             in_sync: Arc::clone(&shared.in_sync),
         };

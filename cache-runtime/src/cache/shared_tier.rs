@@ -14,7 +14,7 @@ use crate::envelope::{Deadlines, EnvelopeError};
 use crate::hooks::{Event, Tier};
 use crate::invalidation::SharedInvalidation;
 use crate::l1::L1Engine;
-use crate::l2::coherent::{tag_prefix, Reach, Read};
+use crate::l2::coherent::Read;
 use crate::l2::redis::RedisL2;
 use crate::l2::L2Error;
 use crate::pattern::Pattern;
@@ -234,31 +234,15 @@ impl Cache {
 
     async fn l2_invalidate_in(&self, store: &RedisL2, pattern: &Pattern) -> SharedInvalidation {
         match store.invalidate_checked(pattern).await {
-            Ok(reach) => {
-                self.inner.counters.add(Counter::Delete, reach.counted());
-                match reach {
-                    Reach::Keys(n) => SharedInvalidation::Keys(n),
-                    Reach::Scanned(n) => SharedInvalidation::Scanned(n),
-                    Reach::Prefix => SharedInvalidation::Prefix(
-                        tag_prefix(pattern).unwrap_or_default().to_owned(),
-                    ),
-                }
+            Ok(done) => {
+                let removed = done.removed().unwrap_or(0);
+                self.inner.counters.add(Counter::Delete, removed);
+                done
             }
             Err(e) => {
                 self.l2_failed("INVALIDATE", &e);
                 SharedInvalidation::Failed(e.to_string())
             }
-        }
-    }
-
-    /// Invalidates `key` in the shared tier.
-    pub(super) async fn l2_delete(&self, key: &str) {
-        let Some((_, store)) = self.shared_store() else {
-            return;
-        };
-        match store.invalidate_keys(&[key]).await {
-            Ok(n) => self.inner.counters.add(Counter::Delete, n),
-            Err(e) => self.l2_failed("INVALIDATE", &e),
         }
     }
 

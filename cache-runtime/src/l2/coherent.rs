@@ -46,6 +46,7 @@ use redis::Script;
 
 use super::redis::RedisL2;
 use super::L2Error;
+use crate::invalidation::SharedInvalidation;
 use crate::pattern::Pattern;
 
 /// Prefix tags are kept for the first this many segments of a key; a prefix
@@ -174,27 +175,6 @@ pub(crate) enum Read {
     /// Nothing usable (absent, or a value a newer tag invalidated): the
     /// generation to fill with.
     Absent { generation: u64 },
-}
-
-/// How an invalidation reached the shared tier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reach {
-    /// Exact keys replaced by tombstones: how many held a value.
-    Keys(u64),
-    /// A prefix tag was bumped: every key under the prefix, uncounted.
-    Prefix,
-    /// `SCAN` + `UNLINK`: how many keys were removed.
-    Scanned(u64),
-}
-
-impl Reach {
-    /// Keys known to be removed.
-    pub(crate) fn counted(self) -> u64 {
-        match self {
-            Reach::Keys(n) | Reach::Scanned(n) => n,
-            Reach::Prefix => 0,
-        }
-    }
 }
 
 /// The prefixes of `key` that carry tags: `""`, then each prefix ending at
@@ -340,14 +320,21 @@ impl RedisL2 {
         Ok(stored == 1)
     }
 
-    /// Invalidates `pattern` for every process sharing this store.
-    pub(crate) async fn invalidate_checked(&self, pattern: &Pattern) -> Result<Reach, L2Error> {
+    /// Invalidates `pattern` for every process sharing this store; says
+    /// how (never `Failed` or `NotConfigured`: those are the caller's).
+    pub(crate) async fn invalidate_checked(
+        &self,
+        pattern: &Pattern,
+    ) -> Result<SharedInvalidation, L2Error> {
         if let Some(key) = pattern.exact_key() {
-            return self.invalidate_keys(&[key]).await.map(Reach::Keys);
+            return self
+                .invalidate_keys(&[key])
+                .await
+                .map(SharedInvalidation::Keys);
         }
         if let Some(prefix) = tag_prefix(pattern) {
             self.mark_tag(prefix, pattern.as_str()).await?;
-            return Ok(Reach::Prefix);
+            return Ok(SharedInvalidation::Prefix(prefix.to_owned()));
         }
         self.mark(&self.scan_epoch_key(), TOMBSTONE_LIFETIME, None, None)
             .await?;
@@ -356,7 +343,7 @@ impl RedisL2 {
         // when the walk failed half-way: an extra announcement costs little.
         let removed = self.scan_unlink(&self.redis_key(pattern.as_str())).await;
         self.announce(pattern.as_str()).await;
-        Ok(Reach::Scanned(removed?))
+        Ok(SharedInvalidation::Scanned(removed?))
     }
 
     /// Removes each of `keys` and leaves its tombstone; returns how many
