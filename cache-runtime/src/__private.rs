@@ -38,7 +38,6 @@ pub struct Spec {
     cache: Option<&'static str>,
     policy: Policy,
     tier: TierChoice,
-    fail_safe: Option<Duration>,
     timeout: Option<Duration>,
     lock: bool,
 }
@@ -56,9 +55,9 @@ impl Spec {
                 jitter_percent: 0,
                 cache_none: false,
                 weigher: None,
+                fail_safe: None,
             },
             tier: TierChoice::Default,
-            fail_safe: None,
             timeout: None,
             lock: false,
         }
@@ -92,7 +91,7 @@ impl Spec {
         self
     }
     pub const fn fail_safe_ms(mut self, ms: u64) -> Spec {
-        self.fail_safe = Some(Duration::from_millis(ms));
+        self.policy.fail_safe = Some(Duration::from_millis(ms));
         self
     }
     pub const fn timeout_ms(mut self, ms: u64) -> Spec {
@@ -117,7 +116,7 @@ impl Spec {
     }
     /// `fail_safe`, `timeout` and `lock`, for the tiers that use them.
     pub fn resilience(&self) -> (Option<Duration>, Option<Duration>, bool) {
-        (self.fail_safe, self.timeout, self.lock)
+        (self.policy.fail_safe, self.timeout, self.lock)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::clock::{self, Clock, ManualClock, Ticks};
 use crate::config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
 use crate::entry::{AnyValue, Entry, Weigher};
 use crate::flight::{Flight, Flights, Held, Join, Joined, Leader};
+use crate::health::{Health, HealthStatus};
 use crate::hooks::{Event, Hooks, Tier};
 use crate::invalidation::{Invalidation, SharedInvalidation};
 use crate::l1::{L1Engine, MokaL1, QuickL1, L1};
@@ -22,6 +23,8 @@ use crate::stats::{Counter, Counters, Stats};
 
 #[cfg(feature = "redis")]
 mod backplane;
+#[cfg(feature = "redis")]
+mod recovery;
 #[cfg(feature = "redis")]
 mod shared_tier;
 #[cfg(feature = "redis")]
@@ -117,11 +120,13 @@ impl Route {
 }
 
 /// How long a value stored now lives: fresh for `ttl` (jitter applied),
-/// then usable as stale for `stale`.
+/// then usable as stale for `stale`, and kept for `keep` after `ttl` (at
+/// least `stale`; longer with `fail_safe`) to answer when the origin fails.
 #[derive(Clone, Copy, Debug)]
 struct Life {
     ttl: Duration,
     stale: Duration,
+    keep: Duration,
 }
 
 /// What the leader's load settled to, and what it may write to the shared
@@ -145,6 +150,9 @@ pub(crate) struct Policy {
     pub(crate) cache_none: bool,
     /// Measures the heap contents of the values, when they are `Serialize`.
     pub(crate) weigher: Option<Weigher>,
+    /// How long after `ttl` a value is kept to answer when the origin
+    /// fails (at least the stale window).
+    pub(crate) fail_safe: Option<Duration>,
 }
 
 impl Policy {
@@ -156,6 +164,7 @@ impl Policy {
             jitter_percent: 0,
             cache_none: false,
             weigher: None,
+            fail_safe: None,
         }
     }
 }
@@ -665,15 +674,18 @@ impl Cache {
     /// Invalidating here from it too keeps this process like the others.
     #[cfg(feature = "redis")]
     fn local_scope(&self) -> Cache {
-        if let Some(root) = self
-            .inner
+        self.inner
             .shared
             .as_deref()
-            .and_then(|shared| shared.root.get()?.upgrade()?.downcast::<Inner>().ok())
-        {
-            return Cache { inner: root };
-        }
-        self.clone()
+            .and_then(|shared| Cache::from_root(shared.root.get()?))
+            .unwrap_or_else(|| self.clone())
+    }
+
+    /// The root cache of a shared tier, while it lives.
+    #[cfg(feature = "redis")]
+    fn from_root(root: &std::sync::Weak<dyn Any + Send + Sync>) -> Option<Cache> {
+        let inner = root.upgrade()?.downcast::<Inner>().ok()?;
+        Some(Cache { inner })
     }
 
     /// A snapshot of the counters.
@@ -706,7 +718,59 @@ impl Cache {
             l2_errors: c.sum(Counter::L2Error),
             l2_undecodable: c.sum(Counter::L2Undecodable),
             l2_fills_rejected: c.sum(Counter::L2FillRejected),
+            l2_skipped: c.sum(Counter::L2Skipped),
+            fail_safe_served: c.sum(Counter::FailSafe),
+            ..self.shared_stats()
         }
+    }
+
+    /// The shared tier's part of [`Cache::stats`]: the breaker and the
+    /// queue of invalidations, common to a cache and its named caches.
+    fn shared_stats(&self) -> Stats {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.inner.shared.as_deref() {
+            use std::sync::atomic::Ordering::Relaxed;
+            return Stats {
+                breaker: shared.breaker.state(),
+                breaker_opens: shared.breaker.opened(),
+                invalidations_queued: shared.queued.load(Relaxed),
+                invalidations_pending: shared.pending.lock().len() as u64,
+                invalidation_queue_overflows: shared.overflows.load(Relaxed),
+                ..Stats::default()
+            };
+        }
+        Stats::default()
+    }
+
+    /// Checks the cache's tiers: pings Redis (unless the circuit breaker is
+    /// open: no call goes to Redis then), and reports the breaker, the
+    /// in-process tier and whether it is in step with the other instances.
+    /// A `Degraded` cache still serves every call, from the in-process tier
+    /// and the origin.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cache_runtime::{Cache, HealthStatus};
+    /// let cache = Cache::builder().build().unwrap();
+    /// assert_eq!(cache.health().await.status, HealthStatus::Healthy);
+    /// # });
+    /// ```
+    pub async fn health(&self) -> Health {
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut health = Health {
+            status: HealthStatus::Healthy,
+            backend: self.inner.config.backend,
+            l1_entries: self.inner.l1.entry_count(),
+            l1_bytes: self.inner.l1.weighted_size(),
+            redis_rtt: None,
+            redis_error: None,
+            breaker: None,
+            in_sync: self.in_sync(),
+            pending_invalidations: 0,
+        };
+        #[cfg(feature = "redis")]
+        self.shared_health(&mut health).await;
+        health
     }
 
     fn children(&self) -> Vec<Cache> {
@@ -858,6 +922,9 @@ impl Cache {
         let mut origin = Some(origin);
         // The caller's lookup serves the first step; a retry looks again.
         let mut first = Some(found);
+        // A value the shared tier kept past its freshness.
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut shared_kept: Option<AnyValue> = None;
         loop {
             let found = first.take().unwrap_or_else(|| self.lookup(key, template));
             match self.step(found, key, template, function) {
@@ -878,7 +945,10 @@ impl Cache {
                                 }
                                 continue;
                             }
-                            shared_tier::Found::Miss(ticket) => ticket.zip(Some(codec)),
+                            shared_tier::Found::Miss(ticket, kept) => {
+                                shared_kept = kept;
+                                ticket.zip(Some(codec))
+                            }
                         },
                         None => None,
                     };
@@ -886,6 +956,16 @@ impl Cache {
                     let started = self.origin_call();
                     let out = leader.lead_future(origin()).await;
                     self.origin_returned(template, started);
+                    if out.is_failure() {
+                        // What the shared tier kept is no answer once an
+                        // invalidation covered this flight.
+                        let shared_kept = shared_kept.take().filter(|_| !leader.is_invalidated());
+                        if let Some(v) = self.kept_answer::<O::Value>(key, template, shared_kept) {
+                            // The waiters get it too; it is not stored again.
+                            let _ = leader.finish(Arc::new(v.clone()), || false);
+                            return O::from_value(v);
+                        }
+                    }
                     let settled = self.settle(leader, key, template, policy, route, out);
                     #[cfg(feature = "redis")]
                     if let (Some((ticket, codec)), Some((value, life))) = (ticket, &settled.fill) {
@@ -894,12 +974,13 @@ impl Cache {
                     return settled.out;
                 }
                 Step::Wait(flight) => match self.joined::<O>(flight.wait().await, template) {
-                    Waited::Done(out) => return out,
+                    Waited::Done(out) => return self.or_kept(out, key, template),
                     // Not stored: this call is in no flight, so an
                     // invalidation could not stop a stale fill from it.
                     Waited::CallOrigin => {
                         self.origin_call();
-                        return origin.take().expect("unused origin")().await;
+                        let out = origin.take().expect("unused origin")().await;
+                        return self.or_kept(out, key, template);
                     }
                     Waited::TryAgain => {}
                 },
@@ -933,20 +1014,78 @@ impl Cache {
                     let started = self.origin_call();
                     let out = leader.lead(origin);
                     self.origin_returned(template, started);
+                    if out.is_failure() {
+                        if let Some(v) = self.kept_answer::<O::Value>(key, template, None) {
+                            let _ = leader.finish(Arc::new(v.clone()), || false);
+                            return O::from_value(v);
+                        }
+                    }
                     return self
                         .settle(leader, key, template, policy, Route::L1, out)
                         .out;
                 }
                 Step::Wait(flight) => match self.joined::<O>(flight.wait_blocking(), template) {
-                    Waited::Done(out) => return out,
+                    Waited::Done(out) => return self.or_kept(out, key, template),
                     Waited::CallOrigin => {
                         self.origin_call();
-                        return origin.take().expect("unused origin")();
+                        let out = origin.take().expect("unused origin")();
+                        return self.or_kept(out, key, template);
                     }
                     Waited::TryAgain => {}
                 },
             }
         }
+    }
+
+    /// `out`, unless it is the origin's failure and an older value is kept
+    /// (see [`Cache::kept_answer`]).
+    fn or_kept<O: Outcome>(&self, out: O, key: &str, template: &str) -> O {
+        if !out.is_failure() {
+            return out;
+        }
+        match self.kept_answer::<O::Value>(key, template, None) {
+            Some(value) => O::from_value(value),
+            None => out,
+        }
+    }
+
+    /// The answer of a call whose origin failed, instead of its error: an
+    /// older value of the key when one is kept (within `stale`, or
+    /// `fail_safe`) and no invalidation removed it since. The in-process
+    /// tier is looked at now, so an invalidation that came while the origin
+    /// ran has removed it; `shared_kept` is what the shared tier held, when
+    /// no invalidation covered the flight since it was read. Counted, and
+    /// told to the hooks.
+    fn kept_answer<V: Clone + 'static>(
+        &self,
+        key: &str,
+        template: &str,
+        shared_kept: Option<AnyValue>,
+    ) -> Option<V> {
+        let kept = self.kept::<V>(key).or_else(|| {
+            let value = shared_kept?;
+            value.downcast_ref::<V>().cloned()
+        })?;
+        self.inner.counters.add(Counter::FailSafe, 1);
+        self.emit(Event::FailSafe { template });
+        Some(kept)
+    }
+
+    /// The value the in-process tier keeps for `key`, fresh, stale or only
+    /// kept for failures.
+    fn kept<V: Clone + 'static>(&self, key: &str) -> Option<V> {
+        if !self.in_sync() {
+            return None;
+        }
+        let now = self.inner.clock.now();
+        self.inner
+            .l1
+            .read(key, |entry| {
+                (now < entry.keep_until)
+                    .then(|| entry.value.downcast_ref::<V>().cloned())
+                    .flatten()
+            })
+            .flatten()
     }
 
     /// Publishes the leader's outcome and stores it when it is cacheable.
@@ -1047,27 +1186,32 @@ impl Cache {
     /// How long a value stored now under `policy` lives.
     fn life(&self, policy: &Policy) -> Life {
         let ttl = policy.ttl.unwrap_or(self.inner.config.default_ttl);
+        let stale = policy.stale.unwrap_or(self.inner.config.stale_ttl);
         Life {
             ttl: jittered(ttl, policy.jitter_percent),
-            stale: policy.stale.unwrap_or(self.inner.config.stale_ttl),
+            stale,
+            keep: policy.fail_safe.map_or(stale, |keep| keep.max(stale)),
         }
     }
 
     /// The in-process entry of a value stored now for `life`.
     fn entry(&self, value: AnyValue, weight: u32, life: Life, policy: &Policy) -> Entry {
-        let Life { ttl, stale } = life;
+        let Life { ttl, stale, keep } = life;
         let l1_ttl = policy.l1_ttl.map_or(ttl, |l1| l1.min(ttl));
         let now: Ticks = self.inner.clock.now();
         let fresh_until = now.saturating_add(clock::ticks(l1_ttl));
-        let stale_until = if stale.is_zero() {
-            fresh_until
-        } else {
-            now.saturating_add(clock::ticks(ttl + stale))
+        let after_ttl = |span: Duration| {
+            if span.is_zero() {
+                fresh_until
+            } else {
+                now.saturating_add(clock::ticks(ttl.saturating_add(span)))
+            }
         };
         Entry {
             value,
             fresh_until,
-            stale_until,
+            stale_until: after_ttl(stale),
+            keep_until: after_ttl(keep),
             weight: weight.max(self.inner.min_weight),
         }
     }
@@ -1369,6 +1513,41 @@ impl CacheBuilder {
         self
     }
 
+    /// The circuit breaker around Redis: it opens after `failures`
+    /// consecutive failed calls (or at once when an invalidation fails),
+    /// and probes Redis every `cooldown` until it answers and the
+    /// invalidations queued meanwhile went through (default: 5, 1 s). While
+    /// it is not closed no call waits on Redis: reads are misses, fills are
+    /// skipped, invalidations are queued.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .breaker(3, Duration::from_millis(500))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.config().breaker_failures, 3);
+    /// ```
+    pub fn breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.config.breaker_failures = failures;
+        self.config.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// How many invalidations that could not reach Redis are kept for
+    /// replay (default 10,000); past this the whole namespace is
+    /// invalidated in Redis on recovery instead, and the overflow is
+    /// counted in [`Stats::invalidation_queue_overflows`].
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().pending_invalidations(100).build().unwrap();
+    /// assert_eq!(cache.config().pending_invalidations, 100);
+    /// ```
+    pub fn pending_invalidations(mut self, bound: u64) -> Self {
+        self.config.pending_invalidations = bound;
+        self
+    }
+
     /// The time limit of each Redis command (default 250 ms): past it the
     /// call goes on without Redis.
     ///
@@ -1471,11 +1650,16 @@ impl CacheBuilder {
         if let Some(threshold) = config.l2_compress_above {
             envelope = envelope.compress_above(usize::try_from(threshold).unwrap_or(usize::MAX));
         }
+        let resilience = crate::shared::Resilience {
+            breaker: crate::breaker::Breaker::new(config.breaker_failures, config.breaker_cooldown),
+            pending_bound: usize::try_from(config.pending_invalidations).unwrap_or(usize::MAX),
+        };
         Ok(Shared::new(
             store,
             envelope,
             config.backend == Backend::Hybrid,
             config.backplane,
+            resilience,
         ))
     }
 

@@ -158,6 +158,16 @@ pub struct Config {
     /// serve from the in-process tier only while subscribed. Turn off only
     /// when no other instance shares the key prefix.
     pub backplane: bool,
+    /// Consecutive failed Redis calls that open the circuit breaker: no
+    /// call goes to Redis until a probe succeeds. (A failed invalidation
+    /// opens it at once.)
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before it probes Redis.
+    pub breaker_cooldown: Duration,
+    /// How many invalidations that could not reach Redis are kept to be
+    /// replayed; past this, the namespace is cleared in Redis on recovery
+    /// instead.
+    pub pending_invalidations: u64,
     /// TTL of functions that give none.
     pub default_ttl: Duration,
     /// Stale window of functions that give none.
@@ -184,6 +194,9 @@ impl Default for Config {
             l2_max_value_bytes: 16 << 20,
             l2_compress_above: None,
             backplane: true,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(1),
+            pending_invalidations: 10_000,
             default_ttl: Duration::from_secs(60),
             stale_ttl: Duration::ZERO,
             l1_max_bytes: 64 * 1024 * 1024,
@@ -247,6 +260,9 @@ impl Config {
     /// | `CACHE_L2_MAX_VALUE_BYTES` | bytes | `16MB` |
     /// | `CACHE_L2_COMPRESS_ABOVE` | bytes; needs the `compression` feature | off |
     /// | `CACHE_BACKPLANE` | `true`, `false`: subscribe to other instances' invalidations | `true` |
+    /// | `CACHE_BREAKER_FAILURES` | consecutive failed Redis calls that open the breaker | `5` |
+    /// | `CACHE_BREAKER_COOLDOWN` | a duration: open this long before a probe | `1s` |
+    /// | `CACHE_PENDING_INVALIDATIONS` | invalidations kept while Redis is away; past it, a clear on recovery | `10000` |
     /// | `CACHE_DEFAULT_TTL` | a duration, `"60s"`, `"1h30m"` | `60s` |
     /// | `CACHE_STALE_TTL` | a duration | `0s` |
     /// | `CACHE_L1_MAX_BYTES` | bytes, with an optional `KB`/`MB`/`GB` (×1024) | `64MB` |
@@ -325,6 +341,24 @@ impl Config {
         if let Some(v) = lookup("CACHE_BACKPLANE") {
             config.backplane = parse_bool("CACHE_BACKPLANE", &v)?;
         }
+        if let Some(v) = lookup("CACHE_BREAKER_FAILURES") {
+            config.breaker_failures = u32::try_from(parse_count("CACHE_BREAKER_FAILURES", &v)?)
+                .map_err(|_| ConfigError::new("CACHE_BREAKER_FAILURES", "too large"))?;
+        }
+        if let Some(v) = lookup("CACHE_BREAKER_COOLDOWN") {
+            config.breaker_cooldown = parse_duration(&v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "CACHE_BREAKER_COOLDOWN",
+                        format!("`{v}` is not a positive duration: write e.g. 500ms or 2s"),
+                    )
+                })?;
+        }
+        if let Some(v) = lookup("CACHE_PENDING_INVALIDATIONS") {
+            config.pending_invalidations = parse_count("CACHE_PENDING_INVALIDATIONS", &v)?;
+        }
         if let Some(v) = lookup("CACHE_L2_COMPRESS_ABOVE") {
             config.l2_compress_above = Some(parse_bytes("CACHE_L2_COMPRESS_ABOVE", &v)?);
         }
@@ -393,6 +427,24 @@ impl Config {
             return Err(ConfigError::new(
                 "CACHE_REDIS_TIMEOUT",
                 "must be more than 0",
+            ));
+        }
+        if self.breaker_failures == 0 {
+            return Err(ConfigError::new(
+                "CACHE_BREAKER_FAILURES",
+                "must be at least 1",
+            ));
+        }
+        if self.breaker_cooldown.is_zero() {
+            return Err(ConfigError::new(
+                "CACHE_BREAKER_COOLDOWN",
+                "must be more than 0",
+            ));
+        }
+        if self.pending_invalidations == 0 {
+            return Err(ConfigError::new(
+                "CACHE_PENDING_INVALIDATIONS",
+                "must be at least 1",
             ));
         }
         if !(32..=512 << 20).contains(&self.l2_max_value_bytes) {
@@ -487,6 +539,21 @@ fn parse_ttl(var: &str, value: &str) -> Result<Duration, ConfigError> {
     }
 }
 
+fn parse_count(var: &str, value: &str) -> Result<u64, ConfigError> {
+    value
+        .trim()
+        .replace('_', "")
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            ConfigError::new(
+                var,
+                format!("`{value}` is not a count: write a whole number above 0, e.g. 5"),
+            )
+        })
+}
+
 fn parse_bytes(var: &str, value: &str) -> Result<u64, ConfigError> {
     let text = value.trim();
     let upper = text.to_ascii_uppercase();
@@ -538,8 +605,14 @@ mod tests {
             ("CACHE_STALE_TTL", "5m"),
             ("CACHE_L1_MAX_BYTES", "16MB"),
             ("CACHE_L1_ENGINE", "moka"),
+            ("CACHE_BREAKER_FAILURES", "3"),
+            ("CACHE_BREAKER_COOLDOWN", "500ms"),
+            ("CACHE_PENDING_INVALIDATIONS", "1_000"),
         ])
         .unwrap();
+        assert_eq!(c.breaker_failures, 3);
+        assert_eq!(c.breaker_cooldown, Duration::from_millis(500));
+        assert_eq!(c.pending_invalidations, 1000);
         assert!(!c.enabled);
         assert_eq!(c.backend, Backend::Hybrid);
         assert_eq!(c.default_ttl, Duration::from_secs(5400));
@@ -557,6 +630,10 @@ mod tests {
             ("CACHE_DEFAULT_TTL", "0s"),
             ("CACHE_L1_MAX_BYTES", "lots"),
             ("CACHE_L1_ENGINE", "lru"),
+            ("CACHE_BREAKER_FAILURES", "0"),
+            ("CACHE_BREAKER_FAILURES", "-1"),
+            ("CACHE_BREAKER_COOLDOWN", "0s"),
+            ("CACHE_PENDING_INVALIDATIONS", "many"),
         ] {
             let err = from(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable(), var, "{err}");

@@ -18,6 +18,9 @@ pub(crate) struct Entry {
     pub(crate) fresh_until: Ticks,
     /// Servable as stale (while one caller refreshes) before this instant.
     pub(crate) stale_until: Ticks,
+    /// Kept until this instant (at least `stale_until`): after the stale
+    /// window, served only when the origin fails (`fail_safe`).
+    pub(crate) keep_until: Ticks,
     /// Estimated bytes, for the byte bound of the tier.
     pub(crate) weight: u32,
 }

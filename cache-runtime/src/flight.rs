@@ -232,6 +232,14 @@ impl<'a> Leader<'a> {
         (stored, held)
     }
 
+    /// Whether an invalidation covered this flight since it started.
+    pub(crate) fn is_invalidated(&self) -> bool {
+        matches!(
+            *self.flight.state.lock(),
+            State::Running { invalidated: true }
+        )
+    }
+
     /// Tells the waiters that the origin failed, with the error when it
     /// can be shared.
     pub(crate) fn fail(mut self, error: Option<SharedError>) {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::BreakerState;
+
 /// Where a value was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -63,6 +65,19 @@ pub enum Event<'a> {
         /// Why it failed.
         error: &'a (dyn std::error::Error + 'static),
     },
+    /// The circuit breaker around the shared tier changed state.
+    Breaker {
+        /// The state before.
+        from: BreakerState,
+        /// The state now.
+        to: BreakerState,
+    },
+    /// The origin failed and an older value was served instead of its
+    /// error (`fail_safe`, or within `stale`).
+    FailSafe {
+        /// The key template.
+        template: &'a str,
+    },
 }
 
 /// Receives every [`Event`] of a cache. Keep it cheap: it runs on the
@@ -86,4 +101,32 @@ pub enum Event<'a> {
 pub trait Hooks: Send + Sync + 'static {
     /// Called for each event.
     fn on_event(&self, event: &Event<'_>);
+}
+
+/// Shared hooks: keep an `Arc` to read what they gathered, hand a clone to
+/// the cache.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use cache_runtime::{Cache, Event, Hooks};
+///
+/// #[derive(Default)]
+/// struct Sets(AtomicU64);
+/// impl Hooks for Sets {
+///     fn on_event(&self, event: &Event<'_>) {
+///         if let Event::Set { .. } = event {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// let sets = Arc::new(Sets::default());
+/// let cache = Cache::builder().hooks(Arc::clone(&sets)).build().unwrap();
+/// # drop(cache);
+/// ```
+impl<H: Hooks + ?Sized> Hooks for std::sync::Arc<H> {
+    fn on_event(&self, event: &Event<'_>) {
+        (**self).on_event(event);
+    }
 }

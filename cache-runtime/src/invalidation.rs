@@ -49,8 +49,11 @@ pub enum SharedInvalidation {
     Prefix(String),
     /// A pattern that is not a prefix: `SCAN` + `UNLINK` removed this many.
     Scanned(u64),
-    /// Redis could not be reached or refused; the error, without any value.
-    Failed(String),
+    /// Redis could not take it now (it failed, or the circuit breaker is
+    /// open): the invalidation is queued, and replayed and announced to
+    /// the other instances once Redis answers again, before this instance
+    /// trusts Redis again. The reason, without any value.
+    Queued(String),
 }
 
 impl SharedInvalidation {
@@ -82,7 +85,7 @@ impl fmt::Display for Invalidation {
                 )
             }
             SharedInvalidation::Scanned(n) => write!(f, "{n} removed in redis by scan"),
-            SharedInvalidation::Failed(e) => write!(f, "redis failed: {e}"),
+            SharedInvalidation::Queued(e) => write!(f, "queued for redis ({e})"),
         }
     }
 }

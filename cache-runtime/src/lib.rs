@@ -1,6 +1,8 @@
 #![doc = include_str!("../../README.md")]
 #![warn(missing_docs)]
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod breaker;
 mod cache;
 mod clock;
 mod codec;
@@ -11,6 +13,7 @@ mod entry;
 #[cfg(feature = "redis")]
 mod envelope;
 mod flight;
+mod health;
 mod hooks;
 mod invalidation;
 mod key;
@@ -19,6 +22,8 @@ mod l1;
 mod l2;
 mod outcome;
 mod pattern;
+#[cfg(feature = "redis")]
+mod pending;
 mod scope;
 #[cfg(feature = "redis")]
 mod shared;
@@ -28,8 +33,10 @@ mod stats;
 #[allow(missing_docs)]
 pub mod __private;
 
+pub use breaker::BreakerState;
 pub use cache::{Cache, CacheBuilder};
 pub use config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
+pub use health::{Health, HealthStatus};
 pub use hooks::{Event, Hooks, Tier};
 pub use invalidation::{Invalidation, SharedInvalidation};
 pub use key::{key_text, KeyBuf, KeyPart, KeyWriter};

@@ -19,6 +19,11 @@ pub trait Outcome: Sized {
     /// Rebuilds the outcome from a stored value.
     fn from_value(value: Self::Value) -> Self;
 
+    /// Whether this outcome is the origin's failure (an `Err`).
+    fn is_failure(&self) -> bool {
+        false
+    }
+
     /// Rebuilds a failed outcome from the error another caller's call
     /// shared, when this kind of outcome shares its errors.
     fn from_error(_error: &SharedError) -> Option<Self> {
@@ -89,6 +94,10 @@ impl<T: Clone + Send + Sync + 'static, E> Outcome for Result<T, E> {
     fn from_value(value: T) -> Self {
         Ok(value)
     }
+
+    fn is_failure(&self) -> bool {
+        self.is_err()
+    }
 }
 
 /// A `Result` whose error is `Clone`: callers waiting on a failed call get
@@ -120,6 +129,10 @@ where
     #[inline]
     fn from_value(value: T) -> Self {
         SharedErr(Ok(value))
+    }
+
+    fn is_failure(&self) -> bool {
+        self.0.is_err()
     }
 
     fn from_error(error: &SharedError) -> Option<Self> {

@@ -3,15 +3,17 @@
 //! type-erased codecs that `#[cached]` functions hand in.
 
 use std::any::Any;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::breaker::Breaker;
 use crate::envelope::{Deadlines, Envelope, EnvelopeError};
 use crate::l2::redis::{RedisL2, RedisL2Builder};
+use crate::pending::Queue;
 
 pub(crate) use crate::entry::AnyValue;
 
@@ -39,11 +41,30 @@ pub(crate) struct Shared {
     pub(crate) backplane: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
     /// Whether to run the backplane's subscriber.
     pub(crate) subscribe: bool,
+    /// The circuit breaker around the store.
+    pub(crate) breaker: Breaker,
+    /// Invalidations that could not reach Redis, to replay before the
+    /// breaker closes. Its lock also orders queueing against closing.
+    pub(crate) pending: parking_lot::Mutex<Queue>,
+    /// Invalidations queued, and queue overflows, since the start.
+    pub(crate) queued: AtomicU64,
+    pub(crate) overflows: AtomicU64,
+    /// The task that probes Redis while the breaker is open.
+    pub(crate) recovery: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// How the shared tier of a cache copes with Redis failing.
+pub(crate) struct Resilience {
+    pub(crate) breaker: Breaker,
+    pub(crate) pending_bound: usize,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         if let Some(task) = self.backplane.get_mut() {
+            task.abort();
+        }
+        if let Some(task) = self.recovery.get_mut() {
             task.abort();
         }
     }
@@ -57,6 +78,7 @@ impl Shared {
         envelope: Envelope,
         fill_l1: bool,
         backplane: bool,
+        resilience: Resilience,
     ) -> Shared {
         let instance = fastrand::u64(..);
         let channel = format!("{}[bus]", builder.namespace());
@@ -71,6 +93,11 @@ impl Shared {
             subscribe: backplane,
             root: OnceLock::new(),
             backplane: parking_lot::Mutex::new(None),
+            breaker: resilience.breaker,
+            pending: parking_lot::Mutex::new(Queue::new(resilience.pending_bound)),
+            queued: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
+            recovery: parking_lot::Mutex::new(None),
         }
     }
 

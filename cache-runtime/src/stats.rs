@@ -28,9 +28,11 @@ pub(crate) enum Counter {
     L2Error,
     L2Undecodable,
     L2FillRejected,
+    L2Skipped,
+    FailSafe,
 }
 
-const COUNTERS: usize = 13;
+const COUNTERS: usize = 15;
 
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -159,6 +161,24 @@ pub struct Stats {
     /// read covers the key (on any instance), or because they came later
     /// than the fill window.
     pub l2_fills_rejected: u64,
+    /// Shared-tier calls not made because the circuit breaker was open:
+    /// the call went on without the shared tier, without waiting.
+    pub l2_skipped: u64,
+    /// The circuit breaker's state now.
+    pub breaker: crate::BreakerState,
+    /// How many times the circuit breaker opened.
+    pub breaker_opens: u64,
+    /// Invalidations that could not reach Redis and were queued, to be
+    /// replayed (and announced to the other instances) once it is back.
+    pub invalidations_queued: u64,
+    /// Invalidations waiting in that queue now.
+    pub invalidations_pending: u64,
+    /// Times the queue was full: on recovery the namespace is cleared in
+    /// Redis instead of replaying it.
+    pub invalidation_queue_overflows: u64,
+    /// Calls whose origin failed and that were answered with an older
+    /// value instead of the error (`fail_safe`, or within `stale`).
+    pub fail_safe_served: u64,
 }
 
 impl Stats {

@@ -7,6 +7,8 @@
 //! Use from an integration test with `mod support;`.
 #![allow(dead_code)] // each test crate uses a different part
 
+pub mod chaos;
+
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{Cache, Inner};
+use super::Cache;
 use crate::pattern::Pattern;
 
 /// Waits between attempts to subscribe: doubles from the first to the last.
@@ -21,9 +21,11 @@ const RETRY_LAST: Duration = Duration::from_secs(1);
 /// The time limit of connecting and subscribing, and of a liveness ping.
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
 /// How often an idle subscription is pinged: a connection that died
-/// without a word (a dropped route, an idle timeout in between) is noticed
-/// within this plus the ping's time limit.
-const PING_EVERY: Duration = Duration::from_secs(3);
+/// without a word (a dropped route, a paused server) is noticed within
+/// this plus the ping's time limit, and the in-process tier is not trusted
+/// from then on.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_WITHIN: Duration = Duration::from_secs(1);
 /// A subscription that lived at least this long resets the backoff; one
 /// that keeps dying at once does not make the cache empty itself in a loop.
 const STABLE_AFTER: Duration = Duration::from_secs(2);
@@ -132,8 +134,7 @@ struct Subscriber {
 
 impl Subscriber {
     fn cache(&self) -> Option<Cache> {
-        let inner = self.root.upgrade()?.downcast::<Inner>().ok()?;
-        Some(Cache { inner })
+        Cache::from_root(&self.root)
     }
 
     async fn run(self) {
@@ -168,7 +169,7 @@ impl Subscriber {
             let message = tokio::select! {
                 message = messages.next() => message,
                 () = tokio::time::sleep(PING_EVERY) => {
-                    let alive = tokio::time::timeout(SUBSCRIBE_WITHIN, sink.ping::<String>()).await;
+                    let alive = tokio::time::timeout(PING_WITHIN, sink.ping::<String>()).await;
                     if !matches!(alive, Ok(Ok(_))) {
                         return;
                     }

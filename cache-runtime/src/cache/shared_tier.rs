@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Cache, Leader, Life, Policy, Route};
+use crate::breaker::BreakerState;
 use crate::clock::{self, Ticks};
 use crate::entry::Entry;
 use crate::envelope::{Deadlines, EnvelopeError};
+use crate::health::{Health, HealthStatus};
 use crate::hooks::{Event, Tier};
 use crate::invalidation::SharedInvalidation;
 use crate::l1::L1Engine;
@@ -18,6 +20,7 @@ use crate::l2::coherent::Read;
 use crate::l2::redis::RedisL2;
 use crate::l2::L2Error;
 use crate::pattern::Pattern;
+use crate::pending::Pending;
 use crate::shared::{unix_ms, AnyValue, Shared, ValueCodec};
 use crate::stats::Counter;
 
@@ -34,17 +37,31 @@ pub(super) enum Found {
     /// A fresh value of the type asked for, its deadlines and its encoded
     /// length.
     Value(AnyValue, Deadlines, usize),
-    /// Nothing usable; a fill may follow when there is a ticket (none when
-    /// the shared tier could not be read).
-    Miss(Option<Ticket>),
+    /// Nothing fresh; a fill may follow when there is a ticket (none when
+    /// the shared tier could not be read). The value found past its
+    /// freshness but still kept (`stale`, `fail_safe`), if any: the answer
+    /// when the origin fails.
+    Miss(Option<Ticket>, Option<AnyValue>),
 }
 
 impl Cache {
-    fn shared_store(&self) -> Option<(&Shared, &RedisL2)> {
+    pub(super) fn shared_store(&self) -> Option<(&Shared, &RedisL2)> {
         let shared = self.inner.shared.as_deref()?;
         let store = shared.store()?;
         self.ensure_backplane();
         Some((shared, store))
+    }
+
+    /// The store, when the circuit breaker lets calls through; otherwise
+    /// the call is counted as skipped and goes on without the shared tier.
+    fn guarded_store(&self) -> Option<(&Shared, &RedisL2)> {
+        let (shared, store) = self.shared_store()?;
+        if shared.breaker.allows() {
+            return Some((shared, store));
+        }
+        self.inner.counters.add(Counter::L2Skipped, 1);
+        self.ensure_recovery();
+        None
     }
 
     /// Which tiers a `#[cached]` function with `tier` and `codec` (present
@@ -77,25 +94,29 @@ impl Cache {
         template: &str,
         codec: ValueCodec,
     ) -> Found {
-        let Some((shared, store)) = self.shared_store() else {
-            return Found::Miss(None);
+        let Some((shared, store)) = self.guarded_store() else {
+            return Found::Miss(None, None);
         };
         let read_at = Instant::now();
         let read = match store.read_checked(key).await {
-            Ok(read) => read,
+            Ok(read) => {
+                shared.breaker.success();
+                read
+            }
             Err(e) => {
                 self.l2_failed("GET", &e);
-                return Found::Miss(None);
+                return Found::Miss(None, None);
             }
         };
         let (bytes, generation) = match read {
             Read::Value { bytes, generation } => (bytes, generation),
             Read::Absent { generation } => {
                 self.inner.counters.add(Counter::L2Miss, 1);
-                return Found::Miss(Some(Ticket {
+                let ticket = Ticket {
                     generation,
                     read_at,
-                }));
+                };
+                return Found::Miss(Some(ticket), None);
             }
         };
         let ticket = Some(Ticket {
@@ -107,29 +128,31 @@ impl Cache {
         let envelope = shared.envelope;
         let decoded = std::panic::catch_unwind(|| (codec.decode)(&envelope, &bytes))
             .unwrap_or(Err(EnvelopeError::Panicked));
+        let now = unix_ms();
         match decoded {
-            Ok((value, deadlines)) if deadlines.is_fresh(unix_ms()) => {
-                if value.is::<V>() {
-                    self.inner.counters.add(Counter::L2Hit, 1);
-                    self.emit(Event::Hit {
-                        template,
-                        tier: Tier::L2,
-                    });
-                    Found::Value(value, deadlines, bytes.len())
-                } else {
-                    self.inner.counters.add(Counter::L2Miss, 1);
-                    Found::Miss(ticket)
-                }
+            Ok((value, deadlines)) if value.is::<V>() && deadlines.is_fresh(now) => {
+                self.inner.counters.add(Counter::L2Hit, 1);
+                self.emit(Event::Hit {
+                    template,
+                    tier: Tier::L2,
+                });
+                Found::Value(value, deadlines, bytes.len())
             }
-            // Expired, or only usable as stale: the origin is called.
+            // Past its freshness: the origin is called, and this answers
+            // if it fails.
+            Ok((value, deadlines)) if value.is::<V>() && now < deadlines.stale_until_ms => {
+                self.inner.counters.add(Counter::L2Miss, 1);
+                Found::Miss(ticket, Some(value))
+            }
+            // Another type (two functions sharing a key), or expired.
             Ok(_) => {
                 self.inner.counters.add(Counter::L2Miss, 1);
-                Found::Miss(ticket)
+                Found::Miss(ticket, None)
             }
             Err(_) => {
                 self.inner.counters.add(Counter::L2Undecodable, 1);
                 self.inner.counters.add(Counter::L2Miss, 1);
-                Found::Miss(ticket)
+                Found::Miss(ticket, None)
             }
         }
     }
@@ -151,19 +174,30 @@ impl Cache {
         let entry = (route.l1 && self.in_sync()).then(|| {
             let now_ms = unix_ms();
             let fresh = Duration::from_millis(deadlines.fresh_until_ms.saturating_sub(now_ms));
-            let usable = Duration::from_millis(deadlines.stale_until_ms.saturating_sub(now_ms));
+            // The envelope's stale deadline is the end of the kept window
+            // (stale or fail-safe): the stale window is this function's.
+            let kept = Duration::from_millis(deadlines.stale_until_ms.saturating_sub(now_ms));
+            let stale = policy.stale.unwrap_or(self.inner.config.stale_ttl);
             let l1_fresh = policy.l1_ttl.map_or(fresh, |l1| l1.min(fresh));
             let now: Ticks = self.inner.clock.now();
             let fresh_until = now.saturating_add(clock::ticks(l1_fresh));
-            let stale_until = if deadlines.stale_until_ms > deadlines.fresh_until_ms {
-                now.saturating_add(clock::ticks(usable))
-            } else {
+            let until = |span: Duration| {
+                if span > l1_fresh {
+                    now.saturating_add(clock::ticks(span))
+                } else {
+                    fresh_until
+                }
+            };
+            let stale_until = if stale.is_zero() {
                 fresh_until
+            } else {
+                until(kept.min(fresh.saturating_add(stale)))
             };
             Entry {
                 value: Arc::clone(&shared),
                 fresh_until,
                 stale_until,
+                keep_until: until(kept),
                 weight: Entry::weight_of_encoded(key, encoded_len).max(self.inner.min_weight),
             }
         });
@@ -187,12 +221,12 @@ impl Cache {
         codec: ValueCodec,
         life: Life,
     ) {
-        let Some((shared, store)) = self.shared_store() else {
+        let Some((shared, store)) = self.guarded_store() else {
             return;
         };
         let now = unix_ms();
         let fresh_until = now.saturating_add(millis(life.ttl));
-        let deadlines = Deadlines::new(fresh_until, fresh_until.saturating_add(millis(life.stale)));
+        let deadlines = Deadlines::new(fresh_until, fresh_until.saturating_add(millis(life.keep)));
         // The value's `Serialize` is user code: a panic costs the fill only.
         let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             (codec.encode)(value, &shared.envelope, deadlines)
@@ -209,12 +243,19 @@ impl Cache {
                 ticket.generation,
                 ticket.read_at,
                 &bytes,
-                life.ttl.saturating_add(life.stale),
+                life.ttl.saturating_add(life.keep),
             )
             .await
         {
-            Ok(true) => self.inner.counters.add(Counter::L2Set, 1),
-            Ok(false) => self.inner.counters.add(Counter::L2FillRejected, 1),
+            Ok(stored) => {
+                shared.breaker.success();
+                let counter = if stored {
+                    Counter::L2Set
+                } else {
+                    Counter::L2FillRejected
+                };
+                self.inner.counters.add(counter, 1);
+            }
             Err(e) => self.l2_failed("FILL", &e),
         }
     }
@@ -224,37 +265,59 @@ impl Cache {
         self.inner.shared.is_some()
     }
 
-    /// Invalidates `pattern` in the shared tier, for every instance.
+    /// Invalidates `pattern` in the shared tier, for every instance; queues
+    /// it when Redis cannot take it now (see `recovery`).
     pub(super) async fn l2_invalidate(&self, pattern: &Pattern) -> SharedInvalidation {
         match self.shared_store() {
-            Some((_, store)) => self.l2_invalidate_in(store, pattern).await,
+            Some((_, store)) => {
+                self.l2_invalidate_in(store, Pending::Pattern(pattern.clone()))
+                    .await
+            }
             None => SharedInvalidation::NotConfigured,
-        }
-    }
-
-    async fn l2_invalidate_in(&self, store: &RedisL2, pattern: &Pattern) -> SharedInvalidation {
-        match store.invalidate_checked(pattern).await {
-            Ok(done) => {
-                let removed = done.removed().unwrap_or(0);
-                self.inner.counters.add(Counter::Delete, removed);
-                done
-            }
-            Err(e) => {
-                self.l2_failed("INVALIDATE", &e);
-                SharedInvalidation::Failed(e.to_string())
-            }
         }
     }
 
     /// Invalidates this cache's whole namespace in the shared tier.
     pub(super) async fn l2_clear(&self) {
-        let Some((_, store)) = self.shared_store() else {
-            return;
-        };
-        match store.clear_checked().await {
-            Ok(n) => self.inner.counters.add(Counter::Delete, n),
-            Err(e) => self.l2_failed("CLEAR", &e),
+        if let Some((_, store)) = self.shared_store() {
+            self.l2_invalidate_in(store, Pending::Clear).await;
         }
+    }
+
+    async fn l2_invalidate_in(&self, store: &RedisL2, item: Pending) -> SharedInvalidation {
+        let Some(shared) = self.inner.shared.as_deref() else {
+            return SharedInvalidation::NotConfigured;
+        };
+        // Twice at most: the breaker may close between the look and the
+        // queueing, and then the invalidation goes now.
+        for _ in 0..2 {
+            if !shared.breaker.allows() {
+                if self.defer(shared, &item, false) {
+                    return SharedInvalidation::Queued("the circuit breaker is open".into());
+                }
+                continue;
+            }
+            let done = match &item {
+                Pending::Pattern(pattern) => store.invalidate_checked(pattern).await,
+                Pending::Clear => store.clear_checked().await.map(SharedInvalidation::Scanned),
+            };
+            return match done {
+                Ok(done) => {
+                    shared.breaker.success();
+                    let removed = done.removed().unwrap_or(0);
+                    self.inner.counters.add(Counter::Delete, removed);
+                    done
+                }
+                Err(e) => {
+                    self.l2_failed("INVALIDATE", &e);
+                    self.defer(shared, &item, true);
+                    SharedInvalidation::Queued(e.to_string())
+                }
+            };
+        }
+        // The breaker changed twice meanwhile: queue it regardless.
+        self.defer(shared, &item, true);
+        SharedInvalidation::Queued("the circuit breaker is changing state".into())
     }
 
     /// Invalidates `pattern` in the shared tier from a plain `fn`, and
@@ -284,7 +347,8 @@ impl Cache {
                         .ok()?;
                     runtime.block_on(async {
                         let store = shared.one_off()?;
-                        Some(self.l2_invalidate_in(&store, pattern).await)
+                        let item = Pending::Pattern(pattern.clone());
+                        Some(self.l2_invalidate_in(&store, item).await)
                     })
                 })
                 .join()
@@ -294,9 +358,41 @@ impl Cache {
         }
     }
 
+    /// Counts a failed call, tells the hooks, and tells the breaker.
     pub(super) fn l2_failed(&self, op: &'static str, error: &L2Error) {
         self.inner.counters.add(Counter::L2Error, 1);
         self.emit(Event::L2Error { op, error });
+        if let Some(shared) = self.inner.shared.as_deref() {
+            if let Some(opened) = shared.breaker.failure() {
+                self.breaker_changed(opened);
+            }
+        }
+    }
+
+    /// The shared tier's part of [`Cache::health`].
+    pub(super) async fn shared_health(&self, health: &mut Health) {
+        let Some(shared) = self.inner.shared.as_deref() else {
+            return;
+        };
+        health.pending_invalidations = shared.pending.lock().len() as u64;
+        if let Some((shared, store)) = self.guarded_store() {
+            match store.ping().await {
+                Ok(rtt) => {
+                    shared.breaker.success();
+                    health.redis_rtt = Some(rtt);
+                }
+                Err(e) => {
+                    self.l2_failed("PING", &e);
+                    health.redis_error = Some(e.to_string());
+                }
+            }
+        }
+        let breaker = shared.breaker.state();
+        health.breaker = Some(breaker);
+        health.in_sync = self.in_sync();
+        if breaker != BreakerState::Closed || health.redis_rtt.is_none() || !health.in_sync {
+            health.status = HealthStatus::Degraded;
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use crate::clock::{self, Clock};
 use crate::entry::Entry;
 use crate::pattern::Pattern;
 
-/// Lets moka evict an entry once its stale window is over.
+/// Lets moka evict an entry once it is no longer kept (its stale and
+/// fail-safe windows are over).
 struct UntilStale {
     clock: Clock,
 }
@@ -21,7 +22,7 @@ impl Expiry<Box<str>, Entry> for UntilStale {
         _at: Instant,
     ) -> Option<Duration> {
         Some(clock::duration(
-            entry.stale_until.saturating_sub(self.clock.now()),
+            entry.keep_until.saturating_sub(self.clock.now()),
         ))
     }
 

@@ -1,0 +1,175 @@
+//! What a cache does while Redis is away, and how it comes back: the
+//! circuit breaker's transitions, the queue of invalidations that could not
+//! reach Redis, and the probe that replays them before the breaker closes.
+//!
+//! An invalidation that Redis did not take is queued and opens the breaker
+//! at once: Redis may still hold what it invalidates, so no value is read
+//! from Redis until the queue is replayed. The probe runs in a task of its
+//! own, never in a caller: after each cool-down it pings Redis, replays the
+//! queue in order (each replay also announces the invalidation to the
+//! other instances), and closes the breaker when the queue is empty, under
+//! the queue's lock, so that nothing queued is left behind.
+
+use std::any::Any;
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+
+use super::Cache;
+use crate::breaker::{BreakerState, Transition};
+use crate::hooks::Event;
+use crate::pending::{Pending, Pushed};
+use crate::shared::Shared;
+
+impl Cache {
+    /// Queues `item` for the probe to replay, unless the breaker is closed
+    /// and the invalidation has not `failed` (then the caller sends it now
+    /// and this returns `false`). A failed invalidation opens the breaker.
+    pub(super) fn defer(&self, shared: &Shared, item: &Pending, failed: bool) -> bool {
+        let mut pending = shared.pending.lock();
+        if !failed && shared.breaker.allows() {
+            return false;
+        }
+        match pending.push(item.clone()) {
+            Pushed::Queued => {
+                shared.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Pushed::Known => {}
+            Pushed::Overflowed => {
+                shared.queued.fetch_add(1, Ordering::Relaxed);
+                shared.overflows.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let opened = shared.breaker.trip();
+        drop(pending);
+        if let Some(opened) = opened {
+            self.breaker_changed(opened);
+        }
+        self.ensure_recovery();
+        true
+    }
+
+    /// Tells the hooks; when the breaker opens, stops trusting the
+    /// in-process tier until the backplane has subscribed again (a Redis
+    /// this instance cannot reach likely does not carry the other
+    /// instances' invalidations to it either), and starts the probe.
+    pub(super) fn breaker_changed(&self, change: Transition) {
+        let root = self.local_scope();
+        root.emit(Event::Breaker {
+            from: change.from,
+            to: change.to,
+        });
+        if change.to != BreakerState::Open {
+            return;
+        }
+        if let Some(shared) = self.inner.shared.as_deref() {
+            if shared.subscribe {
+                shared.in_sync.store(false, Ordering::Release);
+                if let Some(task) = shared.backplane.lock().as_ref() {
+                    task.abort();
+                }
+            }
+        }
+        self.ensure_recovery();
+    }
+
+    /// Starts the probe task, once, in the current tokio runtime, while the
+    /// breaker is not closed.
+    pub(super) fn ensure_recovery(&self) {
+        let Some(shared) = self.inner.shared.as_deref() else {
+            return;
+        };
+        if shared.breaker.allows() {
+            return;
+        }
+        let mut task = shared.recovery.lock();
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let (Ok(runtime), Some(root)) = (
+            tokio::runtime::Handle::try_current(),
+            shared.root.get().cloned(),
+        ) else {
+            return;
+        };
+        *task = Some(runtime.spawn(recover(root)).abort_handle());
+    }
+
+    /// One probe: a ping, then the queue. Returns whether the breaker is
+    /// closed after it.
+    async fn probe(&self) -> bool {
+        let Some((shared, store)) = self.shared_store() else {
+            return false;
+        };
+        match shared.breaker.state() {
+            BreakerState::Closed => return true,
+            BreakerState::Open => {
+                if let Some(change) = shared.breaker.half_open() {
+                    self.breaker_changed(change);
+                }
+            }
+            BreakerState::HalfOpen => {}
+        }
+        let reopen = |this: &Cache| {
+            if let Some(change) = shared.breaker.reopen() {
+                this.breaker_changed(change);
+            }
+            false
+        };
+        if store.ping().await.is_err() {
+            return reopen(self);
+        }
+        loop {
+            let next = {
+                let mut pending = shared.pending.lock();
+                match pending.replay_next() {
+                    Some(next) => next,
+                    None => {
+                        let closed = shared.breaker.close();
+                        drop(pending);
+                        if let Some(change) = closed {
+                            self.breaker_changed(change);
+                        }
+                        return true;
+                    }
+                }
+            };
+            let (ticket, item) = next;
+            let replayed = match &item {
+                Pending::Pattern(pattern) => store.invalidate_checked(pattern).await.map(drop),
+                Pending::Clear => store.clear_checked().await.map(drop),
+            };
+            match replayed {
+                Ok(()) => shared.pending.lock().done(ticket),
+                Err(e) => {
+                    shared.pending.lock().failed();
+                    self.inner.counters.add(crate::stats::Counter::L2Error, 1);
+                    self.emit(Event::L2Error {
+                        op: "REPLAY",
+                        error: &e,
+                    });
+                    return reopen(self);
+                }
+            }
+        }
+    }
+}
+
+/// The probe task: after each cool-down, one probe, until the breaker
+/// closes or the cache is dropped.
+async fn recover(root: Weak<dyn Any + Send + Sync>) {
+    loop {
+        let Some(cooldown) = Cache::from_root(&root).and_then(|cache| {
+            let shared = cache.inner.shared.as_deref()?;
+            Some(shared.breaker.cooldown)
+        }) else {
+            return;
+        };
+        tokio::time::sleep(cooldown).await;
+        let Some(cache) = Cache::from_root(&root) else {
+            return;
+        };
+        if cache.probe().await {
+            return;
+        }
+    }
+}

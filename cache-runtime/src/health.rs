@@ -1,0 +1,99 @@
+//! What [`Cache::health`](crate::Cache::health) reports.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::{Backend, BreakerState};
+
+/// Whether the cache runs as configured.
+///
+/// ```
+/// use cache_runtime::HealthStatus;
+/// assert_eq!(HealthStatus::Degraded.to_string(), "degraded");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HealthStatus {
+    /// Every tier answers.
+    Healthy,
+    /// Redis does not answer, or the circuit breaker is not closed, or the
+    /// in-process tier is out of step with the other instances: the cache
+    /// runs on what is left (the in-process tier and the origin), at a lower
+    /// hit rate, without errors. The service itself is fine.
+    Degraded,
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+        })
+    }
+}
+
+/// A health report of a cache, from [`Cache::health`](crate::Cache::health).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use cache_runtime::{Backend, Cache, HealthStatus};
+/// let health = Cache::builder().build().unwrap().health().await;
+/// assert_eq!((health.status, health.backend), (HealthStatus::Healthy, Backend::Memory));
+/// assert_eq!(health.redis_rtt, None);
+/// println!("{health}"); // "healthy: memory, 0 entries (0 bytes) in process"
+/// # });
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Health {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// The configured backend.
+    pub backend: Backend,
+    /// Entries in the in-process tier.
+    pub l1_entries: u64,
+    /// Estimated bytes in the in-process tier.
+    pub l1_bytes: u64,
+    /// The round trip of a `PING` to Redis made for this report; `None`
+    /// without Redis, when it failed, or while the breaker is open (no call
+    /// goes to Redis then).
+    pub redis_rtt: Option<Duration>,
+    /// Why Redis did not answer, when it did not (never a value).
+    pub redis_error: Option<String>,
+    /// The circuit breaker; `None` without Redis.
+    pub breaker: Option<BreakerState>,
+    /// Whether the in-process tier is in step with the other instances.
+    pub in_sync: bool,
+    /// Invalidations waiting for Redis to come back.
+    pub pending_invalidations: u64,
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.backend {
+            Backend::Memory => "memory",
+            Backend::Redis => "redis",
+            Backend::Hybrid => "hybrid",
+        };
+        write!(
+            f,
+            "{}: {backend}, {} entries ({} bytes) in process",
+            self.status, self.l1_entries, self.l1_bytes
+        )?;
+        if let Some(breaker) = self.breaker {
+            write!(f, ", breaker {breaker}")?;
+            match (&self.redis_rtt, &self.redis_error) {
+                (Some(rtt), _) => write!(f, ", redis {} us", rtt.as_micros())?,
+                (None, Some(error)) => write!(f, ", redis failed: {error}")?,
+                (None, None) => {}
+            }
+            if !self.in_sync {
+                f.write_str(", out of step")?;
+            }
+            if self.pending_invalidations > 0 {
+                write!(f, ", {} invalidations pending", self.pending_invalidations)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! Soak test: a mixed workload (reads through `#[cached]` functions,
+//! writes with exact and prefix invalidations) on three cache instances
+//! sharing one redis-server, which this program kills and restarts empty,
+//! pauses (SIGSTOP) and resumes, and whose connections it cuts, in turn,
+//! for the given number of seconds. Every read is checked: an error the
+//! cache caused, or a value older than an invalidation the read must
+//! respect (see tests/support/chaos.rs), is counted. Prints one summary
+//! line; exits with 1 when any call failed or read stale.
+//!
+//! ```sh
+//! cargo run --release --example chaos -- 60
+//! ```
+//!
+//! Needs `redis-server` on the PATH (or `REDIS_SERVER`); it starts its own
+//! on a free loopback port and stops it at the end.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Event, Hooks};
+use support::chaos::Load;
+use support::RedisServer;
+
+/// Counts the breaker's changes of state on every instance.
+#[derive(Default)]
+struct Transitions(AtomicU64);
+
+impl Hooks for Transitions {
+    fn on_event(&self, event: &Event<'_>) {
+        if let Event::Breaker { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs a blocking step (signals, waiting for a restarted server) without
+/// holding up the runtime's other tasks.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds: u64 = match std::env::args().nth(1) {
+        None => 60,
+        Some(arg) => arg.parse().unwrap_or_else(|_| {
+            eprintln!("usage: chaos [seconds]   (got `{arg}`)");
+            std::process::exit(2)
+        }),
+    };
+    let transitions = Arc::new(Transitions::default());
+    let mut server = RedisServer::start();
+    let load = Load::start_with(&server, |b| b.hooks(Arc::clone(&transitions))).await;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let (mut kills, mut pauses, mut cuts) = (0u32, 0u32, 0u32);
+    let mut round = 0u32;
+    let phase = |name| *load.tally.phase.lock().unwrap() = name;
+    while Instant::now() < deadline {
+        // A healthy stretch, then a fault.
+        phase("healthy");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        match round % 3 {
+            0 => {
+                phase("killed");
+                blocking(|| server.kill());
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                phase("restarting");
+                blocking(|| server.restart());
+                phase("restarted");
+                kills += 1;
+            }
+            1 => {
+                phase("paused");
+                blocking(|| server.pause());
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                server.resume();
+                phase("resumed");
+                pauses += 1;
+            }
+            _ => {
+                phase("cutting connections");
+                let mut admin = blocking(|| server.connection());
+                for _ in 0..5 {
+                    for kind in ["normal", "pubsub"] {
+                        let _: redis::RedisResult<u64> = blocking(|| {
+                            redis::cmd("CLIENT")
+                                .arg("KILL")
+                                .arg("TYPE")
+                                .arg(kind)
+                                .query(&mut admin)
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                cuts += 1;
+            }
+        }
+        round += 1;
+        load.recovers().await;
+    }
+    let db = Arc::clone(&load.db);
+    let (tally, caches) = load.stop().await;
+    let (mut hits, mut misses, mut opens) = (0, 0, 0);
+    for cache in &caches {
+        let stats = cache.stats();
+        hits += stats.hits;
+        misses += stats.misses;
+        opens += stats.breaker_opens;
+    }
+    let errors = tally.errors.load(Ordering::SeqCst);
+    let stale = tally.stale.load(Ordering::SeqCst);
+    println!(
+        "chaos: {:.0} s, {} operations, {errors} caller errors, {stale} stale reads, {} origin calls, hit rate {:.1}%, {} breaker transitions ({opens} opens); faults: {kills} kills, {pauses} pauses, {cuts} connection cuts",
+        started.elapsed().as_secs_f64(),
+        tally.calls(),
+        db.reads.load(Ordering::SeqCst),
+        100.0 * hits as f64 / (hits + misses).max(1) as f64,
+        transitions.0.load(Ordering::Relaxed),
+    );
+    if errors > 0 || stale > 0 {
+        eprintln!("first problem: {:?}", tally.first_problem.lock().unwrap());
+        std::process::exit(1);
+    }
+}

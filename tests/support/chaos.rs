@@ -1,0 +1,363 @@
+//! A mixed load on several cache instances sharing one redis-server, with
+//! the checks the resilience tests and the soak example (`examples/chaos`)
+//! make of every call: no error the cache caused, no stale read.
+//!
+//! Which invalidations a read must respect (README, "When Redis fails"):
+//! on the instance that made it, every invalidation that returned before
+//! the read started; on an instance without an in-process tier
+//! (`Backend::Redis`), every invalidation that reached Redis before the
+//! read started: at once when it went through, or, when it was queued
+//! because Redis was away, once the invalidating instance replayed it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cache_runtime::{cached, invalidates, Backend, BreakerState, Cache};
+use serde::{Deserialize, Serialize};
+
+use super::RedisServer;
+
+pub const KEYS: u64 = 8;
+
+/// The origin: a version per key; it fails while `failing` is set.
+pub struct Db {
+    pub versions: Vec<AtomicU64>,
+    pub reads: AtomicU64,
+    pub failing: AtomicBool,
+}
+
+impl Db {
+    pub fn new() -> Db {
+        Db {
+            versions: (0..KEYS).map(|_| AtomicU64::new(0)).collect(),
+            reads: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    pub fn read(&self, id: u64) -> Result<Item, DbError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(DbError(format!("database down while reading {id}")));
+        }
+        let version = self.versions[id as usize].load(Ordering::SeqCst);
+        Ok(Item { id, version })
+    }
+
+    pub fn write(&self, id: u64) -> u64 {
+        self.versions[id as usize].fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub id: u64,
+    pub version: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DbError(pub String);
+
+#[cached(ttl = "1m", key = "item:<id>")]
+pub async fn item(db: &Db, id: u64) -> Result<Item, DbError> {
+    db.read(id)
+}
+
+/// The same records under a template that prefix patterns invalidate.
+#[cached(ttl = "1m", key = "group:<group>:<id>")]
+pub async fn grouped(db: &Db, group: u64, id: u64) -> Result<Item, DbError> {
+    let _ = group;
+    db.read(id)
+}
+
+#[invalidates("item:<id>")]
+pub async fn update(db: &Db, id: u64) -> Result<u64, DbError> {
+    Ok(db.write(id))
+}
+
+/// A cache on `server` for these tests: short timeouts and cool-down, so
+/// that faults show quickly.
+pub fn cache(server: &RedisServer, backend: Backend) -> Cache {
+    builder(server, backend).build().expect("a cache")
+}
+
+/// The builder of [`cache`].
+pub fn builder(server: &RedisServer, backend: Backend) -> cache_runtime::CacheBuilder {
+    Cache::builder()
+        .backend(backend)
+        .redis_url(server.url())
+        .key_prefix("chaos")
+        .redis_timeout(Duration::from_millis(100))
+        .breaker(3, Duration::from_millis(200))
+}
+
+/// Waits until `done` holds, for at most 30 s; returns whether it did.
+pub async fn until(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..3000 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Whether every cache's breaker is closed with nothing left to replay.
+pub fn recovered(caches: &[&Cache]) -> bool {
+    caches.iter().all(|c| {
+        let s = c.stats();
+        s.breaker == BreakerState::Closed && s.invalidations_pending == 0
+    })
+}
+
+/// The version below which a read of a key is stale, per key.
+pub struct Floors(Vec<AtomicU64>);
+
+impl Floors {
+    fn new() -> Floors {
+        Floors((0..KEYS).map(|_| AtomicU64::new(0)).collect())
+    }
+    fn raise(&self, id: u64, version: u64) {
+        self.0[id as usize].fetch_max(version, Ordering::SeqCst);
+    }
+    fn of(&self, id: u64) -> u64 {
+        self.0[id as usize].load(Ordering::SeqCst)
+    }
+}
+
+/// What the load saw.
+#[derive(Default)]
+pub struct Tally {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub stale: AtomicU64,
+    pub first_problem: Mutex<Option<String>>,
+    /// What the run is doing now (for the report of a problem).
+    pub phase: Mutex<&'static str>,
+}
+
+impl Tally {
+    fn problem(&self, what: String) {
+        let phase = *self.phase.lock().unwrap();
+        self.first_problem
+            .lock()
+            .unwrap()
+            .get_or_insert(format!("{what} ({phase})"));
+    }
+
+    fn check(&self, got: Result<Item, DbError>, floor: u64, who: &str) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match got {
+            Ok(item) if item.version < floor => {
+                self.stale.fetch_add(1, Ordering::SeqCst);
+                self.problem(format!(
+                    "{who} read version {} of {} after the invalidation of version {floor}",
+                    item.version, item.id
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::SeqCst);
+                self.problem(format!("{who} got {e:?}"));
+            }
+        }
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn assert_clean(&self) {
+        let (calls, errors, stale) = (
+            self.calls(),
+            self.errors.load(Ordering::SeqCst),
+            self.stale.load(Ordering::SeqCst),
+        );
+        assert!(
+            errors == 0 && stale == 0,
+            "{calls} calls, {errors} errors, {stale} stale reads; first: {:?}",
+            self.first_problem.lock().unwrap()
+        );
+    }
+}
+
+/// Two hybrid instances that write and read, and one without an
+/// in-process tier that reads, all on one redis-server, with 16 reading
+/// tasks and 2 writing ones, until stopped.
+pub struct Load {
+    pub a: Cache,
+    pub b: Cache,
+    /// Instances without an in-process tier, one per reading task, so that
+    /// no call of theirs joins another's (see `Load::start`).
+    pub remotes: Vec<Cache>,
+    pub db: Arc<Db>,
+    pub tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub async fn start(server: &RedisServer) -> Load {
+        Load::start_with(server, |b| b).await
+    }
+
+    /// As `start`, with `configure` applied to each instance's builder.
+    pub async fn start_with(
+        server: &RedisServer,
+        configure: impl Fn(cache_runtime::CacheBuilder) -> cache_runtime::CacheBuilder,
+    ) -> Load {
+        let build = |backend| {
+            configure(builder(server, backend))
+                .build()
+                .expect("a cache")
+        };
+        let (a, b) = (build(Backend::Hybrid), build(Backend::Hybrid));
+        let remotes: Vec<Cache> = (0..8).map(|_| build(Backend::Redis)).collect();
+        for c in remotes.iter().chain([&a, &b]) {
+            assert!(c.wait_in_sync(Duration::from_secs(10)).await);
+        }
+        let db = Arc::new(Db::new());
+        let tally = Arc::new(Tally::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        // Floors of each writing instance's own reads, and of reads through
+        // Redis only; writes whose invalidation was queued wait in
+        // `replayed` until their instance's queue is empty.
+        let own = [Arc::new(Floors::new()), Arc::new(Floors::new())];
+        let remote_floors = Arc::new(Floors::new());
+        let queued: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+        let mut tasks = Vec::new();
+        for (n, cache) in [&a, &b].into_iter().enumerate() {
+            let (cache, db, stop, floors) = (
+                cache.clone(),
+                Arc::clone(&db),
+                Arc::clone(&stop),
+                Arc::clone(&own[n]),
+            );
+            let (remote_floors, queued) = (Arc::clone(&remote_floors), Arc::clone(&queued));
+            tasks.push(tokio::spawn(async move {
+                // Each instance writes its own half of the keys, so that the
+                // versions of a key grow with its invalidations.
+                let mut id = n as u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let version = db.write(id);
+                    let exact = cache
+                        .invalidate_report(&format!("item:{id}"))
+                        .await
+                        .unwrap();
+                    let group = cache
+                        .invalidate_report(&format!("group:{}:*", id % 2))
+                        .await
+                        .unwrap();
+                    floors.raise(id, version);
+                    let queued_somewhere = [exact.shared, group.shared]
+                        .iter()
+                        .any(|s| matches!(s, cache_runtime::SharedInvalidation::Queued(_)));
+                    if queued_somewhere {
+                        queued.lock().unwrap().push((id, version));
+                    } else {
+                        remote_floors.raise(id, version);
+                    }
+                    id = (id + 2) % KEYS;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }));
+        }
+        // Queued invalidations bind the remote reads once replayed.
+        {
+            let (a, b, stop) = (a.clone(), b.clone(), Arc::clone(&stop));
+            let (remote_floors, queued) = (Arc::clone(&remote_floors), Arc::clone(&queued));
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let taken = std::mem::take(&mut *queued.lock().unwrap());
+                    while !stop.load(Ordering::SeqCst) && !recovered(&[&a, &b]) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    if recovered(&[&a, &b]) {
+                        for (id, version) in taken {
+                            remote_floors.raise(id, version);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }));
+        }
+        // Calls on one instance join each other's origin calls (single
+        // flight): a call that joins, on another instance than the one that
+        // invalidated, a call that started before the invalidation gets
+        // what that call read, until the backplane brings the invalidation
+        // (as with the in-process tier). So each redis-only reader has an
+        // instance of its own, and its reads must respect every
+        // invalidation that reached Redis.
+        for reader in 0..16u64 {
+            let (cache, floors, who) = match reader % 4 {
+                0 => (a.clone(), Arc::clone(&own[0]), "instance A"),
+                1 => (b.clone(), Arc::clone(&own[1]), "instance B"),
+                _ => (
+                    remotes[(reader / 4 * 2 + reader % 4 - 2) as usize].clone(),
+                    Arc::clone(&remote_floors),
+                    "a redis-only instance",
+                ),
+            };
+            let (db, tally, stop) = (Arc::clone(&db), Arc::clone(&tally), Arc::clone(&stop));
+            tasks.push(tokio::spawn(async move {
+                let mut n = reader;
+                while !stop.load(Ordering::SeqCst) {
+                    n = n
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let id = (n >> 33) % KEYS;
+                    let floor = floors.of(id);
+                    let got = if n & 1 == 0 {
+                        cache.scope(item(&db, id)).await
+                    } else {
+                        cache.scope(grouped(&db, id % 2, id)).await
+                    };
+                    tally.check(got, floor, who);
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        Load {
+            a,
+            b,
+            remotes,
+            db,
+            tally,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Waits until `n` more calls completed; panics after 30 s without.
+    pub async fn progresses(&self, n: u64, while_: &str) {
+        let from = self.tally.calls();
+        assert!(
+            until(|| self.tally.calls() >= from + n).await,
+            "calls stopped completing {while_}: {} of {n}",
+            self.tally.calls() - from
+        );
+    }
+
+    /// Waits until every instance's breaker is closed and nothing is left
+    /// to replay.
+    pub async fn recovers(&self) {
+        let caches: Vec<&Cache> = self.remotes.iter().chain([&self.a, &self.b]).collect();
+        assert!(
+            until(|| recovered(&caches)).await,
+            "no recovery within 30 s: {:?}",
+            caches.iter().map(|c| c.stats()).collect::<Vec<_>>()
+        );
+    }
+
+    /// Stops the load; returns what it saw and every instance (A, B, then
+    /// the redis-only ones).
+    pub async fn stop(self) -> (Arc<Tally>, Vec<Cache>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.await.expect("a load task panicked");
+        }
+        let caches = [self.a, self.b].into_iter().chain(self.remotes).collect();
+        (self.tally, caches)
+    }
+}
