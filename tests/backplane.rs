@@ -142,3 +142,33 @@ async fn a_restarted_redis_resynchronises_before_serving_from_process() {
     let mut server = RedisServer::start();
     cut_and_check(&mut server, RedisServer::restart).await;
 }
+
+/// An idle subscription is pinged, and the pings' answers keep it: the
+/// instance stays in step through several ping periods (it would otherwise
+/// resubscribe, and empty its in-process tier, each time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_subscription_stays_in_step_across_its_pings() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .backend(Backend::Hybrid)
+        .redis_url(server.url())
+        .key_prefix("idle")
+        .build()
+        .unwrap();
+    assert!(cache.wait_in_sync(Duration::from_secs(10)).await);
+    let mut out_of_step = 0;
+    for _ in 0..400 {
+        if !cache.in_sync() {
+            out_of_step += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(out_of_step, 0, "the subscription was dropped while idle");
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut server.connection())
+        .unwrap();
+    assert!(clients.contains("cmd=ping"), "no ping was sent: {clients}");
+}

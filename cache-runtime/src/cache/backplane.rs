@@ -169,7 +169,7 @@ impl Subscriber {
             let message = tokio::select! {
                 message = messages.next() => message,
                 () = tokio::time::sleep(PING_EVERY) => {
-                    let alive = tokio::time::timeout(PING_WITHIN, sink.ping::<String>()).await;
+                    let alive = tokio::time::timeout(PING_WITHIN, sink.ping::<redis::Value>()).await;
                     if !matches!(alive, Ok(Ok(_))) {
                         return;
                     }
