@@ -114,9 +114,11 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
     };
 
     // Values that are serde are also encoded for the shared tier; an explicit
-    // `tier = "l2"` or `"both"` requires it.
-    let codec_method = match plan.spec.tier {
-        Some(Tier::L2 | Tier::Both) => quote_spanned!(span=> __cache_runtime_codec_required),
+    // `tier = "l2"` or `"both"`, or `lock = true`, requires it.
+    let codec_method = match (plan.spec.tier, plan.spec.lock) {
+        (Some(Tier::L2 | Tier::Both), _) | (_, Some(true)) => {
+            quote_spanned!(span=> __cache_runtime_codec_required)
+        }
         _ => quote_spanned!(span=> __cache_runtime_codec),
     };
     let codec = quote_spanned! {span=>

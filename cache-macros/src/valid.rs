@@ -205,6 +205,25 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
             ),
         );
     }
+    if let Some(lock) = args.lock.as_ref().filter(|lock| lock.value) {
+        if !is_async {
+            ctxt.error(
+                lock.span(),
+                format!(
+                    "`lock = true` needs an `async fn`: the lock lives in Redis, which a plain `fn` does not reach; make `{}` async, or remove `lock`",
+                    func.sig.ident
+                ),
+            );
+        } else if let (Some(Tier::L1), Some(lit)) = (tier, &args.tier) {
+            ctxt.error(
+                lock.span(),
+                format!(
+                    "`lock = true` makes instances wait for each other's value in Redis, and `tier = \"{}\"` keeps values out of Redis; remove `lock`, or write `tier = \"both\"`",
+                    lit.value()
+                ),
+            );
+        }
+    }
     if let (Some(Tier::L2), Some((_, l1_lit))) = (tier, &l1_ttl) {
         ctxt.error(
             l1_lit.span(),

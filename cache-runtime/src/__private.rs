@@ -39,7 +39,6 @@ pub struct Spec {
     policy: Policy,
     tier: TierChoice,
     timeout: Option<Duration>,
-    lock: bool,
 }
 
 impl Spec {
@@ -56,10 +55,10 @@ impl Spec {
                 cache_none: false,
                 weigher: None,
                 fail_safe: None,
+                lock: false,
             },
             tier: TierChoice::Default,
             timeout: None,
-            lock: false,
         }
     }
     pub const fn ttl_ms(mut self, ms: u64) -> Spec {
@@ -99,7 +98,7 @@ impl Spec {
         self
     }
     pub const fn lock(mut self, yes: bool) -> Spec {
-        self.lock = yes;
+        self.policy.lock = yes;
         self
     }
     /// This function's policy, measuring values with `weigher`.
@@ -116,7 +115,7 @@ impl Spec {
     }
     /// `fail_safe`, `timeout` and `lock`, for the tiers that use them.
     pub fn resilience(&self) -> (Option<Duration>, Option<Duration>, bool) {
-        (self.policy.fail_safe, self.timeout, self.lock)
+        (self.policy.fail_safe, self.timeout, self.policy.lock)
     }
 }
 
@@ -565,9 +564,9 @@ impl<R> CodecNone<R> for Codecs<R> {}
 /// Never implemented: the bound that `tier = "l2"` and `tier = "both"` put
 /// on a value that is not serde, so that the mistake is a compile error.
 #[diagnostic::on_unimplemented(
-    message = "`tier = \"l2\"` and `tier = \"both\"` store values in Redis, but the value of `{Self}` cannot be encoded",
+    message = "`tier = \"l2\"`, `tier = \"both\"` and `lock = true` store values in Redis, but the value of `{Self}` cannot be encoded",
     label = "the cached value must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
     note = "derive them on the value type (for `Result<T, E>` that is `T`): `#[derive(serde::Serialize, serde::Deserialize)]`",
-    note = "or keep the function in process with `tier = \"l1\"`"
+    note = "or keep the function in process with `tier = \"l1\"` (and without `lock`)"
 )]
 pub trait StorableInRedis {}

@@ -153,6 +153,8 @@ pub(crate) struct Policy {
     /// How long after `ttl` a value is kept to answer when the origin
     /// fails (at least the stale window).
     pub(crate) fail_safe: Option<Duration>,
+    /// Single flight across instances, through a lock in Redis.
+    pub(crate) lock: bool,
 }
 
 impl Policy {
@@ -165,6 +167,7 @@ impl Policy {
             cache_none: false,
             weigher: None,
             fail_safe: None,
+            lock: false,
         }
     }
 }
@@ -933,10 +936,14 @@ impl Cache {
                     // The leader looks in the shared tier before it calls
                     // the origin; waiters wait for either.
                     #[cfg(feature = "redis")]
+                    let mut lock = None;
+                    #[cfg(feature = "redis")]
                     let ticket = match route.l2 {
-                        Some(codec) => match self.l2_lookup::<O::Value>(key, template, codec).await
+                        Some(codec) => match self
+                            .l2_lead::<O::Value>(key, template, codec, policy.lock)
+                            .await
                         {
-                            shared_tier::Found::Value(value, deadlines, len) => {
+                            (shared_tier::Found::Value(value, deadlines, len), _) => {
                                 // `l2_lookup` checked the type.
                                 if let Some(value) = self.settle_l2_hit(
                                     leader, key, template, policy, route, value, deadlines, len,
@@ -945,8 +952,9 @@ impl Cache {
                                 }
                                 continue;
                             }
-                            shared_tier::Found::Miss(ticket, kept) => {
+                            (shared_tier::Found::Miss(ticket, kept), held) => {
                                 shared_kept = kept;
+                                lock = held;
                                 ticket.zip(Some(codec))
                             }
                         },
@@ -968,8 +976,15 @@ impl Cache {
                     }
                     let settled = self.settle(leader, key, template, policy, route, out);
                     #[cfg(feature = "redis")]
-                    if let (Some((ticket, codec)), Some((value, life))) = (ticket, &settled.fill) {
-                        self.l2_fill(key, ticket, &**value, codec, *life).await;
+                    {
+                        if let (Some((ticket, codec)), Some((value, life))) =
+                            (ticket, &settled.fill)
+                        {
+                            self.l2_fill(key, ticket, &**value, codec, *life).await;
+                        }
+                        if let Some(lock) = lock {
+                            lock.release().await;
+                        }
                     }
                     return settled.out;
                 }
@@ -1534,6 +1549,41 @@ impl CacheBuilder {
         self
     }
 
+    /// Single flight across instances for every function whose values
+    /// reach Redis, as `#[cached(lock = true)]` does for one (default:
+    /// off). A cold key then costs one origin call in the whole fleet: the
+    /// instance that takes the key's lock in Redis calls the origin, the
+    /// others wait for its value in Redis. `lock_ttl` bounds how long a
+    /// lock is held (default 10 s): a holder that dies frees it then, and
+    /// no caller waits longer for another instance.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .lock(true)
+    ///     .lock_ttl(Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(cache.config().lock);
+    /// ```
+    pub fn lock(mut self, on: bool) -> Self {
+        self.config.lock = on;
+        self
+    }
+
+    /// How long a distributed lock is held at most; see
+    /// [`CacheBuilder::lock`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().lock_ttl(Duration::from_secs(3)).build().unwrap();
+    /// assert_eq!(cache.config().lock_ttl, Duration::from_secs(3));
+    /// ```
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.config.lock_ttl = ttl;
+        self
+    }
+
     /// How many invalidations that could not reach Redis are kept for
     /// replay (default 10,000); past this the whole namespace is
     /// invalidated in Redis on recovery instead, and the overflow is
@@ -1653,6 +1703,8 @@ impl CacheBuilder {
         let resilience = crate::shared::Resilience {
             breaker: crate::breaker::Breaker::new(config.breaker_failures, config.breaker_cooldown),
             pending_bound: usize::try_from(config.pending_invalidations).unwrap_or(usize::MAX),
+            lock_all: config.lock,
+            lock_ttl: config.lock_ttl,
         };
         Ok(Shared::new(
             store,

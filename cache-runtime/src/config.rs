@@ -168,6 +168,13 @@ pub struct Config {
     /// replayed; past this, the namespace is cleared in Redis on recovery
     /// instead.
     pub pending_invalidations: u64,
+    /// Single flight across instances for every function whose values
+    /// reach Redis, as `lock = true` does for one.
+    pub lock: bool,
+    /// How long a distributed lock is held at most: a holder that dies
+    /// frees it after this, and callers on other instances wait this long
+    /// at most before calling the origin themselves.
+    pub lock_ttl: Duration,
     /// TTL of functions that give none.
     pub default_ttl: Duration,
     /// Stale window of functions that give none.
@@ -197,6 +204,8 @@ impl Default for Config {
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(1),
             pending_invalidations: 10_000,
+            lock: false,
+            lock_ttl: Duration::from_secs(10),
             default_ttl: Duration::from_secs(60),
             stale_ttl: Duration::ZERO,
             l1_max_bytes: 64 * 1024 * 1024,
@@ -263,6 +272,8 @@ impl Config {
     /// | `CACHE_BREAKER_FAILURES` | consecutive failed Redis calls that open the breaker | `5` |
     /// | `CACHE_BREAKER_COOLDOWN` | a duration: open this long before a probe | `1s` |
     /// | `CACHE_PENDING_INVALIDATIONS` | invalidations kept while Redis is away; past it, a clear on recovery | `10000` |
+    /// | `CACHE_LOCK` | `true`, `false`: single flight across instances for every function that reaches Redis | `false` |
+    /// | `CACHE_LOCK_TTL` | a duration: the longest a distributed lock is held | `10s` |
     /// | `CACHE_DEFAULT_TTL` | a duration, `"60s"`, `"1h30m"` | `60s` |
     /// | `CACHE_STALE_TTL` | a duration | `0s` |
     /// | `CACHE_L1_MAX_BYTES` | bytes, with an optional `KB`/`MB`/`GB` (×1024) | `64MB` |
@@ -359,6 +370,12 @@ impl Config {
         if let Some(v) = lookup("CACHE_PENDING_INVALIDATIONS") {
             config.pending_invalidations = parse_count("CACHE_PENDING_INVALIDATIONS", &v)?;
         }
+        if let Some(v) = lookup("CACHE_LOCK") {
+            config.lock = parse_bool("CACHE_LOCK", &v)?;
+        }
+        if let Some(v) = lookup("CACHE_LOCK_TTL") {
+            config.lock_ttl = parse_ttl("CACHE_LOCK_TTL", &v)?;
+        }
         if let Some(v) = lookup("CACHE_L2_COMPRESS_ABOVE") {
             config.l2_compress_above = Some(parse_bytes("CACHE_L2_COMPRESS_ABOVE", &v)?);
         }
@@ -440,6 +457,9 @@ impl Config {
                 "CACHE_BREAKER_COOLDOWN",
                 "must be more than 0",
             ));
+        }
+        if self.lock_ttl.is_zero() {
+            return Err(ConfigError::new("CACHE_LOCK_TTL", "must be more than 0"));
         }
         if self.pending_invalidations == 0 {
             return Err(ConfigError::new(
@@ -608,8 +628,12 @@ mod tests {
             ("CACHE_BREAKER_FAILURES", "3"),
             ("CACHE_BREAKER_COOLDOWN", "500ms"),
             ("CACHE_PENDING_INVALIDATIONS", "1_000"),
+            ("CACHE_LOCK", "yes"),
+            ("CACHE_LOCK_TTL", "3s"),
         ])
         .unwrap();
+        assert!(c.lock);
+        assert_eq!(c.lock_ttl, Duration::from_secs(3));
         assert_eq!(c.breaker_failures, 3);
         assert_eq!(c.breaker_cooldown, Duration::from_millis(500));
         assert_eq!(c.pending_invalidations, 1000);
@@ -634,6 +658,8 @@ mod tests {
             ("CACHE_BREAKER_FAILURES", "-1"),
             ("CACHE_BREAKER_COOLDOWN", "0s"),
             ("CACHE_PENDING_INVALIDATIONS", "many"),
+            ("CACHE_LOCK", "sometimes"),
+            ("CACHE_LOCK_TTL", "0s"),
         ] {
             let err = from(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable(), var, "{err}");

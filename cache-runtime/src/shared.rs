@@ -49,6 +49,10 @@ pub(crate) struct Shared {
     /// Invalidations queued, and queue overflows, since the start.
     pub(crate) queued: AtomicU64,
     pub(crate) overflows: AtomicU64,
+    /// Every function that reaches Redis takes the distributed lock.
+    pub(crate) lock_all: bool,
+    /// The longest a distributed lock is held.
+    pub(crate) lock_ttl: std::time::Duration,
     /// The task that probes Redis while the breaker is open.
     pub(crate) recovery: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -57,6 +61,8 @@ pub(crate) struct Shared {
 pub(crate) struct Resilience {
     pub(crate) breaker: Breaker,
     pub(crate) pending_bound: usize,
+    pub(crate) lock_all: bool,
+    pub(crate) lock_ttl: std::time::Duration,
 }
 
 impl Drop for Shared {
@@ -97,6 +103,8 @@ impl Shared {
             pending: parking_lot::Mutex::new(Queue::new(resilience.pending_bound)),
             queued: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
+            lock_all: resilience.lock_all,
+            lock_ttl: resilience.lock_ttl,
             recovery: parking_lot::Mutex::new(None),
         }
     }

@@ -44,6 +44,48 @@ pub(super) enum Found {
     Miss(Option<Ticket>, Option<AnyValue>),
 }
 
+/// The distributed lock of a key, held by this instance's leader while it
+/// calls the origin and fills; released when it is done. Dropped unreleased
+/// (the leader's future cancelled, a panic), it is released by a task;
+/// a holder that dies with its process frees it when it expires.
+pub(super) struct LockGuard {
+    store: RedisL2,
+    key: Box<str>,
+    holder: Box<str>,
+    released: bool,
+}
+
+impl LockGuard {
+    pub(super) async fn release(mut self) {
+        self.released = true;
+        // Not released (Redis failing): it expires.
+        let _ = self.store.unlock(&self.key, &self.holder).await;
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = self.store.clone();
+            let (key, holder) = (
+                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.holder),
+            );
+            runtime.spawn(async move {
+                let _ = store.unlock(&key, &holder).await;
+            });
+        }
+    }
+}
+
+/// How often a leader waiting for another instance's lock looks again:
+/// doubling from the first to the last.
+const LOCK_POLL_FIRST: Duration = Duration::from_millis(2);
+const LOCK_POLL_LAST: Duration = Duration::from_millis(50);
+
 impl Cache {
     pub(super) fn shared_store(&self) -> Option<(&Shared, &RedisL2)> {
         let shared = self.inner.shared.as_deref()?;
@@ -154,6 +196,71 @@ impl Cache {
                 self.inner.counters.add(Counter::L2Miss, 1);
                 Found::Miss(ticket, None)
             }
+        }
+    }
+
+    /// The leader's lookup in the shared tier; with `lock` (or the cache's
+    /// `lock` setting), on a miss, single flight across instances: the
+    /// leader takes the key's lock in Redis and returns it to be held
+    /// through the origin call and the fill, or, while another instance
+    /// holds it, looks again with a growing pause until that instance's
+    /// value is there or the lock is free. Past the lock's lifetime, or when
+    /// Redis fails, it goes on without the lock.
+    pub(super) async fn l2_lead<V: 'static>(
+        &self,
+        key: &str,
+        template: &str,
+        codec: ValueCodec,
+        lock: bool,
+    ) -> (Found, Option<LockGuard>) {
+        let mut found = self.l2_lookup::<V>(key, template, codec).await;
+        let Some(shared) = self.inner.shared.as_deref() else {
+            return (found, None);
+        };
+        if !(lock || shared.lock_all) {
+            return (found, None);
+        }
+        let holder = format!("{:016x}-{:016x}", shared.instance, fastrand::u64(..));
+        let deadline = Instant::now() + shared.lock_ttl;
+        let mut pause = LOCK_POLL_FIRST;
+        loop {
+            // A value, or Redis failing: nothing to coordinate.
+            if !matches!(found, Found::Miss(Some(_), _)) {
+                return (found, None);
+            }
+            let Some((shared, store)) = self.guarded_store() else {
+                return (found, None);
+            };
+            match store.try_lock(key, &holder, shared.lock_ttl).await {
+                Ok(true) => {
+                    shared.breaker.success();
+                    let guard = LockGuard {
+                        store: store.clone(),
+                        key: key.into(),
+                        holder: holder.into(),
+                        released: false,
+                    };
+                    // The previous holder may have filled and released
+                    // between the look and the lock.
+                    let again = self.l2_lookup::<V>(key, template, codec).await;
+                    if let Found::Value(..) = again {
+                        guard.release().await;
+                        return (again, None);
+                    }
+                    return (again, Some(guard));
+                }
+                Ok(false) => shared.breaker.success(),
+                Err(e) => {
+                    self.l2_failed("LOCK", &e);
+                    return (found, None);
+                }
+            }
+            if Instant::now() >= deadline {
+                return (found, None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LOCK_POLL_LAST);
+            found = self.l2_lookup::<V>(key, template, codec).await;
         }
     }
 

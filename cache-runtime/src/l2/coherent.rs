@@ -125,11 +125,19 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
+/// KEYS: a lock; ARGV: its holder's token. Removes the lock only if this
+/// holder still holds it (it may have expired and been taken since).
+const UNLOCK: &str = "
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// The scripts, built once.
 pub(crate) struct Scripts {
     invalidate_keys: Script,
     mark: Script,
     fill: Script,
+    unlock: Script,
 }
 
 impl Scripts {
@@ -138,6 +146,7 @@ impl Scripts {
             invalidate_keys: Script::new(&format!("{SEED}{INVALIDATE_KEYS}")),
             mark: Script::new(&format!("{SEED}{MARK}")),
             fill: Script::new(FILL),
+            unlock: Script::new(UNLOCK),
         }
     }
 }
@@ -242,6 +251,35 @@ impl RedisL2 {
 
     fn tombstone_key(&self, key: &str) -> String {
         format!("{}[x]{key}", self.namespace())
+    }
+
+    fn lock_key(&self, key: &str) -> String {
+        format!("{}[k]{key}", self.namespace())
+    }
+
+    /// Takes the lock of `key` for `holder` (`SET .. NX PX`), for `ttl`;
+    /// returns whether it was free.
+    pub(crate) async fn try_lock(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, L2Error> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.lock_key(key))
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl));
+        let set: Option<String> = self.query("LOCK", &cmd).await?;
+        Ok(set.is_some())
+    }
+
+    /// Releases the lock of `key` if `holder` still holds it.
+    pub(crate) async fn unlock(&self, key: &str, holder: &str) -> Result<(), L2Error> {
+        let mut call = self.scripts.unlock.key(self.lock_key(key));
+        call.arg(holder);
+        self.invoke::<u8>("UNLOCK", &call).await.map(drop)
     }
 
     /// Reads `key` with the generation and the key's tags, in one `MGET`.
