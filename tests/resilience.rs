@@ -58,15 +58,16 @@ async fn calls_complete_while_redis_is_paused() {
         let load = Load::start(&server).await;
         load.progresses(300, "before the pause").await;
         server.pause();
-        // The calls go on while the server is stopped: none waits for it
-        // to come back (one that did would stop this test here).
-        load.progresses(300, "while redis is paused").await;
+        // The calls go on while the server is stopped: every task's (one
+        // that waited for the server to come back would stop this test).
+        load.every_task_progresses(20, "while redis is paused")
+            .await;
         let opened = || load.a.stats().breaker != BreakerState::Closed;
         assert!(until(opened).await, "the breaker never opened");
         // Several seconds stopped: long enough for the backplane to notice
         // too (its pings go unanswered), with calls going on meanwhile.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        load.progresses(300, "while redis is paused, the breaker open")
+        load.every_task_progresses(20, "while redis is paused, the breaker open")
             .await;
         server.resume();
         load.recovers().await;
@@ -277,6 +278,13 @@ async fn kept_in_redis(db: &Db, id: u64) -> Result<Item, DbError> {
     db.read(id)
 }
 
+/// The same key without `fail_safe`: what another function kept for an
+/// hour answers this one only within its own window (none).
+#[cached(ttl = "1s", key = "kept:<id>", tier = "l2")]
+async fn not_kept_in_redis(db: &Db, id: u64) -> Result<Item, DbError> {
+    db.read(id)
+}
+
 /// The origin fails under load: callers whose key has a kept value get it
 /// (from Redis, on any instance, past the value's freshness), counted;
 /// callers of a key without one get the origin's error unchanged; an
@@ -315,6 +323,10 @@ async fn a_failing_origin_is_answered_with_the_kept_value_or_its_error() {
         }
         let served = a.stats().fail_safe_served + b.stats().fail_safe_served;
         assert!(served >= 2, "both instances answered from Redis: {served}");
+        // A function without `fail_safe` does not take the value kept for
+        // one that has it.
+        let got = a.scope(not_kept_in_redis(&db, 1)).await;
+        assert_eq!(got, Err(DbError("database down while reading 1".into())));
         // Invalidated: the kept value is gone, the error comes through.
         a.invalidate("kept:1").await.unwrap();
         let got = b.scope(kept_in_redis(&db, 1)).await;
@@ -395,4 +407,77 @@ async fn fail_safe_in_process_follows_its_window_and_invalidations() {
         1
     );
     assert_eq!(cache.stats().fail_safe_served, 3);
+}
+
+/// The probe task closes the breaker and is about to end when an
+/// invalidation fails and opens it again: the task probes on (it must not
+/// end and leave an open breaker with nothing to probe it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_opened_again_as_the_probe_ends_still_recovers() {
+    use std::sync::mpsc;
+    /// Holds the probe task at its first close until told to go on.
+    struct HoldFirstClose {
+        held: std::sync::atomic::AtomicBool,
+        closing: Mutex<mpsc::Sender<()>>,
+        go: Mutex<mpsc::Receiver<()>>,
+    }
+    impl Hooks for HoldFirstClose {
+        fn on_event(&self, event: &Event<'_>) {
+            if let Event::Breaker {
+                to: BreakerState::Closed,
+                ..
+            } = event
+            {
+                if !self.held.swap(true, Ordering::SeqCst) {
+                    let _ = self.closing.lock().unwrap().send(());
+                    let _ = self
+                        .go
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(Duration::from_secs(20));
+                }
+            }
+        }
+    }
+    within(async {
+        let server = RedisServer::start();
+        let (closing_tx, closing) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        let cache = support::chaos::builder(&server, Backend::Hybrid)
+            .backplane(false)
+            .hooks(HoldFirstClose {
+                held: Default::default(),
+                closing: Mutex::new(closing_tx),
+                go: Mutex::new(go_rx),
+            })
+            .build()
+            .unwrap();
+        let down = |server: &RedisServer| tokio::task::block_in_place(|| server.pause());
+        down(&server);
+        cache.invalidate("item:1").await.unwrap();
+        server.resume();
+        // The probe replays it, closes, and is held there.
+        let closing =
+            tokio::task::spawn_blocking(move || closing.recv_timeout(Duration::from_secs(20)));
+        closing
+            .await
+            .unwrap()
+            .expect("the probe never closed the breaker");
+        down(&server);
+        let report = cache.invalidate_report("item:2").await.unwrap();
+        assert!(matches!(
+            report.shared,
+            cache_runtime::SharedInvalidation::Queued(_)
+        ));
+        assert_eq!(cache.stats().breaker, BreakerState::Open);
+        go.send(()).unwrap();
+        server.resume();
+        // No call is made from here on: the task alone must recover.
+        assert!(
+            until(|| recovered(&[&cache])).await,
+            "stuck: {:?}",
+            cache.stats()
+        );
+    })
+    .await;
 }

@@ -939,25 +939,24 @@ impl Cache {
                     let mut lock = None;
                     #[cfg(feature = "redis")]
                     let ticket = match route.l2 {
-                        Some(codec) => match self
-                            .l2_lead::<O::Value>(key, template, codec, policy.lock)
-                            .await
-                        {
-                            (shared_tier::Found::Value(value, deadlines, len), _) => {
-                                // `l2_lookup` checked the type.
-                                if let Some(value) = self.settle_l2_hit(
-                                    leader, key, template, policy, route, value, deadlines, len,
-                                ) {
-                                    return O::from_value(value);
+                        Some(codec) => {
+                            match self.l2_lead::<O::Value>(key, template, codec, policy).await {
+                                (shared_tier::Found::Value(value, deadlines, len), _) => {
+                                    // `l2_lookup` checked the type.
+                                    if let Some(value) = self.settle_l2_hit(
+                                        leader, key, template, policy, route, value, deadlines, len,
+                                    ) {
+                                        return O::from_value(value);
+                                    }
+                                    continue;
                                 }
-                                continue;
+                                (shared_tier::Found::Miss(ticket, kept), held) => {
+                                    shared_kept = kept;
+                                    lock = held;
+                                    ticket.zip(Some(codec))
+                                }
                             }
-                            (shared_tier::Found::Miss(ticket, kept), held) => {
-                                shared_kept = kept;
-                                lock = held;
-                                ticket.zip(Some(codec))
-                            }
-                        },
+                        }
                         None => None,
                     };
                     let origin = origin.take().expect("a caller leads at most once");
@@ -1201,12 +1200,22 @@ impl Cache {
     /// How long a value stored now under `policy` lives.
     fn life(&self, policy: &Policy) -> Life {
         let ttl = policy.ttl.unwrap_or(self.inner.config.default_ttl);
-        let stale = policy.stale.unwrap_or(self.inner.config.stale_ttl);
+        let (stale, keep) = self.stale_and_keep(policy);
         Life {
             ttl: jittered(ttl, policy.jitter_percent),
             stale,
-            keep: policy.fail_safe.map_or(stale, |keep| keep.max(stale)),
+            keep,
         }
+    }
+
+    /// How long past its freshness a value of `policy` is served while it
+    /// refreshes (`stale`), and kept to answer a failing origin.
+    fn stale_and_keep(&self, policy: &Policy) -> (Duration, Duration) {
+        let stale = policy.stale.unwrap_or(self.inner.config.stale_ttl);
+        (
+            stale,
+            policy.fail_safe.map_or(stale, |keep| keep.max(stale)),
+        )
     }
 
     /// The in-process entry of a value stored now for `life`.

@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     /// `None` inside once connecting failed for good (it cannot: the
     /// settings were checked when the cache was built).
     store: OnceLock<Option<RedisL2>>,
+    /// The runtime the store was made in.
+    runtime: OnceLock<tokio::runtime::Handle>,
     pub(crate) envelope: Envelope,
     /// Whether values found in or written to the shared tier are also kept
     /// in process (`hybrid`), or not (`redis`).
@@ -91,6 +93,7 @@ impl Shared {
         Shared {
             builder: builder.announce_on(&channel, instance),
             store: OnceLock::new(),
+            runtime: OnceLock::new(),
             envelope,
             fill_l1,
             instance,
@@ -118,10 +121,18 @@ impl Shared {
     /// current tokio runtime. `None` outside a tokio runtime: the store's
     /// timeouts and connection need one.
     pub(crate) fn store(&self) -> Option<&RedisL2> {
-        tokio::runtime::Handle::try_current().ok()?;
+        let current = tokio::runtime::Handle::try_current().ok()?;
         self.store
-            .get_or_init(|| self.builder.clone().connect_lazy().ok())
+            .get_or_init(|| {
+                let _ = self.runtime.set(current);
+                self.builder.clone().connect_lazy().ok()
+            })
             .as_ref()
+    }
+
+    /// The runtime the store's connection lives in, once connected.
+    pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.get()
     }
 
     /// A store with a connection of its own, for one call made in a runtime

@@ -7,11 +7,17 @@
 //! the read started; on an instance without an in-process tier
 //! (`Backend::Redis`), every invalidation that reached Redis before the
 //! read started: at once when it went through, or, when it was queued
-//! because Redis was away, once the invalidating instance replayed it.
+//! because Redis was away, once the invalidating instance replayed it; on
+//! the other instance with an in-process tier, which learns of it through
+//! the backplane (or stops trusting its in-process tier when it cannot),
+//! every invalidation that reached Redis more than `SETTLED` before the
+//! read started: far more than the backplane's delay (about 0.1 ms) and
+//! its detection of a dead subscription (about 2 s).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, invalidates, Backend, BreakerState, Cache};
 use serde::{Deserialize, Serialize};
@@ -19,6 +25,13 @@ use serde::{Deserialize, Serialize};
 use super::RedisServer;
 
 pub const KEYS: u64 = 8;
+
+/// How long after an invalidation reached Redis every instance must have
+/// applied it (see above).
+const SETTLED: Duration = Duration::from_secs(5);
+
+/// How many tasks read.
+const READERS: usize = 16;
 
 /// The origin: a version per key; it fails while `failing` is set.
 pub struct Db {
@@ -127,8 +140,9 @@ impl Floors {
 }
 
 /// What the load saw.
-#[derive(Default)]
 pub struct Tally {
+    /// Calls completed by each reading task.
+    per_task: Vec<AtomicU64>,
     pub calls: AtomicU64,
     pub errors: AtomicU64,
     pub stale: AtomicU64,
@@ -138,6 +152,17 @@ pub struct Tally {
 }
 
 impl Tally {
+    fn new(tasks: usize) -> Tally {
+        Tally {
+            per_task: (0..tasks).map(|_| AtomicU64::new(0)).collect(),
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            first_problem: Mutex::new(None),
+            phase: Mutex::new("starting"),
+        }
+    }
+
     fn problem(&self, what: String) {
         let phase = *self.phase.lock().unwrap();
         self.first_problem
@@ -146,8 +171,9 @@ impl Tally {
             .get_or_insert(format!("{what} ({phase})"));
     }
 
-    fn check(&self, got: Result<Item, DbError>, floor: u64, who: &str) {
+    fn check(&self, task: usize, got: Result<Item, DbError>, floor: u64, who: &str) {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.per_task[task].fetch_add(1, Ordering::SeqCst);
         match got {
             Ok(item) if item.version < floor => {
                 self.stale.fetch_add(1, Ordering::SeqCst);
@@ -218,13 +244,27 @@ impl Load {
             assert!(c.wait_in_sync(Duration::from_secs(10)).await);
         }
         let db = Arc::new(Db::new());
-        let tally = Arc::new(Tally::default());
+        let tally = Arc::new(Tally::new(READERS));
         let stop = Arc::new(AtomicBool::new(false));
         // Floors of each writing instance's own reads, and of reads through
         // Redis only; writes whose invalidation was queued wait in
         // `replayed` until their instance's queue is empty.
         let own = [Arc::new(Floors::new()), Arc::new(Floors::new())];
         let remote_floors = Arc::new(Floors::new());
+        // Invalidations that reached Redis, and when; `settled` has those
+        // older than `SETTLED`, which bind every instance.
+        let reached: Arc<Mutex<VecDeque<(Instant, u64, u64)>>> = Arc::default();
+        let settled = Arc::new(Floors::new());
+        let reached_redis = {
+            let (remote_floors, reached) = (Arc::clone(&remote_floors), Arc::clone(&reached));
+            move |id: u64, version: u64| {
+                remote_floors.raise(id, version);
+                reached
+                    .lock()
+                    .unwrap()
+                    .push_back((Instant::now(), id, version));
+            }
+        };
         let queued: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
         let mut tasks = Vec::new();
         for (n, cache) in [&a, &b].into_iter().enumerate() {
@@ -234,7 +274,7 @@ impl Load {
                 Arc::clone(&stop),
                 Arc::clone(&own[n]),
             );
-            let (remote_floors, queued) = (Arc::clone(&remote_floors), Arc::clone(&queued));
+            let (reached_redis, queued) = (reached_redis.clone(), Arc::clone(&queued));
             tasks.push(tokio::spawn(async move {
                 // Each instance writes its own half of the keys, so that the
                 // versions of a key grow with its invalidations.
@@ -256,7 +296,7 @@ impl Load {
                     if queued_somewhere {
                         queued.lock().unwrap().push((id, version));
                     } else {
-                        remote_floors.raise(id, version);
+                        reached_redis(id, version);
                     }
                     id = (id + 2) % KEYS;
                     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -266,7 +306,7 @@ impl Load {
         // Queued invalidations bind the remote reads once replayed.
         {
             let (a, b, stop) = (a.clone(), b.clone(), Arc::clone(&stop));
-            let (remote_floors, queued) = (Arc::clone(&remote_floors), Arc::clone(&queued));
+            let (reached_redis, queued) = (reached_redis.clone(), Arc::clone(&queued));
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
                     let taken = std::mem::take(&mut *queued.lock().unwrap());
@@ -275,10 +315,33 @@ impl Load {
                     }
                     if recovered(&[&a, &b]) {
                         for (id, version) in taken {
-                            remote_floors.raise(id, version);
+                            reached_redis(id, version);
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }));
+        }
+        // Invalidations settle.
+        {
+            let (reached, settled, stop) = (
+                Arc::clone(&reached),
+                Arc::clone(&settled),
+                Arc::clone(&stop),
+            );
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    {
+                        let mut reached = reached.lock().unwrap();
+                        while reached
+                            .front()
+                            .is_some_and(|(at, _, _)| at.elapsed() >= SETTLED)
+                        {
+                            let (_, id, version) = reached.pop_front().unwrap();
+                            settled.raise(id, version);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }));
         }
@@ -289,7 +352,7 @@ impl Load {
         // (as with the in-process tier). So each redis-only reader has an
         // instance of its own, and its reads must respect every
         // invalidation that reached Redis.
-        for reader in 0..16u64 {
+        for reader in 0..READERS as u64 {
             let (cache, floors, who) = match reader % 4 {
                 0 => (a.clone(), Arc::clone(&own[0]), "instance A"),
                 1 => (b.clone(), Arc::clone(&own[1]), "instance B"),
@@ -299,6 +362,9 @@ impl Load {
                     "a redis-only instance",
                 ),
             };
+            // The other instance's invalidations bind a hybrid instance once
+            // settled; a redis-only one's floors are raised sooner anyway.
+            let settled = Arc::clone(&settled);
             let (db, tally, stop) = (Arc::clone(&db), Arc::clone(&tally), Arc::clone(&stop));
             tasks.push(tokio::spawn(async move {
                 let mut n = reader;
@@ -307,13 +373,13 @@ impl Load {
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
                     let id = (n >> 33) % KEYS;
-                    let floor = floors.of(id);
+                    let floor = floors.of(id).max(settled.of(id));
                     let got = if n & 1 == 0 {
                         cache.scope(item(&db, id)).await
                     } else {
                         cache.scope(grouped(&db, id % 2, id)).await
                     };
-                    tally.check(got, floor, who);
+                    tally.check(reader as usize, got, floor, who);
                     tokio::task::yield_now().await;
                 }
             }));
@@ -336,6 +402,32 @@ impl Load {
             until(|| self.tally.calls() >= from + n).await,
             "calls stopped completing {while_}: {} of {n}",
             self.tally.calls() - from
+        );
+    }
+
+    /// Waits until every reading task completed `n` more calls; panics
+    /// after 30 s without: a task whose call waits (for a stopped Redis,
+    /// say) stops this.
+    pub async fn every_task_progresses(&self, n: u64, while_: &str) {
+        let counts = || -> Vec<u64> {
+            self.tally
+                .per_task
+                .iter()
+                .map(|c| c.load(Ordering::SeqCst))
+                .collect()
+        };
+        let from = counts();
+        let done = || {
+            counts()
+                .iter()
+                .zip(&from)
+                .all(|(now, then)| *now >= then + n)
+        };
+        assert!(
+            until(done).await,
+            "a task stopped completing calls {while_}: {:?} since {:?}",
+            counts(),
+            from
         );
     }
 

@@ -48,8 +48,8 @@ impl Cache {
         true
     }
 
-    /// Tells the hooks; when the breaker opens, stops trusting the
-    /// in-process tier until the backplane has subscribed again (a Redis
+    /// Tells the hooks; when the breaker opens from closed, stops trusting
+    /// the in-process tier until the backplane has subscribed again (a Redis
     /// this instance cannot reach likely does not carry the other
     /// instances' invalidations to it either), and starts the probe.
     pub(super) fn breaker_changed(&self, change: Transition) {
@@ -59,6 +59,11 @@ impl Cache {
             to: change.to,
         });
         if change.to != BreakerState::Open {
+            return;
+        }
+        // A probe that fails (half-open to open) says nothing new.
+        if change.from != BreakerState::Closed {
+            self.ensure_recovery();
             return;
         }
         if let Some(shared) = self.inner.shared.as_deref() {
@@ -85,10 +90,10 @@ impl Cache {
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
-        let (Ok(runtime), Some(root)) = (
-            tokio::runtime::Handle::try_current(),
-            shared.root.get().cloned(),
-        ) else {
+        // On the runtime the store's connection lives in: the probe uses
+        // it, and that runtime drives the service (not, say, a runtime kept
+        // for an occasional job).
+        let (Some(runtime), Some(root)) = (shared.runtime(), shared.root.get().cloned()) else {
             return;
         };
         *task = Some(runtime.spawn(recover(root)).abort_handle());
@@ -169,7 +174,18 @@ async fn recover(root: Weak<dyn Any + Send + Sync>) {
             return;
         };
         if cache.probe().await {
-            return;
+            // Ends only with the breaker closed, under the lock that
+            // `ensure_recovery` takes: a failure that opens it again either
+            // comes before (and this probes on) or finds no task (and starts
+            // one).
+            let Some(shared) = cache.inner.shared.as_deref() else {
+                return;
+            };
+            let mut task = shared.recovery.lock();
+            if shared.breaker.allows() {
+                *task = None;
+                return;
+            }
         }
     }
 }

@@ -135,6 +135,7 @@ impl Cache {
         key: &str,
         template: &str,
         codec: ValueCodec,
+        policy: &Policy,
     ) -> Found {
         let Some((shared, store)) = self.guarded_store() else {
             return Found::Miss(None, None);
@@ -181,8 +182,10 @@ impl Cache {
                 Found::Value(value, deadlines, bytes.len())
             }
             // Past its freshness: the origin is called, and this answers
-            // if it fails.
-            Ok((value, deadlines)) if value.is::<V>() && now < deadlines.stale_until_ms => {
+            // if it fails, within this function's window (whoever wrote it).
+            Ok((value, deadlines))
+                if value.is::<V>() && now < self.kept_until_ms(&deadlines, policy) =>
+            {
                 self.inner.counters.add(Counter::L2Miss, 1);
                 Found::Miss(ticket, Some(value))
             }
@@ -199,6 +202,14 @@ impl Cache {
         }
     }
 
+    /// The end of the window in which a value with `deadlines` may answer
+    /// for this function: its writer's, cut to this function's `keep`.
+    fn kept_until_ms(&self, deadlines: &Deadlines, policy: &Policy) -> u64 {
+        let (_, keep) = self.stale_and_keep(policy);
+        let own = deadlines.fresh_until_ms.saturating_add(millis(keep));
+        deadlines.stale_until_ms.min(own)
+    }
+
     /// The leader's lookup in the shared tier; with `lock` (or the cache's
     /// `lock` setting), on a miss, single flight across instances: the
     /// leader takes the key's lock in Redis and returns it to be held
@@ -211,13 +222,13 @@ impl Cache {
         key: &str,
         template: &str,
         codec: ValueCodec,
-        lock: bool,
+        policy: &Policy,
     ) -> (Found, Option<LockGuard>) {
-        let mut found = self.l2_lookup::<V>(key, template, codec).await;
+        let mut found = self.l2_lookup::<V>(key, template, codec, policy).await;
         let Some(shared) = self.inner.shared.as_deref() else {
             return (found, None);
         };
-        if !(lock || shared.lock_all) {
+        if !(policy.lock || shared.lock_all) {
             return (found, None);
         }
         let holder = format!("{:016x}-{:016x}", shared.instance, fastrand::u64(..));
@@ -242,7 +253,7 @@ impl Cache {
                     };
                     // The previous holder may have filled and released
                     // between the look and the lock.
-                    let again = self.l2_lookup::<V>(key, template, codec).await;
+                    let again = self.l2_lookup::<V>(key, template, codec, policy).await;
                     if let Found::Value(..) = again {
                         guard.release().await;
                         return (again, None);
@@ -260,7 +271,7 @@ impl Cache {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LOCK_POLL_LAST);
-            found = self.l2_lookup::<V>(key, template, codec).await;
+            found = self.l2_lookup::<V>(key, template, codec, policy).await;
         }
     }
 
@@ -281,10 +292,14 @@ impl Cache {
         let entry = (route.l1 && self.in_sync()).then(|| {
             let now_ms = unix_ms();
             let fresh = Duration::from_millis(deadlines.fresh_until_ms.saturating_sub(now_ms));
-            // The envelope's stale deadline is the end of the kept window
-            // (stale or fail-safe): the stale window is this function's.
-            let kept = Duration::from_millis(deadlines.stale_until_ms.saturating_sub(now_ms));
-            let stale = policy.stale.unwrap_or(self.inner.config.stale_ttl);
+            // The envelope's stale deadline is the end of the window its
+            // writer kept it for (stale or fail-safe); the windows served
+            // here are this function's.
+            let kept = Duration::from_millis(
+                self.kept_until_ms(&deadlines, policy)
+                    .saturating_sub(now_ms),
+            );
+            let (stale, _) = self.stale_and_keep(policy);
             let l1_fresh = policy.l1_ttl.map_or(fresh, |l1| l1.min(fresh));
             let now: Ticks = self.inner.clock.now();
             let fresh_until = now.saturating_add(clock::ticks(l1_fresh));
