@@ -481,3 +481,63 @@ async fn a_breaker_opened_again_as_the_probe_ends_still_recovers() {
     })
     .await;
 }
+
+/// An origin that waits at a gate while `slow` is set.
+#[derive(Default)]
+struct SlowDb {
+    calls: AtomicU64,
+    slow: std::sync::atomic::AtomicBool,
+    gate: tokio::sync::Notify,
+}
+
+#[cached(ttl = "10s", stale = "1m", timeout = "50ms", key = "slow:<name>")]
+async fn slow_report(db: &Arc<SlowDb>, name: &str) -> Result<String, DbError> {
+    let call = db.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if db.slow.load(Ordering::SeqCst) {
+        db.gate.notified().await;
+    }
+    Ok(format!("{name} #{call}"))
+}
+
+/// `timeout`: with a stale value at hand, a slow origin is answered with it
+/// once the time-out passes, and the origin call goes on and fills the
+/// cache; without one, the caller waits for the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_origin_is_answered_with_the_stale_value_and_still_fills() {
+    within(async {
+        let clock = ManualClock::new();
+        let cache = Cache::builder().clock(clock.clone()).build().unwrap();
+        let db = Arc::new(SlowDb::default());
+        let call = |name: &'static str| {
+            let (cache, db) = (cache.clone(), Arc::clone(&db));
+            async move { cache.scope(slow_report(&db, name)).await.unwrap() }
+        };
+        assert_eq!(call("daily").await, "daily #1");
+        clock.advance(Duration::from_secs(11)); // stale now
+        db.slow.store(true, Ordering::SeqCst);
+        // The origin is stuck at the gate: the stale value, after 50 ms.
+        assert_eq!(call("daily").await, "daily #1");
+        assert_eq!(cache.stats().origin_timeouts, 1);
+        assert_eq!(db.calls.load(Ordering::SeqCst), 2);
+        // The call goes on: once through the gate, it fills the cache.
+        db.slow.store(false, Ordering::SeqCst);
+        db.gate.notify_one();
+        assert!(
+            until(|| cache.stats().sets == 2).await,
+            "{:?}",
+            cache.stats()
+        );
+        assert_eq!(call("daily").await, "daily #2");
+        assert_eq!(db.calls.load(Ordering::SeqCst), 2);
+
+        // Nothing at hand: the caller waits for the origin, however long.
+        db.slow.store(true, Ordering::SeqCst);
+        let waiting = tokio::spawn(call("weekly"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "answered without a value at hand");
+        db.gate.notify_one();
+        assert_eq!(waiting.await.unwrap(), "weekly #3");
+        assert_eq!(cache.stats().origin_timeouts, 1);
+    })
+    .await;
+}

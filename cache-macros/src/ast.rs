@@ -39,6 +39,18 @@ pub(crate) struct Param {
     pub(crate) tokens: TokenStream,
     /// Whether the type is `&mut T`.
     pub(crate) mut_ref: bool,
+    /// The type as written.
+    pub(crate) ty: Box<Type>,
+}
+
+impl Param {
+    /// `T` when the parameter is a shared reference `&T`.
+    pub(crate) fn referent(&self) -> Option<&Type> {
+        match peel(&self.ty) {
+            Type::Reference(r) if r.mutability.is_none() => Some(&r.elem),
+            _ => None,
+        }
+    }
 }
 
 /// The `self` parameter of a method.
@@ -150,6 +162,7 @@ impl Function {
                         name,
                         tokens: typed.to_token_stream(),
                         mut_ref: matches!(peel(&typed.ty), Type::Reference(r) if r.mutability.is_some()),
+                        ty: typed.ty.clone(),
                     });
                 }
             }
@@ -241,6 +254,11 @@ fn peel(ty: &Type) -> &Type {
         Type::Paren(paren) => peel(&paren.elem),
         other => other,
     }
+}
+
+/// Whether `ty` holds an `impl Trait` anywhere.
+pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
+    find_impl_trait(ty).is_some()
 }
 
 fn find_impl_trait(ty: &Type) -> Option<syn::TypeImplTrait> {

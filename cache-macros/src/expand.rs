@@ -11,6 +11,7 @@
 
 use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::Block;
 
 use crate::ast::{self, Body, Function};
@@ -136,6 +137,35 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
     };
 
     match &func.body {
+        // With `timeout` the origin call may go on in a task after the
+        // caller has its answer: it owns copies of the borrowed arguments,
+        // re-borrowed under their names inside (checked in `valid`: a free
+        // `async fn` without `&mut` or unnamed borrowed arguments).
+        Body::Direct {
+            is_async: true,
+            block,
+        } if plan.spec.timeout_ms.is_some() => {
+            let mut copies = TokenStream::new();
+            let mut borrows = TokenStream::new();
+            for param in &func.params {
+                let (Some(name), Some(referent)) = (&param.name, param.referent()) else {
+                    continue;
+                };
+                let owned = local(&format!("__cache_owned_{}", name.unraw()));
+                copies.extend(quote_spanned! {span=>
+                    let #owned = ::std::borrow::ToOwned::to_owned(#name);
+                });
+                borrows.extend(quote_spanned! {span=>
+                    let #name: &#referent = ::std::borrow::Borrow::borrow(&#owned);
+                });
+            }
+            quote! {
+                #statics
+                #key
+                #copies
+                #rt::fetch_detached_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move { #borrows #block })).await
+            }
+        }
         Body::Direct {
             is_async: true,
             block,

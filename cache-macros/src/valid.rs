@@ -205,6 +205,9 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
             ),
         );
     }
+    if let Some((_, timeout_lit)) = &timeout {
+        timeout_needs_owned_origin(ctxt, func, timeout_lit, is_async);
+    }
     if let Some(lock) = args.lock.as_ref().filter(|lock| lock.value) {
         if !is_async {
             ctxt.error(
@@ -575,4 +578,43 @@ fn default_key(func: &Function, ctxt: &mut Ctxt) -> (Vec<KeyStep>, TemplateName)
         }));
     }
     (steps, TemplateName::Default(template))
+}
+
+/// With `timeout`, the origin call may outlive its caller: it runs in a
+/// task of its own, so it must own what it uses. Borrowed arguments are
+/// copied (`ToOwned`); a receiver, a mutable borrow, an argument bound by a
+/// pattern, or a type the generated code cannot name cannot be.
+fn timeout_needs_owned_origin(ctxt: &mut Ctxt, func: &Function, lit: &LitStr, is_async: bool) {
+    let name = &func.sig.ident;
+    if !is_async {
+        ctxt.error(
+            lit.span(),
+            format!("`timeout` needs an `async fn`: the origin call goes on in a task after the caller has its answer; make `{name}` async, or remove `timeout`"),
+        );
+        return;
+    }
+    if func.receiver.is_some() || matches!(func.body, crate::ast::Body::AsyncTrait { .. }) {
+        ctxt.error(
+            lit.span(),
+            format!("`timeout` lets the origin call go on after the caller has its answer, so it cannot borrow `self`; move the body of `{name}` into a free `async fn` that takes what it needs by value or by `&` (borrowed arguments are copied), and cache that"),
+        );
+        return;
+    }
+    for param in &func.params {
+        let problem = if param.mut_ref {
+            Some("a `&mut` argument, which the origin call cannot keep after the caller has its answer; pass it by value or by `&`")
+        } else if param.referent().is_some() && param.name.is_none() {
+            Some("a borrowed argument bound by a pattern; bind it to a name")
+        } else if crate::ast::contains_impl_trait(&param.ty) {
+            Some("an `impl Trait` argument, whose owned copy the generated code cannot name; use a generic parameter")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            ctxt.error(
+                syn::spanned::Spanned::span(&param.ty),
+                format!("`timeout` runs the origin call in a task of its own, which owns copies of the arguments: this is {problem}, or remove `timeout`"),
+            );
+        }
+    }
 }

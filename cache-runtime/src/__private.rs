@@ -384,6 +384,96 @@ where
     K::unwrap(Box::pin(load).await)
 }
 
+/// The body of an `async fn` under `#[cached(timeout = "..")]`: its origin
+/// owns what it uses (the macro made owned copies of borrowed arguments),
+/// so that it can go on after the caller has its answer. With a value at
+/// hand (stale, or kept for `fail_safe`) the load runs in a task of its
+/// own, and the caller gets its outcome if it comes within the time-out,
+/// else the value at hand; the load goes on and fills the cache. Without
+/// one, the caller waits for the origin as without `timeout`.
+#[allow(clippy::too_many_arguments)]
+pub async fn fetch_detached_as<K, R, F, Fut>(
+    _kind: K,
+    weigher: Option<Weigher>,
+    codec: Option<ValueCodec>,
+    spec: &'static Spec,
+    slot: &'static Slot,
+    key: &KeyBuf,
+    origin: F,
+) -> R
+where
+    K: Kind<R>,
+    K::Outcome: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    let cache = handle(spec.cache, slot);
+    if !cache.is_enabled() {
+        return Box::pin(origin()).await;
+    }
+    let found = match cache.lookup::<<K::Outcome as Outcome>::Value>(key.as_str(), spec.template) {
+        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+        other => other,
+    };
+    let at_hand = match &found {
+        Lookup::Stale(v) => Some(v.clone()),
+        _ => cache.kept(key.as_str()),
+    };
+    let policy = spec.policy_with(weigher);
+    #[cfg(feature = "redis")]
+    let route = cache.route(spec.tier, codec);
+    #[cfg(not(feature = "redis"))]
+    let route = {
+        let _ = codec;
+        Route::L1
+    };
+    let origin = || async { K::wrap(origin().await) };
+    let (Some(at_hand), Some(timeout), Ok(runtime)) =
+        (at_hand, spec.timeout, tokio::runtime::Handle::try_current())
+    else {
+        let load = cache.load(
+            found,
+            key.as_str(),
+            spec.template,
+            spec.function,
+            &policy,
+            route,
+            origin,
+        );
+        return K::unwrap(Box::pin(load).await);
+    };
+    let load = {
+        let (cache, key) = (Cache::clone(&cache), key.as_str().to_owned());
+        async move {
+            let load = cache.load(
+                found,
+                &key,
+                spec.template,
+                spec.function,
+                &policy,
+                route,
+                origin,
+            );
+            Box::pin(load).await
+        }
+    };
+    // The caller's scope reaches the origin's own cached calls.
+    let task = match scope::current() {
+        Some(scoped) => runtime.spawn(scoped.scope(load)),
+        None => runtime.spawn(load),
+    };
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(out)) => K::unwrap(out),
+        Ok(Err(failed)) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        // Cancelled (the runtime shutting down): the value at hand.
+        Ok(Err(_)) => K::unwrap(K::Outcome::from_value(at_hand)),
+        Err(_) => {
+            cache.origin_timed_out(spec.template);
+            K::unwrap(K::Outcome::from_value(at_hand))
+        }
+    }
+}
+
 /// The body of a plain `fn` under `#[cached]` returning `R`, of kind `K`.
 #[inline]
 /// Plain `fn`s use the in-process tier only: no codec.

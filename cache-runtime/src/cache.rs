@@ -723,6 +723,7 @@ impl Cache {
             l2_fills_rejected: c.sum(Counter::L2FillRejected),
             l2_skipped: c.sum(Counter::L2Skipped),
             fail_safe_served: c.sum(Counter::FailSafe),
+            origin_timeouts: c.sum(Counter::OriginTimeout),
             ..self.shared_stats()
         }
     }
@@ -1085,9 +1086,17 @@ impl Cache {
         Some(kept)
     }
 
+    /// Counts a caller answered with the value at hand because its origin
+    /// call took longer than `timeout` (the call goes on).
+    pub(crate) fn origin_timed_out(&self, template: &str) {
+        self.inner.counters.add(Counter::OriginTimeout, 1);
+        self.inner.counters.add(Counter::StaleServed, 1);
+        self.emit(Event::StaleServed { template });
+    }
+
     /// The value the in-process tier keeps for `key`, fresh, stale or only
     /// kept for failures.
-    fn kept<V: Clone + 'static>(&self, key: &str) -> Option<V> {
+    pub(crate) fn kept<V: Clone + 'static>(&self, key: &str) -> Option<V> {
         if !self.in_sync() {
             return None;
         }

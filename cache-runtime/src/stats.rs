@@ -30,9 +30,10 @@ pub(crate) enum Counter {
     L2FillRejected,
     L2Skipped,
     FailSafe,
+    OriginTimeout,
 }
 
-const COUNTERS: usize = 15;
+const COUNTERS: usize = 16;
 
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -179,6 +180,10 @@ pub struct Stats {
     /// Calls whose origin failed and that were answered with an older
     /// value instead of the error (`fail_safe`, or within `stale`).
     pub fail_safe_served: u64,
+    /// Calls answered with the value at hand because the origin took longer
+    /// than `timeout` (counted in `stale_served` too); the origin call went
+    /// on and filled the cache.
+    pub origin_timeouts: u64,
 }
 
 impl Stats {

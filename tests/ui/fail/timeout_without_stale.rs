@@ -1,7 +1,7 @@
 use cache_runtime::cached;
 
 #[cached(ttl = "30s", timeout = "2s", key = "order:<id>")]
-fn get_order(id: u64) -> u64 {
+async fn get_order(id: u64) -> u64 {
     id
 }
 
