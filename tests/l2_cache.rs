@@ -899,3 +899,31 @@ async fn counter_went_back() {
     assert_eq!(a.stats().l2_fills_rejected, 1, "{:?}", a.stats());
     assert_eq!(raw_get(&server, "race:orders:list:acme:1"), None);
 }
+
+/// A load that runs while the instance subscribes to the backplane (which
+/// empties its in-process tier and marks the loads then running) still
+/// writes its value to Redis: the backplane's resync is no invalidation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_running_while_the_backplane_subscribes_still_fills_redis() {
+    within(async {
+        let server = RedisServer::start();
+        let a = cache(&server, "startup", Backend::Hybrid);
+        let db = Arc::new(Db::gated());
+        let load = {
+            let (a, db) = (a.clone(), Arc::clone(&db));
+            tokio::spawn(async move { a.scope(order(&db, 1)).await })
+        };
+        db.gate.as_ref().unwrap().read.notified().await;
+        // The first miss started the subscription: it lands while the
+        // origin call waits at the gate.
+        assert!(a.wait_in_sync(Duration::from_secs(10)).await);
+        db.gate.as_ref().unwrap().release.notify_one();
+        assert_eq!(load.await.unwrap().version, 0);
+        assert_eq!(a.stats().l2_sets, 1, "{:?}", a.stats());
+        // Another instance finds it in Redis.
+        let b = synced(cache(&server, "startup", Backend::Hybrid)).await;
+        assert_eq!(b.scope(order(&db, 1)).await.version, 0);
+        assert_eq!((b.stats().l2_hits, db.reads()), (1, 1));
+    })
+    .await;
+}

@@ -130,7 +130,7 @@ struct Life {
 }
 
 /// What the leader's load settled to, and what it may write to the shared
-/// tier: the stored value, unless an invalidation covered the flight. The
+/// tier: the value to store, if any (see `settle`). The
 /// flight stays registered (done) until this drops, so that callers arriving
 /// while the leader writes to the shared tier get its value.
 struct Settled<'a, O> {
@@ -1133,15 +1133,18 @@ impl Cache {
                 });
                 let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));
                 let (stored, held) = leader.finish_held(Arc::clone(&shared), insert);
-                let fill = match stored {
-                    None => None,
-                    Some(stored) => {
-                        if stored {
-                            self.stored(template);
-                        }
-                        Some((shared, life))
-                    }
-                };
+                if stored == Some(true) {
+                    self.stored(template);
+                }
+                // The shared tier is filled even when an invalidation covered
+                // the flight (then nothing was stored in process): its fill
+                // checks the generation the leader read before its origin
+                // call against every invalidation that reached Redis, and one
+                // that did not (Redis away) keeps the breaker open, so no fill
+                // goes out until it is replayed. What covered the flight may
+                // also be no invalidation at all: the backplane emptying the
+                // in-process tier as it subscribes.
+                let fill = Some((shared, life));
                 Settled {
                     out: O::from_value(v),
                     fill,
