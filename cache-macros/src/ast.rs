@@ -35,6 +35,8 @@ pub(crate) struct Function {
 pub(crate) struct Param {
     /// The binding, when the pattern is a plain identifier.
     pub(crate) name: Option<Ident>,
+    /// Its `mut`, when the binding is `mut name`.
+    pub(crate) binding_mut: Option<syn::token::Mut>,
     /// The whole `pat: Type`, for errors.
     pub(crate) tokens: TokenStream,
     /// Whether the type is `&mut T`.
@@ -154,12 +156,15 @@ impl Function {
                     });
                 }
                 FnArg::Typed(typed) => {
-                    let name = match &*typed.pat {
-                        Pat::Ident(pat) if pat.subpat.is_none() => Some(pat.ident.clone()),
-                        _ => None,
+                    let (name, binding_mut) = match &*typed.pat {
+                        Pat::Ident(pat) if pat.subpat.is_none() && pat.by_ref.is_none() => {
+                            (Some(pat.ident.clone()), pat.mutability)
+                        }
+                        _ => (None, None),
                     };
                     params.push(Param {
                         name,
+                        binding_mut,
                         tokens: typed.to_token_stream(),
                         mut_ref: matches!(peel(&typed.ty), Type::Reference(r) if r.mutability.is_some()),
                         ty: typed.ty.clone(),
@@ -254,6 +259,37 @@ fn peel(ty: &Type) -> &Type {
         Type::Paren(paren) => peel(&paren.elem),
         other => other,
     }
+}
+
+/// Whether `ty` holds a `dyn Trait` anywhere.
+pub(crate) fn contains_dyn(ty: &Type) -> bool {
+    struct Find(bool);
+    impl VisitMut for Find {
+        fn visit_type_trait_object_mut(&mut self, _: &mut syn::TypeTraitObject) {
+            self.0 = true;
+        }
+    }
+    let mut find = Find(false);
+    find.visit_type_mut(&mut ty.clone());
+    find.0
+}
+
+/// Whether `ty` holds a reference or a lifetime other than `'static`.
+pub(crate) fn borrows_inside(ty: &Type) -> bool {
+    struct Find(bool);
+    impl VisitMut for Find {
+        fn visit_type_reference_mut(&mut self, _: &mut syn::TypeReference) {
+            self.0 = true;
+        }
+        fn visit_lifetime_mut(&mut self, lifetime: &mut syn::Lifetime) {
+            if lifetime.ident != "static" {
+                self.0 = true;
+            }
+        }
+    }
+    let mut find = Find(false);
+    find.visit_type_mut(&mut ty.clone());
+    find.0
 }
 
 /// Whether `ty` holds an `impl Trait` anywhere.

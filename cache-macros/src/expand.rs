@@ -147,23 +147,40 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
         } if plan.spec.timeout_ms.is_some() => {
             let mut copies = TokenStream::new();
             let mut borrows = TokenStream::new();
+            // A `mut` binding is mutated in the origin call's copy, not in
+            // the argument itself: marked as used, it draws no `unused_mut`.
+            let mut marks = TokenStream::new();
             for param in &func.params {
                 let (Some(name), Some(referent)) = (&param.name, param.referent()) else {
                     continue;
                 };
                 let owned = local(&format!("__cache_owned_{}", name.unraw()));
+                let binding_mut = &param.binding_mut;
+                if binding_mut.is_some() {
+                    marks.extend(quote_spanned! {span=> let _ = &mut #name; });
+                }
                 copies.extend(quote_spanned! {span=>
                     let #owned = ::std::borrow::ToOwned::to_owned(#name);
                 });
+                // An argument used only in the key is not used here.
                 borrows.extend(quote_spanned! {span=>
-                    let #name: &#referent = ::std::borrow::Borrow::borrow(&#owned);
+                    #[allow(unused_variables)]
+                    let #binding_mut #name: &#referent = ::std::borrow::Borrow::borrow(&#owned);
                 });
             }
+            // The body's statements, in the async block itself: a nested
+            // block would draw `unused_braces` on one-expression bodies.
+            let stmts = &block.stmts;
+            // The copies are made only when the origin is called, never on
+            // a hit.
             quote! {
                 #statics
                 #key
-                #copies
-                #rt::fetch_detached_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move { #borrows #block })).await
+                #marks
+                #rt::fetch_detached_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, || {
+                    #copies
+                    move || #rt::typed::<#ret, _>(async move { #borrows #(#stmts)* })
+                }).await
             }
         }
         Body::Direct {

@@ -607,6 +607,10 @@ fn timeout_needs_owned_origin(ctxt: &mut Ctxt, func: &Function, lit: &LitStr, is
             Some("a borrowed argument bound by a pattern; bind it to a name")
         } else if crate::ast::contains_impl_trait(&param.ty) {
             Some("an `impl Trait` argument, whose owned copy the generated code cannot name; use a generic parameter")
+        } else if param.referent().is_some_and(crate::ast::contains_dyn) {
+            Some("a borrowed trait object, which has no owned copy; pass an `Arc<dyn ..>` (by value or by `&`)")
+        } else if crate::ast::borrows_inside(param.referent().unwrap_or(&param.ty)) {
+            Some("an argument that holds a borrow (a lifetime or a `&` inside its type), which the origin call cannot keep; pass owned data")
         } else {
             None
         };

@@ -392,32 +392,35 @@ where
 /// else the value at hand; the load goes on and fills the cache. Without
 /// one, the caller waits for the origin as without `timeout`.
 #[allow(clippy::too_many_arguments)]
-pub async fn fetch_detached_as<K, R, F, Fut>(
+pub async fn fetch_detached_as<K, R, M, F, Fut>(
     _kind: K,
     weigher: Option<Weigher>,
     codec: Option<ValueCodec>,
     spec: &'static Spec,
     slot: &'static Slot,
     key: &KeyBuf,
-    origin: F,
+    make_origin: M,
 ) -> R
 where
     K: Kind<R>,
     K::Outcome: Send + 'static,
+    M: FnOnce() -> F,
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = R> + Send + 'static,
 {
     let cache = handle(spec.cache, slot);
     if !cache.is_enabled() {
-        return Box::pin(origin()).await;
+        return Box::pin(make_origin()()).await;
     }
     let found = match cache.lookup::<<K::Outcome as Outcome>::Value>(key.as_str(), spec.template) {
         Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
         other => other,
     };
     let at_hand = match &found {
-        Lookup::Stale(v) => Some(v.clone()),
-        _ => cache.kept(key.as_str()),
+        Lookup::Stale(_) => true,
+        _ => cache
+            .kept::<<K::Outcome as Outcome>::Value>(key.as_str())
+            .is_some(),
     };
     let policy = spec.policy_with(weigher);
     #[cfg(feature = "redis")]
@@ -427,8 +430,9 @@ where
         let _ = codec;
         Route::L1
     };
+    let origin = make_origin();
     let origin = || async { K::wrap(origin().await) };
-    let (Some(at_hand), Some(timeout), Ok(runtime)) =
+    let (true, Some(timeout), Ok(runtime)) =
         (at_hand, spec.timeout, tokio::runtime::Handle::try_current())
     else {
         let load = cache.load(
@@ -462,16 +466,32 @@ where
         Some(scoped) => runtime.spawn(scoped.scope(load)),
         None => runtime.spawn(load),
     };
-    match tokio::time::timeout(timeout, task).await {
-        Ok(Ok(out)) => K::unwrap(out),
+    let mut task = std::pin::pin!(task);
+    match tokio::time::timeout(timeout, &mut task).await {
+        Ok(Ok(out)) => return K::unwrap(out),
         Ok(Err(failed)) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
-        // Cancelled (the runtime shutting down): the value at hand.
-        Ok(Err(_)) => K::unwrap(K::Outcome::from_value(at_hand)),
-        Err(_) => {
-            cache.origin_timed_out(spec.template);
-            K::unwrap(K::Outcome::from_value(at_hand))
-        }
+        Ok(Err(_)) => cancelled(spec),
+        Err(_) => {}
     }
+    // Looked at again: an invalidation while the origin ran removed it.
+    if let Some(value) = cache.kept(key.as_str()) {
+        cache.origin_timed_out(spec.template);
+        return K::unwrap(K::Outcome::from_value(value));
+    }
+    match task.await {
+        Ok(out) => K::unwrap(out),
+        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        Err(_) => cancelled(spec),
+    }
+}
+
+/// The task of a detached origin call was cancelled: only a runtime that
+/// shuts down does that, and it is ending this caller too.
+fn cancelled(spec: &Spec) -> ! {
+    panic!(
+        "cache_runtime: the origin call of `{}` was cancelled: its tokio runtime is shutting down",
+        spec.function
+    )
 }
 
 /// The body of a plain `fn` under `#[cached]` returning `R`, of kind `K`.

@@ -982,9 +982,8 @@ impl Cache {
                         {
                             self.l2_fill(key, ticket, &**value, codec, *life).await;
                         }
-                        if let Some(lock) = lock {
-                            lock.release().await;
-                        }
+                        // Released by a task, off the answer.
+                        drop(lock);
                     }
                     return settled.out;
                 }

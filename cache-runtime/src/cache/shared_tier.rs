@@ -45,39 +45,33 @@ pub(super) enum Found {
 }
 
 /// The distributed lock of a key, held by this instance's leader while it
-/// calls the origin and fills; released when it is done. Dropped unreleased
-/// (the leader's future cancelled, a panic), it is released by a task;
-/// a holder that dies with its process frees it when it expires.
+/// calls the origin and fills. Dropped, it is released by a task (off the
+/// caller's answer), unless the breaker is open (it then expires by
+/// itself); a holder that dies with its process frees it when it expires.
 pub(super) struct LockGuard {
+    shared: Arc<Shared>,
     store: RedisL2,
     key: Box<str>,
     holder: Box<str>,
-    released: bool,
-}
-
-impl LockGuard {
-    pub(super) async fn release(mut self) {
-        self.released = true;
-        // Not released (Redis failing): it expires.
-        let _ = self.store.unlock(&self.key, &self.holder).await;
-    }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if self.released {
+        if !self.shared.breaker.allows() {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let store = self.store.clone();
-            let (key, holder) = (
-                std::mem::take(&mut self.key),
-                std::mem::take(&mut self.holder),
-            );
-            runtime.spawn(async move {
-                let _ = store.unlock(&key, &holder).await;
-            });
-        }
+        let Some(runtime) = self.shared.runtime() else {
+            return;
+        };
+        let store = self.store.clone();
+        let (key, holder) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.holder),
+        );
+        runtime.spawn(async move {
+            // Not released (Redis failing): it expires.
+            let _ = store.unlock(&key, &holder).await;
+        });
     }
 }
 
@@ -136,14 +130,25 @@ impl Cache {
         template: &str,
         codec: ValueCodec,
         policy: &Policy,
+        poll: bool,
     ) -> Found {
+        // A leader waiting for another instance's lock looks again and
+        // again: one miss is counted, and its looks say nothing to the
+        // breaker about Redis's health.
+        let missed = || {
+            if !poll {
+                self.inner.counters.add(Counter::L2Miss, 1);
+            }
+        };
         let Some((shared, store)) = self.guarded_store() else {
             return Found::Miss(None, None);
         };
         let read_at = Instant::now();
         let read = match store.read_checked(key).await {
             Ok(read) => {
-                shared.breaker.success();
+                if !poll {
+                    shared.breaker.success();
+                }
                 read
             }
             Err(e) => {
@@ -154,7 +159,7 @@ impl Cache {
         let (bytes, generation) = match read {
             Read::Value { bytes, generation } => (bytes, generation),
             Read::Absent { generation } => {
-                self.inner.counters.add(Counter::L2Miss, 1);
+                missed();
                 let ticket = Ticket {
                     generation,
                     read_at,
@@ -186,17 +191,17 @@ impl Cache {
             Ok((value, deadlines))
                 if value.is::<V>() && now < self.kept_until_ms(&deadlines, policy) =>
             {
-                self.inner.counters.add(Counter::L2Miss, 1);
+                missed();
                 Found::Miss(ticket, Some(value))
             }
             // Another type (two functions sharing a key), or expired.
             Ok(_) => {
-                self.inner.counters.add(Counter::L2Miss, 1);
+                missed();
                 Found::Miss(ticket, None)
             }
             Err(_) => {
                 self.inner.counters.add(Counter::L2Undecodable, 1);
-                self.inner.counters.add(Counter::L2Miss, 1);
+                missed();
                 Found::Miss(ticket, None)
             }
         }
@@ -224,7 +229,9 @@ impl Cache {
         codec: ValueCodec,
         policy: &Policy,
     ) -> (Found, Option<LockGuard>) {
-        let mut found = self.l2_lookup::<V>(key, template, codec, policy).await;
+        let mut found = self
+            .l2_lookup::<V>(key, template, codec, policy, false)
+            .await;
         let Some(shared) = self.inner.shared.as_deref() else {
             return (found, None);
         };
@@ -245,22 +252,26 @@ impl Cache {
             match store.try_lock(key, &holder, shared.lock_ttl).await {
                 Ok(true) => {
                     shared.breaker.success();
+                    let Some(owner) = self.inner.shared.clone() else {
+                        return (found, None);
+                    };
                     let guard = LockGuard {
+                        shared: owner,
                         store: store.clone(),
                         key: key.into(),
                         holder: holder.into(),
-                        released: false,
                     };
                     // The previous holder may have filled and released
                     // between the look and the lock.
-                    let again = self.l2_lookup::<V>(key, template, codec, policy).await;
+                    let again = self
+                        .l2_lookup::<V>(key, template, codec, policy, true)
+                        .await;
                     if let Found::Value(..) = again {
-                        guard.release().await;
                         return (again, None);
                     }
                     return (again, Some(guard));
                 }
-                Ok(false) => shared.breaker.success(),
+                Ok(false) => {}
                 Err(e) => {
                     self.l2_failed("LOCK", &e);
                     return (found, None);
@@ -271,7 +282,9 @@ impl Cache {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LOCK_POLL_LAST);
-            found = self.l2_lookup::<V>(key, template, codec, policy).await;
+            found = self
+                .l2_lookup::<V>(key, template, codec, policy, true)
+                .await;
         }
     }
 

@@ -22,4 +22,17 @@ fn rate(currency: &str) -> u64 {
     currency.len() as u64
 }
 
+trait Store {}
+
+#[cached(ttl = "1m", stale = "5m", timeout = "2s", key = "stock:<id>")]
+async fn stock(id: u64, store: &dyn Store) -> u64 {
+    let _ = store;
+    id
+}
+
+#[cached(ttl = "1m", stale = "5m", timeout = "2s", key = "label:<id>")]
+async fn label(id: u64, prefix: Option<&str>) -> String {
+    format!("{}{id}", prefix.unwrap_or(""))
+}
+
 fn main() {}
