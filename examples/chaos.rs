@@ -124,6 +124,8 @@ async fn main() {
     );
     if errors > 0 || stale > 0 {
         eprintln!("first problem: {:?}", tally.first_problem.lock().unwrap());
+        // `exit` runs no destructors: stop the server first.
+        drop(server);
         std::process::exit(1);
     }
 }
