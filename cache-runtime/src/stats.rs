@@ -187,7 +187,25 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// `hits / (hits + misses)`, or 0 before any lookup.
+    /// `(hits + l2_hits) / (hits + misses)`: the share of calls answered
+    /// without an origin call of their own, from process or from Redis; 0
+    /// before any lookup.
+    ///
+    /// ```
+    /// let stats = cache_runtime::Stats::default();
+    /// assert_eq!(stats.hit_rate_with_redis(), 0.0);
+    /// ```
+    pub fn hit_rate_with_redis(&self) -> f64 {
+        let lookups = self.hits + self.misses;
+        if lookups == 0 {
+            0.0
+        } else {
+            (self.hits + self.l2_hits) as f64 / lookups as f64
+        }
+    }
+
+    /// `hits / (hits + misses)`, or 0 before any lookup: the in-process
+    /// tier's share.
     pub fn hit_rate(&self) -> f64 {
         let lookups = self.hits + self.misses;
         if lookups == 0 {
