@@ -372,7 +372,7 @@ where
     let origin = || async { K::wrap(origin().await) };
     // Boxed: the miss path's state (the origin's future, the flight) would
     // otherwise be part of every hit's future, moved on every call.
-    let load = cache.load(
+    let load = cache.load_boxed(
         found,
         key.as_str(),
         spec.template,
@@ -381,7 +381,7 @@ where
         route,
         origin,
     );
-    K::unwrap(Box::pin(load).await)
+    K::unwrap(load.await)
 }
 
 /// The body of an `async fn` under `#[cached(timeout = "..")]`: its origin

@@ -1002,6 +1002,30 @@ impl Cache {
         }
     }
 
+    /// [`Cache::load`], boxed, from a function of its own that is never
+    /// inlined: the load's future is large, and built in the caller's frame
+    /// it would make the frame of every hit that large too (a frame over a
+    /// page is probed page by page on every call).
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)] // those of `load`
+    pub(crate) fn load_boxed<'a, O, F, Fut>(
+        &'a self,
+        found: Lookup<O::Value>,
+        key: &'a str,
+        template: &'a str,
+        function: &'a str,
+        policy: &'a Policy,
+        route: Route,
+        origin: F,
+    ) -> std::pin::Pin<Box<impl Future<Output = O> + 'a>>
+    where
+        O: Outcome + 'a,
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = O> + 'a,
+    {
+        Box::pin(self.load(found, key, template, function, policy, route, origin))
+    }
+
     /// The miss path of a blocking load (plain `fn`s).
     pub(crate) fn load_blocking<O, F>(
         &self,
@@ -1103,7 +1127,7 @@ impl Cache {
         self.inner
             .l1
             .read(key, |entry| {
-                (now < entry.keep_until)
+                (now < entry.keep_until())
                     .then(|| entry.value.downcast_ref::<V>().cloned())
                     .flatten()
             })
@@ -1242,12 +1266,13 @@ impl Cache {
                 now.saturating_add(clock::ticks(ttl.saturating_add(span)))
             }
         };
+        let stale_until = after_ttl(stale);
         Entry {
             value,
             fresh_until,
-            stale_until: after_ttl(stale),
-            keep_until: after_ttl(keep),
+            stale_until,
             weight: weight.max(self.inner.min_weight),
+            kept_secs: Entry::kept_secs(stale_until, after_ttl(keep)),
         }
     }
 

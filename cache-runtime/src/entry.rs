@@ -18,11 +18,31 @@ pub(crate) struct Entry {
     pub(crate) fresh_until: Ticks,
     /// Servable as stale (while one caller refreshes) before this instant.
     pub(crate) stale_until: Ticks,
-    /// Kept until this instant (at least `stale_until`): after the stale
-    /// window, served only when the origin fails (`fail_safe`).
-    pub(crate) keep_until: Ticks,
     /// Estimated bytes, for the byte bound of the tier.
     pub(crate) weight: u32,
+    /// Whole seconds it is kept after `stale_until`, served only when the
+    /// origin fails (`fail_safe`); see [`Entry::keep_until`]. (Seconds in
+    /// 32 bits keep the entry as small as without it: a hit reads it.)
+    pub(crate) kept_secs: u32,
+}
+
+/// One second in clock ticks.
+const SECOND: Ticks = 1 << 32;
+
+impl Entry {
+    /// Kept until this instant (at least `stale_until`).
+    #[inline]
+    pub(crate) fn keep_until(&self) -> Ticks {
+        self.stale_until
+            .saturating_add(Ticks::from(self.kept_secs) * SECOND)
+    }
+
+    /// The `kept_secs` of an entry stale until `stale_until` and kept until
+    /// `keep_until`: rounded up to whole seconds.
+    pub(crate) fn kept_secs(stale_until: Ticks, keep_until: Ticks) -> u32 {
+        let secs = keep_until.saturating_sub(stale_until).div_ceil(SECOND);
+        u32::try_from(secs).unwrap_or(u32::MAX)
+    }
 }
 
 /// Fixed cost of an entry beyond its key and value: the map slot, the

@@ -332,8 +332,8 @@ impl Cache {
                 value: Arc::clone(&shared),
                 fresh_until,
                 stale_until,
-                keep_until: until(kept),
                 weight: Entry::weight_of_encoded(key, encoded_len).max(self.inner.min_weight),
+                kept_secs: Entry::kept_secs(stale_until, until(kept)),
             }
         });
         let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));

@@ -22,7 +22,7 @@ impl Expiry<Box<str>, Entry> for UntilStale {
         _at: Instant,
     ) -> Option<Duration> {
         Some(clock::duration(
-            entry.keep_until.saturating_sub(self.clock.now()),
+            entry.keep_until().saturating_sub(self.clock.now()),
         ))
     }
 
