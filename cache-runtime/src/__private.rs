@@ -9,9 +9,7 @@ use std::time::Duration;
 pub use crate::key::KeyBuf;
 pub use crate::outcome::{Outcome, Plain, SharedErr};
 
-#[cfg(not(feature = "redis"))]
-use crate::cache::Route;
-use crate::cache::{Lookup, Policy};
+use crate::cache::{Lookup, Policy, Route};
 use crate::entry::encoded_len;
 pub use crate::entry::Weigher;
 use crate::pattern::Pattern;
@@ -336,6 +334,17 @@ impl<R> Succeeded<R> for PlainKind {
     }
 }
 
+/// Which tiers a function's values take in `cache`.
+fn route(cache: &Cache, spec: &Spec, codec: Option<ValueCodec>) -> Route {
+    #[cfg(feature = "redis")]
+    return cache.route(spec.tier, codec);
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (cache, spec, codec);
+        Route::L1
+    }
+}
+
 /// The body of an `async fn` under `#[cached]` returning `R`, of kind `K`.
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -362,13 +371,7 @@ where
         other => other,
     };
     let policy = spec.policy_with(weigher);
-    #[cfg(feature = "redis")]
-    let route = cache.route(spec.tier, codec);
-    #[cfg(not(feature = "redis"))]
-    let route = {
-        let _ = codec;
-        Route::L1
-    };
+    let route = route(&cache, spec, codec);
     let origin = || async { K::wrap(origin().await) };
     // Boxed: the miss path's state (the origin's future, the flight) would
     // otherwise be part of every hit's future, moved on every call.
@@ -423,19 +426,13 @@ where
             .is_some(),
     };
     let policy = spec.policy_with(weigher);
-    #[cfg(feature = "redis")]
-    let route = cache.route(spec.tier, codec);
-    #[cfg(not(feature = "redis"))]
-    let route = {
-        let _ = codec;
-        Route::L1
-    };
+    let route = route(&cache, spec, codec);
     let origin = make_origin();
     let origin = || async { K::wrap(origin().await) };
     let (true, Some(timeout), Ok(runtime)) =
         (at_hand, spec.timeout, tokio::runtime::Handle::try_current())
     else {
-        let load = cache.load(
+        let load = cache.load_boxed(
             found,
             key.as_str(),
             spec.template,
@@ -444,12 +441,12 @@ where
             route,
             origin,
         );
-        return K::unwrap(Box::pin(load).await);
+        return K::unwrap(load.await);
     };
     let load = {
         let (cache, key) = (Cache::clone(&cache), key.as_str().to_owned());
         async move {
-            let load = cache.load(
+            let load = cache.load_boxed(
                 found,
                 &key,
                 spec.template,
@@ -458,7 +455,7 @@ where
                 route,
                 origin,
             );
-            Box::pin(load).await
+            load.await
         }
     };
     // The caller's scope reaches the origin's own cached calls.
