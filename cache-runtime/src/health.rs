@@ -58,7 +58,9 @@ pub struct Health {
     /// without Redis, when it failed, or while the breaker is open (no call
     /// goes to Redis then).
     pub redis_rtt: Option<Duration>,
-    /// Why Redis did not answer, when it did not (never a value).
+    /// Why Redis did not answer this report's `PING`, or what is wrong with
+    /// it (a Redis Cluster node); while the breaker is open, the last
+    /// failure of a call. Never a value.
     pub redis_error: Option<String>,
     /// The circuit breaker; `None` without Redis.
     pub breaker: Option<BreakerState>,

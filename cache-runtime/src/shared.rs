@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     /// Invalidations that could not reach Redis, to replay before the
     /// breaker closes. Its lock also orders queueing against closing.
     pub(crate) pending: parking_lot::Mutex<Queue>,
+    /// The last failure of a call to Redis, for `health()`.
+    pub(crate) last_error: parking_lot::Mutex<Option<String>>,
     /// Invalidations queued, and queue overflows, since the start.
     pub(crate) queued: AtomicU64,
     pub(crate) overflows: AtomicU64,
@@ -104,6 +106,7 @@ impl Shared {
             backplane: parking_lot::Mutex::new(None),
             breaker: resilience.breaker,
             pending: parking_lot::Mutex::new(Queue::new(resilience.pending_bound)),
+            last_error: parking_lot::Mutex::new(None),
             queued: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
             lock_all: resilience.lock_all,

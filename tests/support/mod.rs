@@ -43,6 +43,8 @@ pub struct RedisServer {
     port: u16,
     /// The TLS port, for a server from [`RedisServer::start_tls`].
     tls_port: Option<u16>,
+    /// More arguments of redis-server, kept for restarts.
+    extra: Vec<String>,
     dir: PathBuf,
 }
 
@@ -53,7 +55,12 @@ impl RedisServer {
     /// When `redis-server` is not installed, or no server came up after
     /// several ports.
     pub fn start() -> RedisServer {
-        Self::start_with(false)
+        Self::start_with(false, &[])
+    }
+
+    /// A server started with these further arguments of redis-server.
+    pub fn start_with_args(extra: &[&str]) -> RedisServer {
+        Self::start_with(false, extra)
     }
 
     /// Starts a server that also listens for TLS on a second free port,
@@ -64,10 +71,11 @@ impl RedisServer {
     /// As [`start`](RedisServer::start), and when `openssl` is not
     /// installed or redis-server was built without TLS.
     pub fn start_tls() -> RedisServer {
-        Self::start_with(true)
+        Self::start_with(true, &[])
     }
 
-    fn start_with(tls: bool) -> RedisServer {
+    fn start_with(tls: bool, extra: &[&str]) -> RedisServer {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         check_installed();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let dir =
@@ -80,12 +88,13 @@ impl RedisServer {
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
             let tls_port = tls.then(free_port);
-            match spawn_ready(port, tls_port, &dir) {
+            match spawn_ready(port, tls_port, &extra, &dir) {
                 Ok(child) => {
                     return RedisServer {
                         child: Some(child),
                         port,
                         tls_port,
+                        extra,
                         dir,
                     }
                 }
@@ -180,7 +189,7 @@ impl RedisServer {
         self.kill();
         let deadline = Instant::now() + READY_WITHIN;
         loop {
-            match spawn_ready(self.port, self.tls_port, &self.dir) {
+            match spawn_ready(self.port, self.tls_port, &self.extra, &self.dir) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -204,6 +213,65 @@ impl RedisServer {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill {signal} {pid} failed: {status}");
+    }
+}
+
+/// A Redis Cluster of `primaries` redis-servers (no replicas) on loopback
+/// ports, made with `redis-cli --cluster create`; each node stops with it.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, joins them, and waits until the cluster is up.
+    ///
+    /// # Panics
+    /// When `redis-cli` is missing or the cluster does not come up within
+    /// 30 seconds.
+    pub fn start(primaries: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..primaries)
+            .map(|_| {
+                RedisServer::start_with_args(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli (it comes with redis-server: apt-get install redis-server)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &nodes {
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut node.connection())
+                    .unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster is not up: {info}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
     }
 }
 
@@ -275,7 +343,12 @@ fn free_port() -> u16 {
 
 /// Spawns redis-server on `port` and waits until it answers PING as itself
 /// (INFO's process_id is the child's pid, not some other server's).
-fn spawn_ready(port: u16, tls_port: Option<u16>, dir: &std::path::Path) -> Result<Child, String> {
+fn spawn_ready(
+    port: u16,
+    tls_port: Option<u16>,
+    extra: &[String],
+    dir: &std::path::Path,
+) -> Result<Child, String> {
     let log = dir.join(format!("redis-{port}.log"));
     let _ = std::fs::remove_file(&log);
     let mut command = Command::new(binary());
@@ -301,6 +374,7 @@ fn spawn_ready(port: u16, tls_port: Option<u16>, dir: &std::path::Path) -> Resul
         .arg(dir)
         .arg("--logfile")
         .arg(&log)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

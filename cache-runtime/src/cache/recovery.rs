@@ -123,6 +123,10 @@ impl Cache {
         if store.ping().await.is_err() {
             return reopen(self);
         }
+        // Redirects on every key: closing would only open again.
+        if store.is_cluster_node().await.unwrap_or(false) {
+            return reopen(self);
+        }
         loop {
             let next = {
                 let mut pending = shared.pending.lock();

@@ -498,6 +498,7 @@ impl Cache {
         self.inner.counters.add(Counter::L2Error, 1);
         self.emit(Event::L2Error { op, error });
         if let Some(shared) = self.inner.shared.as_deref() {
+            *shared.last_error.lock() = Some(error.to_string());
             if let Some(opened) = shared.breaker.failure() {
                 self.breaker_changed(opened);
             }
@@ -515,6 +516,9 @@ impl Cache {
                 Ok(rtt) => {
                     shared.breaker.success();
                     health.redis_rtt = Some(rtt);
+                    if store.is_cluster_node().await.unwrap_or(false) {
+                        health.redis_error = Some(crate::l2::redis::CLUSTER_UNSUPPORTED.to_owned());
+                    }
                 }
                 Err(e) => {
                     self.l2_failed("PING", &e);
@@ -524,8 +528,15 @@ impl Cache {
         }
         let breaker = shared.breaker.state();
         health.breaker = Some(breaker);
+        if breaker != BreakerState::Closed && health.redis_error.is_none() {
+            health.redis_error = shared.last_error.lock().clone();
+        }
         health.in_sync = self.in_sync();
-        if breaker != BreakerState::Closed || health.redis_rtt.is_none() || !health.in_sync {
+        if breaker != BreakerState::Closed
+            || health.redis_rtt.is_none()
+            || health.redis_error.is_some()
+            || !health.in_sync
+        {
             health.status = HealthStatus::Degraded;
         }
     }

@@ -339,8 +339,16 @@ impl RedisL2Builder {
     }
 }
 
+/// What a cluster node's redirect or slot error means for this store.
+pub(crate) const CLUSTER_UNSUPPORTED: &str = "REDIS_URL points at a Redis Cluster node, and the shared tier does not support Redis Cluster yet: the cache runs on its in-process tier and the origin; point REDIS_URL at a standalone Redis (or a primary with replicas)";
+
 fn map_error(op: &'static str, after: Duration, e: RedisError) -> L2Error {
-    if e.is_timeout() {
+    if e.is_cluster_error() || e.code() == Some("CROSSSLOT") {
+        L2Error::Command {
+            op,
+            source: format!("{CLUSTER_UNSUPPORTED} ({e})").into(),
+        }
+    } else if e.is_timeout() {
         L2Error::Timeout { op, after }
     } else if e.is_io_error()
         || e.is_connection_dropped()
@@ -582,6 +590,14 @@ impl RedisL2 {
             }
             cursor = next;
         }
+    }
+
+    /// Whether the server is a Redis Cluster node (`INFO cluster`).
+    pub(crate) async fn is_cluster_node(&self) -> Result<bool, L2Error> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("cluster");
+        let info: String = self.query("INFO", &cmd).await?;
+        Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
     }
 
     /// `PUBLISH channel payload`; returns how many subscribers got it.
