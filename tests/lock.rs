@@ -180,3 +180,81 @@ async fn a_lock_left_by_a_dead_holder_expires_and_one_instance_takes_over() {
     assert_eq!(all_equal(tasks).await.call, 1);
     assert_eq!(db.calls(), 1);
 }
+
+/// Calls the origin for `held` at a time: counts how many run at once.
+#[derive(Default)]
+struct Concurrency {
+    calls: AtomicU64,
+    running: AtomicU64,
+    most: AtomicU64,
+}
+
+impl Concurrency {
+    async fn call(&self, took: Duration) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(took).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cached(ttl = "1m", key = "slow:<id>", lock = true)]
+async fn slow(origin: &Concurrency, id: u64) -> Item {
+    origin.call(Duration::from_millis(1200)).await;
+    Item { id, call: 1 }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Down;
+
+#[cached(ttl = "1m", key = "down:<id>", lock = true)]
+async fn failing(origin: &Concurrency, id: u64) -> Result<Item, Down> {
+    let _ = id;
+    origin.call(Duration::from_millis(200)).await;
+    Err(Down)
+}
+
+/// An origin call longer than the lock's lifetime keeps the lock: the
+/// holder renews it, the others wait; one call in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_renews_its_lock_through_a_slow_origin_call() {
+    let server = RedisServer::start();
+    let caches = instances(&server, 4, Duration::from_millis(300)).await;
+    let origin = Arc::new(Concurrency::default());
+    let tasks = callers(&caches, 50, |cache| {
+        let origin = Arc::clone(&origin);
+        async move { cache.scope(slow(&origin, 1)).await }
+    });
+    all_equal(tasks).await;
+    assert_eq!(origin.calls.load(Ordering::SeqCst), 1);
+}
+
+/// A holder whose origin failed stored nothing: the other instances call
+/// their own origin at once (together), instead of taking the lock in
+/// turn; each caller gets the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_holder_stores_nothing_the_others_call_at_once() {
+    let server = RedisServer::start();
+    let caches = instances(&server, 4, Duration::from_secs(10)).await;
+    let origin = Arc::new(Concurrency::default());
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        for cache in &caches {
+            let (cache, origin) = (cache.clone(), Arc::clone(&origin));
+            tasks.push(tokio::spawn(async move {
+                cache.scope(failing(&origin, 1)).await
+            }));
+        }
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Err(Down));
+    }
+    // One call per instance (waiters in a process share their leader's
+    // error), the three after the first at once.
+    assert_eq!(origin.calls.load(Ordering::SeqCst), 4);
+    assert!(
+        origin.most.load(Ordering::SeqCst) >= 2,
+        "the instances called one after another"
+    );
+}

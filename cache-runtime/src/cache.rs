@@ -971,19 +971,26 @@ impl Cache {
                         if let Some(v) = self.kept_answer::<O::Value>(key, template, shared_kept) {
                             // The waiters get it too; it is not stored again.
                             let _ = leader.finish(Arc::new(v.clone()), || false);
+                            #[cfg(feature = "redis")]
+                            if let Some(lock) = &mut lock {
+                                lock.vacate = true;
+                            }
                             return O::from_value(v);
                         }
                     }
                     let settled = self.settle(leader, key, template, policy, route, out);
                     #[cfg(feature = "redis")]
                     {
+                        let mut stored = false;
                         if let (Some((ticket, codec)), Some((value, life))) =
                             (ticket, &settled.fill)
                         {
-                            self.l2_fill(key, ticket, &**value, codec, *life).await;
+                            stored = self.l2_fill(key, ticket, &**value, codec, *life).await;
                         }
                         // Released by a task, off the answer.
-                        drop(lock);
+                        if let Some(mut lock) = lock {
+                            lock.vacate = !stored;
+                        }
                     }
                     return settled.out;
                 }
@@ -1598,9 +1605,9 @@ impl CacheBuilder {
     /// reach Redis, as `#[cached(lock = true)]` does for one (default:
     /// off). A cold key then costs one origin call in the whole fleet: the
     /// instance that takes the key's lock in Redis calls the origin, the
-    /// others wait for its value in Redis. `lock_ttl` bounds how long a
-    /// lock is held (default 10 s): a holder that dies frees it then, and
-    /// no caller waits longer for another instance.
+    /// others wait for its value in Redis. The holder renews its lock while
+    /// its call runs; `lock_ttl` (default 10 s) is how soon a holder that
+    /// died frees it, and callers wait at most ten times that.
     ///
     /// ```
     /// use std::time::Duration;
@@ -1616,8 +1623,8 @@ impl CacheBuilder {
         self
     }
 
-    /// How long a distributed lock is held at most; see
-    /// [`CacheBuilder::lock`].
+    /// The lifetime of a distributed lock, renewed while its holder's call
+    /// runs; see [`CacheBuilder::lock`].
     ///
     /// ```
     /// use std::time::Duration;

@@ -171,9 +171,10 @@ pub struct Config {
     /// Single flight across instances for every function whose values
     /// reach Redis, as `lock = true` does for one.
     pub lock: bool,
-    /// How long a distributed lock is held at most: a holder that dies
-    /// frees it after this, and callers on other instances wait this long
-    /// at most before calling the origin themselves.
+    /// The lifetime of a distributed lock: its holder renews it while its
+    /// origin call runs, and one that died frees it after this. Callers on
+    /// other instances wait at most ten times this before calling the
+    /// origin themselves.
     pub lock_ttl: Duration,
     /// TTL of functions that give none.
     pub default_ttl: Duration,
@@ -273,7 +274,7 @@ impl Config {
     /// | `CACHE_BREAKER_COOLDOWN` | a duration: open this long before a probe | `1s` |
     /// | `CACHE_PENDING_INVALIDATIONS` | invalidations kept while Redis is away; past it, a clear on recovery | `10000` |
     /// | `CACHE_LOCK` | `true`, `false`: single flight across instances for every function that reaches Redis | `false` |
-    /// | `CACHE_LOCK_TTL` | a duration: the longest a distributed lock is held | `10s` |
+    /// | `CACHE_LOCK_TTL` | a duration: the lifetime of a distributed lock, renewed while its holder calls | `10s` |
     /// | `CACHE_DEFAULT_TTL` | a duration, `"60s"`, `"1h30m"` | `60s` |
     /// | `CACHE_STALE_TTL` | a duration | `0s` |
     /// | `CACHE_L1_MAX_BYTES` | bytes, with an optional `KB`/`MB`/`GB` (×1024) | `64MB` |

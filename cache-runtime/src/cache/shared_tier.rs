@@ -16,7 +16,7 @@ use crate::health::{Health, HealthStatus};
 use crate::hooks::{Event, Tier};
 use crate::invalidation::SharedInvalidation;
 use crate::l1::L1Engine;
-use crate::l2::coherent::Read;
+use crate::l2::coherent::{Lock, Read};
 use crate::l2::redis::RedisL2;
 use crate::l2::L2Error;
 use crate::pattern::Pattern;
@@ -45,18 +45,56 @@ pub(super) enum Found {
 }
 
 /// The distributed lock of a key, held by this instance's leader while it
-/// calls the origin and fills. Dropped, it is released by a task (off the
-/// caller's answer), unless the breaker is open (it then expires by
-/// itself); a holder that dies with its process frees it when it expires.
+/// calls the origin and fills, and renewed meanwhile (every third of its
+/// lifetime), so that a slow origin call keeps it. Dropped, it is released
+/// by a task (off the caller's answer), unless the breaker is open (it then
+/// expires by itself); a holder that dies with its process frees it when it
+/// expires. A holder that stored nothing leaves it vacated for a moment:
+/// the waiting instances then call the origin at once instead of taking
+/// the lock in turn.
 pub(super) struct LockGuard {
     shared: Arc<Shared>,
     store: RedisL2,
     key: Box<str>,
     holder: Box<str>,
+    renewal: Option<tokio::task::AbortHandle>,
+    /// The holder's origin call ended and nothing reached Redis. (A holder
+    /// dropped mid-call just releases it: another instance takes over.)
+    pub(super) vacate: bool,
+}
+
+impl LockGuard {
+    fn new(shared: Arc<Shared>, store: &RedisL2, key: &str, holder: String) -> LockGuard {
+        let ttl = shared.lock_ttl;
+        let renewal = shared.runtime().map(|runtime| {
+            let (store, key, holder) = (store.clone(), key.to_owned(), holder.clone());
+            runtime
+                .spawn(async move {
+                    loop {
+                        tokio::time::sleep(ttl / 3).await;
+                        if !matches!(store.renew_lock(&key, &holder, ttl).await, Ok(true)) {
+                            return;
+                        }
+                    }
+                })
+                .abort_handle()
+        });
+        LockGuard {
+            shared,
+            store: store.clone(),
+            key: key.into(),
+            holder: holder.into(),
+            renewal,
+            vacate: false,
+        }
+    }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if let Some(renewal) = &self.renewal {
+            renewal.abort();
+        }
         if !self.shared.breaker.allows() {
             return;
         }
@@ -68,9 +106,10 @@ impl Drop for LockGuard {
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.holder),
         );
+        let vacate = self.vacate;
         runtime.spawn(async move {
             // Not released (Redis failing): it expires.
-            let _ = store.unlock(&key, &holder).await;
+            let _ = store.unlock(&key, &holder, vacate).await;
         });
     }
 }
@@ -79,6 +118,9 @@ impl Drop for LockGuard {
 /// doubling from the first to the last.
 const LOCK_POLL_FIRST: Duration = Duration::from_millis(2);
 const LOCK_POLL_LAST: Duration = Duration::from_millis(50);
+/// The longest a leader waits for another instance's lock, in lock
+/// lifetimes.
+const LOCK_WAIT_LIFETIMES: u32 = 10;
 
 impl Cache {
     pub(super) fn shared_store(&self) -> Option<(&Shared, &RedisL2)> {
@@ -220,8 +262,9 @@ impl Cache {
     /// leader takes the key's lock in Redis and returns it to be held
     /// through the origin call and the fill, or, while another instance
     /// holds it, looks again with a growing pause until that instance's
-    /// value is there or the lock is free. Past the lock's lifetime, or when
-    /// Redis fails, it goes on without the lock.
+    /// value is there, or the lock is free (then takes it), or vacated (its
+    /// holder stored nothing: then it calls the origin). Past ten lock
+    /// lifetimes, or when Redis fails, it goes on without the lock.
     pub(super) async fn l2_lead<V: 'static>(
         &self,
         key: &str,
@@ -239,7 +282,11 @@ impl Cache {
             return (found, None);
         }
         let holder = format!("{:016x}-{:016x}", shared.instance, fastrand::u64(..));
-        let deadline = Instant::now() + shared.lock_ttl;
+        // A held lock has a live holder (it renews it) or a dead one (it
+        // expires within its lifetime): waiting while it is held waits for
+        // the holder's call, as waiters in one process do. Bounded, for a
+        // holder whose call never ends.
+        let deadline = Instant::now() + shared.lock_ttl * LOCK_WAIT_LIFETIMES;
         let mut pause = LOCK_POLL_FIRST;
         loop {
             // A value, or Redis failing: nothing to coordinate.
@@ -250,17 +297,12 @@ impl Cache {
                 return (found, None);
             };
             match store.try_lock(key, &holder, shared.lock_ttl).await {
-                Ok(true) => {
+                Ok(Lock::Taken) => {
                     shared.breaker.success();
                     let Some(owner) = self.inner.shared.clone() else {
                         return (found, None);
                     };
-                    let guard = LockGuard {
-                        shared: owner,
-                        store: store.clone(),
-                        key: key.into(),
-                        holder: holder.into(),
-                    };
+                    let guard = LockGuard::new(owner, store, key, holder);
                     // The previous holder may have filled and released
                     // between the look and the lock.
                     let again = self
@@ -271,7 +313,10 @@ impl Cache {
                     }
                     return (again, Some(guard));
                 }
-                Ok(false) => {}
+                // Its holder stored nothing (its origin failed, say): each
+                // calls its own.
+                Ok(Lock::Vacated) => return (found, None),
+                Ok(Lock::Held) => {}
                 Err(e) => {
                     self.l2_failed("LOCK", &e);
                     return (found, None);
@@ -347,7 +392,8 @@ impl Cache {
     }
 
     /// Writes a value the origin returned to the shared tier, unless an
-    /// invalidation newer than the leader's read covers its key.
+    /// invalidation newer than the leader's read covers its key; returns
+    /// whether it did.
     pub(super) async fn l2_fill(
         &self,
         key: &str,
@@ -355,9 +401,9 @@ impl Cache {
         value: &(dyn Any + Send + Sync),
         codec: ValueCodec,
         life: Life,
-    ) {
+    ) -> bool {
         let Some((shared, store)) = self.guarded_store() else {
-            return;
+            return false;
         };
         let now = unix_ms();
         let fresh_until = now.saturating_add(millis(life.ttl));
@@ -370,7 +416,7 @@ impl Cache {
             // Too large for the shared tier, or not encodable: it stays in
             // process only.
             self.inner.counters.add(Counter::Error, 1);
-            return;
+            return false;
         };
         match store
             .fill_checked(
@@ -390,8 +436,12 @@ impl Cache {
                     Counter::L2FillRejected
                 };
                 self.inner.counters.add(counter, 1);
+                stored
             }
-            Err(e) => self.l2_failed("FILL", &e),
+            Err(e) => {
+                self.l2_failed("FILL", &e);
+                false
+            }
         }
     }
 
