@@ -17,25 +17,12 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Event, Hooks};
-use support::chaos::Load;
+use support::chaos::{BreakerChanges, Load};
 use support::RedisServer;
-
-/// Counts the breaker's changes of state on every instance.
-#[derive(Default)]
-struct Transitions(AtomicU64);
-
-impl Hooks for Transitions {
-    fn on_event(&self, event: &Event<'_>) {
-        if let Event::Breaker { .. } = event {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Runs a blocking step (signals, waiting for a restarted server) without
 /// holding up the runtime's other tasks.
@@ -52,7 +39,7 @@ async fn main() {
             std::process::exit(2)
         }),
     };
-    let transitions = Arc::new(Transitions::default());
+    let transitions = Arc::new(BreakerChanges::default());
     let mut server = RedisServer::start();
     let load = Load::start_with(&server, |b| b.hooks(Arc::clone(&transitions))).await;
     let started = Instant::now();
@@ -120,7 +107,7 @@ async fn main() {
         tally.calls(),
         db.reads.load(Ordering::SeqCst),
         100.0 * hits as f64 / (hits + misses).max(1) as f64,
-        transitions.0.load(Ordering::Relaxed),
+        transitions.seen().len(),
     );
     if errors > 0 || stale > 0 {
         eprintln!("first problem: {:?}", tally.first_problem.lock().unwrap());

@@ -6,11 +6,12 @@
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use cache_runtime::{cached, Backend, BreakerState, Cache, Event, HealthStatus, Hooks};
+use cache_runtime::{cached, Backend, BreakerState, Cache, HealthStatus};
 use serde::{Deserialize, Serialize};
+use support::chaos::BreakerChanges;
 use support::RedisCluster;
 
 #[derive(Default)]
@@ -29,23 +30,12 @@ async fn order(db: &Db, id: u64) -> Order {
     Order { id }
 }
 
-#[derive(Default)]
-struct Changes(Mutex<Vec<(BreakerState, BreakerState)>>);
-
-impl Hooks for Changes {
-    fn on_event(&self, event: &Event<'_>) {
-        if let Event::Breaker { from, to } = event {
-            self.0.lock().unwrap().push((*from, *to));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_node_is_reported_and_costs_callers_nothing_but_hit_rate() {
     let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3))
         .await
         .unwrap();
-    let changes = Arc::new(Changes::default());
+    let changes = Arc::new(BreakerChanges::default());
     let cache = Cache::builder()
         .backend(Backend::Hybrid)
         .redis_url(cluster.nodes[0].url())
@@ -64,9 +54,7 @@ async fn a_cluster_node_is_reported_and_costs_callers_nothing_but_hit_rate() {
     let mut reopened = 0;
     for _ in 0..3000 {
         reopened = changes
-            .0
-            .lock()
-            .unwrap()
+            .seen()
             .iter()
             .filter(|c| **c == (BreakerState::HalfOpen, BreakerState::Open))
             .count();
@@ -75,11 +63,9 @@ async fn a_cluster_node_is_reported_and_costs_callers_nothing_but_hit_rate() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(reopened >= 2, "{:?}", changes.0.lock().unwrap());
+    assert!(reopened >= 2, "{:?}", changes.seen());
     assert!(!changes
-        .0
-        .lock()
-        .unwrap()
+        .seen()
         .contains(&(BreakerState::HalfOpen, BreakerState::Closed)));
     // An invalidation is queued, not an error.
     cache.invalidate("order:1").await.unwrap();

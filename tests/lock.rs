@@ -72,14 +72,15 @@ async fn instances(server: &RedisServer, n: usize, lock_ttl: Duration) -> Vec<Ca
 }
 
 /// Starts `per_instance` concurrent calls of `call` on every instance.
-fn callers<F, Fut>(
+fn callers<T, F, Fut>(
     caches: &[Cache],
     per_instance: usize,
     call: F,
-) -> Vec<tokio::task::JoinHandle<Item>>
+) -> Vec<tokio::task::JoinHandle<T>>
 where
+    T: Send + 'static,
     F: Fn(Cache) -> Fut,
-    Fut: std::future::Future<Output = Item> + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
 {
     let mut tasks = Vec::new();
     for _ in 0..per_instance {
@@ -238,15 +239,10 @@ async fn when_the_holder_stores_nothing_the_others_call_at_once() {
     let server = RedisServer::start();
     let caches = instances(&server, 4, Duration::from_secs(10)).await;
     let origin = Arc::new(Concurrency::default());
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        for cache in &caches {
-            let (cache, origin) = (cache.clone(), Arc::clone(&origin));
-            tasks.push(tokio::spawn(async move {
-                cache.scope(failing(&origin, 1)).await
-            }));
-        }
-    }
+    let tasks = callers(&caches, 50, |cache| {
+        let origin = Arc::clone(&origin);
+        async move { cache.scope(failing(&origin, 1)).await }
+    });
     for task in tasks {
         assert_eq!(task.await.unwrap(), Err(Down));
     }

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use cache_runtime::testing::ManualClock;
 use cache_runtime::{cached, Backend, BreakerState, Cache, Event, Hooks};
-use support::chaos::{cache, item, recovered, until, update, Db, DbError, Item, Load, KEYS};
+use support::chaos::{
+    cache, item, recovered, until, update, BreakerChanges, Db, DbError, Item, Load, KEYS,
+};
 use support::RedisServer;
 
 /// Fails a test that would otherwise hang: a call waiting for a paused
@@ -220,19 +222,10 @@ async fn an_overflowing_queue_clears_the_namespace_on_recovery() {
 /// it; a cache that starts while Redis is down attaches once it is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_hooks_follow_the_breaker_and_a_late_redis_is_attached() {
-    #[derive(Default)]
-    struct Changes(Mutex<Vec<(BreakerState, BreakerState)>>);
-    impl Hooks for Changes {
-        fn on_event(&self, event: &Event<'_>) {
-            if let Event::Breaker { from, to } = event {
-                self.0.lock().unwrap().push((*from, *to));
-            }
-        }
-    }
     within(async {
         let mut server = RedisServer::start();
         server.kill(); // down before the cache starts
-        let changes = Arc::new(Changes::default());
+        let changes = Arc::new(BreakerChanges::default());
         let a = Cache::builder()
             .backend(Backend::Hybrid)
             .redis_url(server.url())
@@ -264,7 +257,7 @@ async fn health_and_hooks_follow_the_breaker_and_a_late_redis_is_attached() {
         // Attached: values reach Redis now.
         a.scope(item(&db, 2)).await.unwrap();
         assert_eq!(a.stats().l2_sets, 1, "{:?}", a.stats());
-        let changes = changes.0.lock().unwrap().clone();
+        let changes = changes.seen();
         use BreakerState::{Closed, HalfOpen, Open};
         assert_eq!(changes.first(), Some(&(Closed, Open)), "{changes:?}");
         assert_eq!(changes.last(), Some(&(HalfOpen, Closed)), "{changes:?}");

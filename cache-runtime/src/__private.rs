@@ -373,18 +373,38 @@ where
     let policy = spec.policy_with(weigher);
     let route = route(&cache, spec, codec);
     let origin = || async { K::wrap(origin().await) };
-    // Boxed: the miss path's state (the origin's future, the flight) would
-    // otherwise be part of every hit's future, moved on every call.
-    let load = cache.load_boxed(
+    K::unwrap(load(&cache, spec, found, key.as_str(), &policy, route, origin).await)
+}
+
+/// The miss path of `spec`'s function for `key`, boxed: its state (the
+/// origin's future, the flight) would otherwise be part of every hit's
+/// future, moved on every call. Never inlined: built in the caller's frame,
+/// the large future would make the frame of every hit that large too (a
+/// frame over a page is probed page by page on every call).
+#[inline(never)]
+fn load<'a, O, F, Fut>(
+    cache: &'a Cache,
+    spec: &'static Spec,
+    found: Lookup<O::Value>,
+    key: &'a str,
+    policy: &'a Policy,
+    route: Route,
+    origin: F,
+) -> std::pin::Pin<Box<impl Future<Output = O> + 'a>>
+where
+    O: Outcome + 'a,
+    F: FnOnce() -> Fut + 'a,
+    Fut: Future<Output = O> + 'a,
+{
+    Box::pin(cache.load(
         found,
-        key.as_str(),
+        key,
         spec.template,
         spec.function,
-        &policy,
+        policy,
         route,
         origin,
-    );
-    K::unwrap(load.await)
+    ))
 }
 
 /// The body of an `async fn` under `#[cached(timeout = "..")]`: its origin
@@ -421,9 +441,7 @@ where
     };
     let at_hand = match &found {
         Lookup::Stale(_) => true,
-        _ => cache
-            .kept::<<K::Outcome as Outcome>::Value>(key.as_str())
-            .is_some(),
+        _ => cache.is_kept::<<K::Outcome as Outcome>::Value>(key.as_str()),
     };
     let policy = spec.policy_with(weigher);
     let route = route(&cache, spec, codec);
@@ -432,31 +450,11 @@ where
     let (true, Some(timeout), Ok(runtime)) =
         (at_hand, spec.timeout, tokio::runtime::Handle::try_current())
     else {
-        let load = cache.load_boxed(
-            found,
-            key.as_str(),
-            spec.template,
-            spec.function,
-            &policy,
-            route,
-            origin,
-        );
-        return K::unwrap(load.await);
+        return K::unwrap(load(&cache, spec, found, key.as_str(), &policy, route, origin).await);
     };
     let load = {
         let (cache, key) = (Cache::clone(&cache), key.as_str().to_owned());
-        async move {
-            let load = cache.load_boxed(
-                found,
-                &key,
-                spec.template,
-                spec.function,
-                &policy,
-                route,
-                origin,
-            );
-            load.await
-        }
+        async move { load(&cache, spec, found, &key, &policy, route, origin).await }
     };
     // The caller's scope reaches the origin's own cached calls.
     let task = match scope::current() {

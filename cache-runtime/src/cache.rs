@@ -733,13 +733,13 @@ impl Cache {
     fn shared_stats(&self) -> Stats {
         #[cfg(feature = "redis")]
         if let Some(shared) = self.inner.shared.as_deref() {
-            use std::sync::atomic::Ordering::Relaxed;
+            let pending = shared.pending.lock();
             return Stats {
                 breaker: shared.breaker.state(),
                 breaker_opens: shared.breaker.opened(),
-                invalidations_queued: shared.queued.load(Relaxed),
-                invalidations_pending: shared.pending.lock().len() as u64,
-                invalidation_queue_overflows: shared.overflows.load(Relaxed),
+                invalidations_queued: pending.queued,
+                invalidations_pending: pending.len() as u64,
+                invalidation_queue_overflows: pending.overflows,
                 ..Stats::default()
             };
         }
@@ -1009,30 +1009,6 @@ impl Cache {
         }
     }
 
-    /// [`Cache::load`], boxed, from a function of its own that is never
-    /// inlined: the load's future is large, and built in the caller's frame
-    /// it would make the frame of every hit that large too (a frame over a
-    /// page is probed page by page on every call).
-    #[inline(never)]
-    #[allow(clippy::too_many_arguments)] // those of `load`
-    pub(crate) fn load_boxed<'a, O, F, Fut>(
-        &'a self,
-        found: Lookup<O::Value>,
-        key: &'a str,
-        template: &'a str,
-        function: &'a str,
-        policy: &'a Policy,
-        route: Route,
-        origin: F,
-    ) -> std::pin::Pin<Box<impl Future<Output = O> + 'a>>
-    where
-        O: Outcome + 'a,
-        F: FnOnce() -> Fut + 'a,
-        Fut: Future<Output = O> + 'a,
-    {
-        Box::pin(self.load(found, key, template, function, policy, route, origin))
-    }
-
     /// The miss path of a blocking load (plain `fn`s).
     pub(crate) fn load_blocking<O, F>(
         &self,
@@ -1127,6 +1103,16 @@ impl Cache {
     /// The value the in-process tier keeps for `key`, fresh, stale or only
     /// kept for failures.
     pub(crate) fn kept<V: Clone + 'static>(&self, key: &str) -> Option<V> {
+        self.with_kept(key, V::clone)
+    }
+
+    /// Whether the in-process tier keeps a value of type `V` for `key` (no
+    /// clone).
+    pub(crate) fn is_kept<V: 'static>(&self, key: &str) -> bool {
+        self.with_kept::<V, _>(key, |_| ()).is_some()
+    }
+
+    fn with_kept<V: 'static, R>(&self, key: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
         if !self.in_sync() {
             return None;
         }
@@ -1135,7 +1121,7 @@ impl Cache {
             .l1
             .read(key, |entry| {
                 (now < entry.keep_until())
-                    .then(|| entry.value.downcast_ref::<V>().cloned())
+                    .then(|| entry.value.downcast_ref::<V>().map(f))
                     .flatten()
             })
             .flatten()

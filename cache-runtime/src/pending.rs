@@ -21,6 +21,10 @@ pub(crate) struct Queue {
     /// The item being replayed: it may reach Redis before or after a
     /// change made meanwhile, so it covers no new push.
     replaying: Option<u64>,
+    /// Invalidations queued (not covered by one already queued), and
+    /// overflows, since the start.
+    pub(crate) queued: u64,
+    pub(crate) overflows: u64,
 }
 
 /// What a push did.
@@ -40,6 +44,8 @@ impl Queue {
             next: 0,
             bound: bound.max(1),
             replaying: None,
+            queued: 0,
+            overflows: 0,
         }
     }
 
@@ -57,9 +63,11 @@ impl Queue {
         if covered {
             return Pushed::Known;
         }
+        self.queued += 1;
         if item == Pending::Clear {
             self.keep_replaying_only();
         } else if self.items.len() >= self.bound {
+            self.overflows += 1;
             self.keep_replaying_only();
             self.enqueue(Pending::Clear);
             return Pushed::Overflowed;

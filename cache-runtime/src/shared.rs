@@ -3,7 +3,7 @@
 //! type-erased codecs that `#[cached]` functions hand in.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -50,9 +50,6 @@ pub(crate) struct Shared {
     pub(crate) pending: parking_lot::Mutex<Queue>,
     /// The last failure of a call to Redis, for `health()`.
     pub(crate) last_error: parking_lot::Mutex<Option<String>>,
-    /// Invalidations queued, and queue overflows, since the start.
-    pub(crate) queued: AtomicU64,
-    pub(crate) overflows: AtomicU64,
     /// Every function that reaches Redis takes the distributed lock.
     pub(crate) lock_all: bool,
     /// The longest a distributed lock is held.
@@ -107,8 +104,6 @@ impl Shared {
             breaker: resilience.breaker,
             pending: parking_lot::Mutex::new(Queue::new(resilience.pending_bound)),
             last_error: parking_lot::Mutex::new(None),
-            queued: AtomicU64::new(0),
-            overflows: AtomicU64::new(0),
             lock_all: resilience.lock_all,
             lock_ttl: resilience.lock_ttl,
             recovery: parking_lot::Mutex::new(None),

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_runtime::{cached, invalidates, Backend, BreakerState, Cache};
+use cache_runtime::{cached, invalidates, Backend, BreakerState, Cache, Event, Hooks};
 use serde::{Deserialize, Serialize};
 
 use super::RedisServer;
@@ -122,6 +122,25 @@ pub fn recovered(caches: &[&Cache]) -> bool {
         let s = c.stats();
         s.breaker == BreakerState::Closed && s.invalidations_pending == 0
     })
+}
+
+/// Hooks that record every change of the circuit breaker.
+#[derive(Default)]
+pub struct BreakerChanges(Mutex<Vec<(BreakerState, BreakerState)>>);
+
+impl BreakerChanges {
+    /// The changes so far, `(from, to)`, in order.
+    pub fn seen(&self) -> Vec<(BreakerState, BreakerState)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Hooks for BreakerChanges {
+    fn on_event(&self, event: &Event<'_>) {
+        if let Event::Breaker { from, to } = event {
+            self.0.lock().unwrap().push((*from, *to));
+        }
+    }
 }
 
 /// The version below which a read of a key is stale, per key.

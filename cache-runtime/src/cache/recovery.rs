@@ -14,10 +14,11 @@ use std::any::Any;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
+use super::shared_tier::send;
 use super::Cache;
 use crate::breaker::{BreakerState, Transition};
 use crate::hooks::Event;
-use crate::pending::{Pending, Pushed};
+use crate::pending::Pending;
 use crate::shared::Shared;
 
 impl Cache {
@@ -29,16 +30,7 @@ impl Cache {
         if !failed && shared.breaker.allows() {
             return false;
         }
-        match pending.push(item.clone()) {
-            Pushed::Queued => {
-                shared.queued.fetch_add(1, Ordering::Relaxed);
-            }
-            Pushed::Known => {}
-            Pushed::Overflowed => {
-                shared.queued.fetch_add(1, Ordering::Relaxed);
-                shared.overflows.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        pending.push(item.clone());
         let opened = shared.breaker.trip();
         drop(pending);
         if let Some(opened) = opened {
@@ -143,19 +135,11 @@ impl Cache {
                 }
             };
             let (ticket, item) = next;
-            let replayed = match &item {
-                Pending::Pattern(pattern) => store.invalidate_checked(pattern).await.map(drop),
-                Pending::Clear => store.clear_checked().await.map(drop),
-            };
-            match replayed {
-                Ok(()) => shared.pending.lock().done(ticket),
+            match send(store, &item).await {
+                Ok(_) => shared.pending.lock().done(ticket),
                 Err(e) => {
                     shared.pending.lock().failed();
-                    self.inner.counters.add(crate::stats::Counter::L2Error, 1);
-                    self.emit(Event::L2Error {
-                        op: "REPLAY",
-                        error: &e,
-                    });
+                    self.l2_failed("REPLAY", &e);
                     return reopen(self);
                 }
             }

@@ -114,6 +114,14 @@ impl Drop for LockGuard {
     }
 }
 
+/// Sends an invalidation to Redis (and, with it, to the other instances).
+pub(super) async fn send(store: &RedisL2, item: &Pending) -> Result<SharedInvalidation, L2Error> {
+    match item {
+        Pending::Pattern(pattern) => store.invalidate_checked(pattern).await,
+        Pending::Clear => store.clear_checked().await.map(SharedInvalidation::Scanned),
+    }
+}
+
 /// How often a leader waiting for another instance's lock looks again:
 /// doubling from the first to the last.
 const LOCK_POLL_FIRST: Duration = Duration::from_millis(2);
@@ -482,11 +490,7 @@ impl Cache {
                 }
                 continue;
             }
-            let done = match &item {
-                Pending::Pattern(pattern) => store.invalidate_checked(pattern).await,
-                Pending::Clear => store.clear_checked().await.map(SharedInvalidation::Scanned),
-            };
-            return match done {
+            return match send(store, &item).await {
                 Ok(done) => {
                     shared.breaker.success();
                     let removed = done.removed().unwrap_or(0);

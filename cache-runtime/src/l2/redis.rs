@@ -440,13 +440,7 @@ impl RedisL2 {
         call: &ScriptInvocation<'_>,
     ) -> Result<T, L2Error> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, call.invoke_async::<T>(&mut conn)).await {
-            Err(_) => Err(L2Error::Timeout {
-                op,
-                after: self.timeout,
-            }),
-            Ok(result) => result.map_err(|e| map_error(op, self.timeout, e)),
-        }
+        self.timed(op, call.invoke_async::<T>(&mut conn)).await
     }
 
     pub(super) async fn query<T: FromRedisValue>(
@@ -455,7 +449,16 @@ impl RedisL2 {
         cmd: &Cmd,
     ) -> Result<T, L2Error> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+        self.timed(op, cmd.query_async::<T>(&mut conn)).await
+    }
+
+    /// `call` under this store's timeout, its error mapped.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, L2Error> {
+        match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(L2Error::Timeout {
                 op,
                 after: self.timeout,
