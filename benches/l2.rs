@@ -45,7 +45,7 @@ use criterion::{Criterion, Throughput};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 use serde::{Deserialize, Serialize};
-use support::RedisServer;
+use support::{RedisCluster, RedisServer};
 
 const NAMESPACE: &str = "bench";
 /// The id the sequential gets read; task `t` of the concurrent ones reads
@@ -436,6 +436,117 @@ fn ab_summary(ctx: &Ctx) {
     println!();
 }
 
+/// The same `#[cached(tier = "l2")]` function through a cache on the single
+/// server and through one on a local 3-primary Redis Cluster (all on this
+/// machine's 2 cores, so the cluster's nodes compete with the client for
+/// them): hit latency, 64 in flight, and the invalidations whose work the
+/// cluster's 16 groups multiply.
+fn cluster_summary(ctx: &Ctx) {
+    const ROUNDS: usize = 7;
+    const SEQ_OPS: u64 = 3_000;
+    const PER_TASK: u64 = 1_000;
+    const INVALIDATIONS: u32 = 300;
+    let cluster = RedisCluster::start(3);
+    let clustered = Cache::builder()
+        .backend(Backend::Redis)
+        .redis_url(cluster.url())
+        .key_prefix(NAMESPACE)
+        .build()
+        .expect("a cache on the cluster");
+    let caches = [
+        ("single server", ctx.cache.clone()),
+        ("3-primary cluster", clustered),
+    ];
+    let sequential = |cache: &Cache| {
+        let cache = cache.clone();
+        ctx.rt
+            .block_on(ctx.rt.spawn(async move {
+                let start = Instant::now();
+                for _ in 0..SEQ_OPS {
+                    black_box(cache.scope(cached_order(HIT_ID)).await);
+                }
+                start.elapsed().as_nanos() as f64 / SEQ_OPS as f64
+            }))
+            .expect("the timing task")
+    };
+    let concurrent = |cache: &Cache| {
+        ctx.rt.block_on(async {
+            let start = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for id in 0..IN_FLIGHT {
+                let cache = cache.clone();
+                tasks.spawn(async move {
+                    for _ in 0..PER_TASK {
+                        black_box(cache.scope(cached_order(id)).await);
+                    }
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.expect("a get task");
+            }
+            (PER_TASK * IN_FLIGHT) as f64 / start.elapsed().as_secs_f64()
+        })
+    };
+    let invalidations = |cache: &Cache, pattern: &str| {
+        ctx.rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..INVALIDATIONS {
+                cache.invalidate(pattern).await.expect("an invalidation");
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(INVALIDATIONS) / 1000.0
+        })
+    };
+    for (_, cache) in &caches {
+        ctx.rt.block_on(cache.scope(async {
+            for id in (0..IN_FLIGHT).chain([HIT_ID]) {
+                cached_order(id).await;
+            }
+        }));
+        sequential(cache);
+        concurrent(cache);
+    }
+    let mut rows: Vec<[Vec<f64>; 4]> = caches.iter().map(|_| Default::default()).collect();
+    for round in 0..ROUNDS {
+        for i in 0..caches.len() {
+            let at = (round + i) % caches.len();
+            let cache = &caches[at].1;
+            rows[at][0].push(sequential(cache));
+            rows[at][1].push(concurrent(cache));
+            rows[at][2].push(invalidations(cache, "order:acme:9999"));
+            rows[at][3].push(invalidations(cache, "order:acme:9999:*"));
+        }
+    }
+    println!();
+    println!(
+        "single server vs Redis Cluster, {ROUNDS} rounds interleaved, median [min, max], ratio to the single server:"
+    );
+    let names = [
+        "hit latency, ns/op (1 in flight)",
+        "throughput, ops/s (64 in flight)",
+        "exact invalidation, us each",
+        "prefix invalidation, us each",
+    ];
+    let rows: Vec<Vec<(f64, f64, f64)>> = rows
+        .into_iter()
+        .map(|row| row.into_iter().map(spread).collect())
+        .collect();
+    for (m, name) in names.iter().enumerate() {
+        println!("{name}");
+        let base = rows[0][m].0;
+        for ((label, _), row) in caches.iter().zip(&rows) {
+            let (median, lo, hi) = row[m];
+            println!(
+                "  {label:<36} {:>28} {:>7.3}x",
+                format!("{median:.0} [{lo:.0}, {hi:.0}]"),
+                median / base
+            );
+        }
+    }
+    println!();
+    drop(caches);
+    drop(cluster);
+}
+
 /// `SET` of `INV_TOTAL` keys in the namespace, `INV_MATCHING` of them under
 /// `inv:match:`, in pipelines.
 async fn fill(conn: &mut ConnectionManager) {
@@ -743,6 +854,7 @@ fn main() {
     hit_latency(&mut c, &ctx);
     in_flight(&mut c, &ctx);
     ab_summary(&ctx);
+    cluster_summary(&ctx);
     backplane_delay(&ctx, &server);
     invalidation(&ctx);
     c.final_summary();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{cached, invalidates, Backend, Cache};
-use support::RedisServer;
+use support::{RedisServer, Target};
 
 #[derive(Default)]
 struct Db {
@@ -31,7 +31,7 @@ async fn update_profile(db: &Db, id: u64) {
     db.version.fetch_add(1, Ordering::SeqCst);
 }
 
-async fn hybrid(server: &RedisServer) -> Cache {
+async fn hybrid(server: &impl Target) -> Cache {
     let cache = Cache::builder()
         .backend(Backend::Hybrid)
         .redis_url(server.url())
@@ -54,10 +54,10 @@ async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn an_invalidation_on_one_instance_empties_the_others_in_process_tier() {
-    let server = RedisServer::start();
-    let (a, b) = (hybrid(&server).await, hybrid(&server).await);
+async fn an_invalidation_on_one_instance_empties_the_others_in_process_tier(server: &Redis) {
+    let (a, b) = (hybrid(server).await, hybrid(server).await);
     let db = Db::default();
     assert_eq!(a.scope(profile(&db, 1)).await, 0);
     assert_eq!(b.scope(profile(&db, 1)).await, 0); // from Redis, now in b's L1
@@ -83,18 +83,23 @@ async fn an_invalidation_on_one_instance_empties_the_others_in_process_tier() {
     assert!(eventually(async || !a.exists("profile:2").await).await);
     assert!(a.exists("profile:1").await, "a applied its own message");
 }
+}
 
 /// After its subscription is cut, an instance serves nothing from its
 /// in-process tier until it has subscribed again, and then starts from an
 /// empty one: an invalidation it missed meanwhile cannot leave it stale.
-async fn cut_and_check(server: &mut RedisServer, cut: impl FnOnce(&mut RedisServer)) {
+/// The first half: an instance that serves from process.
+async fn before_the_cut(server: &impl Target) -> (Cache, Db) {
     let a = hybrid(server).await;
     let db = Db::default();
     assert_eq!(a.scope(profile(&db, 7)).await, 0);
     assert_eq!(a.scope(profile(&db, 7)).await, 0);
     assert_eq!(a.stats().hits, 1);
+    (a, db)
+}
 
-    cut(server);
+/// The second half, once the subscription is cut.
+async fn after_the_cut(server: &impl Target, a: Cache, db: Db) {
     assert!(
         eventually(async || !a.in_sync()).await,
         "a never noticed its subscription dropped"
@@ -108,8 +113,8 @@ async fn cut_and_check(server: &mut RedisServer, cut: impl FnOnce(&mut RedisServ
     // nothing is announced.
     db.version.fetch_add(1, Ordering::SeqCst);
     let _: u64 = redis::cmd("DEL")
-        .arg("app:profile:7")
-        .query(&mut server.connection())
+        .arg(server.key("app", "profile:7"))
+        .query(&mut *server.raw())
         .unwrap();
     assert!(
         a.wait_in_sync(Duration::from_secs(20)).await,
@@ -122,33 +127,38 @@ async fn cut_and_check(server: &mut RedisServer, cut: impl FnOnce(&mut RedisServ
     );
 }
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn a_killed_subscription_resynchronises_before_serving_from_process() {
-    let mut server = RedisServer::start();
-    cut_and_check(&mut server, |server| {
-        let killed: u64 = redis::cmd("CLIENT")
+async fn a_killed_subscription_resynchronises_before_serving_from_process(server: &Redis) {
+    let (a, db) = before_the_cut(server).await;
+    let mut killed = 0;
+    for node in server.nodes() {
+        killed += redis::cmd("CLIENT")
             .arg("KILL")
             .arg("TYPE")
             .arg("pubsub")
-            .query(&mut server.connection())
+            .query::<u64>(&mut node.connection())
             .unwrap();
-        assert!(killed >= 1, "{killed}");
-    })
-    .await;
+    }
+    assert!(killed >= 1, "{killed}");
+    after_the_cut(server, a, db).await;
+}
 }
 
 #[tokio::test]
 async fn a_restarted_redis_resynchronises_before_serving_from_process() {
     let mut server = RedisServer::start();
-    cut_and_check(&mut server, RedisServer::restart).await;
+    let (a, db) = before_the_cut(&server).await;
+    server.restart();
+    after_the_cut(&server, a, db).await;
 }
 
+on_server_and_cluster! {
 /// An idle subscription is pinged, and the pings' answers keep it: the
 /// instance stays in step through several ping periods (it would otherwise
 /// resubscribe, and empty its in-process tier, each time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_subscription_stays_in_step_across_its_pings() {
-    let server = RedisServer::start();
+async fn an_idle_subscription_stays_in_step_across_its_pings(server: &Redis) {
     let cache = Cache::builder()
         .backend(Backend::Hybrid)
         .redis_url(server.url())
@@ -164,11 +174,18 @@ async fn an_idle_subscription_stays_in_step_across_its_pings() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(out_of_step, 0, "the subscription was dropped while idle");
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query(&mut server.connection())
-        .unwrap();
+    let clients: String = server
+        .nodes()
+        .into_iter()
+        .map(|node| {
+            redis::cmd("CLIENT")
+                .arg("LIST")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query::<String>(&mut node.connection())
+                .unwrap()
+        })
+        .collect();
     assert!(clients.contains("cmd=ping"), "no ping was sent: {clients}");
+}
 }

@@ -1,18 +1,22 @@
-//! A Redis Cluster node as `REDIS_URL`. The shared tier does not support
-//! Redis Cluster yet: a cache pointed at a cluster node must say so (in
-//! `health()` and in its errors), cost its callers nothing but hit rate,
-//! and keep its breaker open instead of trying every key against it.
+//! Redis Cluster: a `redis+cluster://` URL runs the shared tier on a local
+//! 3-primary cluster (the hybrid tests of `l2_cache`, `backplane` and
+//! `lock` run against one as well); here what is the cluster's own: a
+//! namespace spread over every primary, patterns walked on each, several
+//! slots in one call, and a cluster node given as a plain `redis://` URL.
 
 mod support;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_runtime::{cached, Backend, BreakerState, Cache, HealthStatus};
+use cache_runtime::{
+    cached, Backend, BreakerState, Cache, HealthStatus, RedisL2, SharedInvalidation,
+};
 use serde::{Deserialize, Serialize};
 use support::chaos::BreakerChanges;
-use support::RedisCluster;
+use support::{RedisCluster, Target};
 
 #[derive(Default)]
 struct Db {
@@ -30,11 +34,109 @@ async fn order(db: &Db, id: u64) -> Order {
     Order { id }
 }
 
+async fn start() -> RedisCluster {
+    tokio::task::spawn_blocking(|| RedisCluster::start(3))
+        .await
+        .unwrap()
+}
+
+/// The cache keys `order:*` stored on each node.
+fn orders_per_node(cluster: &RedisCluster, namespace: &str) -> Vec<usize> {
+    cluster
+        .nodes
+        .iter()
+        .map(|node| node.keys(&format!("{namespace}{{*}}:order:*")).len())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_node_is_reported_and_costs_callers_nothing_but_hit_rate() {
-    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3))
+async fn a_namespace_spreads_over_every_primary_and_patterns_reach_each() {
+    let cluster = start().await;
+    let cache = Cache::builder()
+        .backend(Backend::Hybrid)
+        .redis_url(cluster.url())
+        .key_prefix("spread")
+        .redis_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert!(cache.wait_in_sync(Duration::from_secs(10)).await);
+    let db = Db::default();
+    for id in 0..300 {
+        cache.scope(order(&db, id)).await;
+    }
+    let per_node = orders_per_node(&cluster, "spread");
+    assert_eq!(per_node.iter().sum::<usize>(), 300, "{per_node:?}");
+    assert!(per_node.iter().all(|&n| n >= 30), "{per_node:?}");
+
+    let health = cache.health().await;
+    assert_eq!(health.status, HealthStatus::Healthy, "{health}");
+
+    // A pattern with a wildcard inside: SCAN on each primary.
+    let report = cache.invalidate_report("order:*7").await.unwrap();
+    assert_eq!(report.shared, SharedInvalidation::Scanned(30), "{report:?}");
+    assert_eq!(
+        orders_per_node(&cluster, "spread").iter().sum::<usize>(),
+        270
+    );
+    // A prefix pattern: one mark per group, whatever the keys.
+    let report = cache.invalidate_report("order:*").await.unwrap();
+    assert_eq!(report.shared, SharedInvalidation::Prefix("order:".into()));
+    let reads = db.reads.load(Ordering::SeqCst);
+    for id in 0..300 {
+        cache.scope(order(&db, id)).await;
+    }
+    assert_eq!(db.reads.load(Ordering::SeqCst), reads + 300);
+    // clear: every primary, this namespace only.
+    let other = Cache::builder()
+        .backend(Backend::Redis)
+        .redis_url(cluster.url())
+        .key_prefix("other")
+        .build()
+        .unwrap();
+    other.scope(order(&db, 1)).await;
+    cache.clear().await;
+    assert_eq!(orders_per_node(&cluster, "spread"), [0, 0, 0]);
+    assert_eq!(orders_per_node(&cluster, "other").iter().sum::<usize>(), 1);
+}
+
+#[tokio::test]
+async fn the_store_handles_keys_of_many_slots_in_one_call() {
+    let cluster = start().await;
+    let l2 = RedisL2::builder(cluster.url(), "raw")
+        .connect()
         .await
         .unwrap();
+    let keys: Vec<String> = (0..50).map(|n| format!("item:{n}")).collect();
+    for key in &keys {
+        l2.set(key, key.as_bytes(), 60_000).await.unwrap();
+    }
+    assert_eq!(
+        l2.get("item:7").await.unwrap().as_deref(),
+        Some(&b"item:7"[..])
+    );
+    let slots: HashSet<String> = keys
+        .iter()
+        .map(|key| l2.redis_key(key).split('}').next().unwrap().to_owned())
+        .collect();
+    assert!(slots.len() > 8, "{slots:?}");
+    let some: Vec<&str> = keys[..10].iter().map(String::as_str).collect();
+    assert_eq!(l2.delete(&some).await.unwrap(), 10);
+    assert_eq!(l2.invalidate("item:4*").await.unwrap(), 10); // 4, 40..49
+    assert_eq!(l2.clear().await.unwrap(), 30);
+    assert!(l2.ping().await.is_ok());
+    let err = RedisL2::builder(format!("{}/2", cluster.url()), "raw")
+        .check()
+        .unwrap_err();
+    assert!(err.to_string().contains("only database 0"), "{err}");
+}
+
+/// A cluster node given as a plain `redis://` URL: the cache says what to
+/// write instead (in `health()` and its errors), costs its callers nothing
+/// but hit rate, and keeps its breaker open instead of trying every key
+/// against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_as_a_plain_url_is_reported_and_costs_callers_nothing_but_hit_rate() {
+    let cluster = start().await;
     let changes = Arc::new(BreakerChanges::default());
     let cache = Cache::builder()
         .backend(Backend::Hybrid)
@@ -73,5 +175,5 @@ async fn a_cluster_node_is_reported_and_costs_callers_nothing_but_hit_rate() {
     let health = cache.health().await;
     assert_eq!(health.status, HealthStatus::Degraded, "{health}");
     let why = health.redis_error.unwrap_or_default();
-    assert!(why.contains("does not support Redis Cluster yet"), "{why}");
+    assert!(why.contains("redis+cluster://"), "{why}");
 }

@@ -12,7 +12,7 @@ use cache_runtime::{
     cached, invalidates, Backend, BreakerState, Cache, Codec, Config, RedisL2, SharedInvalidation,
 };
 use serde::{Deserialize, Serialize};
-use support::RedisServer;
+use support::{Redis, RedisServer, Target};
 use tokio::sync::Notify;
 
 /// The origin: a versioned record per id, and a count of reads.
@@ -124,11 +124,11 @@ fn update_order_blocking(db: &Db, id: u64) {
 /// A cache on `server` under `prefix`. A Redis timeout far above a round
 /// trip: on a loaded machine the default could turn a read into a miss,
 /// and counts these tests assert exactly would shift.
-fn cache(server: &RedisServer, prefix: &str, backend: Backend) -> Cache {
+fn cache(server: &impl Target, prefix: &str, backend: Backend) -> Cache {
     builder(server, prefix, backend).build().expect("a cache")
 }
 
-fn builder(server: &RedisServer, prefix: &str, backend: Backend) -> cache_runtime::CacheBuilder {
+fn builder(server: &impl Target, prefix: &str, backend: Backend) -> cache_runtime::CacheBuilder {
     Cache::builder()
         .backend(backend)
         .redis_url(server.url())
@@ -151,7 +151,7 @@ async fn synced(cache: Cache) -> Cache {
 /// A cache that does not subscribe to the backplane: what other instances
 /// invalidate does not reach its running loads, so only the fill script
 /// keeps an older value out of Redis.
-fn without_backplane(server: &RedisServer, prefix: &str, backend: Backend) -> Cache {
+fn without_backplane(server: &impl Target, prefix: &str, backend: Backend) -> Cache {
     builder(server, prefix, backend)
         .backplane(false)
         .build()
@@ -165,19 +165,18 @@ async fn within<F: std::future::Future>(future: F) -> F::Output {
         .expect("the test did not finish within 60 s")
 }
 
-fn raw_get(server: &RedisServer, key: &str) -> Option<Vec<u8>> {
-    redis::cmd("GET")
-        .arg(key)
-        .query(&mut server.connection())
-        .unwrap()
+/// `GET` of `<namespace>:<key>` as the cache lays it out.
+fn raw_get(server: &impl Target, namespaced: &str) -> Option<Vec<u8>> {
+    let (namespace, key) = namespaced.split_once(':').expect("namespace:key");
+    server.get(namespace, key)
 }
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn an_instance_finds_what_another_stored() {
-    let server = RedisServer::start();
+async fn an_instance_finds_what_another_stored(server: &Redis) {
     let (a, b) = (
-        synced(cache(&server, "shop", Backend::Hybrid)).await,
-        synced(cache(&server, "shop", Backend::Hybrid)).await,
+        synced(cache(server, "shop", Backend::Hybrid)).await,
+        synced(cache(server, "shop", Backend::Hybrid)).await,
     );
     let db = Db::default();
 
@@ -194,18 +193,19 @@ async fn an_instance_finds_what_another_stored() {
 
     // The TTL reached Redis as PX.
     let ttl: i64 = redis::cmd("PTTL")
-        .arg("shop:order:7")
-        .query(&mut server.connection())
+        .arg(server.key("shop", "order:7"))
+        .query(&mut *server.raw())
         .unwrap();
     assert!(ttl > 50_000 && ttl <= 60_000, "{ttl}");
 }
+}
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn results_share_their_ok_values_and_opaque_values_stay_in_process() {
-    let server = RedisServer::start();
+async fn results_share_their_ok_values_and_opaque_values_stay_in_process(server: &Redis) {
     let (a, b) = (
-        synced(cache(&server, "shop", Backend::Hybrid)).await,
-        synced(cache(&server, "shop", Backend::Hybrid)).await,
+        synced(cache(server, "shop", Backend::Hybrid)).await,
+        synced(cache(server, "shop", Backend::Hybrid)).await,
     );
     let db = Db::default();
     assert_eq!(a.scope(fallible(&db, 1)).await.unwrap().version, 0);
@@ -215,13 +215,14 @@ async fn results_share_their_ok_values_and_opaque_values_stay_in_process() {
     assert_eq!(a.scope(opaque(&db, 2)).await, Opaque(0));
     assert_eq!(b.scope(opaque(&db, 2)).await, Opaque(0));
     assert_eq!(db.reads(), 3, "a value that is not serde is not shared");
-    assert_eq!(raw_get(&server, "shop:opaque:2"), None);
+    assert_eq!(raw_get(server, "shop:opaque:2"), None);
+}
 }
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn tiers_of_a_function_take_effect() {
-    let server = RedisServer::start();
-    let a = synced(cache(&server, "shop", Backend::Hybrid)).await;
+async fn tiers_of_a_function_take_effect(server: &Redis) {
+    let a = synced(cache(server, "shop", Backend::Hybrid)).await;
     let db = Db::default();
 
     a.scope(shared_only(&db, 1)).await;
@@ -234,25 +235,26 @@ async fn tiers_of_a_function_take_effect() {
     assert_eq!((db.reads(), a.stats().l2_hits), (1, 1));
 
     a.scope(local_only(&db, 1)).await;
-    assert_eq!(raw_get(&server, "shop:local-only:1"), None);
+    assert_eq!(raw_get(server, "shop:local-only:1"), None);
     assert_eq!(a.stats().entries, 1);
 
     // The `redis` backend keeps nothing in process either.
-    let r = synced(cache(&server, "shop", Backend::Redis)).await;
+    let r = synced(cache(server, "shop", Backend::Redis)).await;
     r.scope(order(&db, 3)).await;
     r.scope(order(&db, 3)).await;
     assert_eq!(r.stats().entries, 0);
     assert_eq!((r.stats().l2_hits, r.stats().l2_sets), (1, 1));
 }
+}
 
+on_server_and_cluster! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalidation_on_one_instance_reaches_the_shared_tier_for_all() {
-    let server = RedisServer::start();
+async fn invalidation_on_one_instance_reaches_the_shared_tier_for_all(server: &Redis) {
     // Redis-only instances: what one instance's L1 would keep is the
     // backplane's business; here every read goes to the shared tier.
     let (a, b) = (
-        synced(cache(&server, "shop", Backend::Redis)).await,
-        synced(cache(&server, "shop", Backend::Redis)).await,
+        synced(cache(server, "shop", Backend::Redis)).await,
+        synced(cache(server, "shop", Backend::Redis)).await,
     );
     let db = Db::default();
 
@@ -272,12 +274,14 @@ async fn invalidation_on_one_instance_reaches_the_shared_tier_for_all() {
         assert_eq!(a.scope(order_page(&db, "acme", page)).await.version, 2);
     }
     assert_eq!(db.reads(), reads + 50);
-    // The mark is the namespace's generation, exact to the digit.
-    let mut raw = server.connection();
+    // The mark is the generation of the key's group (the namespace on one
+    // server), exact to the digit.
+    let group = server.key("shop", "orders:list:acme:1");
+    let group = group.strip_suffix(":orders:list:acme:1").unwrap();
     let (tag, generation): (String, String) = redis::cmd("MGET")
-        .arg("shop[t]orders:list:acme:")
-        .arg("shop[g]")
-        .query(&mut raw)
+        .arg(format!("{group}[t]orders:list:acme:"))
+        .arg(format!("{group}[g]"))
+        .query(&mut *server.raw())
         .unwrap();
     assert!(
         generation.bytes().all(|b| b.is_ascii_digit()),
@@ -306,29 +310,31 @@ async fn invalidation_on_one_instance_reaches_the_shared_tier_for_all() {
         .unwrap();
     assert_eq!(a.scope(order(&db, 1)).await.version, 4);
 }
+}
 
+on_server_and_cluster! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blocking_invalidation_on_a_runtime_thread_reaches_redis() {
-    let server = RedisServer::start();
+async fn a_blocking_invalidation_on_a_runtime_thread_reaches_redis(server: &Redis) {
     let (a, b) = (
-        synced(cache(&server, "shop", Backend::Redis)).await,
-        synced(cache(&server, "shop", Backend::Redis)).await,
+        synced(cache(server, "shop", Backend::Redis)).await,
+        synced(cache(server, "shop", Backend::Redis)).await,
     );
     let db = Db::default();
     assert_eq!(a.scope(order(&db, 5)).await.version, 0);
     b.scope(async { update_order_blocking(&db, 5) }).await;
     assert_eq!(a.scope(order(&db, 5)).await.version, 1);
 }
+}
 
 /// The race of guarantee 2 across instances: instance A reads the origin,
 /// instance B then writes and invalidates, and only then does A's fill
 /// arrive. The fill must not land: a read on either instance afterwards
 /// sees the write.
-async fn race(server: &RedisServer, invalidate: impl AsyncFnOnce(&Cache, &Db)) {
+async fn race(server: &impl Target, invalidate: impl AsyncFnOnce(&Cache, &Db)) {
     within(race_inner(server, invalidate)).await;
 }
 
-async fn race_inner(server: &RedisServer, invalidate: impl AsyncFnOnce(&Cache, &Db)) {
+async fn race_inner(server: &impl Target, invalidate: impl AsyncFnOnce(&Cache, &Db)) {
     let a = without_backplane(server, "race", Backend::Redis);
     let b = synced(cache(server, "race", Backend::Redis)).await;
     let db = Arc::new(Db::gated());
@@ -353,32 +359,34 @@ async fn race_inner(server: &RedisServer, invalidate: impl AsyncFnOnce(&Cache, &
     assert_eq!(a.scope(order_page(&db, "acme", 1)).await.version, 1);
 }
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn a_fill_older_than_an_exact_invalidation_on_another_instance_never_lands() {
-    let server = RedisServer::start();
-    race(&server, async |b: &Cache, db: &Db| {
+async fn a_fill_older_than_an_exact_invalidation_on_another_instance_never_lands(server: &Redis) {
+    race(server, async |b: &Cache, db: &Db| {
         db.write();
         b.delete("orders:list:acme:1").await;
     })
     .await;
 }
+}
 
+on_server_and_cluster! {
 /// A fill of a third instance that lands after the invalidation (and is
 /// fresh) must not let the slow, older fill through afterwards.
 #[tokio::test]
-async fn a_fill_older_than_an_invalidation_stays_out_after_a_newer_fill() {
-    within(stays_out()).await;
+async fn a_fill_older_than_an_invalidation_stays_out_after_a_newer_fill(server: &Redis) {
+    within(stays_out(server)).await;
+}
 }
 
-async fn stays_out() {
-    let server = RedisServer::start();
+async fn stays_out(server: &Redis) {
     // A runs no backplane: the script alone must keep its fill out. Nor
     // does C, whose load the message of B's invalidation would otherwise
     // reach late and keep from filling.
-    let a = without_backplane(&server, "race", Backend::Redis);
-    let b = synced(cache(&server, "race", Backend::Redis)).await;
-    let c = without_backplane(&server, "race", Backend::Redis);
-    let d = synced(cache(&server, "race", Backend::Redis)).await;
+    let a = without_backplane(server, "race", Backend::Redis);
+    let b = synced(cache(server, "race", Backend::Redis)).await;
+    let c = without_backplane(server, "race", Backend::Redis);
+    let d = synced(cache(server, "race", Backend::Redis)).await;
     let db = Arc::new(Db::gated());
     let slow = {
         let (a, db) = (a.clone(), Arc::clone(&db));
@@ -434,10 +442,10 @@ async fn a_fill_across_a_redis_restart_does_not_land() {
     assert_eq!(raw_get(&server, "race:orders:list:acme:1"), None);
 }
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn concurrent_callers_make_one_origin_call_across_both_tiers() {
-    let server = RedisServer::start();
-    let a = synced(cache(&server, "flight", Backend::Redis)).await;
+async fn concurrent_callers_make_one_origin_call_across_both_tiers(server: &Redis) {
+    let a = synced(cache(server, "flight", Backend::Redis)).await;
     let db = Arc::new(Db::default());
     let mut calls = Vec::new();
     for _ in 0..100 {
@@ -453,36 +461,41 @@ async fn concurrent_callers_make_one_origin_call_across_both_tiers() {
     let stats = a.stats();
     assert_eq!((stats.loads, stats.l2_sets, stats.l2_misses), (1, 1, 1));
 }
+}
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn a_fill_older_than_a_prefix_invalidation_on_another_instance_never_lands() {
-    let server = RedisServer::start();
-    race(&server, async |b: &Cache, db: &Db| {
+async fn a_fill_older_than_a_prefix_invalidation_on_another_instance_never_lands(server: &Redis) {
+    race(server, async |b: &Cache, db: &Db| {
         b.scope(update_tenant(db, "acme")).await;
     })
     .await;
 }
+}
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn a_fill_older_than_a_scanning_invalidation_on_another_instance_never_lands() {
-    let server = RedisServer::start();
-    race(&server, async |b: &Cache, db: &Db| {
+async fn a_fill_older_than_a_scanning_invalidation_on_another_instance_never_lands(server: &Redis) {
+    race(server, async |b: &Cache, db: &Db| {
         db.write();
         b.invalidate("orders:*:acme:1").await.unwrap();
     })
     .await;
 }
+}
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn a_fill_older_than_a_clear_on_another_instance_never_lands() {
-    let server = RedisServer::start();
-    race(&server, async |b: &Cache, db: &Db| {
+async fn a_fill_older_than_a_clear_on_another_instance_never_lands(server: &Redis) {
+    race(server, async |b: &Cache, db: &Db| {
         db.write();
         b.clear().await;
     })
     .await;
 }
+}
 
+on_server_and_cluster! {
 /// Eight reader instances and one writer instance on one Redis: no read
 /// that starts after an invalidation returned sees a version older than the
 /// write before it. Each reader is an instance of its own, reading through
@@ -490,16 +503,15 @@ async fn a_fill_older_than_a_clear_on_another_instance_never_lands() {
 /// instance, or an instance's L1, is kept coherent across instances by the
 /// backplane, which is not part of this test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_read_after_an_invalidation_sees_an_older_version_on_any_instance() {
-    let server = RedisServer::start();
-    let writer = synced(cache(&server, "soak", Backend::Hybrid)).await;
+async fn no_read_after_an_invalidation_sees_an_older_version_on_any_instance(server: &Redis) {
+    let writer = synced(cache(server, "soak", Backend::Hybrid)).await;
     let db = Arc::new(Db::default());
     // The version every read that starts from now on must see at least.
     let floor = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut readers = Vec::new();
     for r in 0..8 {
-        let cache = synced(cache(&server, "soak", Backend::Redis)).await;
+        let cache = synced(cache(server, "soak", Backend::Redis)).await;
         let (db, floor, stop) = (Arc::clone(&db), Arc::clone(&floor), Arc::clone(&stop));
         readers.push(tokio::spawn(async move {
             let mut reads = 0u64;
@@ -531,13 +543,14 @@ async fn no_read_after_an_invalidation_sees_an_older_version_on_any_instance() {
     }
     assert!(total > 0);
 }
+}
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn bytes_that_do_not_decode_are_misses_and_are_overwritten() {
-    let server = RedisServer::start();
-    let a = synced(cache(&server, "shop", Backend::Hybrid)).await;
+async fn bytes_that_do_not_decode_are_misses_and_are_overwritten(server: &Redis) {
+    let a = synced(cache(server, "shop", Backend::Hybrid)).await;
     let db = Db::default();
-    let mut raw = server.connection();
+    let mut raw = server.raw();
     let garbage: [&[u8]; 4] = [
         b"",
         b"hello",
@@ -547,12 +560,12 @@ async fn bytes_that_do_not_decode_are_misses_and_are_overwritten() {
     for (id, bytes) in garbage.iter().enumerate() {
         let key = format!("shop:order:{id}");
         let _: () = redis::cmd("SET")
-            .arg(&key)
+            .arg(server.key("shop", &key["shop:".len()..]))
             .arg(*bytes)
-            .query(&mut raw)
+            .query(&mut *raw)
             .unwrap();
         assert_eq!(a.scope(order(&db, id as u64)).await.version, 0);
-        let stored = raw_get(&server, &key).unwrap();
+        let stored = raw_get(server, &key).unwrap();
         assert_ne!(stored, *bytes, "the fill overwrote the bad bytes");
     }
     assert_eq!(db.reads(), 4);
@@ -568,13 +581,14 @@ async fn bytes_that_do_not_decode_are_misses_and_are_overwritten() {
     assert_eq!(a.scope(order_as_text(0)).await, "order 0");
     assert_eq!(a.stats().l2_undecodable, 5);
 }
+}
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn clear_removes_its_namespace_only() {
-    let server = RedisServer::start();
+async fn clear_removes_its_namespace_only(server: &Redis) {
     let (a, other) = (
-        synced(cache(&server, "shop", Backend::Hybrid)).await,
-        synced(cache(&server, "billing", Backend::Hybrid)).await,
+        synced(cache(server, "shop", Backend::Hybrid)).await,
+        synced(cache(server, "billing", Backend::Hybrid)).await,
     );
     let db = Db::default();
     for id in 0..20 {
@@ -582,20 +596,18 @@ async fn clear_removes_its_namespace_only() {
         other.scope(order(&db, id)).await;
     }
     a.clear().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*:order:*")
-        .query(&mut server.connection())
-        .unwrap();
+    let keys = server.keys("*:order:*");
     assert_eq!(keys.len(), 20);
-    assert!(keys.iter().all(|k| k.starts_with("billing:")));
+    assert!(keys.iter().all(|k| k.starts_with("billing")), "{keys:?}");
     a.scope(order(&db, 0)).await;
     other.scope(order(&db, 0)).await;
     assert_eq!(db.reads(), 41);
 }
+}
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn json_values_are_readable_and_read_by_a_bincode_instance() {
-    let server = RedisServer::start();
+async fn json_values_are_readable_and_read_by_a_bincode_instance(server: &Redis) {
     let json = synced(
         Cache::builder()
             .backend(Backend::Redis)
@@ -606,14 +618,15 @@ async fn json_values_are_readable_and_read_by_a_bincode_instance() {
             .unwrap(),
     )
     .await;
-    let bincode = synced(cache(&server, "shop", Backend::Redis)).await;
+    let bincode = synced(cache(server, "shop", Backend::Redis)).await;
     let db = Db::default();
     json.scope(order(&db, 3)).await;
-    let stored = raw_get(&server, "shop:order:3").unwrap();
+    let stored = raw_get(server, "shop:order:3").unwrap();
     let text = String::from_utf8_lossy(&stored);
     assert!(text.contains(r#"{"id":3,"version":0}"#), "{text}");
     assert_eq!(bincode.scope(order(&db, 3)).await.version, 0);
     assert_eq!(db.reads(), 1);
+}
 }
 
 #[tokio::test]
@@ -859,17 +872,18 @@ fn a_blocking_invalidation_outside_any_runtime_reaches_redis() {
     assert_eq!(runtime.block_on(a.scope(order(&db, 5))).version, 1);
 }
 
+on_server_and_cluster! {
 #[tokio::test]
-async fn a_blocking_invalidation_on_a_current_thread_runtime_waits_for_redis() {
-    let server = RedisServer::start();
+async fn a_blocking_invalidation_on_a_current_thread_runtime_waits_for_redis(server: &Redis) {
     let (a, b) = (
-        synced(cache(&server, "shop", Backend::Redis)).await,
-        synced(cache(&server, "shop", Backend::Redis)).await,
+        synced(cache(server, "shop", Backend::Redis)).await,
+        synced(cache(server, "shop", Backend::Redis)).await,
     );
     let db = Db::default();
     assert_eq!(a.scope(order(&db, 6)).await.version, 0);
     b.scope(async { update_order_blocking(&db, 6) }).await;
     assert_eq!(a.scope(order(&db, 6)).await.version, 1);
+}
 }
 
 /// A counter behind the generation a leader read (Redis restored from an
@@ -900,14 +914,14 @@ async fn counter_went_back() {
     assert_eq!(raw_get(&server, "race:orders:list:acme:1"), None);
 }
 
+on_server_and_cluster! {
 /// A load that runs while the instance subscribes to the backplane (which
 /// empties its in-process tier and marks the loads then running) still
 /// writes its value to Redis: the backplane's resync is no invalidation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_load_running_while_the_backplane_subscribes_still_fills_redis() {
+async fn a_load_running_while_the_backplane_subscribes_still_fills_redis(server: &Redis) {
     within(async {
-        let server = RedisServer::start();
-        let a = cache(&server, "startup", Backend::Hybrid);
+        let a = cache(server, "startup", Backend::Hybrid);
         let db = Arc::new(Db::gated());
         let load = {
             let (a, db) = (a.clone(), Arc::clone(&db));
@@ -921,9 +935,10 @@ async fn a_load_running_while_the_backplane_subscribes_still_fills_redis() {
         assert_eq!(load.await.unwrap().version, 0);
         assert_eq!(a.stats().l2_sets, 1, "{:?}", a.stats());
         // Another instance finds it in Redis.
-        let b = synced(cache(&server, "startup", Backend::Hybrid)).await;
+        let b = synced(cache(server, "startup", Backend::Hybrid)).await;
         assert_eq!(b.scope(order(&db, 1)).await.version, 0);
         assert_eq!((b.stats().l2_hits, db.reads()), (1, 1));
     })
     .await;
+}
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cache_runtime::{cached, Backend, Cache};
 use serde::{Deserialize, Serialize};
-use support::RedisServer;
+use support::Target;
 
 /// A slow origin that counts its calls; the first call hangs while `hang`
 /// is set (a leader that never finishes).
@@ -54,7 +54,7 @@ async fn unlocked(db: &Db, id: u64) -> Item {
     db.read(id).await
 }
 
-async fn instances(server: &RedisServer, n: usize, lock_ttl: Duration) -> Vec<Cache> {
+async fn instances(server: &impl Target, n: usize, lock_ttl: Duration) -> Vec<Cache> {
     let mut caches = Vec::new();
     for _ in 0..n {
         let cache = Cache::builder()
@@ -103,10 +103,10 @@ async fn all_equal(tasks: Vec<tokio::task::JoinHandle<Item>>) -> Item {
     first.expect("callers")
 }
 
+on_server_and_cluster! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cold_key_costs_one_origin_call_across_four_instances() {
-    let server = RedisServer::start();
-    let caches = instances(&server, 4, Duration::from_secs(10)).await;
+async fn a_cold_key_costs_one_origin_call_across_four_instances(server: &Redis) {
+    let caches = instances(server, 4, Duration::from_secs(10)).await;
     let db = Arc::new(Db::default());
     let tasks = callers(&caches, 200, |cache| {
         let db = Arc::clone(&db);
@@ -131,13 +131,14 @@ async fn a_cold_key_costs_one_origin_call_across_four_instances() {
     }
     assert!(db.calls() > 1, "{} calls without the lock", db.calls());
 }
+}
 
+on_server_and_cluster! {
 /// The lock holder's call is dropped mid-call (its task aborted): the lock
 /// is released, and another instance takes over; every caller finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callers_finish_when_the_holder_is_cancelled() {
-    let server = RedisServer::start();
-    let caches = instances(&server, 4, Duration::from_secs(30)).await;
+async fn callers_finish_when_the_holder_is_cancelled(server: &Redis) {
+    let caches = instances(server, 4, Duration::from_secs(30)).await;
     let db = Arc::new(Db::default());
     db.hang.store(true, Ordering::SeqCst);
     let holder = {
@@ -156,20 +157,21 @@ async fn callers_finish_when_the_holder_is_cancelled() {
     assert_eq!(all_equal(tasks).await.call, 2);
     assert_eq!(db.calls(), 2);
 }
+}
 
+on_server_and_cluster! {
 /// A holder that died with its process left its lock behind: callers wait
 /// for the lock to expire, then one instance calls the origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_left_by_a_dead_holder_expires_and_one_instance_takes_over() {
-    let server = RedisServer::start();
-    let caches = instances(&server, 4, Duration::from_secs(10)).await;
+async fn a_lock_left_by_a_dead_holder_expires_and_one_instance_takes_over(server: &Redis) {
+    let caches = instances(server, 4, Duration::from_secs(10)).await;
     // What a holder killed mid-call leaves: its lock, with its expiry.
     let _: () = redis::cmd("SET")
-        .arg("lock[k]cold:3")
+        .arg(format!("{}[k]cold:3", server.group("lock", "cold:3")))
         .arg("dead-holder")
         .arg("PX")
         .arg(3000)
-        .query(&mut server.connection())
+        .query(&mut *server.raw())
         .unwrap();
     let db = Arc::new(Db::default());
     let tasks = callers(&caches, 50, |cache| {
@@ -180,6 +182,7 @@ async fn a_lock_left_by_a_dead_holder_expires_and_one_instance_takes_over() {
     assert_eq!(db.calls(), 0, "nobody calls while the lock is held");
     assert_eq!(all_equal(tasks).await.call, 1);
     assert_eq!(db.calls(), 1);
+}
 }
 
 /// Calls the origin for `held` at a time: counts how many run at once.
@@ -216,12 +219,12 @@ async fn failing(origin: &Concurrency, id: u64) -> Result<Item, Down> {
     Err(Down)
 }
 
+on_server_and_cluster! {
 /// An origin call longer than the lock's lifetime keeps the lock: the
 /// holder renews it, the others wait; one call in all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_renews_its_lock_through_a_slow_origin_call() {
-    let server = RedisServer::start();
-    let caches = instances(&server, 4, Duration::from_millis(300)).await;
+async fn a_holder_renews_its_lock_through_a_slow_origin_call(server: &Redis) {
+    let caches = instances(server, 4, Duration::from_millis(300)).await;
     let origin = Arc::new(Concurrency::default());
     let tasks = callers(&caches, 50, |cache| {
         let origin = Arc::clone(&origin);
@@ -230,14 +233,15 @@ async fn a_holder_renews_its_lock_through_a_slow_origin_call() {
     all_equal(tasks).await;
     assert_eq!(origin.calls.load(Ordering::SeqCst), 1);
 }
+}
 
+on_server_and_cluster! {
 /// A holder whose origin failed stored nothing: the other instances call
 /// their own origin at once (together), instead of taking the lock in
 /// turn; each caller gets the error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_holder_stores_nothing_the_others_call_at_once() {
-    let server = RedisServer::start();
-    let caches = instances(&server, 4, Duration::from_secs(10)).await;
+async fn when_the_holder_stores_nothing_the_others_call_at_once(server: &Redis) {
+    let caches = instances(server, 4, Duration::from_secs(10)).await;
     let origin = Arc::new(Concurrency::default());
     let tasks = callers(&caches, 50, |cache| {
         let origin = Arc::clone(&origin);
@@ -253,4 +257,5 @@ async fn when_the_holder_stores_nothing_the_others_call_at_once() {
         origin.most.load(Ordering::SeqCst) >= 2,
         "the instances called one after another"
     );
+}
 }

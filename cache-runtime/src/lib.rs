@@ -50,7 +50,7 @@ pub use envelope::{
     ENVELOPE_HARD_MAX_BYTES, ENVELOPE_HEADER_LEN, ENVELOPE_VERSION,
 };
 #[cfg(feature = "redis")]
-pub use l2::redis::{RedisL2, RedisL2Builder};
+pub use l2::redis::{RedisL2, RedisL2Builder, CLUSTER_GROUPS};
 #[cfg(feature = "redis")]
 pub use l2::{L2Error, L2Future, L2};
 

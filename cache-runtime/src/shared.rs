@@ -110,9 +110,10 @@ impl Shared {
         }
     }
 
-    /// A client for the backplane's own connection.
-    pub(crate) fn client(&self) -> Option<redis::Client> {
-        self.builder.redis_client().ok()
+    /// Clients for the backplane's own connection: of the server, or of
+    /// each cluster node the URL names (tried in turn).
+    pub(crate) fn clients(&self) -> Option<Vec<redis::Client>> {
+        self.builder.redis_clients().ok().filter(|c| !c.is_empty())
     }
 
     /// The store; connects (lazily: no round trip) on first use, in the

@@ -275,6 +275,197 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// `redis+cluster://127.0.0.1:<port>,...`: every node.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// A blocking cluster connection for raw commands (it follows the
+    /// slots).
+    pub fn connection(&self) -> redis::cluster::ClusterConnection {
+        let nodes: Vec<String> = self.nodes.iter().map(RedisServer::url).collect();
+        redis::cluster::ClusterClient::new(nodes)
+            .expect("loopback URLs parse")
+            .get_connection()
+            .expect("connect to the test cluster")
+    }
+}
+
+/// What a cache in a test is pointed at, and how the test looks at its
+/// keys: a [`RedisServer`], a [`RedisCluster`] or either ([`Redis`]).
+pub trait Target {
+    /// The URL a cache is given: `redis://...` or `redis+cluster://...`.
+    fn url(&self) -> String;
+
+    /// A blocking connection for raw commands on keys (on a cluster it
+    /// follows the slots).
+    fn raw(&self) -> Box<dyn redis::ConnectionLike>;
+
+    /// The Redis key of cache key `key` under `namespace`, as the cache
+    /// lays it out (on a cluster, with its group's hash tag). Needs a
+    /// tokio runtime.
+    fn key(&self, namespace: &str, key: &str) -> String {
+        cache_runtime::RedisL2::builder(self.url(), namespace)
+            .connect_lazy()
+            .expect("a valid URL and namespace")
+            .redis_key(key)
+    }
+
+    /// Every key `pattern` matches (`KEYS`, on every node of a cluster).
+    fn keys(&self, pattern: &str) -> Vec<String> {
+        self.nodes()
+            .into_iter()
+            .flat_map(|node| {
+                redis::cmd("KEYS")
+                    .arg(pattern)
+                    .query::<Vec<String>>(&mut node.connection())
+                    .expect("KEYS on a test redis-server")
+            })
+            .collect()
+    }
+
+    /// Each server: this one, or every node of the cluster.
+    fn nodes(&self) -> Vec<&RedisServer>;
+
+    /// What the protocol's keys that cover `key` start with: its group
+    /// (`<namespace>`, or on a cluster `<namespace>{<group>}`).
+    fn group(&self, namespace: &str, key: &str) -> String {
+        let full = self.key(namespace, key);
+        full.strip_suffix(&format!(":{key}"))
+            .expect("<group>:<key>")
+            .to_owned()
+    }
+
+    /// `GET` of the cache key `key` under `namespace`.
+    fn get(&self, namespace: &str, key: &str) -> Option<Vec<u8>> {
+        redis::cmd("GET")
+            .arg(self.key(namespace, key))
+            .query(&mut *self.raw())
+            .expect("GET on the test Redis")
+    }
+}
+
+impl Target for RedisServer {
+    fn url(&self) -> String {
+        RedisServer::url(self)
+    }
+
+    fn raw(&self) -> Box<dyn redis::ConnectionLike> {
+        Box::new(self.connection())
+    }
+
+    fn nodes(&self) -> Vec<&RedisServer> {
+        vec![self]
+    }
+}
+
+impl Target for RedisCluster {
+    fn url(&self) -> String {
+        RedisCluster::url(self)
+    }
+
+    fn raw(&self) -> Box<dyn redis::ConnectionLike> {
+        Box::new(self.connection())
+    }
+
+    fn nodes(&self) -> Vec<&RedisServer> {
+        self.nodes.iter().collect()
+    }
+}
+
+impl Target for Redis {
+    fn url(&self) -> String {
+        match self {
+            Redis::Server(server) => server.url(),
+            Redis::Cluster(cluster) => cluster.url(),
+        }
+    }
+
+    fn raw(&self) -> Box<dyn redis::ConnectionLike> {
+        match self {
+            Redis::Server(server) => server.raw(),
+            Redis::Cluster(cluster) => cluster.raw(),
+        }
+    }
+
+    fn nodes(&self) -> Vec<&RedisServer> {
+        match self {
+            Redis::Server(server) => server.nodes(),
+            Redis::Cluster(cluster) => cluster.nodes(),
+        }
+    }
+}
+
+/// What a test of the shared tier runs against: one redis-server, or a
+/// local 3-primary Redis Cluster. Tests written once for both use
+/// [`on_server_and_cluster!`](crate::on_server_and_cluster).
+pub enum Redis {
+    Server(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Redis {
+    pub fn server() -> Redis {
+        Redis::Server(RedisServer::start())
+    }
+
+    pub fn cluster() -> Redis {
+        Redis::Cluster(RedisCluster::start(3))
+    }
+
+    /// The single server, for tests that fault it.
+    pub fn as_server(&self) -> Option<&RedisServer> {
+        match self {
+            Redis::Server(server) => Some(server),
+            Redis::Cluster(_) => None,
+        }
+    }
+}
+
+/// Writes a test of the shared tier once and runs it twice: against one
+/// redis-server (`<name>::server`) and against a 3-primary Redis Cluster
+/// (`<name>::cluster`). The test is an `async fn` taking `redis: &Redis`,
+/// with its tokio test attribute:
+///
+/// ```ignore
+/// on_server_and_cluster! {
+///     #[tokio::test]
+///     async fn an_instance_finds_what_another_stored(redis: &Redis) { ... }
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_server_and_cluster {
+    ($(
+        $(#[doc = $doc:literal])*
+        #[tokio::test $(($($test:tt)*))?]
+        async fn $name:ident($redis:ident: &Redis) $body:block
+    )*) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($redis: &$crate::support::Redis) $body
+
+            #[tokio::test $(($($test)*))?]
+            async fn server() {
+                run(&$crate::support::Redis::server()).await
+            }
+
+            #[tokio::test $(($($test)*))?]
+            async fn cluster() {
+                run(&$crate::support::Redis::cluster()).await
+            }
+        }
+    )*};
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

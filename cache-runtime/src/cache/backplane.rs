@@ -49,12 +49,12 @@ impl Cache {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (Some(root), Some(client)) = (shared.root.get().cloned(), shared.client()) else {
+        let (Some(root), Some(clients)) = (shared.root.get().cloned(), shared.clients()) else {
             return;
         };
         let subscriber = Subscriber {
             root,
-            client,
+            clients,
             channel: shared.channel.clone(),
             instance: shared.instance,
             in_sync: Arc::clone(&shared.in_sync),
@@ -126,7 +126,9 @@ impl Drop for OutOfStepOnExit {
 /// subscription drops, for as long as the cache lives.
 struct Subscriber {
     root: Weak<dyn Any + Send + Sync>,
-    client: redis::Client,
+    /// The server, or the cluster nodes the URL names: each attempt to
+    /// subscribe takes the next.
+    clients: Vec<redis::Client>,
     channel: String,
     instance: u64,
     in_sync: Arc<AtomicBool>,
@@ -140,8 +142,11 @@ impl Subscriber {
     async fn run(self) {
         let _guard = OutOfStepOnExit(Arc::clone(&self.in_sync));
         let mut retry = RETRY_FIRST;
+        let mut attempt = 0;
         while self.root.strong_count() > 0 {
-            if let Some(pubsub) = self.subscribe().await {
+            let client = &self.clients[attempt % self.clients.len()];
+            attempt += 1;
+            if let Some(pubsub) = Self::subscribe(client, &self.channel).await {
                 let since = tokio::time::Instant::now();
                 // What was published while this instance was not subscribed
                 // is unknown: start from an empty in-process tier (running
@@ -188,10 +193,10 @@ impl Subscriber {
         }
     }
 
-    async fn subscribe(&self) -> Option<redis::aio::PubSub> {
+    async fn subscribe(client: &redis::Client, channel: &str) -> Option<redis::aio::PubSub> {
         tokio::time::timeout(SUBSCRIBE_WITHIN, async {
-            let mut pubsub = self.client.get_async_pubsub().await.ok()?;
-            pubsub.subscribe(&self.channel).await.ok()?;
+            let mut pubsub = client.get_async_pubsub().await.ok()?;
+            pubsub.subscribe(channel).await.ok()?;
             Some(pubsub)
         })
         .await

@@ -571,7 +571,8 @@ impl Cache {
                     shared.breaker.success();
                     health.redis_rtt = Some(rtt);
                     if store.is_cluster_node().await.unwrap_or(false) {
-                        health.redis_error = Some(crate::l2::redis::CLUSTER_UNSUPPORTED.to_owned());
+                        health.redis_error =
+                            Some(crate::l2::redis::CLUSTER_NOT_DECLARED.to_owned());
                     }
                 }
                 Err(e) => {

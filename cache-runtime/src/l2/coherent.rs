@@ -39,9 +39,21 @@
 //! the generation it read: the marks it must respect may be gone. (Marks
 //! that Redis lost with its data are lost for everyone; no protocol can
 //! respect an invalidation nobody remembers.)
+//!
+//! On a Redis Cluster a script may only touch keys of one slot, so the
+//! namespace is split into [`CLUSTER_GROUPS`](super::redis::CLUSTER_GROUPS)
+//! groups, each a hash tag (`<ns>{<tag>}`) with its own counter, tags,
+//! tombstones, scan epoch and locks, and a key belongs to one group. Reads
+//! and fills touch their key's group only; an invalidation of a prefix or
+//! a scanning pattern marks every group (concurrently, announcing after the
+//! last), and an exact key's its own. A fill checks the marks of its own
+//! group, which its invalidations always set, so the guarantee holds per
+//! key as on one server.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures_util::future::try_join_all;
 use redis::Script;
 
 use super::redis::RedisL2;
@@ -266,33 +278,27 @@ pub(crate) fn millis(d: Duration) -> u64 {
         .clamp(1, 10_000_000_000_000)
 }
 
+/// The names of the protocol's keys in a group, after the group's base
+/// (the namespace, or on a cluster the namespace and the group's hash tag).
+const GENERATION: &str = "[g]";
+const LONGEST: &str = "[l]";
+const BIRTH: &str = "[i]";
+const SCAN_EPOCH: &str = "[s]";
+const TAG: &str = "[t]";
+const TOMBSTONE: &str = "[x]";
+const LOCK_OF: &str = "[k]";
+
+fn name(base: &str, kind: &str, rest: &str) -> String {
+    let mut out = String::with_capacity(base.len() + kind.len() + rest.len());
+    out.push_str(base);
+    out.push_str(kind);
+    out.push_str(rest);
+    out
+}
+
 impl RedisL2 {
-    fn gen_key(&self) -> String {
-        format!("{}[g]", self.namespace())
-    }
-
-    fn longest_key(&self) -> String {
-        format!("{}[l]", self.namespace())
-    }
-
-    fn birth_key(&self) -> String {
-        format!("{}[i]", self.namespace())
-    }
-
-    fn scan_epoch_key(&self) -> String {
-        format!("{}[s]", self.namespace())
-    }
-
-    fn tag_key(&self, prefix: &str) -> String {
-        format!("{}[t]{prefix}", self.namespace())
-    }
-
-    fn tombstone_key(&self, key: &str) -> String {
-        format!("{}[x]{key}", self.namespace())
-    }
-
     fn lock_key(&self, key: &str) -> String {
-        format!("{}[k]{key}", self.namespace())
+        name(&self.base(key), LOCK_OF, key)
     }
 
     /// Takes the lock of `key` for `holder`, for `ttl`, if it is free.
@@ -347,8 +353,9 @@ impl RedisL2 {
     pub(crate) async fn read_checked(&self, key: &str) -> Result<Read, L2Error> {
         let mut cmd = redis::cmd("MGET");
         // One buffer for every name: each `arg` copies it into the command.
-        let mut name = String::with_capacity(self.namespace().len() + 4 + key.len());
-        name.push_str(self.namespace());
+        let group = self.base(key);
+        let mut name = String::with_capacity(group.len() + 4 + key.len());
+        name.push_str(&group);
         let base = name.len();
         for part in [":", key] {
             name.push_str(part);
@@ -405,14 +412,15 @@ impl RedisL2 {
         value.extend_from_slice(&generation.to_be_bytes());
         value.extend_from_slice(envelope);
         let ttl = ttl.min(self.coherence.max_ttl);
+        let base = self.base(key);
         let mut call = self.scripts.fill.key(self.redis_key(key));
-        call.key(self.gen_key())
-            .key(self.birth_key())
-            .key(self.longest_key())
-            .key(self.scan_epoch_key())
-            .key(self.tombstone_key(key));
+        call.key(name(&base, GENERATION, ""))
+            .key(name(&base, BIRTH, ""))
+            .key(name(&base, LONGEST, ""))
+            .key(name(&base, SCAN_EPOCH, ""))
+            .key(name(&base, TOMBSTONE, key));
         for prefix in tag_prefixes(key) {
-            call.key(self.tag_key(prefix));
+            call.key(name(&base, TAG, prefix));
         }
         call.arg(generation).arg(value).arg(millis(ttl));
         let stored: u8 = self.invoke("FILL", &call).await?;
@@ -435,12 +443,12 @@ impl RedisL2 {
             self.mark_tag(prefix, pattern.as_str()).await?;
             return Ok(SharedInvalidation::Prefix(prefix.to_owned()));
         }
-        self.mark(&self.scan_epoch_key(), TOMBSTONE_LIFETIME, None, None)
+        self.mark(SCAN_EPOCH, TOMBSTONE_LIFETIME, None, None)
             .await?;
         // Announced once the matches are gone, not with the mark: an
         // instance told earlier could read a match back from Redis. Also
         // when the walk failed half-way: an extra announcement costs little.
-        let removed = self.scan_unlink(&self.redis_key(pattern.as_str())).await;
+        let removed = self.scan_unlink(&self.scan_pattern(pattern.as_str())).await;
         self.announce(pattern.as_str()).await;
         Ok(SharedInvalidation::Scanned(removed?))
     }
@@ -448,12 +456,26 @@ impl RedisL2 {
     /// Removes each of `keys` and leaves its tombstone; returns how many
     /// held a value. When the script cannot run (a Redis out of memory
     /// refuses its writes), still removes the values, and reports the
-    /// error: fills that were running may then land.
+    /// error: fills that were running may then land. On a cluster, one
+    /// script per group of the keys, concurrently.
     pub(crate) async fn invalidate_keys(&self, keys: &[&str]) -> Result<u64, L2Error> {
-        let mut call = self.scripts.invalidate_keys.key(self.gen_key());
-        call.key(self.birth_key());
+        let mut groups: BTreeMap<_, Vec<&str>> = BTreeMap::new();
         for key in keys {
-            call.key(self.redis_key(key)).key(self.tombstone_key(key));
+            groups.entry(self.base(key)).or_default().push(key);
+        }
+        let calls = groups
+            .iter()
+            .map(|(base, keys)| self.invalidate_group(base, keys));
+        Ok(try_join_all(calls).await?.into_iter().sum())
+    }
+
+    /// [`invalidate_keys`](Self::invalidate_keys) of keys of one group.
+    async fn invalidate_group(&self, base: &str, keys: &[&str]) -> Result<u64, L2Error> {
+        let mut call = self.scripts.invalidate_keys.key(name(base, GENERATION, ""));
+        call.key(name(base, BIRTH, ""));
+        for key in keys {
+            call.key(self.redis_key(key))
+                .key(name(base, TOMBSTONE, key));
         }
         call.arg(millis(TOMBSTONE_LIFETIME));
         match &self.bus {
@@ -483,15 +505,14 @@ impl RedisL2 {
     /// values to give the memory back. Returns how many it removed.
     pub(crate) async fn clear_checked(&self) -> Result<u64, L2Error> {
         self.mark_tag("", "*").await?;
-        self.scan_unlink(&self.redis_key("*")).await
+        self.scan_unlink(&self.scan_pattern("*")).await
     }
 
     /// Sets the tag of `prefix`, to live as long as any value it covers,
     /// and announces `pattern` with it.
-    async fn mark_tag(&self, prefix: &str, pattern: &str) -> Result<u64, L2Error> {
-        let tag = self.tag_key(prefix);
+    async fn mark_tag(&self, prefix: &str, pattern: &str) -> Result<(), L2Error> {
         self.mark(
-            &tag,
+            &name(TAG, prefix, ""),
             self.coherence.tag_lifetime(),
             Some(FILL_WINDOW),
             Some(pattern),
@@ -499,20 +520,43 @@ impl RedisL2 {
         .await
     }
 
-    /// Sets `mark` to a new generation for `lifetime`, or, with `outlive`,
-    /// for at least the longest value any instance wrote plus `outlive`;
-    /// announces `pattern` in the same script when given.
+    /// Sets the mark `kind` (its name after a group's base) of every group
+    /// to a new generation for `lifetime`, or, with `outlive`, for at least
+    /// the longest value any instance wrote in the group plus `outlive`;
+    /// announces `pattern` when given, in the same script as the last
+    /// group's mark (the others first, concurrently): an instance told of
+    /// it finds every group marked.
     async fn mark(
         &self,
-        mark: &str,
+        kind: &str,
+        lifetime: Duration,
+        outlive: Option<Duration>,
+        pattern: Option<&str>,
+    ) -> Result<(), L2Error> {
+        let mut bases = self.bases();
+        let last = bases.pop().expect("a store has at least one group");
+        let first = bases
+            .iter()
+            .map(|base| self.mark_group(base, kind, lifetime, outlive, None));
+        try_join_all(first).await?;
+        self.mark_group(&last, kind, lifetime, outlive, pattern)
+            .await
+            .map(drop)
+    }
+
+    /// [`mark`](Self::mark) in one group; returns the generation.
+    async fn mark_group(
+        &self,
+        base: &str,
+        kind: &str,
         lifetime: Duration,
         outlive: Option<Duration>,
         pattern: Option<&str>,
     ) -> Result<u64, L2Error> {
-        let mut call = self.scripts.mark.key(self.gen_key());
-        call.key(self.birth_key())
-            .key(mark)
-            .key(self.longest_key())
+        let mut call = self.scripts.mark.key(name(base, GENERATION, ""));
+        call.key(name(base, BIRTH, ""))
+            .key(name(base, kind, ""))
+            .key(name(base, LONGEST, ""))
             .arg(millis(lifetime))
             .arg(outlive.map_or(-1, |d| i64::try_from(millis(d)).unwrap_or(i64::MAX)));
         match (&self.bus, pattern) {

@@ -1,12 +1,16 @@
 //! [`L2`] over Redis: one multiplexed connection that reconnects by itself
-//! (the redis crate's `ConnectionManager`), every command under a timeout.
+//! (the redis crate's `ConnectionManager`), or the redis crate's async
+//! cluster client for a Redis Cluster; every command under a timeout.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, RedisError, ScriptInvocation};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, ScriptInvocation, Value};
 
 use super::coherent::{Coherence, Scripts};
 use super::{validate_namespace, L2Error, L2Future, L2};
@@ -18,8 +22,13 @@ use crate::pattern::Pattern;
 /// keep to their own keys, and [`clear`](RedisL2::clear) removes only this
 /// namespace's. Pattern invalidation walks the keyspace with `SCAN ... MATCH
 /// ... COUNT` and removes each page with `UNLINK`: it never runs `KEYS` or
-/// `FLUSHDB`, so it never blocks the server. (On Redis Cluster a SCAN must
-/// run on every primary; this type talks to one server.)
+/// `FLUSHDB`, so it never blocks the server.
+///
+/// On a Redis Cluster (a `redis+cluster://` URL, or
+/// [`cluster`](RedisL2Builder::cluster)) the keys of a namespace are spread
+/// over [`CLUSTER_GROUPS`](crate::CLUSTER_GROUPS) hash-tagged groups, stored
+/// as `<namespace>{<group>}:<key>`, whose slots are spread evenly over the
+/// slot range; a pattern is walked with `SCAN` on every primary.
 ///
 /// Every command runs under [`timeout`](RedisL2Builder::timeout) (250 ms by
 /// default) and fails with [`L2Error::Timeout`] past it. A dropped
@@ -52,7 +61,7 @@ use crate::pattern::Pattern;
 /// ```
 #[derive(Clone)]
 pub struct RedisL2 {
-    conn: ConnectionManager,
+    conn: Conn,
     namespace: Box<str>,
     timeout: Duration,
     scan_count: usize,
@@ -62,6 +71,49 @@ pub struct RedisL2 {
     pub(super) scripts: Arc<Scripts>,
     /// Where invalidations are announced: the channel, and this instance.
     pub(super) bus: Option<(Arc<str>, u64)>,
+}
+
+/// The connection: to one server, or to a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// Where a store's server is, parsed from its URL.
+enum Endpoint {
+    Single(redis::Client, ConnectionManagerConfig),
+    /// The cluster client, and a client of each node the URL names (for
+    /// pub/sub).
+    Cluster(ClusterClient, ClusterConfig, Vec<redis::Client>),
 }
 
 /// Settings of a [`RedisL2`], from [`RedisL2::builder`].
@@ -86,6 +138,7 @@ pub struct RedisL2Builder {
     connect_timeout: Duration,
     scan_count: usize,
     coherence: Coherence,
+    cluster: bool,
     bus: Option<(Arc<str>, u64)>,
 }
 
@@ -98,6 +151,7 @@ impl fmt::Debug for RedisL2Builder {
             .field("connect_timeout", &self.connect_timeout)
             .field("scan_count", &self.scan_count)
             .field("max_ttl", &self.coherence.max_ttl)
+            .field("cluster", &self.is_cluster())
             .finish()
     }
 }
@@ -196,6 +250,29 @@ impl RedisL2Builder {
         self
     }
 
+    /// Talks to a Redis Cluster through the redis crate's cluster client;
+    /// the URL then names one or more of its nodes, separated by commas
+    /// (`redis://:pw@10.0.0.1:7000,10.0.0.2:7000`). A `redis+cluster://`
+    /// or `rediss+cluster://` URL says the same without this call.
+    ///
+    /// ```
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:7000,127.0.0.1:7001", "app")
+    ///     .cluster(true);
+    /// assert!(b.check().is_ok());
+    /// let same = cache_runtime::RedisL2::builder("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "app");
+    /// assert!(same.check().is_ok());
+    /// ```
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Whether the store is a Redis Cluster: [`cluster`](Self::cluster), or
+    /// a `+cluster` URL.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster || cluster_scheme(self.url.trim()).is_some()
+    }
+
     /// The URL given to [`RedisL2::builder`].
     ///
     /// ```
@@ -227,7 +304,7 @@ impl RedisL2Builder {
     /// assert!(RedisL2::builder("http://127.0.0.1", "app").check().is_err());
     /// ```
     pub fn check(&self) -> Result<(), L2Error> {
-        self.client().map(drop)
+        self.endpoint().map(drop)
     }
 
     /// Connects now: fails if Redis does not answer within the connect
@@ -243,20 +320,35 @@ impl RedisL2Builder {
     /// # Ok(()) }
     /// ```
     pub async fn connect(self) -> Result<RedisL2, L2Error> {
-        let (client, config, addr) = self.client()?;
-        let conn = match tokio::time::timeout(
-            self.connect_timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        {
+        let (endpoint, addr) = self.endpoint()?;
+        let connecting = async {
+            match endpoint {
+                Endpoint::Single(client, config) => {
+                    ConnectionManager::new_with_config(client, config)
+                        .await
+                        .map(Conn::Single)
+                }
+                Endpoint::Cluster(client, config, _) => client
+                    .get_async_connection_with_config(config)
+                    .await
+                    .map(Conn::Cluster),
+            }
+        };
+        let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Err(_) => {
                 return Err(L2Error::Timeout {
                     op: "CONNECT",
                     after: self.connect_timeout,
                 })
             }
-            Ok(Err(e)) => return Err(map_error("CONNECT", self.connect_timeout, e)),
+            Ok(Err(e)) => {
+                return Err(map_error(
+                    "CONNECT",
+                    self.connect_timeout,
+                    self.is_cluster(),
+                    e,
+                ))
+            }
             Ok(Ok(conn)) => conn,
         };
         Ok(self.finish(conn, addr))
@@ -281,9 +373,16 @@ impl RedisL2Builder {
     /// # }
     /// ```
     pub fn connect_lazy(self) -> Result<RedisL2, L2Error> {
-        let (client, config, addr) = self.client()?;
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| map_error("CONNECT", self.connect_timeout, e))?;
+        let (endpoint, addr) = self.endpoint()?;
+        let conn = match endpoint {
+            Endpoint::Single(client, config) => Conn::Single(
+                ConnectionManager::new_lazy_with_config(client, config)
+                    .map_err(|e| map_error("CONNECT", self.connect_timeout, false, e))?,
+            ),
+            Endpoint::Cluster(client, config, _) => {
+                Conn::Cluster(client.get_pending_async_connection_with_config(config))
+            }
+        };
         Ok(self.finish(conn, addr))
     }
 
@@ -294,38 +393,62 @@ impl RedisL2Builder {
         self
     }
 
-    /// A client of this store's server (for a pub/sub connection).
-    pub(crate) fn redis_client(&self) -> Result<redis::Client, L2Error> {
-        self.client().map(|(client, _, _)| client)
+    /// Clients of this store's server, or of the cluster nodes its URL
+    /// names (for a pub/sub connection: on a cluster, messages published on
+    /// any node reach the subscribers of every node).
+    pub(crate) fn redis_clients(&self) -> Result<Vec<redis::Client>, L2Error> {
+        Ok(match self.endpoint()?.0 {
+            Endpoint::Single(client, _) => vec![client],
+            Endpoint::Cluster(_, _, nodes) => nodes,
+        })
     }
 
-    fn client(&self) -> Result<(redis::Client, ConnectionManagerConfig, String), L2Error> {
+    fn endpoint(&self) -> Result<(Endpoint, String), L2Error> {
         validate_namespace(&self.namespace)?;
         let url = self.url.trim();
-        if url.starts_with("rediss://") && !cfg!(feature = "tls") {
-            return Err(L2Error::Config(
-                "rediss:// (TLS) needs the `tls` feature of cache-runtime; enable it, or use redis://"
-                    .into(),
-            ));
+        if !self.is_cluster() {
+            let client = open(url)?;
+            let info = client.get_connection_info();
+            let addr = format!("{}/{}", info.addr(), info.redis_settings().db());
+            let config = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(self.timeout))
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_max_delay(Duration::from_secs(2));
+            return Ok((Endpoint::Single(client, config), addr));
         }
-        if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+        let nodes = cluster_nodes(url)?;
+        let clients = nodes
+            .iter()
+            .map(|node| open(node))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(db) = clients
+            .iter()
+            .map(|c| c.get_connection_info().redis_settings().db())
+            .find(|db| *db != 0)
+        {
             return Err(L2Error::Config(format!(
-                "`{}` is not a redis URL: expected redis://[:password@]host:port[/db], or rediss:// for TLS",
+                "`{}` names database {db}, and a Redis Cluster has only database 0: leave the database out",
                 redact(url)
             )));
         }
-        let client = redis::Client::open(url)
+        let cluster = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .build()
             .map_err(|e| L2Error::Config(format!("`{}` does not parse: {}", redact(url), e)))?;
-        let info = client.get_connection_info();
-        let addr = format!("{}/{}", info.addr(), info.redis_settings().db());
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.timeout))
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_max_delay(Duration::from_secs(2));
-        Ok((client, config, addr))
+        let config = ClusterConfig::new()
+            .set_response_timeout(self.timeout)
+            .set_connection_timeout(self.connect_timeout);
+        let addr = clients
+            .iter()
+            .map(|c| c.get_connection_info().addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok((
+            Endpoint::Cluster(cluster, config, clients),
+            format!("cluster {addr}"),
+        ))
     }
 
-    fn finish(self, conn: ConnectionManager, addr: String) -> RedisL2 {
+    fn finish(self, conn: Conn, addr: String) -> RedisL2 {
         RedisL2 {
             conn,
             namespace: self.namespace.into(),
@@ -339,14 +462,75 @@ impl RedisL2Builder {
     }
 }
 
-/// What a cluster node's redirect or slot error means for this store.
-pub(crate) const CLUSTER_UNSUPPORTED: &str = "REDIS_URL points at a Redis Cluster node, and the shared tier does not support Redis Cluster yet: the cache runs on its in-process tier and the origin; point REDIS_URL at a standalone Redis (or a primary with replicas)";
+/// Opens a client of one server, checking the URL.
+fn open(url: &str) -> Result<redis::Client, L2Error> {
+    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
+        return Err(L2Error::Config(
+            "rediss:// (TLS) needs the `tls` feature of cache-runtime; enable it, or use redis://"
+                .into(),
+        ));
+    }
+    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+        return Err(L2Error::Config(format!(
+            "`{}` is not a redis URL: expected redis://[:password@]host:port[/db], rediss:// for TLS, or redis+cluster://host:port[,host:port...] for a Redis Cluster",
+            redact(url)
+        )));
+    }
+    redis::Client::open(url)
+        .map_err(|e| L2Error::Config(format!("`{}` does not parse: {}", redact(url), e)))
+}
 
-fn map_error(op: &'static str, after: Duration, e: RedisError) -> L2Error {
-    if e.is_cluster_error() || e.code() == Some("CROSSSLOT") {
+/// `redis+cluster://...` -> `redis`, `rediss+cluster://...` -> `rediss`.
+fn cluster_scheme(url: &str) -> Option<&'static str> {
+    if url.starts_with("redis+cluster://") {
+        Some("redis")
+    } else if url.starts_with("rediss+cluster://") {
+        Some("rediss")
+    } else {
+        None
+    }
+}
+
+/// The node URLs of a cluster URL: `redis[s][+cluster]://[auth@]a:1,b:2[/0]`
+/// -> `redis[s]://[auth@]a:1[/0]`, `redis[s]://[auth@]b:2[/0]`.
+fn cluster_nodes(url: &str) -> Result<Vec<String>, L2Error> {
+    let (scheme, rest) = match (cluster_scheme(url), url.split_once("://")) {
+        (Some(scheme), Some((_, rest))) => (scheme, rest),
+        (None, Some((scheme, rest))) => (scheme, rest),
+        (_, None) => {
+            // Let `open` say what is wrong with it.
+            return open(url).map(|_| vec![url.to_owned()]);
+        }
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (auth, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+        .map(|host| format!("{scheme}://{auth}{host}{path}"))
+        .collect();
+    if nodes.is_empty() {
+        return Err(L2Error::Config(format!(
+            "`{}` names no node: expected redis+cluster://host:port[,host:port...]",
+            redact(url)
+        )));
+    }
+    Ok(nodes)
+}
+
+/// What a cluster node's redirect or slot error means for a store that is
+/// not told it talks to a cluster.
+pub(crate) const CLUSTER_NOT_DECLARED: &str = "REDIS_URL points at a Redis Cluster node: write it as redis+cluster://host:port[,host:port...] so that the cache uses the cluster client; meanwhile the cache runs on its in-process tier and the origin";
+
+fn map_error(op: &'static str, after: Duration, cluster: bool, e: RedisError) -> L2Error {
+    if !cluster && (e.is_cluster_error() || e.code() == Some("CROSSSLOT")) {
         L2Error::Command {
             op,
-            source: format!("{CLUSTER_UNSUPPORTED} ({e})").into(),
+            source: format!("{CLUSTER_NOT_DECLARED} ({e})").into(),
         }
     } else if e.is_timeout() {
         L2Error::Timeout { op, after }
@@ -380,8 +564,9 @@ impl fmt::Debug for RedisL2 {
 
 impl RedisL2 {
     /// Settings for a store at `url` (`redis://[:password@]host:port[/db]`,
-    /// or `rediss://` for TLS with the `tls` feature) whose keys all start
-    /// with `namespace` and a `:`.
+    /// `rediss://` for TLS with the `tls` feature, or
+    /// `redis+cluster://[:password@]host:port[,host:port...]` for a Redis
+    /// Cluster) whose keys all start with `namespace`.
     ///
     /// The namespace must be non-empty ASCII without glob characters
     /// (`* ? [ ] \`), `:`, spaces or control characters: it goes into SCAN
@@ -402,6 +587,7 @@ impl RedisL2 {
             coherence: Coherence {
                 max_ttl: Duration::from_secs(24 * 3600),
             },
+            cluster: false,
             bus: None,
         }
     }
@@ -427,11 +613,54 @@ impl RedisL2 {
     /// # Ok(()) }
     /// ```
     pub fn redis_key(&self, key: &str) -> String {
-        let mut out = String::with_capacity(self.namespace.len() + 1 + key.len());
-        out.push_str(&self.namespace);
+        let base = self.base(key);
+        let mut out = String::with_capacity(base.len() + 1 + key.len());
+        out.push_str(&base);
         out.push(':');
         out.push_str(key);
         out
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// What every Redis key of `key`'s group starts with: the namespace, or
+    /// on a cluster the namespace and the group's hash tag
+    /// (`<namespace>{<group>}`), so that a key and the protocol's keys that
+    /// cover it share a slot.
+    pub(super) fn base(&self, key: &str) -> std::borrow::Cow<'_, str> {
+        if self.is_cluster() {
+            format!("{}{{{}}}", self.namespace, group_tag(group_of(key))).into()
+        } else {
+            (&*self.namespace).into()
+        }
+    }
+
+    /// The base of every group.
+    pub(super) fn bases(&self) -> Vec<String> {
+        if self.is_cluster() {
+            (0..CLUSTER_GROUPS)
+                .map(|group| format!("{}{{{}}}", self.namespace, group_tag(group)))
+                .collect()
+        } else {
+            vec![self.namespace.to_string()]
+        }
+    }
+
+    /// The `SCAN` pattern of a key pattern: `<namespace>:<pattern>`, on a
+    /// cluster `<namespace>{????}:<pattern>` (every group).
+    pub(super) fn scan_pattern(&self, pattern: &str) -> String {
+        if self.is_cluster() {
+            format!(
+                "{}{{{}}}:{pattern}",
+                self.namespace,
+                "?".repeat(GROUP_TAG_LEN)
+            )
+        } else {
+            format!("{}:{pattern}", self.namespace)
+        }
     }
 
     pub(super) async fn invoke<T: FromRedisValue>(
@@ -463,7 +692,7 @@ impl RedisL2 {
                 op,
                 after: self.timeout,
             }),
-            Ok(result) => result.map_err(|e| map_error(op, self.timeout, e)),
+            Ok(result) => result.map_err(|e| map_error(op, self.timeout, self.is_cluster(), e)),
         }
     }
 
@@ -553,7 +782,7 @@ impl RedisL2 {
         let parsed = Pattern::parse(pattern)?;
         match parsed.exact_key() {
             Some(key) => self.delete(&[key]).await,
-            None => self.scan_unlink(&self.redis_key(parsed.as_str())).await,
+            None => self.scan_unlink(&self.scan_pattern(parsed.as_str())).await,
         }
     }
 
@@ -569,10 +798,54 @@ impl RedisL2 {
     /// # Ok(()) }
     /// ```
     pub async fn clear(&self) -> Result<u64, L2Error> {
-        self.scan_unlink(&self.redis_key("*")).await
+        self.scan_unlink(&self.scan_pattern("*")).await
     }
 
+    /// Removes the keys `redis_pattern` matches: on each primary of a
+    /// cluster, or on the one server.
     pub(super) async fn scan_unlink(&self, redis_pattern: &str) -> Result<u64, L2Error> {
+        if !self.is_cluster() {
+            return self.scan_unlink_on(None, redis_pattern).await;
+        }
+        let mut removed = 0;
+        for primary in self.primaries().await? {
+            removed += self.scan_unlink_on(Some(primary), redis_pattern).await?;
+        }
+        Ok(removed)
+    }
+
+    /// The address of each primary of the cluster (`CLUSTER SLOTS`).
+    async fn primaries(&self) -> Result<Vec<(String, u16)>, L2Error> {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SLOTS");
+        let ranges: Vec<Vec<Value>> = self.query("CLUSTER SLOTS", &cmd).await?;
+        let mut primaries = Vec::new();
+        for range in ranges {
+            let Some(Value::Array(node)) = range.get(2) else {
+                continue;
+            };
+            let (Some(host), Some(port)) = (node.first(), node.get(1)) else {
+                continue;
+            };
+            let host = String::from_redis_value_ref(host);
+            let port = u16::from_redis_value_ref(port);
+            let primary = host
+                .and_then(|h| Ok((h, port?)))
+                .map_err(|e| map_error("CLUSTER SLOTS", self.timeout, true, RedisError::from(e)))?;
+            if !primaries.contains(&primary) {
+                primaries.push(primary);
+            }
+        }
+        Ok(primaries)
+    }
+
+    /// `SCAN` + `UNLINK` on one server: this store's, or the cluster's
+    /// primary at `node`.
+    async fn scan_unlink_on(
+        &self,
+        node: Option<(String, u16)>,
+        redis_pattern: &str,
+    ) -> Result<u64, L2Error> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
@@ -582,7 +855,22 @@ impl RedisL2 {
                 .arg(redis_pattern)
                 .arg("COUNT")
                 .arg(self.scan_count);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.query("SCAN", &scan).await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) = match (&node, &self.conn) {
+                (Some((host, port)), Conn::Cluster(conn)) => {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    });
+                    let mut conn = conn.clone();
+                    let page = self
+                        .timed("SCAN", conn.route_command(scan, routing))
+                        .await?;
+                    FromRedisValue::from_redis_value(page)
+                        .map_err(|e| map_error("SCAN", self.timeout, true, RedisError::from(e)))?
+                }
+                _ => self.query("SCAN", &scan).await?,
+            };
+            // On a cluster the client splits the UNLINK by slot.
             if !keys.is_empty() {
                 let mut unlink = redis::cmd("UNLINK");
                 unlink.arg(&keys);
@@ -595,8 +883,12 @@ impl RedisL2 {
         }
     }
 
-    /// Whether the server is a Redis Cluster node (`INFO cluster`).
+    /// Whether the server is a Redis Cluster node (`INFO cluster`): `false`
+    /// for a store that talks to it as a cluster.
     pub(crate) async fn is_cluster_node(&self) -> Result<bool, L2Error> {
+        if self.is_cluster() {
+            return Ok(false);
+        }
         let mut cmd = redis::cmd("INFO");
         cmd.arg("cluster");
         let info: String = self.query("INFO", &cmd).await?;
@@ -659,9 +951,84 @@ impl L2 for RedisL2 {
     }
 }
 
+/// How many groups a namespace's keys are spread over on a Redis Cluster:
+/// each group is one hash slot, with its own generation counter and marks
+/// (see the coherence protocol), so a namespace uses at most this many
+/// primaries, and an invalidation of a prefix pattern writes one mark per
+/// group.
+pub const CLUSTER_GROUPS: usize = 16;
+
+const GROUP_TAG_LEN: usize = 4;
+
+/// The group of a cache key: its CRC16 (XMODEM, as Redis hashes keys) modulo
+/// [`CLUSTER_GROUPS`]. The same in every process and every version: it is
+/// part of the layout in Redis.
+fn group_of(key: &str) -> usize {
+    usize::from(crc16::State::<crc16::XMODEM>::calculate(key.as_bytes())) % CLUSTER_GROUPS
+}
+
+/// The hash tag of a group: the first four hex digits whose hash slot lies
+/// in the group's share of the 16384 slots, so that the groups spread over
+/// the primaries as the slots do.
+fn group_tag(group: usize) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    &TAGS.get_or_init(|| {
+        const SLOTS: usize = 16384;
+        (0..CLUSTER_GROUPS)
+            .map(|group| {
+                let share = group * SLOTS / CLUSTER_GROUPS..(group + 1) * SLOTS / CLUSTER_GROUPS;
+                (0..=0xffff_u32)
+                    .map(|n| format!("{n:04x}"))
+                    .find(|tag| {
+                        let slot = crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes());
+                        share.contains(&(usize::from(slot) % SLOTS))
+                    })
+                    .expect("every share of the slots has a four-digit tag")
+            })
+            .collect()
+    })[group]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_spread_over_the_slots() {
+        for group in 0..CLUSTER_GROUPS {
+            let tag = group_tag(group);
+            assert_eq!(tag.len(), GROUP_TAG_LEN);
+            let slot =
+                usize::from(crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes())) % 16384;
+            assert_eq!(slot * CLUSTER_GROUPS / 16384, group, "{tag}");
+        }
+        let mut seen = [0; CLUSTER_GROUPS];
+        for n in 0..1600 {
+            seen[group_of(&format!("order:{n}"))] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
+    }
+
+    #[test]
+    fn cluster_urls() {
+        let nodes = cluster_nodes("redis+cluster://:pw@a:1,b:2/0").unwrap();
+        assert_eq!(nodes, ["redis://:pw@a:1/0", "redis://:pw@b:2/0"]);
+        let nodes = cluster_nodes("redis://a:1, b:2").unwrap();
+        assert_eq!(nodes, ["redis://a:1", "redis://b:2"]);
+        let err = RedisL2::builder("redis+cluster://:pw@a:1/3", "app")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("only database 0") && !err.contains("pw"),
+            "{err}"
+        );
+        let err = RedisL2::builder("redis+cluster:///0", "app")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("names no node"), "{err}");
+    }
 
     #[test]
     fn redaction() {
