@@ -15,7 +15,7 @@ use cache_runtime::{
     cached, Backend, BreakerState, Cache, HealthStatus, RedisL2, SharedInvalidation,
 };
 use serde::{Deserialize, Serialize};
-use support::chaos::BreakerChanges;
+use support::chaos::{BreakerChanges, Load};
 use support::{RedisCluster, Target};
 
 #[derive(Default)]
@@ -121,7 +121,7 @@ async fn the_store_handles_keys_of_many_slots_in_one_call() {
     assert!(slots.len() > 8, "{slots:?}");
     let some: Vec<&str> = keys[..10].iter().map(String::as_str).collect();
     assert_eq!(l2.delete(&some).await.unwrap(), 10);
-    assert_eq!(l2.invalidate("item:4*").await.unwrap(), 10); // 4, 40..49
+    assert_eq!(l2.invalidate("item:4*").await.unwrap(), 10); // 40..49 (item:4 is deleted)
     assert_eq!(l2.clear().await.unwrap(), 30);
     assert!(l2.ping().await.is_ok());
     let err = RedisL2::builder(format!("{}/2", cluster.url()), "raw")
@@ -176,4 +176,45 @@ async fn a_cluster_node_as_a_plain_url_is_reported_and_costs_callers_nothing_but
     assert_eq!(health.status, HealthStatus::Degraded, "{health}");
     let why = health.redis_error.unwrap_or_default();
     assert!(why.contains("redis+cluster://"), "{why}");
+}
+
+/// The load of the resilience tests (two hybrid instances writing and
+/// reading, eight reading through Redis only, every read checked against
+/// the invalidations it must respect) on the cluster, while one of its
+/// primaries is killed and restarted empty, then paused: the cluster goes
+/// down for everyone once the others mark the node failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_killed_then_paused_under_load_costs_no_error_and_no_stale_read() {
+    tokio::time::timeout(Duration::from_secs(240), async {
+        let mut cluster = start().await;
+        let load = Load::start(&cluster).await;
+        load.progresses(300, "before the faults").await;
+
+        cluster.nodes[1].kill();
+        load.progresses(300, "while a primary is dead").await;
+        cluster.nodes[1].restart();
+        load.recovers().await;
+        load.progresses(300, "after the restart").await;
+
+        cluster.nodes[2].pause();
+        load.every_task_progresses(20, "while a primary is paused")
+            .await;
+        // Past the node timeout (2 s): the cluster marks it failed.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        load.every_task_progresses(20, "while the cluster is down")
+            .await;
+        cluster.nodes[2].resume();
+        load.recovers().await;
+        load.progresses(300, "after the pause").await;
+
+        let (tally, caches) = load.stop().await;
+        tally.assert_clean();
+        assert!(
+            caches[0].stats().breaker_opens >= 1,
+            "{:?}",
+            caches[0].stats()
+        );
+    })
+    .await
+    .expect("the test did not finish within 240 s");
 }

@@ -264,7 +264,7 @@ impl Config {
     /// | `CACHE_ENABLED` | `true`, `false` (also `1`/`0`, `yes`/`no`, `on`/`off`) | `true` |
     /// | `CACHE_BACKEND` | `memory`, `redis`, `hybrid` | `memory` |
     /// | `REDIS_URL` | `redis://[:password@]host:port[/db]`, `rediss://..` (TLS), `redis+cluster://host:port[,host:port..]` (Redis Cluster) | none |
-    /// | `CACHE_KEY_PREFIX` | this application's namespace in Redis: ASCII without `* ? [ ] \\ : { }` | `cache` |
+    /// | `CACHE_KEY_PREFIX` | this application's namespace in Redis: ASCII without `* ? [ ] \\ :` (on Redis Cluster also `{ }`) | `cache` |
     /// | `CACHE_CODEC` | `bincode`, `json` | `bincode` |
     /// | `CACHE_REDIS_TIMEOUT` | a duration, per Redis command | `250ms` |
     /// | `CACHE_L2_MAX_VALUE_BYTES` | bytes | `16MB` |
@@ -529,12 +529,10 @@ pub(crate) fn namespace_problem(prefix: &str) -> Option<String> {
     }
     prefix
         .chars()
-        .find(|c| {
-            matches!(c, '*' | '?' | '[' | ']' | '\\' | ':' | '{' | '}') || !c.is_ascii_graphic()
-        })
+        .find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\' | ':') || !c.is_ascii_graphic())
         .map(|c| {
             format!(
-                "namespace `{shown}` contains `{}`: use ASCII letters, digits and punctuation other than * ? [ ] \\ : {{ }}",
+                "namespace `{shown}` contains `{}`: use ASCII letters, digits and punctuation other than * ? [ ] \\ :",
                 c.escape_debug()
             )
         })

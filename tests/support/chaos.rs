@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use cache_runtime::{cached, invalidates, Backend, BreakerState, Cache, Event, Hooks};
 use serde::{Deserialize, Serialize};
 
-use super::RedisServer;
+use super::Target;
 
 pub const KEYS: u64 = 8;
 
@@ -91,12 +91,12 @@ pub async fn update(db: &Db, id: u64) -> Result<u64, DbError> {
 
 /// A cache on `server` for these tests: short timeouts and cool-down, so
 /// that faults show quickly.
-pub fn cache(server: &RedisServer, backend: Backend) -> Cache {
+pub fn cache(server: &impl Target, backend: Backend) -> Cache {
     builder(server, backend).build().expect("a cache")
 }
 
 /// The builder of [`cache`].
-pub fn builder(server: &RedisServer, backend: Backend) -> cache_runtime::CacheBuilder {
+pub fn builder(server: &impl Target, backend: Backend) -> cache_runtime::CacheBuilder {
     Cache::builder()
         .backend(backend)
         .redis_url(server.url())
@@ -243,13 +243,13 @@ pub struct Load {
 }
 
 impl Load {
-    pub async fn start(server: &RedisServer) -> Load {
+    pub async fn start(server: &impl Target) -> Load {
         Load::start_with(server, |b| b).await
     }
 
     /// As `start`, with `configure` applied to each instance's builder.
     pub async fn start_with(
-        server: &RedisServer,
+        server: &impl Target,
         configure: impl Fn(cache_runtime::CacheBuilder) -> cache_runtime::CacheBuilder,
     ) -> Load {
         let build = |backend| {

@@ -241,8 +241,9 @@ impl RedisCluster {
                 ])
             })
             .collect();
-        let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
+        // Under `timeout`: a create that never finishes fails the test.
+        let mut create = Command::new("timeout");
+        create.args(["60", "redis-cli", "--cluster", "create"]);
         for node in &nodes {
             create.arg(format!("127.0.0.1:{}", node.port()));
         }

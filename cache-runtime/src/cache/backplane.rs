@@ -142,7 +142,9 @@ impl Subscriber {
     async fn run(self) {
         let _guard = OutOfStepOnExit(Arc::clone(&self.in_sync));
         let mut retry = RETRY_FIRST;
-        let mut attempt = 0;
+        // Instances start at different nodes of a cluster, so that their
+        // subscriptions spread.
+        let mut attempt = fastrand::usize(..self.clients.len());
         while self.root.strong_count() > 0 {
             let client = &self.clients[attempt % self.clients.len()];
             attempt += 1;

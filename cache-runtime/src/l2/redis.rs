@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, ScriptInvocation, Value};
 
 use super::coherent::{Coherence, Scripts};
@@ -18,7 +18,8 @@ use crate::pattern::Pattern;
 
 /// The shared tier over Redis.
 ///
-/// Keys are stored as `<namespace>:<key>`, so applications sharing a Redis
+/// Keys are stored as `<namespace>:<key>` (on a cluster
+/// `<namespace>{<group>}:<key>`, below), so applications sharing a Redis
 /// keep to their own keys, and [`clear`](RedisL2::clear) removes only this
 /// namespace's. Pattern invalidation walks the keyspace with `SCAN ... MATCH
 /// ... COUNT` and removes each page with `UNLINK`: it never runs `KEYS` or
@@ -39,7 +40,8 @@ use crate::pattern::Pattern;
 ///
 /// A [`Cache`](crate::Cache) with a Redis backend keeps its own protocol on
 /// top of these keys (a generation counter, tombstones and prefix tags in
-/// keys of the form `<namespace>[..]`, and an 8-byte generation in front of
+/// keys of the form `<namespace>[..]`, or `<namespace>{<group>}[..]` on a
+/// cluster, and an 8-byte generation in front of
 /// each envelope it writes) so that invalidations on one instance bind
 /// fills on every other. Writing or removing its keys through this type
 /// directly bypasses that protocol.
@@ -416,6 +418,12 @@ impl RedisL2Builder {
                 .set_max_delay(Duration::from_secs(2));
             return Ok((Endpoint::Single(client, config), addr));
         }
+        if let Some(brace) = self.namespace.chars().find(|c| matches!(c, '{' | '}')) {
+            return Err(L2Error::Config(format!(
+                "namespace `{}` contains `{brace}`: on Redis Cluster the cache puts a hash tag in braces after the namespace, so the namespace itself may not contain {{ or }}",
+                self.namespace
+            )));
+        }
         let nodes = cluster_nodes(url)?;
         let clients = nodes
             .iter()
@@ -502,7 +510,7 @@ fn cluster_nodes(url: &str) -> Result<Vec<String>, L2Error> {
             return open(url).map(|_| vec![url.to_owned()]);
         }
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
     let (auth, hosts) = match authority.rfind('@') {
         Some(at) => authority.split_at(at + 1),
         None => ("", authority),
@@ -569,9 +577,11 @@ impl RedisL2 {
     /// Cluster) whose keys all start with `namespace`.
     ///
     /// The namespace must be non-empty ASCII without glob characters
-    /// (`* ? [ ] \`), `:`, spaces or control characters: it goes into SCAN
-    /// patterns as it is, and no namespace may be a prefix of another's
-    /// keys. The URL and the namespace are checked when connecting.
+    /// (`* ? [ ] \`), `:`, spaces or control characters (on a cluster also
+    /// without `{ }`, which would take the place of the groups' hash tags):
+    /// it goes into SCAN patterns as it is, and no namespace may be a prefix
+    /// of another's keys. The URL and the namespace are checked when
+    /// connecting.
     ///
     /// ```
     /// let builder = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380/0", "orders-svc");
@@ -604,7 +614,8 @@ impl RedisL2 {
         &self.namespace
     }
 
-    /// The Redis key of a cache key: `<namespace>:<key>`.
+    /// The Redis key of a cache key: `<namespace>:<key>`, or on a cluster
+    /// `<namespace>{<group>}:<key>`.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), cache_runtime::L2Error> {
@@ -808,44 +819,46 @@ impl RedisL2 {
             return self.scan_unlink_on(None, redis_pattern).await;
         }
         let mut removed = 0;
-        for primary in self.primaries().await? {
-            removed += self.scan_unlink_on(Some(primary), redis_pattern).await?;
+        for slot in self.primaries().await? {
+            removed += self.scan_unlink_on(Some(slot), redis_pattern).await?;
         }
         Ok(removed)
     }
 
-    /// The address of each primary of the cluster (`CLUSTER SLOTS`).
-    async fn primaries(&self) -> Result<Vec<(String, u16)>, L2Error> {
+    /// One slot served by each primary of the cluster (`CLUSTER SLOTS`:
+    /// the first slot of a range of each primary), to route a `SCAN` to
+    /// that primary through the client's own slot map.
+    async fn primaries(&self) -> Result<Vec<u16>, L2Error> {
         let mut cmd = redis::cmd("CLUSTER");
         cmd.arg("SLOTS");
         let ranges: Vec<Vec<Value>> = self.query("CLUSTER SLOTS", &cmd).await?;
-        let mut primaries = Vec::new();
+        let malformed = || L2Error::Command {
+            op: "CLUSTER SLOTS",
+            source: "an answer without a slot range and its primary".into(),
+        };
+        let mut seen = Vec::new();
+        let mut slots = Vec::new();
         for range in ranges {
-            let Some(Value::Array(node)) = range.get(2) else {
-                continue;
+            let start = range
+                .first()
+                .and_then(|v| u16::from_redis_value_ref(v).ok())
+                .ok_or_else(malformed)?;
+            let Some(Value::Array(primary)) = range.get(2) else {
+                return Err(malformed());
             };
-            let (Some(host), Some(port)) = (node.first(), node.get(1)) else {
-                continue;
-            };
-            let host = String::from_redis_value_ref(host);
-            let port = u16::from_redis_value_ref(port);
-            let primary = host
-                .and_then(|h| Ok((h, port?)))
-                .map_err(|e| map_error("CLUSTER SLOTS", self.timeout, true, RedisError::from(e)))?;
-            if !primaries.contains(&primary) {
-                primaries.push(primary);
+            // The node's id when given, else its port.
+            let id = primary.get(2).or(primary.get(1)).cloned();
+            if !seen.contains(&id) {
+                seen.push(id);
+                slots.push(start);
             }
         }
-        Ok(primaries)
+        Ok(slots)
     }
 
     /// `SCAN` + `UNLINK` on one server: this store's, or the cluster's
-    /// primary at `node`.
-    async fn scan_unlink_on(
-        &self,
-        node: Option<(String, u16)>,
-        redis_pattern: &str,
-    ) -> Result<u64, L2Error> {
+    /// primary of `slot`.
+    async fn scan_unlink_on(&self, slot: Option<u16>, redis_pattern: &str) -> Result<u64, L2Error> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
@@ -855,12 +868,11 @@ impl RedisL2 {
                 .arg(redis_pattern)
                 .arg("COUNT")
                 .arg(self.scan_count);
-            let (next, keys): (u64, Vec<Vec<u8>>) = match (&node, &self.conn) {
-                (Some((host, port)), Conn::Cluster(conn)) => {
-                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                        host: host.clone(),
-                        port: *port,
-                    });
+            let (next, keys): (u64, Vec<Vec<u8>>) = match (slot, &self.conn) {
+                (Some(slot), Conn::Cluster(conn)) => {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                        Route::new(slot, SlotAddr::Master),
+                    ));
                     let mut conn = conn.clone();
                     let page = self
                         .timed("SCAN", conn.route_command(scan, routing))
@@ -1015,6 +1027,14 @@ mod tests {
         assert_eq!(nodes, ["redis://:pw@a:1/0", "redis://:pw@b:2/0"]);
         let nodes = cluster_nodes("redis://a:1, b:2").unwrap();
         assert_eq!(nodes, ["redis://a:1", "redis://b:2"]);
+        let nodes = cluster_nodes("rediss+cluster://a:1,b:2#insecure").unwrap();
+        assert_eq!(nodes, ["rediss://a:1#insecure", "rediss://b:2#insecure"]);
+        let err = RedisL2::builder("redis+cluster://a:1", "app{1}")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("may not contain {"), "{err}");
+        assert!(RedisL2::builder("redis://a:1", "app{1}").check().is_ok());
         let err = RedisL2::builder("redis+cluster://:pw@a:1/3", "app")
             .check()
             .unwrap_err()
