@@ -298,7 +298,7 @@ fn name(base: &str, kind: &str, rest: &str) -> String {
 
 impl RedisL2 {
     fn lock_key(&self, key: &str) -> String {
-        name(&self.base(key), LOCK_OF, key)
+        name(self.base(key), LOCK_OF, key)
     }
 
     /// Takes the lock of `key` for `holder`, for `ttl`, if it is free.
@@ -355,7 +355,7 @@ impl RedisL2 {
         // One buffer for every name: each `arg` copies it into the command.
         let group = self.base(key);
         let mut name = String::with_capacity(group.len() + 4 + key.len());
-        name.push_str(&group);
+        name.push_str(group);
         let base = name.len();
         for part in [":", key] {
             name.push_str(part);
@@ -414,13 +414,13 @@ impl RedisL2 {
         let ttl = ttl.min(self.coherence.max_ttl);
         let base = self.base(key);
         let mut call = self.scripts.fill.key(self.redis_key(key));
-        call.key(name(&base, GENERATION, ""))
-            .key(name(&base, BIRTH, ""))
-            .key(name(&base, LONGEST, ""))
-            .key(name(&base, SCAN_EPOCH, ""))
-            .key(name(&base, TOMBSTONE, key));
+        call.key(name(base, GENERATION, ""))
+            .key(name(base, BIRTH, ""))
+            .key(name(base, LONGEST, ""))
+            .key(name(base, SCAN_EPOCH, ""))
+            .key(name(base, TOMBSTONE, key));
         for prefix in tag_prefixes(key) {
-            call.key(name(&base, TAG, prefix));
+            call.key(name(base, TAG, prefix));
         }
         call.arg(generation).arg(value).arg(millis(ttl));
         let stored: u8 = self.invoke("FILL", &call).await?;
@@ -533,13 +533,15 @@ impl RedisL2 {
         outlive: Option<Duration>,
         pattern: Option<&str>,
     ) -> Result<(), L2Error> {
-        let mut bases = self.bases();
-        let last = bases.pop().expect("a store has at least one group");
-        let first = bases
+        let (last, first) = self
+            .bases()
+            .split_last()
+            .expect("a store has at least one group");
+        let first = first
             .iter()
             .map(|base| self.mark_group(base, kind, lifetime, outlive, None));
         try_join_all(first).await?;
-        self.mark_group(&last, kind, lifetime, outlive, pattern)
+        self.mark_group(last, kind, lifetime, outlive, pattern)
             .await
             .map(drop)
     }

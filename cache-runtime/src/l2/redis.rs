@@ -65,6 +65,9 @@ use crate::pattern::Pattern;
 pub struct RedisL2 {
     conn: Conn,
     namespace: Box<str>,
+    /// What the keys of each group start with: the namespace alone, or on
+    /// a cluster one `<namespace>{<tag>}` per group (see `base`).
+    bases: Arc<[Box<str>]>,
     timeout: Duration,
     scan_count: usize,
     /// `host:port/db`, never the password.
@@ -457,8 +460,15 @@ impl RedisL2Builder {
     }
 
     fn finish(self, conn: Conn, addr: String) -> RedisL2 {
+        let bases = match conn {
+            Conn::Single(_) => vec![self.namespace.as_str().into()],
+            Conn::Cluster(_) => (0..CLUSTER_GROUPS)
+                .map(|group| format!("{}{{{}}}", self.namespace, group_tag(group)).into())
+                .collect(),
+        };
         RedisL2 {
             conn,
+            bases: bases.into(),
             namespace: self.namespace.into(),
             timeout: self.timeout,
             scan_count: self.scan_count,
@@ -626,7 +636,7 @@ impl RedisL2 {
     pub fn redis_key(&self, key: &str) -> String {
         let base = self.base(key);
         let mut out = String::with_capacity(base.len() + 1 + key.len());
-        out.push_str(&base);
+        out.push_str(base);
         out.push(':');
         out.push_str(key);
         out
@@ -641,23 +651,16 @@ impl RedisL2 {
     /// on a cluster the namespace and the group's hash tag
     /// (`<namespace>{<group>}`), so that a key and the protocol's keys that
     /// cover it share a slot.
-    pub(super) fn base(&self, key: &str) -> std::borrow::Cow<'_, str> {
-        if self.is_cluster() {
-            format!("{}{{{}}}", self.namespace, group_tag(group_of(key))).into()
-        } else {
-            (&*self.namespace).into()
+    pub(super) fn base(&self, key: &str) -> &str {
+        match &*self.bases {
+            [only] => only,
+            groups => &groups[group_of(key)],
         }
     }
 
     /// The base of every group.
-    pub(super) fn bases(&self) -> Vec<String> {
-        if self.is_cluster() {
-            (0..CLUSTER_GROUPS)
-                .map(|group| format!("{}{{{}}}", self.namespace, group_tag(group)))
-                .collect()
-        } else {
-            vec![self.namespace.to_string()]
-        }
+    pub(super) fn bases(&self) -> &[Box<str>] {
+        &self.bases
     }
 
     /// The `SCAN` pattern of a key pattern: `<namespace>:<pattern>`, on a
@@ -976,29 +979,26 @@ const GROUP_TAG_LEN: usize = 4;
 /// [`CLUSTER_GROUPS`]. The same in every process and every version: it is
 /// part of the layout in Redis.
 fn group_of(key: &str) -> usize {
-    usize::from(crc16::State::<crc16::XMODEM>::calculate(key.as_bytes())) % CLUSTER_GROUPS
+    crc16_of(key) % CLUSTER_GROUPS
 }
 
+/// CRC16 (XMODEM) of `text`, what Redis Cluster hashes keys with.
+fn crc16_of(text: &str) -> usize {
+    usize::from(crc16::State::<crc16::XMODEM>::calculate(text.as_bytes()))
+}
+
+/// The hash slots of Redis Cluster.
+const SLOTS: usize = 16384;
+
 /// The hash tag of a group: the first four hex digits whose hash slot lies
-/// in the group's share of the 16384 slots, so that the groups spread over
-/// the primaries as the slots do.
-fn group_tag(group: usize) -> &'static str {
-    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    &TAGS.get_or_init(|| {
-        const SLOTS: usize = 16384;
-        (0..CLUSTER_GROUPS)
-            .map(|group| {
-                let share = group * SLOTS / CLUSTER_GROUPS..(group + 1) * SLOTS / CLUSTER_GROUPS;
-                (0..=0xffff_u32)
-                    .map(|n| format!("{n:04x}"))
-                    .find(|tag| {
-                        let slot = crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes());
-                        share.contains(&(usize::from(slot) % SLOTS))
-                    })
-                    .expect("every share of the slots has a four-digit tag")
-            })
-            .collect()
-    })[group]
+/// in the group's share of the slots, so that the groups spread over the
+/// primaries as the slots do.
+fn group_tag(group: usize) -> String {
+    let share = group * SLOTS / CLUSTER_GROUPS..(group + 1) * SLOTS / CLUSTER_GROUPS;
+    (0..=0xffff_u32)
+        .map(|n| format!("{n:04x}"))
+        .find(|tag| share.contains(&(crc16_of(tag) % SLOTS)))
+        .expect("every share of the slots has a four-digit tag")
 }
 
 #[cfg(test)]
@@ -1010,9 +1010,11 @@ mod tests {
         for group in 0..CLUSTER_GROUPS {
             let tag = group_tag(group);
             assert_eq!(tag.len(), GROUP_TAG_LEN);
-            let slot =
-                usize::from(crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes())) % 16384;
-            assert_eq!(slot * CLUSTER_GROUPS / 16384, group, "{tag}");
+            assert_eq!(
+                crc16_of(&tag) % SLOTS * CLUSTER_GROUPS / SLOTS,
+                group,
+                "{tag}"
+            );
         }
         let mut seen = [0; CLUSTER_GROUPS];
         for n in 0..1600 {
