@@ -180,6 +180,37 @@ async fn an_invalidation_made_while_redis_is_away_is_replayed_before_redis_is_tr
     .await;
 }
 
+/// A caller that keeps invalidating as Redis comes back does not keep the
+/// breaker open: while the probe replays what was queued, new invalidations
+/// go to Redis at once, so the queue empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_invalidating_in_a_loop_does_not_keep_the_breaker_open() {
+    within(async {
+        let server = RedisServer::start();
+        let a = cache(&server, Backend::Hybrid);
+        let db = Db::new();
+        a.scope(item(&db, 1)).await.unwrap();
+        server.pause();
+        a.scope(update(&db, 1)).await.unwrap();
+        assert_eq!(a.stats().breaker, BreakerState::Open);
+        server.resume();
+        // Over many keys: repeats of a queued one would fold into it.
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        let mut n = 0u64;
+        while !recovered(&[&a]) && std::time::Instant::now() < give_up {
+            a.invalidate(&format!("other:{}", n % 5_000)).await.unwrap();
+            n += 1;
+            tokio::task::yield_now().await;
+        }
+        assert!(recovered(&[&a]), "{:?}", a.stats());
+        // What the loop invalidated last is what Redis serves.
+        let version = a.scope(update(&db, 1)).await.unwrap();
+        let remote = cache(&server, Backend::Redis);
+        assert_eq!(remote.scope(item(&db, 1)).await.unwrap().version, version);
+    })
+    .await;
+}
+
 /// The queue is bounded: past it, the whole namespace is invalidated in
 /// Redis on recovery instead, which covers every lost entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,6 +90,16 @@ impl Breaker {
         self.state() == BreakerState::Closed
     }
 
+    /// Whether an invalidation may go to Redis now: closed, or half-open.
+    /// While the probe replays what was queued, new invalidations go at
+    /// once: queued, they would return at once, and a caller invalidating
+    /// in a loop could queue them faster than the probe replays them, so
+    /// that the queue, and the breaker, never closed.
+    #[inline]
+    pub(crate) fn takes_invalidations(&self) -> bool {
+        self.state() != BreakerState::Open
+    }
+
     /// How many times the breaker opened from closed.
     pub(crate) fn opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
@@ -167,9 +177,11 @@ mod tests {
         assert!(!breaker.allows());
         // Only one transition per change, however many callers fail.
         assert!(breaker.failure().is_none());
+        assert!(!breaker.takes_invalidations());
         assert!(breaker.close().is_none(), "closes from half-open only");
         assert_eq!(breaker.half_open().unwrap().to, BreakerState::HalfOpen);
         assert!(!breaker.allows());
+        assert!(breaker.takes_invalidations());
         assert_eq!(breaker.reopen().unwrap().to, BreakerState::Open);
         breaker.half_open();
         assert_eq!(breaker.close().unwrap().to, BreakerState::Closed);

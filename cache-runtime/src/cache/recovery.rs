@@ -8,7 +8,10 @@
 //! own, never in a caller: after each cool-down it pings Redis, replays the
 //! queue in order (each replay also announces the invalidation to the
 //! other instances), and closes the breaker when the queue is empty, under
-//! the queue's lock, so that nothing queued is left behind.
+//! the queue's lock, so that nothing queued is left behind. While it runs
+//! (half-open), new invalidations go to Redis at once (a failure queues
+//! them): queued, they would return at once, and a caller invalidating in
+//! a loop would keep the queue from ever emptying. Reads still skip Redis.
 
 use std::any::Any;
 use std::sync::atomic::Ordering;
@@ -22,12 +25,13 @@ use crate::pending::Pending;
 use crate::shared::Shared;
 
 impl Cache {
-    /// Queues `item` for the probe to replay, unless the breaker is closed
-    /// and the invalidation has not `failed` (then the caller sends it now
+    /// Queues `item` for the probe to replay, unless the breaker takes
+    /// invalidations (closed or half-open) and the invalidation has not
+    /// `failed` (then the caller sends it now
     /// and this returns `false`). A failed invalidation opens the breaker.
     pub(super) fn defer(&self, shared: &Shared, item: &Pending, failed: bool) -> bool {
         let mut pending = shared.pending.lock();
-        if !failed && shared.breaker.allows() {
+        if !failed && shared.breaker.takes_invalidations() {
             return false;
         }
         pending.push(item.clone());

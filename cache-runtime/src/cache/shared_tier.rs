@@ -484,7 +484,7 @@ impl Cache {
         // Twice at most: the breaker may close between the look and the
         // queueing, and then the invalidation goes now.
         for _ in 0..2 {
-            if !shared.breaker.allows() {
+            if !shared.breaker.takes_invalidations() {
                 if self.defer(shared, &item, false) {
                     return SharedInvalidation::Queued("the circuit breaker is open".into());
                 }
