@@ -10,10 +10,11 @@
 //!    against a raw `GET` of the same key (same stored bytes) on a
 //!    `ConnectionManager` of the redis crate plus a bincode decode of the
 //!    payload, and against a raw `MGET` of the same keys the cache's read
-//!    asks for (the floor of the cache's protocol on this client);
+//!    asks for (one read of the cache's protocol on this client);
 //! 2. `l2/64-in-flight`: the same four with 64 tasks each doing sequential
 //!    gets of a key of its own, time per get across all of them (lower is
-//!    more throughput);
+//!    more throughput); the cache's reads that come while another is on its
+//!    way go together, one `MGET` for many keys and their marks;
 //! 3. pattern invalidation of 100,000 keys among 1,000,000: wall time, the
 //!    commands issued and the longest one on the server (SLOWLOG), for the
 //!    `SCAN` + `UNLINK` walk (`RedisL2::invalidate`) and for the prefix tag

@@ -464,6 +464,87 @@ async fn concurrent_callers_make_one_origin_call_across_both_tiers(server: &Redi
 }
 
 on_server_and_cluster! {
+/// Reads of the shared tier that come while another is on its way go
+/// together (fewer `MGET`s than reads), and each gets its own key's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_share_round_trips_and_each_gets_its_own_value(server: &Redis) {
+    const KEYS: u64 = 256;
+    const ROUNDS: u64 = 4;
+    let writer = cache(server, "batch", Backend::Redis);
+    let db = Arc::new(Db::default());
+    for id in 0..KEYS {
+        db.write();
+        assert_eq!(writer.scope(shared_only(&db, id)).await.id, id);
+    }
+    let reader = cache(server, "batch", Backend::Redis);
+    let before = server.calls("MGET");
+    for _ in 0..ROUNDS {
+        let calls: Vec<_> = (0..KEYS)
+            .map(|id| {
+                let (reader, db) = (reader.clone(), Arc::clone(&db));
+                tokio::spawn(async move { (id, reader.scope(shared_only(&db, id)).await) })
+            })
+            .collect();
+        for call in calls {
+            let (id, order) = within(call).await.unwrap();
+            // Version `id + 1`: the one written before this key's fill.
+            assert_eq!(order, Order { id, version: id + 1 });
+        }
+    }
+    let mgets = server.calls("MGET") - before;
+    assert_eq!(db.reads(), KEYS, "every read was a hit in Redis");
+    assert_eq!(reader.stats().l2_hits, KEYS * ROUNDS);
+    assert!(
+        mgets < KEYS * ROUNDS,
+        "{mgets} MGETs for {} concurrent reads",
+        KEYS * ROUNDS
+    );
+}
+}
+
+/// Callers that give up while their reads wait for Redis (here paused)
+/// leave nothing stuck: the reads after them go to Redis as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_given_up_while_redis_is_paused_leave_nothing_stuck() {
+    const KEYS: u64 = 32;
+    let server = RedisServer::start();
+    let a = cache(&server, "given-up", Backend::Redis);
+    let db = Arc::new(Db::default());
+    for id in 0..KEYS {
+        a.scope(shared_only(&db, id)).await;
+    }
+    server.pause();
+    let calls: Vec<_> = (0..KEYS)
+        .map(|id| {
+            let (a, db) = (a.clone(), Arc::clone(&db));
+            tokio::spawn(async move {
+                let call = a.scope(shared_only(&db, id));
+                tokio::time::timeout(Duration::from_millis(100), call).await
+            })
+        })
+        .collect();
+    for call in calls {
+        assert!(
+            call.await.unwrap().is_err(),
+            "given up while Redis is paused"
+        );
+    }
+    server.resume();
+    let hits = a.stats().l2_hits;
+    let calls: Vec<_> = (0..KEYS)
+        .map(|id| {
+            let (a, db) = (a.clone(), Arc::clone(&db));
+            tokio::spawn(async move { a.scope(shared_only(&db, id)).await })
+        })
+        .collect();
+    for (id, call) in (0..KEYS).zip(calls) {
+        assert_eq!(within(call).await.unwrap().id, id);
+    }
+    assert_eq!(db.reads(), KEYS, "no read went to the origin");
+    assert_eq!(a.stats().l2_hits - hits, KEYS);
+}
+
+on_server_and_cluster! {
 #[tokio::test]
 async fn a_fill_older_than_a_prefix_invalidation_on_another_instance_never_lands(server: &Redis) {
     race(server, async |b: &Cache, db: &Db| {

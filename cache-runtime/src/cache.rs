@@ -191,6 +191,28 @@ enum Waited<O> {
     TryAgain,
 }
 
+/// What a leader's look in the shared tier left for its origin call: the
+/// value Redis kept past its freshness, the lock it holds, the ticket to
+/// fill with.
+#[derive(Default)]
+struct SharedMiss {
+    #[cfg(feature = "redis")]
+    kept: Option<AnyValue>,
+    #[cfg(feature = "redis")]
+    lock: Option<shared_tier::LockGuard>,
+    #[cfg(feature = "redis")]
+    ticket: Option<(shared_tier::Ticket, ValueCodec)>,
+}
+
+impl SharedMiss {
+    fn take_kept(&mut self) -> Option<AnyValue> {
+        #[cfg(feature = "redis")]
+        return self.kept.take();
+        #[cfg(not(feature = "redis"))]
+        None
+    }
+}
+
 /// One step of a load: a value, or the flight to lead or to wait on.
 enum Step<'a, V> {
     Value(V),
@@ -926,9 +948,6 @@ impl Cache {
         let mut origin = Some(origin);
         // The caller's lookup serves the first step; a retry looks again.
         let mut first = Some(found);
-        // A value the shared tier kept past its freshness.
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-        let mut shared_kept: Option<AnyValue> = None;
         loop {
             let found = first.take().unwrap_or_else(|| self.lookup(key, template));
             match self.step(found, key, template, function) {
@@ -936,63 +955,39 @@ impl Cache {
                 Step::Lead(leader) => {
                     // The leader looks in the shared tier before it calls
                     // the origin; waiters wait for either.
+                    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+                    let mut miss = SharedMiss::default();
                     #[cfg(feature = "redis")]
-                    let mut lock = None;
-                    #[cfg(feature = "redis")]
-                    let ticket = match route.l2 {
-                        Some(codec) => {
-                            match self.l2_lead::<O::Value>(key, template, codec, policy).await {
-                                (shared_tier::Found::Value(value, deadlines, len), _) => {
-                                    // `l2_lookup` checked the type.
-                                    if let Some(value) = self.settle_l2_hit(
-                                        leader, key, template, policy, route, value, deadlines, len,
-                                    ) {
-                                        return O::from_value(value);
-                                    }
-                                    continue;
+                    if let Some(codec) = route.l2 {
+                        // Boxed, as the origin call below: a hit's future
+                        // stays small (moved and freed on every call).
+                        // (A `let`: a temporary would live, unboxed, across
+                        // the await.)
+                        let lead = Box::pin(self.l2_lead::<O::Value>(key, template, codec, policy));
+                        match lead.await {
+                            (shared_tier::Found::Value(value, deadlines, len), _) => {
+                                // `l2_lookup` checked the type.
+                                if let Some(value) = self.settle_l2_hit(
+                                    leader, key, template, policy, route, value, deadlines, len,
+                                ) {
+                                    return O::from_value(value);
                                 }
-                                (shared_tier::Found::Miss(ticket, kept), held) => {
-                                    shared_kept = kept;
-                                    lock = held;
-                                    ticket.zip(Some(codec))
-                                }
+                                continue;
+                            }
+                            (shared_tier::Found::Miss(ticket, kept), lock) => {
+                                miss = SharedMiss {
+                                    kept,
+                                    lock,
+                                    ticket: ticket.zip(Some(codec)),
+                                };
                             }
                         }
-                        None => None,
-                    };
+                    }
                     let origin = origin.take().expect("a caller leads at most once");
-                    let started = self.origin_call();
-                    let out = leader.lead_future(origin()).await;
-                    self.origin_returned(template, started);
-                    if out.is_failure() {
-                        // What the shared tier kept is no answer once an
-                        // invalidation covered this flight.
-                        let shared_kept = shared_kept.take().filter(|_| !leader.is_invalidated());
-                        if let Some(v) = self.kept_answer::<O::Value>(key, template, shared_kept) {
-                            // The waiters get it too; it is not stored again.
-                            let _ = leader.finish(Arc::new(v.clone()), || false);
-                            #[cfg(feature = "redis")]
-                            if let Some(lock) = &mut lock {
-                                lock.vacate = true;
-                            }
-                            return O::from_value(v);
-                        }
-                    }
-                    let settled = self.settle(leader, key, template, policy, route, out);
-                    #[cfg(feature = "redis")]
-                    {
-                        let mut stored = false;
-                        if let (Some((ticket, codec)), Some((value, life))) =
-                            (ticket, &settled.fill)
-                        {
-                            stored = self.l2_fill(key, ticket, &**value, codec, *life).await;
-                        }
-                        // Released by a task, off the answer.
-                        if let Some(mut lock) = lock {
-                            lock.vacate = !stored;
-                        }
-                    }
-                    return settled.out;
+                    let lead = Box::pin(
+                        self.lead_origin(leader, key, template, policy, route, origin, miss),
+                    );
+                    return lead.await;
                 }
                 Step::Wait(flight) => match self.joined::<O>(flight.wait().await, template) {
                     Waited::Done(out) => return self.or_kept(out, key, template),
@@ -1000,13 +995,65 @@ impl Cache {
                     // invalidation could not stop a stale fill from it.
                     Waited::CallOrigin => {
                         self.origin_call();
-                        let out = origin.take().expect("unused origin")().await;
+                        let call = Box::pin(origin.take().expect("unused origin")());
+                        let out = call.await;
                         return self.or_kept(out, key, template);
                     }
                     Waited::TryAgain => {}
                 },
             }
         }
+    }
+
+    /// The leader's origin call, after the shared tier (if any) missed:
+    /// settles its outcome, and fills the shared tier unless an
+    /// invalidation came after `miss`'s read.
+    #[allow(clippy::too_many_arguments)] // the load's key, labels and policy
+    async fn lead_origin<O, F, Fut>(
+        &self,
+        leader: Leader<'_>,
+        key: &str,
+        template: &str,
+        policy: &Policy,
+        route: Route,
+        origin: F,
+        mut miss: SharedMiss,
+    ) -> O
+    where
+        O: Outcome,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let started = self.origin_call();
+        let out = leader.lead_future(origin()).await;
+        self.origin_returned(template, started);
+        if out.is_failure() {
+            // What the shared tier kept is no answer once an invalidation
+            // covered this flight.
+            let shared_kept = miss.take_kept().filter(|_| !leader.is_invalidated());
+            if let Some(v) = self.kept_answer::<O::Value>(key, template, shared_kept) {
+                // The waiters get it too; it is not stored again.
+                let _ = leader.finish(Arc::new(v.clone()), || false);
+                #[cfg(feature = "redis")]
+                if let Some(lock) = &mut miss.lock {
+                    lock.vacate = true;
+                }
+                return O::from_value(v);
+            }
+        }
+        let settled = self.settle(leader, key, template, policy, route, out);
+        #[cfg(feature = "redis")]
+        {
+            let mut stored = false;
+            if let (Some((ticket, codec)), Some((value, life))) = (miss.ticket, &settled.fill) {
+                stored = self.l2_fill(key, ticket, &**value, codec, *life).await;
+            }
+            // Released by a task, off the answer.
+            if let Some(mut lock) = miss.lock {
+                lock.vacate = !stored;
+            }
+        }
+        settled.out
     }
 
     /// The miss path of a blocking load (plain `fn`s).

@@ -334,6 +334,25 @@ pub trait Target {
     /// Each server: this one, or every node of the cluster.
     fn nodes(&self) -> Vec<&RedisServer>;
 
+    /// How many times `command` (as `mget`) ran, on every node together
+    /// (`INFO commandstats`).
+    fn calls(&self, command: &str) -> u64 {
+        let field = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
+        self.nodes()
+            .into_iter()
+            .map(|node| {
+                let info: String = redis::cmd("INFO")
+                    .arg("commandstats")
+                    .query(&mut node.connection())
+                    .expect("INFO on a test redis-server");
+                info.lines()
+                    .find_map(|line| line.strip_prefix(&field))
+                    .and_then(|rest| rest.split(',').next())
+                    .map_or(0, |calls| calls.parse().expect("a count of calls"))
+            })
+            .sum()
+    }
+
     /// What the protocol's keys that cover `key` start with: its group
     /// (`<namespace>`, or on a cluster `<namespace>{<group>}`).
     fn group(&self, namespace: &str, key: &str) -> String {

@@ -266,13 +266,8 @@ impl Cache {
     }
 
     /// The leader's lookup in the shared tier; with `lock` (or the cache's
-    /// `lock` setting), on a miss, single flight across instances: the
-    /// leader takes the key's lock in Redis and returns it to be held
-    /// through the origin call and the fill, or, while another instance
-    /// holds it, looks again with a growing pause until that instance's
-    /// value is there, or the lock is free (then takes it), or vacated (its
-    /// holder stored nothing: then it calls the origin). Past ten lock
-    /// lifetimes, or when Redis fails, it goes on without the lock.
+    /// `lock` setting), on a miss, single flight across instances (see
+    /// [`l2_lock`](Self::l2_lock)).
     pub(super) async fn l2_lead<V: 'static>(
         &self,
         key: &str,
@@ -280,15 +275,38 @@ impl Cache {
         codec: ValueCodec,
         policy: &Policy,
     ) -> (Found, Option<LockGuard>) {
-        let mut found = self
+        let found = self
             .l2_lookup::<V>(key, template, codec, policy, false)
             .await;
         let Some(shared) = self.inner.shared.as_deref() else {
             return (found, None);
         };
-        if !(policy.lock || shared.lock_all) {
+        // A value, or Redis failing: nothing to coordinate.
+        if !(policy.lock || shared.lock_all) || !matches!(found, Found::Miss(Some(_), _)) {
             return (found, None);
         }
+        // Boxed: the wait would otherwise weigh on every lookup's future.
+        Box::pin(self.l2_lock::<V>(key, template, codec, policy, found)).await
+    }
+
+    /// After a miss, single flight across instances: the leader takes the
+    /// key's lock in Redis and returns it to be held through the origin
+    /// call and the fill, or, while another instance holds it, looks again
+    /// with a growing pause until that instance's value is there, or the
+    /// lock is free (then takes it), or vacated (its holder stored nothing:
+    /// then it calls the origin). Past ten lock lifetimes, or when Redis
+    /// fails, it goes on without the lock.
+    async fn l2_lock<V: 'static>(
+        &self,
+        key: &str,
+        template: &str,
+        codec: ValueCodec,
+        policy: &Policy,
+        mut found: Found,
+    ) -> (Found, Option<LockGuard>) {
+        let Some(shared) = self.inner.shared.as_deref() else {
+            return (found, None);
+        };
         let holder = format!("{:016x}-{:016x}", shared.instance, fastrand::u64(..));
         // A held lock has a live holder (it renews it) or a dead one (it
         // expires within its lifetime): waiting while it is held waits for

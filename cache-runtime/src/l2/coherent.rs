@@ -349,49 +349,70 @@ impl RedisL2 {
         self.invoke::<u8>("UNLOCK", &call).await.map(drop)
     }
 
-    /// Reads `key` with the generation and the key's tags, in one `MGET`.
-    pub(crate) async fn read_checked(&self, key: &str) -> Result<Read, L2Error> {
+    /// Reads `keys`, all of one group, with the group's generation and the
+    /// tags of the keys' prefixes, in one `MGET`: a read per key, in order.
+    pub(super) async fn read_checked_many(&self, keys: &[&str]) -> Result<Vec<Read>, L2Error> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        let mut prefixes: Vec<&str> = keys.iter().flat_map(|key| tag_prefixes(key)).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
         let mut cmd = redis::cmd("MGET");
         // One buffer for every name: each `arg` copies it into the command.
-        let group = self.base(key);
-        let mut name = String::with_capacity(group.len() + 4 + key.len());
+        let group = self.base(first);
+        let longest = keys.iter().map(|key| key.len()).max().unwrap_or(0);
+        let mut name = String::with_capacity(group.len() + TAG.len() + longest);
         name.push_str(group);
         let base = name.len();
-        for part in [":", key] {
-            name.push_str(part);
-        }
-        cmd.arg(&name);
-        name.truncate(base);
-        name.push_str("[g]");
-        cmd.arg(&name);
-        for prefix in tag_prefixes(key) {
+        let mut arg = |parts: [&str; 2]| {
             name.truncate(base);
-            name.push_str("[t]");
-            name.push_str(prefix);
+            name.push_str(parts[0]);
+            name.push_str(parts[1]);
             cmd.arg(&name);
+        };
+        for key in keys {
+            arg([":", key]);
+        }
+        arg([GENERATION, ""]);
+        for prefix in &prefixes {
+            arg([TAG, prefix]);
         }
         let found: Vec<Option<Vec<u8>>> = self.query("MGET", &cmd).await?;
-        let generation = parse_mark(found.get(1).and_then(Option::as_ref));
-        let newest_tag = found
-            .iter()
-            .skip(2)
-            .map(|tag| parse_mark(tag.as_ref()))
-            .max()
-            .unwrap_or(0);
-        let Some(Some(mut bytes)) = found.into_iter().next() else {
-            return Ok(Read::Absent { generation });
+        let mut found = found.into_iter();
+        let values: Vec<Option<Vec<u8>>> = found.by_ref().take(keys.len()).collect();
+        let generation = parse_mark(found.next().flatten().as_ref());
+        let tags: Vec<u64> = found.map(|tag| parse_mark(tag.as_ref())).collect();
+        // A tag that did not come back counts as newer than any value.
+        let tag = |prefix: &str| {
+            prefixes
+                .binary_search(&prefix)
+                .ok()
+                .and_then(|at| tags.get(at).copied())
+                .unwrap_or(u64::MAX)
         };
-        match be_u64(&bytes) {
-            Some(born) if born >= newest_tag => {
-                bytes.drain(..8);
-                Ok(Read::Value { bytes, generation })
-            }
-            // Older than a tag (invalidated), or too short to carry a
-            // generation: the envelope check that follows would reject the
-            // latter anyway; a fill overwrites both.
-            Some(_) => Ok(Read::Absent { generation }),
-            None => Ok(Read::Value { bytes, generation }),
-        }
+        let reads = keys
+            .iter()
+            .zip(values.into_iter().chain(std::iter::repeat(None)));
+        Ok(reads
+            .map(|(key, value)| {
+                let Some(mut bytes) = value else {
+                    return Read::Absent { generation };
+                };
+                let newest_tag = tag_prefixes(key).map(tag).max().unwrap_or(0);
+                match be_u64(&bytes) {
+                    Some(born) if born >= newest_tag => {
+                        bytes.drain(..8);
+                        Read::Value { bytes, generation }
+                    }
+                    // Older than a tag (invalidated), or too short to carry
+                    // a generation: the envelope check that follows would
+                    // reject the latter anyway; a fill overwrites both.
+                    Some(_) => Read::Absent { generation },
+                    None => Read::Value { bytes, generation },
+                }
+            })
+            .collect())
     }
 
     /// Stores `envelope` under `key` unless an invalidation newer than

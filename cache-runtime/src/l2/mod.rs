@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::pattern::PatternError;
 
+mod batch;
 pub(crate) mod coherent;
 pub(crate) mod redis;
 

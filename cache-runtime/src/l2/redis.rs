@@ -12,6 +12,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, ScriptInvocation, Value};
 
+use super::batch::Batches;
 use super::coherent::{Coherence, Scripts};
 use super::{validate_namespace, L2Error, L2Future, L2};
 use crate::pattern::Pattern;
@@ -74,6 +75,8 @@ pub struct RedisL2 {
     addr: Box<str>,
     pub(super) coherence: Coherence,
     pub(super) scripts: Arc<Scripts>,
+    /// The checked reads of each group waiting to go together.
+    batches: Arc<Batches>,
     /// Where invalidations are announced: the channel, and this instance.
     pub(super) bus: Option<(Arc<str>, u64)>,
 }
@@ -466,15 +469,17 @@ impl RedisL2Builder {
                 .map(|group| format!("{}{{{}}}", self.namespace, group_tag(group)).into())
                 .collect(),
         };
+        let bases: Arc<[Box<str>]> = bases.into();
         RedisL2 {
             conn,
-            bases: bases.into(),
+            bases: Arc::clone(&bases),
             namespace: self.namespace.into(),
             timeout: self.timeout,
             scan_count: self.scan_count,
             addr: addr.into(),
             coherence: self.coherence,
             scripts: Arc::new(Scripts::new()),
+            batches: Arc::new(Batches::new(bases.len())),
             bus: self.bus,
         }
     }
@@ -652,10 +657,25 @@ impl RedisL2 {
     /// (`<namespace>{<group>}`), so that a key and the protocol's keys that
     /// cover it share a slot.
     pub(super) fn base(&self, key: &str) -> &str {
-        match &*self.bases {
-            [only] => only,
-            groups => &groups[group_of(key)],
+        &self.bases[self.group_index(key)]
+    }
+
+    /// The group of `key`: 0 on a single server.
+    pub(super) fn group_index(&self, key: &str) -> usize {
+        if self.bases.len() == 1 {
+            0
+        } else {
+            group_of(key)
         }
+    }
+
+    pub(super) fn batches(&self) -> &Batches {
+        &self.batches
+    }
+
+    /// How long a call may take.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The base of every group.
