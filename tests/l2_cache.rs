@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -542,6 +543,46 @@ async fn reads_given_up_while_redis_is_paused_leave_nothing_stuck() {
     }
     assert_eq!(db.reads(), KEYS, "no read went to the origin");
     assert_eq!(a.stats().l2_hits - hits, KEYS);
+}
+
+/// A caller whose read went out but whose future is no longer polled (a
+/// branch `select!` left behind) holds up the other reads of its group for
+/// at most the Redis timeout: past it they go alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_no_longer_polled_holds_up_the_others_for_at_most_the_timeout() {
+    const KEYS: u64 = 10;
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(300);
+    let a = builder(&server, "unpolled", Backend::Redis)
+        .redis_timeout(timeout)
+        .build()
+        .unwrap();
+    let db = Arc::new(Db::default());
+    for id in 0..KEYS {
+        a.scope(shared_only(&db, id)).await;
+    }
+    let mut stuck = Box::pin(a.scope(shared_only(&db, 0)));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        stuck.as_mut().poll(&mut context).is_pending(),
+        "its read is out"
+    );
+    tokio::time::sleep(timeout * 2).await;
+    // The other keys (a read of key 0 would wait for the stuck caller's
+    // flight, as any caller of a key waits for its leader).
+    let hits = a.stats().l2_hits;
+    let calls: Vec<_> = (1..KEYS)
+        .map(|id| {
+            let (a, db) = (a.clone(), Arc::clone(&db));
+            tokio::spawn(async move { a.scope(shared_only(&db, id)).await })
+        })
+        .collect();
+    for (id, call) in (1..KEYS).zip(calls) {
+        assert_eq!(within(call).await.unwrap().id, id);
+    }
+    assert_eq!(db.reads(), KEYS, "no read went to the origin");
+    assert_eq!(a.stats().l2_hits - hits, KEYS - 1);
+    drop(stuck);
 }
 
 on_server_and_cluster! {

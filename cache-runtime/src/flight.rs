@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use event_listener::{Event, Listener};
+use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 
 use crate::outcome::SharedError;
@@ -29,11 +30,11 @@ const SHARDS: usize = 16;
 
 type Value = crate::entry::AnyValue;
 
-type Shard = Mutex<HashMap<Box<str>, Arc<Flight>>>;
+type Shard = Mutex<HashMap<Box<str>, Arc<Flight>, RandomState>>;
 
 pub(crate) struct Flights {
     shards: Box<[Shard]>,
-    hasher: std::hash::RandomState,
+    hasher: RandomState,
 }
 
 pub(crate) struct Flight {
@@ -70,8 +71,8 @@ pub(crate) enum Join<'a> {
 impl Flights {
     pub(crate) fn new() -> Self {
         Flights {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: std::hash::RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::default(),
         }
     }
 

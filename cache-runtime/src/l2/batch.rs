@@ -7,6 +7,14 @@
 //! Each read of a batch sees the key and its marks as they were at one
 //! moment (one `MGET`, one slot), as when read alone: what the coherence
 //! protocol needs of a read holds for every key of the batch.
+//!
+//! The read on its way belongs to a caller (the first of a quiet moment)
+//! or to a task running the batches that gathered behind it. A turn that
+//! has lasted longer than the store's timeout (a caller whose future is no
+//! longer polled, say) is not waited for: reads then go alone until it
+//! ends.
+
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -25,8 +33,9 @@ pub(crate) struct Batches {
 
 #[derive(Default)]
 struct Group {
-    /// A read of this group is on its way: new ones wait.
-    busy: bool,
+    /// Since when a read of this group is on its way (new ones wait), or
+    /// `None`.
+    busy: Option<Instant>,
     waiting: Vec<Waiting>,
 }
 
@@ -36,6 +45,16 @@ struct Waiting {
     answer: oneshot::Sender<Result<Read, L2Error>>,
 }
 
+/// What a read does in its group.
+enum Enter {
+    /// Reads now, holding the group's turn.
+    Lead,
+    /// Waits for the next batch.
+    Wait(oneshot::Receiver<Result<Read, L2Error>>),
+    /// Reads now, alone: the turn has lasted too long to wait for.
+    Alone,
+}
+
 impl Batches {
     pub(crate) fn new(groups: usize) -> Batches {
         Batches {
@@ -43,17 +62,49 @@ impl Batches {
         }
     }
 
-    /// Takes the next batch of `group`, or marks it idle when none waits.
+    fn enter(&self, group: usize, key: &str, timeout: std::time::Duration) -> Enter {
+        let mut state = self.groups[group].lock();
+        match state.busy {
+            None => {
+                state.busy = Some(Instant::now());
+                Enter::Lead
+            }
+            Some(since) if since.elapsed() < timeout => {
+                let (answer, waiting) = oneshot::channel();
+                state.waiting.push(Waiting {
+                    key: key.into(),
+                    answer,
+                });
+                Enter::Wait(waiting)
+            }
+            Some(_) => Enter::Alone,
+        }
+    }
+
+    /// Takes the next batch of `group` (reads whose callers still wait),
+    /// or marks the group idle when there is none.
     fn next(&self, group: usize) -> Option<Vec<Waiting>> {
         let mut state = self.groups[group].lock();
+        state.waiting.retain(|w| !w.answer.is_closed());
         if state.waiting.is_empty() {
-            state.busy = false;
+            state.busy = None;
             return None;
         }
+        state.busy = Some(Instant::now());
         if state.waiting.len() <= MAX_BATCH {
             return Some(std::mem::take(&mut state.waiting));
         }
         Some(state.waiting.drain(..MAX_BATCH).collect())
+    }
+
+    /// Ends `group`'s turn, dropping what waits (each then reads alone).
+    fn release(&self, group: usize) {
+        let waiting = {
+            let mut state = self.groups[group].lock();
+            state.busy = None;
+            std::mem::take(&mut state.waiting)
+        };
+        drop(waiting);
     }
 }
 
@@ -65,8 +116,8 @@ impl std::fmt::Debug for Batches {
     }
 }
 
-/// The right to read in a group: whoever holds it has a read on its way;
-/// on drop it hands the reads that waited meanwhile to a task of their own.
+/// A caller's turn in a group: on drop it hands the reads that waited
+/// meanwhile to a task of their own.
 struct Turn<'a> {
     store: &'a RedisL2,
     group: usize,
@@ -77,45 +128,63 @@ impl Drop for Turn<'_> {
         let Some(batch) = self.store.batches().next(self.group) else {
             return;
         };
-        let store = self.store.clone();
-        let group = self.group;
+        // Made before the task, so that a task dropped unpolled (its
+        // runtime shutting down) still ends the turn.
+        let running = Running {
+            store: self.store.clone(),
+            group: self.group,
+            done: false,
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(async move { store.run_batches(group, batch).await });
+                runtime.spawn(running.run(batch));
             }
             // No runtime to read in: the waiting reads, told so by their
-            // dropped answers, read on their own.
-            Err(_) => {
-                drop(batch);
-                release(&store, group);
-            }
+            // dropped answers, read alone.
+            Err(_) => drop((batch, running)),
         }
     }
 }
 
-/// Gives up `group`'s turn, dropping what waits (each then reads alone).
-fn release(store: &RedisL2, group: usize) {
-    let waiting = {
-        let mut state = store.batches().groups[group].lock();
-        state.busy = false;
-        std::mem::take(&mut state.waiting)
-    };
-    drop(waiting);
-}
-
-/// Holds a group's turn in a task running batches; if the task is dropped
-/// half-way (its runtime shutting down), releases it.
-struct Running<'a> {
-    store: &'a RedisL2,
+/// A task's turn in a group, running batches; ends the turn if dropped
+/// before it ran out of them.
+struct Running {
+    store: RedisL2,
     group: usize,
     done: bool,
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         if !self.done {
-            release(self.store, self.group);
+            self.store.batches().release(self.group);
         }
+    }
+}
+
+impl Running {
+    /// Runs `batch`, then the batches of its group until none waits.
+    async fn run(mut self, mut batch: Vec<Waiting>) {
+        loop {
+            let keys: Vec<&str> = batch.iter().map(|w| &*w.key).collect();
+            match self.store.read_checked_many(&keys).await {
+                Ok(reads) => {
+                    for (waiting, read) in batch.into_iter().zip(reads) {
+                        let _ = waiting.answer.send(Ok(read));
+                    }
+                }
+                Err(e) => {
+                    for waiting in batch {
+                        let _ = waiting.answer.send(Err(copy(&e)));
+                    }
+                }
+            }
+            match self.store.batches().next(self.group) {
+                Some(next) => batch = next,
+                None => break,
+            }
+        }
+        self.done = true;
     }
 }
 
@@ -124,23 +193,13 @@ impl RedisL2 {
     /// reads of its group that come while another is on its way.
     pub(crate) async fn read_checked(&self, key: &str) -> Result<Read, L2Error> {
         let group = self.group_index(key);
-        let waiting = {
-            let mut state = self.batches().groups[group].lock();
-            if state.busy {
-                let (answer, waiting) = oneshot::channel();
-                state.waiting.push(Waiting {
-                    key: key.into(),
-                    answer,
-                });
-                Some(waiting)
-            } else {
-                state.busy = true;
-                None
+        let waiting = match self.batches().enter(group, key, self.timeout()) {
+            Enter::Lead => {
+                let _turn = Turn { store: self, group };
+                return self.read_one(key).await;
             }
-        };
-        let Some(waiting) = waiting else {
-            let _turn = Turn { store: self, group };
-            return self.read_one(key).await;
+            Enter::Alone => return self.read_one(key).await,
+            Enter::Wait(waiting) => waiting,
         };
         // Bounded like any call: the batch before this one and this one's
         // own are each under the timeout, but together they may not be.
@@ -158,35 +217,6 @@ impl RedisL2 {
     async fn read_one(&self, key: &str) -> Result<Read, L2Error> {
         let mut reads = self.read_checked_many(&[key]).await?;
         Ok(reads.pop().expect("one read per key"))
-    }
-
-    /// Runs the batches of `group` until none waits.
-    async fn run_batches(self, group: usize, mut batch: Vec<Waiting>) {
-        let mut running = Running {
-            store: &self,
-            group,
-            done: false,
-        };
-        loop {
-            let keys: Vec<&str> = batch.iter().map(|w| &*w.key).collect();
-            match self.read_checked_many(&keys).await {
-                Ok(reads) => {
-                    for (waiting, read) in batch.into_iter().zip(reads) {
-                        let _ = waiting.answer.send(Ok(read));
-                    }
-                }
-                Err(e) => {
-                    for waiting in batch {
-                        let _ = waiting.answer.send(Err(copy(&e)));
-                    }
-                }
-            }
-            match self.batches().next(group) {
-                Some(next) => batch = next,
-                None => break,
-            }
-        }
-        running.done = true;
     }
 }
 

@@ -50,9 +50,10 @@
 //! group, which its invalidations always set, so the guarantee holds per
 //! key as on one server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
 use futures_util::future::try_join_all;
 use redis::Script;
 
@@ -355,9 +356,15 @@ impl RedisL2 {
         let Some(first) = keys.first() else {
             return Ok(Vec::new());
         };
-        let mut prefixes: Vec<&str> = keys.iter().flat_map(|key| tag_prefixes(key)).collect();
-        prefixes.sort_unstable();
-        prefixes.dedup();
+        // Each tag once, however many keys of the batch share it.
+        let mut prefixes: Vec<&str> = Vec::new();
+        let mut at: HashMap<&str, usize, RandomState> = HashMap::default();
+        for prefix in keys.iter().flat_map(|key| tag_prefixes(key)) {
+            at.entry(prefix).or_insert_with(|| {
+                prefixes.push(prefix);
+                prefixes.len() - 1
+            });
+        }
         let mut cmd = redis::cmd("MGET");
         // One buffer for every name: each `arg` copies it into the command.
         let group = self.base(first);
@@ -385,10 +392,8 @@ impl RedisL2 {
         let tags: Vec<u64> = found.map(|tag| parse_mark(tag.as_ref())).collect();
         // A tag that did not come back counts as newer than any value.
         let tag = |prefix: &str| {
-            prefixes
-                .binary_search(&prefix)
-                .ok()
-                .and_then(|at| tags.get(at).copied())
+            at.get(prefix)
+                .and_then(|&at| tags.get(at).copied())
                 .unwrap_or(u64::MAX)
         };
         let reads = keys
