@@ -166,6 +166,22 @@ async fn within<F: std::future::Future>(future: F) -> F::Output {
         .expect("the test did not finish within 60 s")
 }
 
+/// `shared_only` of each of `ids` through `cache`, a task each, all at
+/// once; the answers in the order of `ids`.
+async fn read_concurrently(cache: &Cache, db: &Arc<Db>, ids: std::ops::Range<u64>) -> Vec<Order> {
+    let calls: Vec<_> = ids
+        .map(|id| {
+            let (cache, db) = (cache.clone(), Arc::clone(db));
+            tokio::spawn(async move { cache.scope(shared_only(&db, id)).await })
+        })
+        .collect();
+    let mut orders = Vec::with_capacity(calls.len());
+    for call in calls {
+        orders.push(within(call).await.unwrap());
+    }
+    orders
+}
+
 /// `GET` of `<namespace>:<key>` as the cache lays it out.
 fn raw_get(server: &impl Target, namespaced: &str) -> Option<Vec<u8>> {
     let (namespace, key) = namespaced.split_once(':').expect("namespace:key");
@@ -480,14 +496,8 @@ async fn concurrent_reads_share_round_trips_and_each_gets_its_own_value(server: 
     let reader = cache(server, "batch", Backend::Redis);
     let before = server.calls("MGET");
     for _ in 0..ROUNDS {
-        let calls: Vec<_> = (0..KEYS)
-            .map(|id| {
-                let (reader, db) = (reader.clone(), Arc::clone(&db));
-                tokio::spawn(async move { (id, reader.scope(shared_only(&db, id)).await) })
-            })
-            .collect();
-        for call in calls {
-            let (id, order) = within(call).await.unwrap();
+        let orders = read_concurrently(&reader, &db, 0..KEYS).await;
+        for (id, order) in (0..KEYS).zip(orders) {
             // Version `id + 1`: the one written before this key's fill.
             assert_eq!(order, Order { id, version: id + 1 });
         }
@@ -532,14 +542,9 @@ async fn reads_given_up_while_redis_is_paused_leave_nothing_stuck() {
     }
     server.resume();
     let hits = a.stats().l2_hits;
-    let calls: Vec<_> = (0..KEYS)
-        .map(|id| {
-            let (a, db) = (a.clone(), Arc::clone(&db));
-            tokio::spawn(async move { a.scope(shared_only(&db, id)).await })
-        })
-        .collect();
-    for (id, call) in (0..KEYS).zip(calls) {
-        assert_eq!(within(call).await.unwrap().id, id);
+    let orders = read_concurrently(&a, &db, 0..KEYS).await;
+    for (id, order) in (0..KEYS).zip(orders) {
+        assert_eq!(order.id, id);
     }
     assert_eq!(db.reads(), KEYS, "no read went to the origin");
     assert_eq!(a.stats().l2_hits - hits, KEYS);
@@ -561,24 +566,20 @@ async fn a_read_no_longer_polled_holds_up_the_others_for_at_most_the_timeout() {
     for id in 0..KEYS {
         a.scope(shared_only(&db, id)).await;
     }
+    // Redis paused: the read goes out and cannot come back during the poll.
+    server.pause();
     let mut stuck = Box::pin(a.scope(shared_only(&db, 0)));
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(
-        stuck.as_mut().poll(&mut context).is_pending(),
-        "its read is out"
-    );
+    let polled = stuck.as_mut().poll(&mut context);
+    assert!(polled.is_pending(), "its read is out: {:?}", a.stats());
     tokio::time::sleep(timeout * 2).await;
+    server.resume();
     // The other keys (a read of key 0 would wait for the stuck caller's
     // flight, as any caller of a key waits for its leader).
     let hits = a.stats().l2_hits;
-    let calls: Vec<_> = (1..KEYS)
-        .map(|id| {
-            let (a, db) = (a.clone(), Arc::clone(&db));
-            tokio::spawn(async move { a.scope(shared_only(&db, id)).await })
-        })
-        .collect();
-    for (id, call) in (1..KEYS).zip(calls) {
-        assert_eq!(within(call).await.unwrap().id, id);
+    let orders = read_concurrently(&a, &db, 1..KEYS).await;
+    for (id, order) in (1..KEYS).zip(orders) {
+        assert_eq!(order.id, id);
     }
     assert_eq!(db.reads(), KEYS, "no read went to the origin");
     assert_eq!(a.stats().l2_hits - hits, KEYS - 1);

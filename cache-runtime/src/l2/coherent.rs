@@ -385,11 +385,15 @@ impl RedisL2 {
         for prefix in &prefixes {
             arg([TAG, prefix]);
         }
-        let found: Vec<Option<Vec<u8>>> = self.query("MGET", &cmd).await?;
-        let mut found = found.into_iter();
-        let values: Vec<Option<Vec<u8>>> = found.by_ref().take(keys.len()).collect();
-        let generation = parse_mark(found.next().flatten().as_ref());
-        let tags: Vec<u64> = found.map(|tag| parse_mark(tag.as_ref())).collect();
+        let mut found: Vec<Option<Vec<u8>>> = self.query("MGET", &cmd).await?;
+        let marks = found.get(keys.len()..).unwrap_or_default();
+        let generation = parse_mark(marks.first().and_then(Option::as_ref));
+        let tags: Vec<u64> = marks
+            .iter()
+            .skip(1)
+            .map(|tag| parse_mark(tag.as_ref()))
+            .collect();
+        found.truncate(keys.len());
         // A tag that did not come back counts as newer than any value.
         let tag = |prefix: &str| {
             at.get(prefix)
@@ -398,7 +402,7 @@ impl RedisL2 {
         };
         let reads = keys
             .iter()
-            .zip(values.into_iter().chain(std::iter::repeat(None)));
+            .zip(found.into_iter().chain(std::iter::repeat(None)));
         Ok(reads
             .map(|(key, value)| {
                 let Some(mut bytes) = value else {
