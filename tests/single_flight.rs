@@ -419,3 +419,43 @@ async fn waiters_of_a_failed_call_call_the_origin_concurrently() {
     assert_eq!(calls.load(Ordering::SeqCst), 20);
     assert_eq!(cache.get::<u64>("f").await, None);
 }
+
+/// Callers that join a flight just as its leader finishes are woken (the
+/// leader wakes the waiters only when some are listening): thousands of
+/// short flights, each joined by callers racing its end, all answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_joining_as_the_leader_finishes_all_answer() {
+    const ROUNDS: u64 = 3_000;
+    const CALLERS: usize = 4;
+    let cache = Cache::builder().build().unwrap();
+    let rounds = async {
+        for round in 0..ROUNDS {
+            let key = format!("short:{round}");
+            let barrier = Arc::new(Barrier::new(CALLERS));
+            let callers: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let (cache, key, barrier) = (cache.clone(), key.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        cache
+                            .get_or_insert_with(&key, TTL, || async move {
+                                tokio::task::yield_now().await;
+                                round
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            for caller in callers {
+                assert_eq!(caller.await.unwrap(), round);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), rounds)
+        .await
+        .expect("a caller waited for a flight that had ended");
+    let stats = cache.stats();
+    assert_eq!(stats.loads, ROUNDS, "one origin call a round: {stats:?}");
+    // Most callers came while a flight was on, and waited on it.
+    assert!(stats.misses > 2 * stats.loads, "{stats:?}");
+}

@@ -30,7 +30,9 @@ const SHARDS: usize = 16;
 
 type Value = crate::entry::AnyValue;
 
-type Shard = Mutex<HashMap<Box<str>, Arc<Flight>, RandomState>>;
+/// The running flights of a shard of the keys. A key is allocated once per
+/// flight, shared by the map and the leader.
+type Shard = Mutex<HashMap<Arc<str>, Arc<Flight>, RandomState>>;
 
 pub(crate) struct Flights {
     shards: Box<[Shard]>,
@@ -90,10 +92,11 @@ impl Flights {
             state: Mutex::new(State::Running { invalidated: false }),
             done: Event::new(),
         });
-        shard.insert(key.into(), Arc::clone(&flight));
+        let key: Arc<str> = key.into();
+        shard.insert(Arc::clone(&key), Arc::clone(&flight));
         Join::Leader(Leader {
             flights: self,
-            key: key.into(),
+            key,
             flight,
             finished: false,
         })
@@ -133,6 +136,16 @@ impl Flights {
 }
 
 impl Flight {
+    /// Wakes the waiters, if any. A waiter listens before it looks at the
+    /// state one last time, and the state is set before this: either it
+    /// is counted here, or it sees the state. (Without listeners, nothing
+    /// is allocated.)
+    fn wake_waiters(&self) {
+        if self.done.total_listeners() > 0 {
+            self.done.notify(usize::MAX);
+        }
+    }
+
     fn mark_invalidated(&self) {
         if let State::Running { invalidated } = &mut *self.state.lock() {
             *invalidated = true;
@@ -187,7 +200,7 @@ impl Flight {
 /// (cancellation, panic) lets a waiter take over.
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
-    key: Box<str>,
+    key: Arc<str>,
     flight: Arc<Flight>,
     finished: bool,
 }
@@ -224,10 +237,10 @@ impl<'a> Leader<'a> {
             stored
         };
         self.finished = true;
-        self.flight.done.notify(usize::MAX);
+        self.flight.wake_waiters();
         let held = Held {
             flights: self.flights,
-            key: std::mem::take(&mut self.key),
+            key: Arc::clone(&self.key),
             flight: Arc::clone(&self.flight),
         };
         (stored, held)
@@ -251,7 +264,7 @@ impl<'a> Leader<'a> {
 
     fn release(&self) {
         self.flights.remove(&self.key, &self.flight);
-        self.flight.done.notify(usize::MAX);
+        self.flight.wake_waiters();
     }
 
     /// Runs `f` marked as this flight's leader on this thread.
@@ -273,7 +286,7 @@ impl<'a> Leader<'a> {
 /// A finished flight still registered; unregisters it when dropped.
 pub(crate) struct Held<'a> {
     flights: &'a Flights,
-    key: Box<str>,
+    key: Arc<str>,
     flight: Arc<Flight>,
 }
 
