@@ -206,8 +206,12 @@ impl Cache {
                 return Found::Miss(None, None);
             }
         };
-        let (bytes, generation) = match read {
-            Read::Value { bytes, generation } => (bytes, generation),
+        let (stored, start, generation) = match read {
+            Read::Value {
+                bytes,
+                start,
+                generation,
+            } => (bytes, start, generation),
             Read::Absent { generation } => {
                 missed();
                 let ticket = Ticket {
@@ -221,10 +225,11 @@ impl Cache {
             generation,
             read_at,
         });
+        let bytes = &stored[start..];
         // The value's `Deserialize` is user code, fed bytes from outside: a
         // panic is one more undecodable value.
         let envelope = shared.envelope;
-        let decoded = std::panic::catch_unwind(|| (codec.decode)(&envelope, &bytes))
+        let decoded = std::panic::catch_unwind(|| (codec.decode)(&envelope, bytes))
             .unwrap_or(Err(EnvelopeError::Panicked));
         let now = unix_ms();
         match decoded {

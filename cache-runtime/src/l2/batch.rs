@@ -196,9 +196,9 @@ impl RedisL2 {
         let waiting = match self.batches().enter(group, key, self.timeout()) {
             Enter::Lead => {
                 let _turn = Turn { store: self, group };
-                return self.read_one(key).await;
+                return self.read_checked_one(key).await;
             }
-            Enter::Alone => return self.read_one(key).await,
+            Enter::Alone => return self.read_checked_one(key).await,
             Enter::Wait(waiting) => waiting,
         };
         // Bounded like any call: the batch before this one and this one's
@@ -206,17 +206,12 @@ impl RedisL2 {
         match tokio::time::timeout(self.timeout(), waiting).await {
             Ok(Ok(read)) => read,
             // Its batch was dropped (its runtime shut down): read alone.
-            Ok(Err(_)) => self.read_one(key).await,
+            Ok(Err(_)) => self.read_checked_one(key).await,
             Err(_) => Err(L2Error::Timeout {
                 op: "MGET",
                 after: self.timeout(),
             }),
         }
-    }
-
-    async fn read_one(&self, key: &str) -> Result<Read, L2Error> {
-        let mut reads = self.read_checked_many(&[key]).await?;
-        Ok(reads.pop().expect("one read per key"))
     }
 }
 

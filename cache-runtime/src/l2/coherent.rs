@@ -51,11 +51,12 @@
 //! key as on one server.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
 use futures_util::future::try_join_all;
-use redis::Script;
+use redis::{Cmd, RedisWrite, Script, Value};
 
 use super::redis::RedisL2;
 use super::L2Error;
@@ -228,10 +229,15 @@ impl Coherence {
 /// What a checked read found.
 #[derive(Debug)]
 pub(crate) enum Read {
-    /// A value no invalidation covers: the envelope bytes, and the
-    /// generation to fill with should the value turn out unusable (expired,
-    /// undecodable).
-    Value { bytes: Vec<u8>, generation: u64 },
+    /// A value no invalidation covers: the stored bytes, whose envelope
+    /// starts at `start` (after the generation it was filled under), and
+    /// the generation to fill with should the value turn out unusable
+    /// (expired, undecodable).
+    Value {
+        bytes: Vec<u8>,
+        start: usize,
+        generation: u64,
+    },
     /// Nothing usable (absent, or a value a newer tag invalidated): the
     /// generation to fill with.
     Absent { generation: u64 },
@@ -239,13 +245,60 @@ pub(crate) enum Read {
 
 /// The prefixes of `key` that carry tags: `""`, then each prefix ending at
 /// a `:`, at most [`MAX_TAG_DEPTH`] of them after `""`.
-fn tag_prefixes(key: &str) -> impl Iterator<Item = &str> {
-    std::iter::once("").chain(
-        key.match_indices(':')
-            .take(MAX_TAG_DEPTH)
-            .map(move |(at, _)| &key[..=at]),
-    )
+fn tag_prefixes(key: &str) -> TagPrefixes<'_> {
+    let mut ends = [0; MAX_TAG_DEPTH];
+    let mut found = 0;
+    for (at, byte) in key.bytes().enumerate() {
+        if found == MAX_TAG_DEPTH {
+            break;
+        }
+        if byte == b':' {
+            ends[found] = at + 1;
+            found += 1;
+        }
+    }
+    TagPrefixes {
+        key,
+        ends,
+        next: 0,
+        len: 1 + found,
+    }
 }
+
+/// The tag prefixes of a key, found in one pass (a read asks for them
+/// several times: to size its command, to write it, to read the reply).
+#[derive(Clone)]
+struct TagPrefixes<'a> {
+    key: &'a str,
+    /// Where each prefix after `""` ends.
+    ends: [usize; MAX_TAG_DEPTH],
+    next: usize,
+    len: usize,
+}
+
+impl<'a> Iterator for TagPrefixes<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let at = self.next;
+        if at >= self.len {
+            return None;
+        }
+        self.next += 1;
+        // `""` first; a `:` is one byte, so each end is a char boundary.
+        Some(match at {
+            0 => "",
+            _ => &self.key[..self.ends[at - 1]],
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.len - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for TagPrefixes<'_> {}
 
 /// The tagged prefix a pattern invalidates, when it is one: `*`, or a
 /// literal prefix ending at a `:` followed by a lone `*`.
@@ -264,11 +317,45 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b))
 }
 
-fn parse_mark(bytes: Option<&Vec<u8>>) -> u64 {
-    bytes
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+/// A mark of a checked read's reply: a generation, 0 when absent.
+fn mark(reply: Option<&Value>) -> u64 {
+    match reply {
+        Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The tag at `at` of a checked read's reply; one that did not come back
+/// counts as newer than any value.
+fn tag_at(reply: &[Value], at: usize) -> u64 {
+    reply.get(at).map_or(u64::MAX, |tag| mark(Some(tag)))
+}
+
+/// What a checked read of one key found, from its value (if it came back)
+/// and the newest tag of its prefixes.
+fn judge(value: Option<Value>, generation: u64, newest_tag: u64) -> Read {
+    let Some(Value::BulkString(bytes)) = value else {
+        return Read::Absent { generation };
+    };
+    match be_u64(&bytes) {
+        Some(born) if born >= newest_tag => Read::Value {
+            bytes,
+            start: 8,
+            generation,
+        },
+        // Older than a tag (invalidated), or too short to carry a
+        // generation: the envelope check that follows would reject the
+        // latter anyway; a fill overwrites both.
+        Some(_) => Read::Absent { generation },
+        None => Read::Value {
+            bytes,
+            start: 0,
+            generation,
+        },
+    }
 }
 
 /// A lifetime in milliseconds for `PX`: at least 1, at most about three
@@ -350,12 +437,27 @@ impl RedisL2 {
         self.invoke::<u8>("UNLOCK", &call).await.map(drop)
     }
 
+    /// Reads `key` with its group's generation and the tags of its
+    /// prefixes, in one `MGET`.
+    pub(super) async fn read_checked_one(&self, key: &str) -> Result<Read, L2Error> {
+        let prefixes = tag_prefixes(key);
+        let expected = 2 + prefixes.len();
+        let cmd = self.checked_read(&[key], prefixes);
+        let reply: Vec<Value> = self.query("MGET", &cmd).await?;
+        // The prefixes of one key are distinct: the marks come back in
+        // their order, the generation first.
+        let newest_tag = (2..expected).map(|at| tag_at(&reply, at)).max();
+        let generation = mark(reply.get(1));
+        let value = reply.into_iter().next();
+        Ok(judge(value, generation, newest_tag.unwrap_or(0)))
+    }
+
     /// Reads `keys`, all of one group, with the group's generation and the
     /// tags of the keys' prefixes, in one `MGET`: a read per key, in order.
     pub(super) async fn read_checked_many(&self, keys: &[&str]) -> Result<Vec<Read>, L2Error> {
-        let Some(first) = keys.first() else {
+        if keys.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         // Each tag once, however many keys of the batch share it.
         let mut prefixes: Vec<&str> = Vec::new();
         let mut at: HashMap<&str, usize, RandomState> = HashMap::default();
@@ -365,63 +467,56 @@ impl RedisL2 {
                 prefixes.len() - 1
             });
         }
-        let mut cmd = redis::cmd("MGET");
-        // One buffer for every name: each `arg` copies it into the command.
-        let group = self.base(first);
-        let longest = keys.iter().map(|key| key.len()).max().unwrap_or(0);
-        let mut name = String::with_capacity(group.len() + TAG.len() + longest);
-        name.push_str(group);
-        let base = name.len();
-        let mut arg = |parts: [&str; 2]| {
-            name.truncate(base);
-            name.push_str(parts[0]);
-            name.push_str(parts[1]);
-            cmd.arg(&name);
-        };
-        for key in keys {
-            arg([":", key]);
-        }
-        arg([GENERATION, ""]);
-        for prefix in &prefixes {
-            arg([TAG, prefix]);
-        }
-        let mut found: Vec<Option<Vec<u8>>> = self.query("MGET", &cmd).await?;
-        let marks = found.get(keys.len()..).unwrap_or_default();
-        let generation = parse_mark(marks.first().and_then(Option::as_ref));
-        let tags: Vec<u64> = marks
-            .iter()
-            .skip(1)
-            .map(|tag| parse_mark(tag.as_ref()))
+        let cmd = self.checked_read(keys, prefixes.iter().copied());
+        let mut reply: Vec<Value> = self.query("MGET", &cmd).await?;
+        let generation = mark(reply.get(keys.len()));
+        let tags: Vec<u64> = (0..prefixes.len())
+            .map(|i| tag_at(&reply, keys.len() + 1 + i))
             .collect();
-        found.truncate(keys.len());
-        // A tag that did not come back counts as newer than any value.
-        let tag = |prefix: &str| {
-            at.get(prefix)
-                .and_then(|&at| tags.get(at).copied())
-                .unwrap_or(u64::MAX)
-        };
-        let reads = keys
+        let tag = |prefix: &str| at.get(prefix).map_or(u64::MAX, |&i| tags[i]);
+        reply.truncate(keys.len());
+        let values = reply
+            .into_iter()
+            .map(Some)
+            .chain(std::iter::repeat_with(|| None));
+        Ok(keys
             .iter()
-            .zip(found.into_iter().chain(std::iter::repeat(None)));
-        Ok(reads
+            .zip(values)
             .map(|(key, value)| {
-                let Some(mut bytes) = value else {
-                    return Read::Absent { generation };
-                };
                 let newest_tag = tag_prefixes(key).map(tag).max().unwrap_or(0);
-                match be_u64(&bytes) {
-                    Some(born) if born >= newest_tag => {
-                        bytes.drain(..8);
-                        Read::Value { bytes, generation }
-                    }
-                    // Older than a tag (invalidated), or too short to carry
-                    // a generation: the envelope check that follows would
-                    // reject the latter anyway; a fill overwrites both.
-                    Some(_) => Read::Absent { generation },
-                    None => Read::Value { bytes, generation },
-                }
+                judge(value, generation, newest_tag)
             })
             .collect())
+    }
+
+    /// `MGET` of `keys` (of one group), then the group's generation, then
+    /// the tags of `prefixes`: each name written straight into the command.
+    fn checked_read<'p>(
+        &self,
+        keys: &[&str],
+        prefixes: impl ExactSizeIterator<Item = &'p str> + Clone,
+    ) -> Cmd {
+        let group = self.base(keys[0]);
+        let names = keys.len() + 1 + prefixes.len();
+        let bytes = names * (group.len() + TAG.len())
+            + keys.iter().map(|key| key.len()).sum::<usize>()
+            + prefixes.clone().map(str::len).sum::<usize>();
+        let mut cmd = Cmd::with_capacity(1 + names, "MGET".len() + bytes);
+        cmd.arg("MGET");
+        let mut arg = |kind: &str, rest: &str| {
+            let mut out = cmd.writer_for_next_arg();
+            for part in [group, kind, rest] {
+                out.write_all(part.as_bytes()).expect("writes to memory");
+            }
+        };
+        for key in keys {
+            arg(":", key);
+        }
+        arg(GENERATION, "");
+        for prefix in prefixes {
+            arg(TAG, prefix);
+        }
+        cmd
     }
 
     /// Stores `envelope` under `key` unless an invalidation newer than
