@@ -366,12 +366,14 @@ where
     if !cache.is_enabled() {
         return Box::pin(origin()).await;
     }
-    let found = match cache.lookup::<<K::Outcome as Outcome>::Value>(key.as_str(), spec.template) {
-        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
-        other => other,
-    };
-    let policy = spec.policy_with(weigher);
     let route = route(&cache, spec, codec);
+    let found =
+        match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), spec.template)
+        {
+            Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+            other => other,
+        };
+    let policy = spec.policy_with(weigher);
     let origin = || async { K::wrap(origin().await) };
     K::unwrap(load(&cache, spec, found, key.as_str(), &policy, route, origin).await)
 }
@@ -435,16 +437,18 @@ where
     if !cache.is_enabled() {
         return Box::pin(make_origin()()).await;
     }
-    let found = match cache.lookup::<<K::Outcome as Outcome>::Value>(key.as_str(), spec.template) {
-        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
-        other => other,
-    };
+    let route = route(&cache, spec, codec);
+    let found =
+        match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), spec.template)
+        {
+            Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+            other => other,
+        };
     let at_hand = match &found {
         Lookup::Stale(_) => true,
         _ => cache.is_kept::<<K::Outcome as Outcome>::Value>(key.as_str()),
     };
     let policy = spec.policy_with(weigher);
-    let route = route(&cache, spec, codec);
     let origin = make_origin();
     let origin = || async { K::wrap(origin().await) };
     let (true, Some(timeout), Ok(runtime)) =

@@ -847,6 +847,24 @@ impl Cache {
         }
     }
 
+    /// [`lookup`](Self::lookup) for a function whose values take `route`:
+    /// one that keeps nothing in process does not look there (whatever
+    /// another function or [`Cache::set`] put under the key is not its
+    /// value to serve).
+    #[inline]
+    pub(crate) fn lookup_on<V: Clone + 'static>(
+        &self,
+        route: Route,
+        key: &str,
+        template: &str,
+    ) -> Lookup<V> {
+        if route.l1 {
+            self.lookup(key, template)
+        } else {
+            Lookup::Miss
+        }
+    }
+
     /// Decides what this caller does next for `key`.
     /// `found` is what a lookup of `key` just returned.
     fn step<V: Clone + Send + Sync + 'static>(
@@ -855,6 +873,7 @@ impl Cache {
         key: &str,
         template: &str,
         function: &str,
+        route: Route,
     ) -> Step<'_, V> {
         let stale = match found {
             Lookup::Fresh(v) => return Step::Value(v),
@@ -866,7 +885,7 @@ impl Cache {
         match self.inner.flights.join(key) {
             Join::Leader(leader) => {
                 // A load may have finished between the lookup and the join.
-                if let Lookup::Fresh(v) = self.lookup::<V>(key, template) {
+                if let Lookup::Fresh(v) = self.lookup_on::<V>(route, key, template) {
                     let _ = leader.finish(Arc::new(v.clone()), || false);
                     return Step::Value(v);
                 }
@@ -949,8 +968,10 @@ impl Cache {
         // The caller's lookup serves the first step; a retry looks again.
         let mut first = Some(found);
         loop {
-            let found = first.take().unwrap_or_else(|| self.lookup(key, template));
-            match self.step(found, key, template, function) {
+            let found = first
+                .take()
+                .unwrap_or_else(|| self.lookup_on(route, key, template));
+            match self.step(found, key, template, function, route) {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     // The leader looks in the shared tier before it calls
@@ -1075,7 +1096,7 @@ impl Cache {
         let mut first = Some(found);
         loop {
             let found = first.take().unwrap_or_else(|| self.lookup(key, template));
-            match self.step(found, key, template, function) {
+            match self.step(found, key, template, function, Route::L1) {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     let origin = origin.take().expect("a caller leads at most once");
