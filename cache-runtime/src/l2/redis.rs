@@ -418,8 +418,12 @@ impl RedisL2Builder {
             let client = open(url)?;
             let info = client.get_connection_info();
             let addr = format!("{}/{}", info.addr(), info.redis_settings().db());
+            // Every command runs under this store's timeout (`timed`): a
+            // response timeout of the connection's own would be a second
+            // timer per command, and would change nothing (it does not make
+            // the manager reconnect; it drops the reply, as `timed` does).
             let config = ConnectionManagerConfig::new()
-                .set_response_timeout(Some(self.timeout))
+                .set_response_timeout(None)
                 .set_connection_timeout(Some(self.connect_timeout))
                 .set_max_delay(Duration::from_secs(2));
             return Ok((Endpoint::Single(client, config), addr));
