@@ -848,9 +848,8 @@ impl Cache {
     }
 
     /// [`lookup`](Self::lookup) for a function whose values take `route`:
-    /// one that keeps nothing in process does not look there (whatever
-    /// another function or [`Cache::set`] put under the key is not its
-    /// value to serve).
+    /// one that keeps nothing in process does not look there for a hit (it
+    /// could only miss, or find what another writer put under its key).
     #[inline]
     pub(crate) fn lookup_on<V: Clone + 'static>(
         &self,

@@ -317,26 +317,49 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b))
 }
 
-/// A mark of a checked read's reply: a generation, 0 when absent.
-fn mark(reply: Option<&Value>) -> u64 {
-    match reply {
-        Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| text.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
+/// A reply item without the RESP3 attributes around it, if any.
+fn bare(item: &Value) -> &Value {
+    match item {
+        Value::Attribute { data, .. } => bare(data),
+        other => other,
     }
 }
 
-/// The tag at `at` of a checked read's reply; one that did not come back
-/// counts as newer than any value.
+/// The generation a reply item holds: 0 when absent (or not a number,
+/// which only a foreign writer leaves); `None` for an item of another type
+/// than a `GET` returns.
+fn generation_in(item: &Value) -> Option<u64> {
+    match bare(item) {
+        Value::Nil => Some(0),
+        Value::BulkString(bytes) => Some(
+            std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0),
+        ),
+        _ => None,
+    }
+}
+
+/// The group's generation in a checked read's reply.
+fn mark(reply: Option<&Value>) -> u64 {
+    reply.and_then(generation_in).unwrap_or(0)
+}
+
+/// The tag at `at` of a checked read's reply; one that did not come back,
+/// or came back as something else than a `GET` returns, counts as newer
+/// than any value.
 fn tag_at(reply: &[Value], at: usize) -> u64 {
-    reply.get(at).map_or(u64::MAX, |tag| mark(Some(tag)))
+    reply.get(at).and_then(generation_in).unwrap_or(u64::MAX)
 }
 
 /// What a checked read of one key found, from its value (if it came back)
 /// and the newest tag of its prefixes.
 fn judge(value: Option<Value>, generation: u64, newest_tag: u64) -> Read {
+    let mut value = value;
+    while let Some(Value::Attribute { data, .. }) = value {
+        value = Some(*data);
+    }
     let Some(Value::BulkString(bytes)) = value else {
         return Read::Absent { generation };
     };
@@ -719,6 +742,50 @@ impl RedisL2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_items_read_as_marks_and_values() {
+        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        let wrapped = |item: Value| Value::Attribute {
+            data: Box::new(item),
+            attributes: Vec::new(),
+        };
+        let reply = [
+            bulk("17"),
+            Value::Nil,
+            wrapped(bulk("42")),
+            Value::Int(5),
+            bulk("not a number"),
+        ];
+        assert_eq!(tag_at(&reply, 0), 17);
+        assert_eq!(tag_at(&reply, 1), 0, "no tag: nothing invalidated");
+        assert_eq!(tag_at(&reply, 2), 42, "RESP3 attributes are looked through");
+        assert_eq!(tag_at(&reply, 3), u64::MAX, "an unexpected type fails safe");
+        assert_eq!(tag_at(&reply, 4), 0);
+        assert_eq!(tag_at(&reply, 5), u64::MAX, "a tag that did not come back");
+        assert_eq!(mark(reply.get(3)), 0);
+
+        let stored = |born: u64| {
+            let mut bytes = born.to_be_bytes().to_vec();
+            bytes.extend_from_slice(b"envelope");
+            Value::BulkString(bytes)
+        };
+        let Read::Value {
+            bytes,
+            start,
+            generation,
+        } = judge(Some(wrapped(stored(9))), 3, 9)
+        else {
+            panic!("a value as new as the newest tag is served");
+        };
+        assert_eq!((&bytes[start..], generation), (&b"envelope"[..], 3));
+        assert!(matches!(
+            judge(Some(stored(8)), 3, 9),
+            Read::Absent { generation: 3 }
+        ));
+        assert!(matches!(judge(Some(Value::Nil), 3, 0), Read::Absent { .. }));
+        assert!(matches!(judge(None, 3, 0), Read::Absent { .. }));
+    }
 
     #[test]
     fn prefixes_of_a_key() {
