@@ -126,7 +126,10 @@ fn key(id: u64) -> String {
 struct Ctx {
     rt: tokio::runtime::Runtime,
     l2: RedisL2,
-    raw: ConnectionManager,
+    /// The raw client's connections: one for its `GET`s, one for its
+    /// `MGET`s, so that each contender has a connection of its own, as the
+    /// store and the cache have.
+    raw: [ConnectionManager; 2],
     env: Envelope,
     fingerprint: TypeFingerprint,
     cache: Cache,
@@ -150,10 +153,12 @@ impl Ctx {
             // sends pipelines of 10,000 SETs on this connection.
             let config =
                 ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-            let raw = ConnectionManager::new_with_config(server.client(), config)
-                .await
-                .expect("connect raw ConnectionManager");
-            (l2, raw)
+            let connect = || async {
+                ConnectionManager::new_with_config(server.client(), config.clone())
+                    .await
+                    .expect("connect raw ConnectionManager")
+            };
+            (l2, [connect().await, connect().await])
         });
         let cache = Cache::builder()
             .backend(Backend::Redis)
@@ -259,7 +264,7 @@ impl Getter {
         Getter {
             who,
             l2: ctx.l2.clone(),
-            raw: ctx.raw.clone(),
+            raw: ctx.raw[usize::from(who == Who::RawChecked)].clone(),
             env: ctx.env,
             fingerprint: ctx.fingerprint,
             key: key(id),
@@ -647,7 +652,7 @@ fn slowlog_entry(entry: &Value) -> (u64, String) {
 }
 
 fn invalidation(ctx: &Ctx) {
-    let mut conn = ctx.raw.clone();
+    let mut conn = ctx.raw[0].clone();
     let started = Instant::now();
     let matching_before = ctx.rt.block_on(async {
         fill(&mut conn).await;
@@ -730,7 +735,7 @@ fn invalidation(ctx: &Ctx) {
     };
     let dbsize: u64 = ctx.rt.block_on(async {
         redis::cmd("DBSIZE")
-            .query_async(&mut ctx.raw.clone())
+            .query_async(&mut ctx.raw[0].clone())
             .await
             .unwrap()
     });
@@ -780,7 +785,7 @@ fn invalidation(ctx: &Ctx) {
 /// stay in Redis until their TTL, unreadable. Refills the keys under the
 /// prefix first, so that the keyspace is the one the SCAN walk faced.
 fn tag_invalidation(ctx: &Ctx) {
-    let mut conn = ctx.raw.clone();
+    let mut conn = ctx.raw[0].clone();
     let (elapsed, log, dbsize) = ctx.rt.block_on(async {
         fill(&mut conn).await;
         slowlog_reset(&mut conn).await;
