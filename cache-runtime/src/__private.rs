@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use crate::key::KeyBuf;
@@ -13,6 +13,7 @@ use crate::cache::{Lookup, Policy, Route};
 use crate::entry::encoded_len;
 pub use crate::entry::Weigher;
 use crate::pattern::Pattern;
+use crate::site::Site;
 use crate::{scope, Cache};
 
 /// Where a function's values live (`tier = ".."`).
@@ -117,13 +118,20 @@ impl Spec {
     }
 }
 
-/// The cache a function resolved to, kept in a `static` of the function.
-pub struct Slot(OnceLock<Cache>);
+/// The cache a function resolved to, and the counters of its template in
+/// that cache, kept in a `static` of the function.
+pub struct Slot {
+    cache: OnceLock<Cache>,
+    site: OnceLock<Arc<Site>>,
+}
 
 impl Slot {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Slot {
-        Slot(OnceLock::new())
+        Slot {
+            cache: OnceLock::new(),
+            site: OnceLock::new(),
+        }
     }
 }
 
@@ -154,13 +162,58 @@ pub fn handle(name: Option<&'static str>, slot: &'static Slot) -> Handle {
             None => scoped,
         });
     }
-    Handle::Static(slot.0.get_or_init(|| {
-        let global = Cache::global();
-        match name {
-            Some(name) => global.named(name),
-            None => global.clone(),
+    Handle::Static(slot.cache.get_or_init(|| resolve(name)))
+}
+
+/// The cache named `name` (or the global one) outside any scope.
+#[cold]
+fn resolve(name: Option<&'static str>) -> Cache {
+    let global = Cache::global();
+    match name {
+        Some(name) => global.named(name),
+        None => global.clone(),
+    }
+}
+
+/// The counters of `spec`'s template in the call's cache.
+#[derive(Clone)]
+pub(crate) enum SiteRef {
+    Static(&'static Site),
+    Scoped(Arc<Site>),
+}
+
+impl Deref for SiteRef {
+    type Target = Site;
+
+    #[inline]
+    fn deref(&self) -> &Site {
+        match self {
+            SiteRef::Static(site) => site,
+            SiteRef::Scoped(site) => site,
         }
-    }))
+    }
+}
+
+/// The cache of one call of `spec`'s function, and its template's counters
+/// there: outside a scope, two loads from the function's `static`.
+#[inline(always)]
+fn handle_and_site(spec: &'static Spec, slot: &'static Slot) -> (Handle, SiteRef) {
+    if let Some(scoped) = scope::current() {
+        return scoped_site(spec, scoped);
+    }
+    let cache = slot.cache.get_or_init(|| resolve(spec.cache));
+    let site = slot.site.get_or_init(|| cache.site(spec.template));
+    (Handle::Static(cache), SiteRef::Static(site))
+}
+
+#[cold]
+fn scoped_site(spec: &'static Spec, scoped: Cache) -> (Handle, SiteRef) {
+    let cache = match spec.cache {
+        Some(name) => scoped.named(name),
+        None => scoped,
+    };
+    let site = cache.site(spec.template);
+    (Handle::Scoped(cache), SiteRef::Scoped(site))
 }
 
 /// Runs the body of a plain `fn` under `#[invalidates]`: a closure with the
@@ -362,20 +415,31 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = R>,
 {
-    let cache = handle(spec.cache, slot);
+    let (cache, site) = handle_and_site(spec, slot);
     if !cache.is_enabled() {
         return Box::pin(origin()).await;
     }
     let route = route(&cache, spec, codec);
-    let found =
-        match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), spec.template)
-        {
-            Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
-            other => other,
-        };
+    let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), &site)
+    {
+        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+        other => other,
+    };
     let policy = spec.policy_with(weigher);
     let origin = || async { K::wrap(origin().await) };
-    K::unwrap(load(&cache, spec, found, key.as_str(), &policy, route, origin).await)
+    K::unwrap(
+        load(
+            &cache,
+            spec,
+            &site,
+            found,
+            key.as_str(),
+            &policy,
+            route,
+            origin,
+        )
+        .await,
+    )
 }
 
 /// The miss path of `spec`'s function for `key`, boxed: its state (the
@@ -384,9 +448,11 @@ where
 /// the large future would make the frame of every hit that large too (a
 /// frame over a page is probed page by page on every call).
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn load<'a, O, F, Fut>(
     cache: &'a Cache,
     spec: &'static Spec,
+    site: &'a Site,
     found: Lookup<O::Value>,
     key: &'a str,
     policy: &'a Policy,
@@ -398,15 +464,7 @@ where
     F: FnOnce() -> Fut + 'a,
     Fut: Future<Output = O> + 'a,
 {
-    Box::pin(cache.load(
-        found,
-        key,
-        spec.template,
-        spec.function,
-        policy,
-        route,
-        origin,
-    ))
+    Box::pin(cache.load(found, key, site, spec.function, policy, route, origin))
 }
 
 /// The body of an `async fn` under `#[cached(timeout = "..")]`: its origin
@@ -433,17 +491,16 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = R> + Send + 'static,
 {
-    let cache = handle(spec.cache, slot);
+    let (cache, site) = handle_and_site(spec, slot);
     if !cache.is_enabled() {
         return Box::pin(make_origin()()).await;
     }
     let route = route(&cache, spec, codec);
-    let found =
-        match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), spec.template)
-        {
-            Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
-            other => other,
-        };
+    let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), &site)
+    {
+        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+        other => other,
+    };
     let at_hand = match &found {
         Lookup::Stale(_) => true,
         _ => cache.is_kept::<<K::Outcome as Outcome>::Value>(key.as_str()),
@@ -454,11 +511,23 @@ where
     let (true, Some(timeout), Ok(runtime)) =
         (at_hand, spec.timeout, tokio::runtime::Handle::try_current())
     else {
-        return K::unwrap(load(&cache, spec, found, key.as_str(), &policy, route, origin).await);
+        return K::unwrap(
+            load(
+                &cache,
+                spec,
+                &site,
+                found,
+                key.as_str(),
+                &policy,
+                route,
+                origin,
+            )
+            .await,
+        );
     };
     let load = {
-        let (cache, key) = (Cache::clone(&cache), key.as_str().to_owned());
-        async move { load(&cache, spec, found, &key, &policy, route, origin).await }
+        let (cache, site, key) = (Cache::clone(&cache), site.clone(), key.as_str().to_owned());
+        async move { load(&cache, spec, &site, found, &key, &policy, route, origin).await }
     };
     // The caller's scope reaches the origin's own cached calls.
     let task = match scope::current() {
@@ -474,7 +543,7 @@ where
     }
     // Looked at again: an invalidation while the origin ran removed it.
     if let Some(value) = cache.kept(key.as_str()) {
-        cache.origin_timed_out(spec.template);
+        cache.origin_timed_out(&site);
         return K::unwrap(K::Outcome::from_value(value));
     }
     match task.await {
@@ -508,24 +577,17 @@ where
     K: Kind<R>,
     F: FnOnce() -> R,
 {
-    let cache = handle(spec.cache, slot);
+    let (cache, site) = handle_and_site(spec, slot);
     if !cache.is_enabled() {
         return origin();
     }
-    let found = match cache.lookup::<<K::Outcome as Outcome>::Value>(key.as_str(), spec.template) {
+    let found = match cache.lookup::<<K::Outcome as Outcome>::Value>(key.as_str(), &site) {
         Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
         other => other,
     };
     let policy = spec.policy_with(weigher);
     let origin = || K::wrap(origin());
-    K::unwrap(cache.load_blocking(
-        found,
-        key.as_str(),
-        spec.template,
-        spec.function,
-        &policy,
-        origin,
-    ))
+    K::unwrap(cache.load_blocking(found, key.as_str(), &site, spec.function, &policy, origin))
 }
 
 /// Finds how to measure the stored values of a return type `R`: by their

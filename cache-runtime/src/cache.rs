@@ -19,6 +19,7 @@ use crate::l1::{L1Engine, MokaL1, QuickL1, L1};
 use crate::outcome::{Outcome, Plain, Split};
 use crate::pattern::{Pattern, PatternError};
 use crate::scope;
+use crate::site::{Site, Sites};
 use crate::stats::{Counter, Counters, Stats};
 
 #[cfg(feature = "redis")]
@@ -30,8 +31,9 @@ mod shared_tier;
 #[cfg(feature = "redis")]
 use crate::shared::{Shared, ValueCodec};
 
-/// Template label of calls made through the handle rather than `#[cached]`.
-const HANDLE_TEMPLATE: &str = "-";
+/// The name of a cache that is not a named one (the `cache` label of its
+/// metrics).
+pub(crate) const DEFAULT_NAME: &str = "default";
 
 /// A cache: the in-process tier, single flight, statistics.
 ///
@@ -80,6 +82,11 @@ pub struct Cache {
 }
 
 struct Inner {
+    /// `default`, or the name of a named cache: the `cache` label of its
+    /// metrics.
+    name: Box<str>,
+    /// Counters by key template.
+    sites: Sites,
     config: Config,
     l1: L1,
     flights: Flights,
@@ -291,6 +298,7 @@ impl Cache {
             .or_insert_with(|| {
                 let mut builder = CacheBuilder::from_config(self.inner.config.for_namespace(name));
                 builder.hooks = self.inner.hooks.clone();
+                builder.name = name.into();
                 builder.clock = self.inner.clock.clone();
                 #[cfg(feature = "redis")]
                 {
@@ -388,12 +396,12 @@ impl Cache {
     /// # });
     /// ```
     pub async fn get<V: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<V> {
-        match self.lookup::<V>(key, HANDLE_TEMPLATE) {
+        match self.lookup::<V>(key, self.inner.sites.handle()) {
             Lookup::Fresh(v) => Some(v),
             _ => {
                 #[cfg(feature = "redis")]
                 self.ensure_backplane();
-                self.inner.counters.add(Counter::Miss, 1);
+                self.count(self.inner.sites.handle(), Counter::Miss, 1);
                 None
             }
         }
@@ -413,7 +421,7 @@ impl Cache {
         let weight = Entry::weight_of(key, &value, None);
         let policy = Policy::ttl(ttl);
         let entry = self.entry(Arc::new(value), weight, self.life(&policy), &policy);
-        self.store(key, entry, HANDLE_TEMPLATE);
+        self.store(key, entry, self.inner.sites.handle());
     }
 
     /// The fresh value of `key`, or the value `init` computes, stored for
@@ -437,9 +445,9 @@ impl Cache {
     {
         let policy = Policy::ttl(ttl);
         self.load(
-            self.lookup(key, HANDLE_TEMPLATE),
+            self.lookup(key, self.inner.sites.handle()),
             key,
-            HANDLE_TEMPLATE,
+            self.inner.sites.handle(),
             "get_or_insert_with",
             &policy,
             Route::L1,
@@ -476,9 +484,9 @@ impl Cache {
     {
         let policy = Policy::ttl(ttl);
         self.load(
-            self.lookup(key, HANDLE_TEMPLATE),
+            self.lookup(key, self.inner.sites.handle()),
             key,
-            HANDLE_TEMPLATE,
+            self.inner.sites.handle(),
             "try_get_or_insert_with",
             &policy,
             Route::L1,
@@ -726,26 +734,27 @@ impl Cache {
     /// # });
     /// ```
     pub fn stats(&self) -> Stats {
-        let c = &self.inner.counters;
+        let sites = self.inner.sites.all();
+        let sum = |counter| self.sum(&sites, counter);
         Stats {
-            hits: c.sum(Counter::Hit),
-            misses: c.sum(Counter::Miss),
-            loads: c.sum(Counter::Load),
-            sets: c.sum(Counter::Set),
-            deletes: c.sum(Counter::Delete),
-            errors: c.sum(Counter::Error),
-            stale_served: c.sum(Counter::StaleServed),
+            hits: sum(Counter::Hit),
+            misses: sum(Counter::Miss),
+            loads: sum(Counter::Load),
+            sets: sum(Counter::Set),
+            deletes: sum(Counter::Delete),
+            errors: sum(Counter::Error),
+            stale_served: sum(Counter::StaleServed),
             entries: self.inner.l1.entry_count(),
             l1_bytes: self.inner.l1.weighted_size(),
-            l2_hits: c.sum(Counter::L2Hit),
-            l2_misses: c.sum(Counter::L2Miss),
-            l2_sets: c.sum(Counter::L2Set),
-            l2_errors: c.sum(Counter::L2Error),
-            l2_undecodable: c.sum(Counter::L2Undecodable),
-            l2_fills_rejected: c.sum(Counter::L2FillRejected),
-            l2_skipped: c.sum(Counter::L2Skipped),
-            fail_safe_served: c.sum(Counter::FailSafe),
-            origin_timeouts: c.sum(Counter::OriginTimeout),
+            l2_hits: sum(Counter::L2Hit),
+            l2_misses: sum(Counter::L2Miss),
+            l2_sets: sum(Counter::L2Set),
+            l2_errors: sum(Counter::L2Error),
+            l2_undecodable: sum(Counter::L2Undecodable),
+            l2_fills_rejected: sum(Counter::L2FillRejected),
+            l2_skipped: sum(Counter::L2Skipped),
+            fail_safe_served: sum(Counter::FailSafe),
+            origin_timeouts: sum(Counter::OriginTimeout),
             ..self.shared_stats()
         }
     }
@@ -799,20 +808,95 @@ impl Cache {
         health
     }
 
+    /// `default`, or the name this cache was made with by
+    /// [`Cache::named`].
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// assert_eq!(cache.name(), "default");
+    /// assert_eq!(cache.named("lookups").name(), "lookups");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The counters of `template`'s calls in this cache.
+    pub(crate) fn site(&self, template: &'static str) -> Arc<Site> {
+        self.inner.sites.get(template)
+    }
+
+    pub(crate) fn sites(&self) -> Vec<Arc<Site>> {
+        self.inner.sites.all()
+    }
+
+    /// The named caches made from this one, by name.
+    pub(crate) fn named_caches(&self) -> Vec<Cache> {
+        let mut children = self.children();
+        children.sort_by(|a, b| a.name().cmp(b.name()));
+        children
+    }
+
+    /// Whether this cache has a Redis tier.
+    pub(crate) fn has_shared_tier(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.inner.shared.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
+    /// The metrics of this cache and its named caches in the Prometheus
+    /// text format, for a `/metrics` endpoint. Counters are labelled by
+    /// `cache` (`default`, or the name given to [`Cache::named`]) and
+    /// `template`: the key template of the `#[cached]` function
+    /// (`"order:<tenant>:<id>"`), or `-` for calls through this handle;
+    /// never a resolved key, so there are as many series as templates.
+    ///
+    /// | metric | labels | what |
+    /// |---|---|---|
+    /// | `cache_hits_total` | cache, template, tier (`l1`, `l2`) | calls answered from the cache |
+    /// | `cache_misses_total` | cache, template | calls with no fresh value in process |
+    /// | `cache_sets_total` | cache, template | values stored in process |
+    /// | `cache_origin_calls_total` | cache, template | origin calls |
+    /// | `cache_stale_served_total`, `cache_fail_safe_served_total`, `cache_origin_timeouts_total`, `cache_l2_misses_total` | cache, template | as in [`Stats`] |
+    /// | `cache_deletes_total` | cache | keys removed |
+    /// | `cache_errors_total` | cache, kind (`l2`, `l2_undecodable`, `internal`) | errors of the cache, never the origin's |
+    /// | `cache_l2_sets_total`, `cache_l2_fills_rejected_total`, `cache_l2_skipped_total` | cache | the Redis tier |
+    /// | `cache_items`, `cache_bytes` | cache | the in-process tier now |
+    /// | `cache_breaker_state`, `cache_breaker_opens_total`, `cache_invalidations_pending` | cache, state | with Redis only |
+    /// | `cache_operation_duration_seconds` | cache, template, operation (`origin`) | histogram of origin call times |
+    ///
+    /// Counting costs a hit nothing more than [`Cache::stats`] does (a
+    /// store to this thread's own counters); rendering sums them.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// cache.get_or_insert_with("user:1", Duration::from_secs(60), || async { 1u8 }).await;
+    /// cache.get_or_insert_with("user:1", Duration::from_secs(60), || async { 1u8 }).await;
+    /// let text = cache.prometheus_text();
+    /// assert!(text.contains(r#"cache_hits_total{cache="default",template="-",tier="l1"} 1"#));
+    /// assert!(text.contains(r#"cache_items{cache="default"} 1"#));
+    /// # });
+    /// ```
+    pub fn prometheus_text(&self) -> String {
+        crate::metrics::render(self)
+    }
+
     fn children(&self) -> Vec<Cache> {
         self.inner.children.read().values().cloned().collect()
     }
 
     fn emit(&self, event: Event<'_>) {
         if let Some(hooks) = &self.inner.hooks {
-            hooks.on_event(&event);
+            hooks.on_cache_event(&self.inner.name, &event);
         }
     }
 
     /// Looks `key` up in the in-process tier. Counts fresh hits only; the
     /// caller counts the rest once it knows what it served.
     #[inline]
-    pub(crate) fn lookup<V: Clone + 'static>(&self, key: &str, template: &str) -> Lookup<V> {
+    pub(crate) fn lookup<V: Clone + 'static>(&self, key: &str, site: &Site) -> Lookup<V> {
         // Not in step with the other instances: the in-process tier may hold
         // what they invalidated meanwhile.
         if !self.in_sync() {
@@ -833,10 +917,10 @@ impl Cache {
         });
         match found {
             Some(fresh @ Lookup::Fresh(_)) => {
-                self.inner.counters.add(Counter::Hit, 1);
+                self.count(site, Counter::Hit, 1);
                 if self.inner.hooks.is_some() {
                     self.emit(Event::Hit {
-                        template,
+                        template: site.template,
                         tier: Tier::L1,
                     });
                 }
@@ -855,10 +939,10 @@ impl Cache {
         &self,
         route: Route,
         key: &str,
-        template: &str,
+        site: &Site,
     ) -> Lookup<V> {
         if route.l1 {
-            self.lookup(key, template)
+            self.lookup(key, site)
         } else {
             Lookup::Miss
         }
@@ -870,7 +954,7 @@ impl Cache {
         &self,
         found: Lookup<V>,
         key: &str,
-        template: &str,
+        site: &Site,
         function: &str,
         route: Route,
     ) -> Step<'_, V> {
@@ -884,20 +968,24 @@ impl Cache {
         match self.inner.flights.join(key) {
             Join::Leader(leader) => {
                 // A load may have finished between the lookup and the join.
-                if let Lookup::Fresh(v) = self.lookup_on::<V>(route, key, template) {
+                if let Lookup::Fresh(v) = self.lookup_on::<V>(route, key, site) {
                     let _ = leader.finish(Arc::new(v.clone()), || false);
                     return Step::Value(v);
                 }
-                self.inner.counters.add(Counter::Miss, 1);
-                self.emit(Event::Miss { template });
+                self.count(site, Counter::Miss, 1);
+                self.emit(Event::Miss {
+                    template: site.template,
+                });
                 Step::Lead(leader)
             }
             Join::Waiter(flight) => {
                 if let Some(v) = stale {
                     // Stale-while-revalidate: another caller is refreshing.
-                    self.inner.counters.add(Counter::Hit, 1);
-                    self.inner.counters.add(Counter::StaleServed, 1);
-                    self.emit(Event::StaleServed { template });
+                    self.count(site, Counter::Hit, 1);
+                    self.count(site, Counter::StaleServed, 1);
+                    self.emit(Event::StaleServed {
+                        template: site.template,
+                    });
                     return Step::Value(v);
                 }
                 if flight.is_led_here() {
@@ -913,7 +1001,7 @@ impl Cache {
     }
 
     /// What a waiter does once the flight it joined has landed.
-    fn joined<O: Outcome>(&self, joined: Joined, template: &str) -> Waited<O> {
+    fn joined<O: Outcome>(&self, joined: Joined, site: &Site) -> Waited<O> {
         let answer = match joined {
             Joined::Value(value) => match value.downcast_ref::<O::Value>() {
                 Some(value) => Waited::Done(O::from_value(value.clone())),
@@ -928,22 +1016,39 @@ impl Cache {
             },
             Joined::Retry => return Waited::TryAgain,
         };
-        self.inner.counters.add(Counter::Miss, 1);
-        self.emit(Event::Miss { template });
+        self.count(site, Counter::Miss, 1);
+        self.emit(Event::Miss {
+            template: site.template,
+        });
         answer
     }
 
     /// Counts an origin call about to start; returns when it started.
-    fn origin_call(&self) -> Instant {
-        self.inner.counters.add(Counter::Load, 1);
+    fn origin_call(&self, site: &Site) -> Instant {
+        self.count(site, Counter::Load, 1);
         Instant::now()
     }
 
-    fn origin_returned(&self, template: &str, started: Instant) {
+    fn origin_returned(&self, site: &Site, started: Instant) {
+        let elapsed = started.elapsed();
+        site.origin.record(elapsed);
         self.emit(Event::OriginCall {
-            template,
-            elapsed: started.elapsed(),
+            template: site.template,
+            elapsed,
         });
+    }
+
+    /// Counts on the template's site (the cache's total is the sum of its
+    /// sites: see [`Cache::sum`]), so a hit counts once.
+    #[inline]
+    fn count(&self, site: &Site, counter: Counter, n: u64) {
+        site.counters.add(counter, n);
+    }
+
+    /// A counter of this cache: what it counted itself and what its sites
+    /// counted.
+    fn sum(&self, sites: &[Arc<Site>], counter: Counter) -> u64 {
+        self.inner.counters.sum(counter) + sites.iter().map(|site| site.sum(counter)).sum::<u64>()
     }
 
     /// The miss path of an async load: lead or join the flight for `key`.
@@ -952,7 +1057,7 @@ impl Cache {
         &self,
         found: Lookup<O::Value>,
         key: &str,
-        template: &str,
+        site: &Site,
         function: &str,
         policy: &Policy,
         route: Route,
@@ -969,8 +1074,8 @@ impl Cache {
         loop {
             let found = first
                 .take()
-                .unwrap_or_else(|| self.lookup_on(route, key, template));
-            match self.step(found, key, template, function, route) {
+                .unwrap_or_else(|| self.lookup_on(route, key, site));
+            match self.step(found, key, site, function, route) {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     // The leader looks in the shared tier before it calls
@@ -983,12 +1088,12 @@ impl Cache {
                         // stays small (moved and freed on every call).
                         // (A `let`: a temporary would live, unboxed, across
                         // the await.)
-                        let lead = Box::pin(self.l2_lead::<O::Value>(key, template, codec, policy));
+                        let lead = Box::pin(self.l2_lead::<O::Value>(key, site, codec, policy));
                         match lead.await {
                             (shared_tier::Found::Value(value, deadlines, len), _) => {
                                 // `l2_lookup` checked the type.
                                 if let Some(value) = self.settle_l2_hit(
-                                    leader, key, template, policy, route, value, deadlines, len,
+                                    leader, key, site, policy, route, value, deadlines, len,
                                 ) {
                                     return O::from_value(value);
                                 }
@@ -1004,20 +1109,19 @@ impl Cache {
                         }
                     }
                     let origin = origin.take().expect("a caller leads at most once");
-                    let lead = Box::pin(
-                        self.lead_origin(leader, key, template, policy, route, origin, miss),
-                    );
+                    let lead =
+                        Box::pin(self.lead_origin(leader, key, site, policy, route, origin, miss));
                     return lead.await;
                 }
-                Step::Wait(flight) => match self.joined::<O>(flight.wait().await, template) {
-                    Waited::Done(out) => return self.or_kept(out, key, template),
+                Step::Wait(flight) => match self.joined::<O>(flight.wait().await, site) {
+                    Waited::Done(out) => return self.or_kept(out, key, site),
                     // Not stored: this call is in no flight, so an
                     // invalidation could not stop a stale fill from it.
                     Waited::CallOrigin => {
-                        self.origin_call();
+                        self.origin_call(site);
                         let call = Box::pin(origin.take().expect("unused origin")());
                         let out = call.await;
-                        return self.or_kept(out, key, template);
+                        return self.or_kept(out, key, site);
                     }
                     Waited::TryAgain => {}
                 },
@@ -1033,7 +1137,7 @@ impl Cache {
         &self,
         leader: Leader<'_>,
         key: &str,
-        template: &str,
+        site: &Site,
         policy: &Policy,
         route: Route,
         origin: F,
@@ -1044,14 +1148,14 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = O>,
     {
-        let started = self.origin_call();
+        let started = self.origin_call(site);
         let out = leader.lead_future(origin()).await;
-        self.origin_returned(template, started);
+        self.origin_returned(site, started);
         if out.is_failure() {
             // What the shared tier kept is no answer once an invalidation
             // covered this flight.
             let shared_kept = miss.take_kept().filter(|_| !leader.is_invalidated());
-            if let Some(v) = self.kept_answer::<O::Value>(key, template, shared_kept) {
+            if let Some(v) = self.kept_answer::<O::Value>(key, site, shared_kept) {
                 // The waiters get it too; it is not stored again.
                 let _ = leader.finish(Arc::new(v.clone()), || false);
                 #[cfg(feature = "redis")]
@@ -1061,7 +1165,7 @@ impl Cache {
                 return O::from_value(v);
             }
         }
-        let settled = self.settle(leader, key, template, policy, route, out);
+        let settled = self.settle(leader, key, site, policy, route, out);
         #[cfg(feature = "redis")]
         {
             let mut stored = false;
@@ -1081,7 +1185,7 @@ impl Cache {
         &self,
         found: Lookup<O::Value>,
         key: &str,
-        template: &str,
+        site: &Site,
         function: &str,
         policy: &Policy,
         origin: F,
@@ -1094,30 +1198,28 @@ impl Cache {
         // The caller's lookup serves the first step; a retry looks again.
         let mut first = Some(found);
         loop {
-            let found = first.take().unwrap_or_else(|| self.lookup(key, template));
-            match self.step(found, key, template, function, Route::L1) {
+            let found = first.take().unwrap_or_else(|| self.lookup(key, site));
+            match self.step(found, key, site, function, Route::L1) {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
                     let origin = origin.take().expect("a caller leads at most once");
-                    let started = self.origin_call();
+                    let started = self.origin_call(site);
                     let out = leader.lead(origin);
-                    self.origin_returned(template, started);
+                    self.origin_returned(site, started);
                     if out.is_failure() {
-                        if let Some(v) = self.kept_answer::<O::Value>(key, template, None) {
+                        if let Some(v) = self.kept_answer::<O::Value>(key, site, None) {
                             let _ = leader.finish(Arc::new(v.clone()), || false);
                             return O::from_value(v);
                         }
                     }
-                    return self
-                        .settle(leader, key, template, policy, Route::L1, out)
-                        .out;
+                    return self.settle(leader, key, site, policy, Route::L1, out).out;
                 }
-                Step::Wait(flight) => match self.joined::<O>(flight.wait_blocking(), template) {
-                    Waited::Done(out) => return self.or_kept(out, key, template),
+                Step::Wait(flight) => match self.joined::<O>(flight.wait_blocking(), site) {
+                    Waited::Done(out) => return self.or_kept(out, key, site),
                     Waited::CallOrigin => {
-                        self.origin_call();
+                        self.origin_call(site);
                         let out = origin.take().expect("unused origin")();
-                        return self.or_kept(out, key, template);
+                        return self.or_kept(out, key, site);
                     }
                     Waited::TryAgain => {}
                 },
@@ -1127,11 +1229,11 @@ impl Cache {
 
     /// `out`, unless it is the origin's failure and an older value is kept
     /// (see [`Cache::kept_answer`]).
-    fn or_kept<O: Outcome>(&self, out: O, key: &str, template: &str) -> O {
+    fn or_kept<O: Outcome>(&self, out: O, key: &str, site: &Site) -> O {
         if !out.is_failure() {
             return out;
         }
-        match self.kept_answer::<O::Value>(key, template, None) {
+        match self.kept_answer::<O::Value>(key, site, None) {
             Some(value) => O::from_value(value),
             None => out,
         }
@@ -1147,24 +1249,28 @@ impl Cache {
     fn kept_answer<V: Clone + 'static>(
         &self,
         key: &str,
-        template: &str,
+        site: &Site,
         shared_kept: Option<AnyValue>,
     ) -> Option<V> {
         let kept = self.kept::<V>(key).or_else(|| {
             let value = shared_kept?;
             value.downcast_ref::<V>().cloned()
         })?;
-        self.inner.counters.add(Counter::FailSafe, 1);
-        self.emit(Event::FailSafe { template });
+        self.count(site, Counter::FailSafe, 1);
+        self.emit(Event::FailSafe {
+            template: site.template,
+        });
         Some(kept)
     }
 
     /// Counts a caller answered with the value at hand because its origin
     /// call took longer than `timeout` (the call goes on).
-    pub(crate) fn origin_timed_out(&self, template: &str) {
-        self.inner.counters.add(Counter::OriginTimeout, 1);
-        self.inner.counters.add(Counter::StaleServed, 1);
-        self.emit(Event::StaleServed { template });
+    pub(crate) fn origin_timed_out(&self, site: &Site) {
+        self.count(site, Counter::OriginTimeout, 1);
+        self.count(site, Counter::StaleServed, 1);
+        self.emit(Event::StaleServed {
+            template: site.template,
+        });
     }
 
     /// The value the in-process tier keeps for `key`, fresh, stale or only
@@ -1199,7 +1305,7 @@ impl Cache {
         &'a self,
         leader: Leader<'a>,
         key: &str,
-        template: &str,
+        site: &Site,
         policy: &Policy,
         route: Route,
         out: O,
@@ -1217,7 +1323,7 @@ impl Cache {
                 let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));
                 let (stored, held) = leader.finish_held(Arc::clone(&shared), insert);
                 if stored == Some(true) {
-                    self.stored(template);
+                    self.stored(site);
                 }
                 // The shared tier is filled even when an invalidation covered
                 // the flight (then nothing was stored in process): its fill
@@ -1279,17 +1385,19 @@ impl Cache {
         })
     }
 
-    fn store(&self, key: &str, entry: Entry, template: &str) {
+    fn store(&self, key: &str, entry: Entry, site: &Site) {
         if self.inner.l1.insert(key, entry) {
-            self.stored(template);
+            self.stored(site);
         }
     }
 
     /// Counts a stored value and tells the hooks (never under a lock: a
     /// hook may call back into the cache).
-    fn stored(&self, template: &str) {
-        self.inner.counters.add(Counter::Set, 1);
-        self.emit(Event::Set { template });
+    fn stored(&self, site: &Site) {
+        self.count(site, Counter::Set, 1);
+        self.emit(Event::Set {
+            template: site.template,
+        });
     }
 
     /// How long a value stored now under `policy` lives.
@@ -1410,6 +1518,7 @@ impl std::fmt::Debug for Cache {
 #[must_use]
 pub struct CacheBuilder {
     config: Config,
+    name: Box<str>,
     hooks: Option<Arc<dyn Hooks>>,
     clock: Clock,
     /// Store settings given in code, over those of the configuration.
@@ -1436,6 +1545,7 @@ impl CacheBuilder {
     pub fn from_config(config: Config) -> Self {
         CacheBuilder {
             config,
+            name: DEFAULT_NAME.into(),
             hooks: None,
             clock: Clock::default(),
             #[cfg(feature = "redis")]
@@ -1538,7 +1648,7 @@ impl CacheBuilder {
     /// struct PrintSets;
     /// impl Hooks for PrintSets {
     ///     fn on_event(&self, event: &Event<'_>) {
-    ///         if let Event::Set { template } = event {
+    ///         if let Event::Set { template, .. } = event {
     ///             println!("stored a value of {template}");
     ///         }
     ///     }
@@ -1831,6 +1941,8 @@ impl CacheBuilder {
         let min_weight = config.l1_max_bytes.div_ceil(config.l1_max_entries.max(1));
         Cache {
             inner: Arc::new(Inner {
+                name: self.name,
+                sites: Sites::new(),
                 min_weight: u32::try_from(min_weight).unwrap_or(u32::MAX),
                 config,
                 l1,

@@ -101,6 +101,30 @@ pub enum Event<'a> {
 pub trait Hooks: Send + Sync + 'static {
     /// Called for each event.
     fn on_event(&self, event: &Event<'_>);
+
+    /// Called for each event of the cache named `cache` (`default`, or the
+    /// name given to [`Cache::named`](crate::Cache::named): named caches
+    /// share their parent's hooks). By default, [`Hooks::on_event`].
+    ///
+    /// ```
+    /// use cache_runtime::{Cache, Event, Hooks};
+    ///
+    /// struct Log;
+    /// impl Hooks for Log {
+    ///     fn on_event(&self, _: &Event<'_>) {}
+    ///     fn on_cache_event(&self, cache: &str, event: &Event<'_>) {
+    ///         if let Event::Miss { template, .. } = event {
+    ///             println!("{cache}: miss on {template}");
+    ///         }
+    ///     }
+    /// }
+    /// let cache = Cache::builder().hooks(Log).build().unwrap();
+    /// # drop(cache);
+    /// ```
+    fn on_cache_event(&self, cache: &str, event: &Event<'_>) {
+        let _ = cache;
+        self.on_event(event);
+    }
 }
 
 /// Shared hooks: keep an `Arc` to read what they gathered, hand a clone to
@@ -128,5 +152,9 @@ pub trait Hooks: Send + Sync + 'static {
 impl<H: Hooks + ?Sized> Hooks for std::sync::Arc<H> {
     fn on_event(&self, event: &Event<'_>) {
         (**self).on_event(event);
+    }
+
+    fn on_cache_event(&self, cache: &str, event: &Event<'_>) {
+        (**self).on_cache_event(cache, event);
     }
 }

@@ -1,6 +1,8 @@
 #![doc = include_str!("../../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+pub mod admin;
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 mod breaker;
 mod cache;
@@ -20,6 +22,7 @@ mod key;
 mod l1;
 #[cfg(feature = "redis")]
 mod l2;
+mod metrics;
 mod outcome;
 mod pattern;
 #[cfg(feature = "redis")]
@@ -27,6 +30,7 @@ mod pending;
 mod scope;
 #[cfg(feature = "redis")]
 mod shared;
+mod site;
 mod stats;
 
 #[doc(hidden)]

@@ -22,6 +22,7 @@ use crate::l2::L2Error;
 use crate::pattern::Pattern;
 use crate::pending::Pending;
 use crate::shared::{unix_ms, AnyValue, Shared, ValueCodec};
+use crate::site::Site;
 use crate::stats::Counter;
 
 /// Permission to fill the shared tier: the generation the leader read
@@ -177,7 +178,7 @@ impl Cache {
     pub(super) async fn l2_lookup<V: 'static>(
         &self,
         key: &str,
-        template: &str,
+        site: &Site,
         codec: ValueCodec,
         policy: &Policy,
         poll: bool,
@@ -187,7 +188,7 @@ impl Cache {
         // breaker about Redis's health.
         let missed = || {
             if !poll {
-                self.inner.counters.add(Counter::L2Miss, 1);
+                self.count(site, Counter::L2Miss, 1);
             }
         };
         let Some((shared, store)) = self.guarded_store() else {
@@ -234,9 +235,9 @@ impl Cache {
         let now = unix_ms();
         match decoded {
             Ok((value, deadlines)) if value.is::<V>() && deadlines.is_fresh(now) => {
-                self.inner.counters.add(Counter::L2Hit, 1);
+                self.count(site, Counter::L2Hit, 1);
                 self.emit(Event::Hit {
-                    template,
+                    template: site.template,
                     tier: Tier::L2,
                 });
                 Found::Value(value, deadlines, bytes.len())
@@ -255,7 +256,7 @@ impl Cache {
                 Found::Miss(ticket, None)
             }
             Err(_) => {
-                self.inner.counters.add(Counter::L2Undecodable, 1);
+                self.count(site, Counter::L2Undecodable, 1);
                 missed();
                 Found::Miss(ticket, None)
             }
@@ -276,13 +277,11 @@ impl Cache {
     pub(super) async fn l2_lead<V: 'static>(
         &self,
         key: &str,
-        template: &str,
+        site: &Site,
         codec: ValueCodec,
         policy: &Policy,
     ) -> (Found, Option<LockGuard>) {
-        let found = self
-            .l2_lookup::<V>(key, template, codec, policy, false)
-            .await;
+        let found = self.l2_lookup::<V>(key, site, codec, policy, false).await;
         let Some(shared) = self.inner.shared.as_deref() else {
             return (found, None);
         };
@@ -291,7 +290,7 @@ impl Cache {
             return (found, None);
         }
         // Boxed: the wait would otherwise weigh on every lookup's future.
-        Box::pin(self.l2_lock::<V>(key, template, codec, policy, found)).await
+        Box::pin(self.l2_lock::<V>(key, site, codec, policy, found)).await
     }
 
     /// After a miss, single flight across instances: the leader takes the
@@ -304,7 +303,7 @@ impl Cache {
     async fn l2_lock<V: 'static>(
         &self,
         key: &str,
-        template: &str,
+        site: &Site,
         codec: ValueCodec,
         policy: &Policy,
         mut found: Found,
@@ -336,9 +335,7 @@ impl Cache {
                     let guard = LockGuard::new(owner, store, key, holder);
                     // The previous holder may have filled and released
                     // between the look and the lock.
-                    let again = self
-                        .l2_lookup::<V>(key, template, codec, policy, true)
-                        .await;
+                    let again = self.l2_lookup::<V>(key, site, codec, policy, true).await;
                     if let Found::Value(..) = again {
                         return (again, None);
                     }
@@ -358,9 +355,7 @@ impl Cache {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LOCK_POLL_LAST);
-            found = self
-                .l2_lookup::<V>(key, template, codec, policy, true)
-                .await;
+            found = self.l2_lookup::<V>(key, site, codec, policy, true).await;
         }
     }
 
@@ -371,7 +366,7 @@ impl Cache {
         &self,
         leader: Leader<'_>,
         key: &str,
-        template: &str,
+        site: &Site,
         policy: &Policy,
         route: Route,
         shared: AnyValue,
@@ -414,7 +409,7 @@ impl Cache {
         });
         let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));
         if leader.finish(Arc::clone(&shared), insert) == Some(true) {
-            self.stored(template);
+            self.stored(site);
         }
         // Without waiters or an in-process copy, the decoded value is
         // handed over as it is, not cloned.

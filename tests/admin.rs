@@ -1,0 +1,147 @@
+//! The admin router (`axum` feature) driven as an HTTP client drives it:
+//! requests through the router as a service, answers read as JSON or text.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use cache_runtime::{admin, cached, Cache};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const TOKEN: &str = "s3cret-token";
+
+#[cached(ttl = "1h", key = "orders:list:<tenant>:p<page>")]
+async fn list(tenant: &str, page: u32) -> Vec<u32> {
+    vec![page]
+}
+
+/// Sends `request`; the status and the body as text.
+async fn send(app: &axum::Router, request: Request<Body>) -> (StatusCode, String) {
+    let response = app
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router answers");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn post(uri: &str, token: Option<&str>) -> Request<Body> {
+    let mut request = Request::post(uri);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn reads_are_open_and_report_the_cache() {
+    let cache = Cache::builder().build().unwrap();
+    let app = admin::router(cache.clone(), TOKEN);
+    cache
+        .scope(async {
+            list("acme", 1).await;
+            list("acme", 1).await;
+        })
+        .await;
+
+    let (status, body) = send(&app, get("/stats")).await;
+    assert_eq!(status, StatusCode::OK);
+    let stats = json(&body);
+    assert_eq!(
+        (stats["hits"].as_u64(), stats["misses"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(stats["entries"], 1);
+    assert_eq!(stats["hit_rate"], 0.5);
+    assert_eq!(stats["cache"], "default");
+
+    let (status, body) = send(&app, get("/health")).await;
+    assert_eq!(status, StatusCode::OK);
+    let health = json(&body);
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["backend"], "memory");
+    assert_eq!(health["l1_entries"], 1);
+
+    let (status, body) = send(&app, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains(
+            r#"cache_hits_total{cache="default",template="orders:list:<tenant>:p<page>",tier="l1"} 1"#
+        ),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn invalidate_and_clear_need_the_token() {
+    let cache = Cache::builder().build().unwrap();
+    let app = admin::router(cache.clone(), TOKEN);
+    let ttl = Duration::from_secs(60);
+    for page in 0..5 {
+        cache
+            .set(&format!("orders:list:acme:p{page}"), page, ttl)
+            .await;
+    }
+    cache.set("orders:list:globex:p0", 0u32, ttl).await;
+
+    for token in [None, Some("wrong"), Some("s3cret-toke")] {
+        let (status, body) = send(&app, post("/invalidate?pattern=*", token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {body}");
+        assert!(json(&body)["error"].as_str().unwrap().contains("Bearer"));
+        let (status, _) = send(&app, post("/clear", token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(cache.stats().entries, 6, "a refused call changed nothing");
+
+    let (status, body) = send(
+        &app,
+        post("/invalidate?pattern=orders:list:acme:*", Some(TOKEN)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["removed"], 5);
+    assert!(cache.exists("orders:list:globex:p0").await);
+    assert!(!cache.exists("orders:list:acme:p3").await);
+
+    let (status, body) = send(&app, post("/invalidate?pattern=orders:[acme", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("never closed"),
+        "{body}"
+    );
+    let (status, body) = send(&app, post("/invalidate", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("?pattern="), "{body}");
+
+    let (status, _) = send(&app, post("/clear", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cache.stats().entries, 0);
+}
+
+#[tokio::test]
+async fn an_empty_token_never_opens_the_mutating_routes() {
+    let cache = Cache::builder().build().unwrap();
+    cache.set("k", 1u8, Duration::from_secs(60)).await;
+    let app = admin::router(cache.clone(), "");
+    for token in [None, Some("")] {
+        let (status, body) = send(&app, post("/clear", token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    assert!(cache.exists("k").await);
+    assert_eq!(send(&app, get("/stats")).await.0, StatusCode::OK);
+}
