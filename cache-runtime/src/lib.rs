@@ -8,6 +8,8 @@ mod breaker;
 mod cache;
 mod clock;
 mod codec;
+#[cfg(feature = "http")]
+pub mod conditional;
 mod config;
 #[allow(dead_code)] // `parse_percent` serves the macros, which compile this file too.
 mod duration;
