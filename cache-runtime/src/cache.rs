@@ -880,7 +880,7 @@ impl Cache {
     /// # });
     /// ```
     pub fn prometheus_text(&self) -> String {
-        crate::metrics::render(self)
+        crate::prometheus::render(self)
     }
 
     fn children(&self) -> Vec<Cache> {

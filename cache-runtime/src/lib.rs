@@ -24,11 +24,13 @@ mod key;
 mod l1;
 #[cfg(feature = "redis")]
 mod l2;
-mod metrics;
+#[cfg(feature = "metrics")]
+mod metrics_hooks;
 mod outcome;
 mod pattern;
 #[cfg(feature = "redis")]
 mod pending;
+mod prometheus;
 mod scope;
 #[cfg(feature = "redis")]
 mod shared;
@@ -46,6 +48,8 @@ pub use health::{Health, HealthStatus};
 pub use hooks::{Event, Hooks, Tier};
 pub use invalidation::{Invalidation, SharedInvalidation};
 pub use key::{key_text, KeyBuf, KeyPart, KeyWriter};
+#[cfg(feature = "metrics")]
+pub use metrics_hooks::MetricsHooks;
 pub use pattern::{Pattern, PatternError};
 pub use stats::Stats;
 

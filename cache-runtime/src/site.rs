@@ -1,5 +1,5 @@
 //! What each key template of a cache did: the counters and the origin call
-//! times behind the labelled metrics (see `metrics.rs`). A `#[cached]`
+//! times behind the labelled metrics (see `prometheus.rs`). A `#[cached]`
 //! function finds its site once (kept in its `static`), so a hit counts on
 //! it as on the cache's own counters: a store to this thread's stripe, no
 //! look-up by name, nothing that other threads write.
