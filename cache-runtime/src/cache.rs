@@ -888,6 +888,8 @@ impl Cache {
     }
 
     fn emit(&self, event: Event<'_>) {
+        #[cfg(feature = "tracing")]
+        crate::trace::event(&self.inner.name, &event);
         if let Some(hooks) = &self.inner.hooks {
             hooks.on_cache_event(&self.inner.name, &event);
         }
@@ -1149,6 +1151,13 @@ impl Cache {
         Fut: Future<Output = O>,
     {
         let started = self.origin_call(site);
+        #[cfg(feature = "tracing")]
+        let out = {
+            use tracing::Instrument;
+            let span = tracing::debug_span!(target: "cache_runtime", "cache.origin", cache = %self.inner.name, template = site.template);
+            leader.lead_future(origin()).instrument(span).await
+        };
+        #[cfg(not(feature = "tracing"))]
         let out = leader.lead_future(origin()).await;
         self.origin_returned(site, started);
         if out.is_failure() {

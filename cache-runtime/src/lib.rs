@@ -36,6 +36,8 @@ mod scope;
 mod shared;
 mod site;
 mod stats;
+#[cfg(feature = "tracing")]
+mod trace;
 
 #[doc(hidden)]
 #[allow(missing_docs)]
