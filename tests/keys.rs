@@ -105,3 +105,37 @@ fn composite_parts_separate_their_fields() {
     assert_ne!(ab, a_bc);
     assert_eq!(ab, "a%2Cb,c");
 }
+
+/// `uuid` feature: a `Uuid` argument keys a `#[cached]` function, and an
+/// invalidation built from it removes that key only.
+#[tokio::test]
+async fn uuids_are_key_parts() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[cache_runtime::cached(ttl = "1h", key = "doc:<id>")]
+    async fn doc(id: uuid::Uuid) -> String {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        id.to_string()
+    }
+    #[cache_runtime::invalidates("doc:<id>")]
+    async fn edit(id: uuid::Uuid) {
+        let _ = id;
+    }
+
+    let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+    let cache = cache_runtime::Cache::builder().build().unwrap();
+    cache
+        .scope(async {
+            assert_eq!(doc(a).await, a.to_string());
+            assert_eq!(doc(b).await, b.to_string());
+            doc(a).await;
+            assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+            edit(a).await;
+            doc(a).await;
+            doc(b).await;
+            assert_eq!(CALLS.load(Ordering::SeqCst), 3, "only a's key was removed");
+        })
+        .await;
+    assert!(cache.exists(&format!("doc:{a}")).await);
+}

@@ -227,6 +227,24 @@ macro_rules! int_key_part {
 }
 int_key_part!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize);
 
+/// The hyphenated lower-case form (`67e55044-10b1-426f-9247-bb680e5fe0c8`),
+/// with the `uuid` feature.
+///
+/// ```
+/// let id = uuid::Uuid::from_u128(0x67e5504410b1426f9247bb680e5fe0c8);
+/// assert_eq!(cache_runtime::key_text(&id), "67e55044-10b1-426f-9247-bb680e5fe0c8");
+/// ```
+#[cfg(feature = "uuid")]
+impl KeyPart for uuid::Uuid {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        out.write_plain(
+            self.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
+    }
+}
+
 impl KeyPart for bool {
     #[inline]
     fn write_key(&self, out: &mut KeyWriter<'_>) {
