@@ -386,3 +386,32 @@ fn a_panicking_serialize_does_not_fail_the_call() {
     assert_eq!(cache.scope_sync(|| fragile(5)).0, 5);
     assert_eq!(cache.stats().hits, 1);
 }
+
+/// A generic function under the default key: each instantiation keys
+/// apart, so one whose value depends on its type parameter alone never
+/// answers with another's.
+#[tokio::test]
+async fn instantiations_of_a_generic_function_under_the_default_key_key_apart() {
+    #[cache_runtime::cached(ttl = "1h")]
+    fn size_of<T: 'static>(id: u32) -> usize {
+        let _ = id;
+        std::mem::size_of::<T>()
+    }
+    #[cache_runtime::cached(ttl = "1h")]
+    async fn name_of<K: cache_runtime::KeyPart + Sync>(k: &K) -> String {
+        std::any::type_name::<K>().to_owned()
+    }
+
+    let cache = cache_runtime::Cache::builder().build().unwrap();
+    cache
+        .scope(async {
+            assert_eq!(size_of::<u8>(1), 1);
+            assert_eq!(size_of::<u64>(1), 8);
+            assert_eq!(size_of::<u8>(1), 1);
+            assert_eq!(name_of(&5u32).await, "u32");
+            assert_eq!(name_of(&5u64).await, "u64");
+        })
+        .await;
+    let stats = cache.stats();
+    assert_eq!((stats.loads, stats.hits), (4, 1));
+}

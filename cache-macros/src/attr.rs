@@ -88,10 +88,16 @@ pub(crate) fn parse_cached(tokens: TokenStream, ctxt: &mut Ctxt) -> CachedArgs {
         parse_list(input, ctxt, |input, ctxt| {
             if input.peek(LitStr) {
                 let lit: LitStr = input.parse()?;
+                // A duration is more likely a TTL than a key.
+                let option = if crate::duration::parse_duration(&lit.value()).is_ok() {
+                    "ttl"
+                } else {
+                    "key"
+                };
                 return Err(syn::Error::new(
                     lit.span(),
                     format!(
-                        "`#[cached]` takes named options; write `key = {}`",
+                        "`#[cached]` takes named options; write `{option} = {}`",
                         quote::ToTokens::to_token_stream(&lit)
                     ),
                 ));

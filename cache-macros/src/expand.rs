@@ -480,6 +480,9 @@ fn build_key(steps: &[KeyStep], rt: &TokenStream) -> TokenStream {
             quote!(#key_var.push_part(#part);)
         }
         KeyStep::Wildcard => quote!(#key_var.push_wildcard();),
+        KeyStep::TypeName(ty) => {
+            quote!(#key_var.push_part(::core::any::type_name::<#ty>());)
+        }
     });
     quote! {
         let mut #key_var = #rt::KeyBuf::new();

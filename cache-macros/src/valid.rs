@@ -66,6 +66,10 @@ pub(crate) enum KeyStep {
     Part(Part),
     /// `*`.
     Wildcard,
+    /// The name of a type parameter (`core::any::type_name`): in a default
+    /// key, so that instantiations of a generic function do not share
+    /// values.
+    TypeName(syn::Ident),
 }
 
 /// The expression of a placeholder: `head.field.field`, spanned at the
@@ -551,6 +555,13 @@ fn default_key(func: &Function, ctxt: &mut Ctxt) -> (Vec<KeyStep>, TemplateName)
     }
     let mut steps = vec![KeyStep::ModulePath(name.clone())];
     let mut template = format!("::{name}");
+    // What a generic function returns may depend on its type parameters
+    // alone (`size_of::<T>()`): each instantiation keys apart.
+    for ty in func.sig.generics.type_params() {
+        template.push_str(&format!(":<{}>", ty.ident.unraw()));
+        steps.push(KeyStep::Literal(":".to_owned()));
+        steps.push(KeyStep::TypeName(ty.ident.clone()));
+    }
     for param in &func.params {
         let Some(ident) = &param.name else {
             ctxt.error_spanned(

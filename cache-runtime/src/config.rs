@@ -277,7 +277,7 @@ impl Config {
     /// | `CACHE_LOCK_TTL` | a duration: the lifetime of a distributed lock, renewed while its holder calls | `10s` |
     /// | `CACHE_DEFAULT_TTL` | a duration, `"60s"`, `"1h30m"` | `60s` |
     /// | `CACHE_STALE_TTL` | a duration | `0s` |
-    /// | `CACHE_L1_MAX_BYTES` | bytes, with an optional `KB`/`MB`/`GB` (×1024) | `64MB` |
+    /// | `CACHE_L1_MAX_BYTES` | bytes, with an optional `KiB`/`MiB`/`GiB` (or `KB`/`MB`/`GB`, the same: ×1024) | `64MiB` |
     /// | `CACHE_L1_ENGINE` | `quick_cache`, `moka` | `quick_cache` |
     /// | `CACHE_NAMESPACE_<NAME>_ENABLED` | as `CACHE_ENABLED`, for the named cache `<name>` | |
     /// | `CACHE_NAMESPACE_<NAME>_DEFAULT_TTL` | a duration | |
@@ -345,7 +345,7 @@ impl Config {
             };
         }
         if let Some(v) = lookup("CACHE_REDIS_TIMEOUT") {
-            config.redis_timeout = parse_ttl("CACHE_REDIS_TIMEOUT", &v)?;
+            config.redis_timeout = parse_positive("CACHE_REDIS_TIMEOUT", &v, "timeout")?;
         }
         if let Some(v) = lookup("CACHE_L2_MAX_VALUE_BYTES") {
             config.l2_max_value_bytes = parse_bytes("CACHE_L2_MAX_VALUE_BYTES", &v)?;
@@ -375,7 +375,7 @@ impl Config {
             config.lock = parse_bool("CACHE_LOCK", &v)?;
         }
         if let Some(v) = lookup("CACHE_LOCK_TTL") {
-            config.lock_ttl = parse_ttl("CACHE_LOCK_TTL", &v)?;
+            config.lock_ttl = parse_positive("CACHE_LOCK_TTL", &v, "lock lifetime")?;
         }
         if let Some(v) = lookup("CACHE_L2_COMPRESS_ABOVE") {
             config.l2_compress_above = Some(parse_bytes("CACHE_L2_COMPRESS_ABOVE", &v)?);
@@ -560,6 +560,18 @@ fn parse_ttl(var: &str, value: &str) -> Result<Duration, ConfigError> {
     }
 }
 
+/// A duration that must be above zero, for what is not a TTL.
+fn parse_positive(var: &str, value: &str, what: &str) -> Result<Duration, ConfigError> {
+    match parse_duration(value) {
+        Ok(d) if d.is_zero() => Err(ConfigError::new(
+            var,
+            format!("a {what} of zero is not allowed: write a duration above zero, e.g. 250ms"),
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(ConfigError::new(var, e)),
+    }
+}
+
 fn parse_count(var: &str, value: &str) -> Result<u64, ConfigError> {
     value
         .trim()
@@ -579,7 +591,10 @@ fn parse_bytes(var: &str, value: &str) -> Result<u64, ConfigError> {
     let text = value.trim();
     let upper = text.to_ascii_uppercase();
     let (digits, factor) = [
-        ("GB", 1u64 << 30),
+        ("GIB", 1u64 << 30),
+        ("MIB", 1 << 20),
+        ("KIB", 1 << 10),
+        ("GB", 1 << 30),
         ("MB", 1 << 20),
         ("KB", 1 << 10),
         ("B", 1),
@@ -591,17 +606,18 @@ fn parse_bytes(var: &str, value: &str) -> Result<u64, ConfigError> {
             .map(|d| (d.trim().to_owned(), *f))
     })
     .unwrap_or((upper.clone(), 1));
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            ConfigError::new(
-                var,
-                format!("`{value}` is not a size: write bytes, e.g. 67108864, 64MB or 512KB"),
-            )
-        })
+    match digits.parse::<u64>().ok().map(|n| n.checked_mul(factor)) {
+        Some(Some(0)) => Err(ConfigError::new(
+            var,
+            format!("`{value}`: the size must be above 0, e.g. 64MiB"),
+        )),
+        Some(Some(n)) => Ok(n),
+        Some(None) => Err(ConfigError::new(var, format!("`{value}` is too large"))),
+        None => Err(ConfigError::new(
+            var,
+            format!("`{value}` is not a size: write bytes, e.g. 67108864, 64MiB (or 64MB, the same) or 512KiB"),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -614,6 +630,29 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         })
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_errors_say_what_is_wrong() {
+        let bytes = |v: &str| from(&[("CACHE_L1_MAX_BYTES", v)]).map(|c| c.l1_max_bytes);
+        assert_eq!(bytes("64MiB").unwrap(), 64 << 20);
+        assert_eq!(bytes("64MB").unwrap(), 64 << 20);
+        assert_eq!(bytes("512 KiB").unwrap(), 512 << 10);
+        let message = |r: Result<u64, ConfigError>| r.unwrap_err().to_string();
+        assert!(message(bytes("0")).contains("must be above 0"));
+        assert!(message(bytes("lots")).contains("is not a size"));
+        let timeout = from(&[("CACHE_REDIS_TIMEOUT", "0ms")])
+            .unwrap_err()
+            .to_string();
+        assert!(timeout.contains("timeout of zero"), "{timeout}");
+        assert!(!timeout.contains("TTL"), "{timeout}");
+        let fraction = from(&[("CACHE_DEFAULT_TTL", "1.5s")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            fraction.contains("fraction") && fraction.contains("1s500ms"),
+            "{fraction}"
+        );
     }
 
     #[test]

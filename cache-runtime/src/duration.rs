@@ -42,6 +42,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("duration `{text}` is too large"))?;
         rest = &rest[digits..];
+        if rest.starts_with(['.', ',']) {
+            return Err(format!(
+                "duration `{text}` has a fraction: durations are whole numbers of a unit; write `1s500ms` for 1.5s, `90s` for 1.5m"
+            ));
+        }
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];
         let millis_per_unit: u128 = match unit {
