@@ -157,12 +157,17 @@ impl Deref for Handle {
 #[inline]
 pub fn handle(name: Option<&'static str>, slot: &'static Slot) -> Handle {
     if let Some(scoped) = scope::current() {
-        return Handle::Scoped(match name {
-            Some(name) => scoped.named(name),
-            None => scoped,
-        });
+        return Handle::Scoped(in_scope(name, scoped));
     }
     Handle::Static(slot.cache.get_or_init(|| resolve(name)))
+}
+
+/// The cache named `name` (or `scoped` itself) of a call in a scope.
+fn in_scope(name: Option<&'static str>, scoped: Cache) -> Cache {
+    match name {
+        Some(name) => scoped.named(name),
+        None => scoped,
+    }
 }
 
 /// The cache named `name` (or the global one) outside any scope.
@@ -208,10 +213,7 @@ fn handle_and_site(spec: &'static Spec, slot: &'static Slot) -> (Handle, SiteRef
 
 #[cold]
 fn scoped_site(spec: &'static Spec, scoped: Cache) -> (Handle, SiteRef) {
-    let cache = match spec.cache {
-        Some(name) => scoped.named(name),
-        None => scoped,
-    };
+    let cache = in_scope(spec.cache, scoped);
     let site = cache.site(spec.template);
     (Handle::Scoped(cache), SiteRef::Scoped(site))
 }

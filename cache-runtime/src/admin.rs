@@ -113,7 +113,7 @@ async fn health(State(admin): State<Admin>) -> Json<Value> {
     let health = admin.cache.health().await;
     let body = json!({
         "status": health.status.to_string(),
-        "backend": format!("{:?}", health.backend).to_ascii_lowercase(),
+        "backend": health.backend.name(),
         "l1_entries": health.l1_entries,
         "l1_bytes": health.l1_bytes,
         "redis_rtt_us": health.redis_rtt.map(|rtt| rtt.as_micros() as u64),

@@ -836,8 +836,8 @@ impl Cache {
         children
     }
 
-    /// Whether this cache has a Redis tier.
-    pub(crate) fn has_shared_tier(&self) -> bool {
+    /// Whether this cache has a shared tier (Redis).
+    pub(crate) fn has_l2(&self) -> bool {
         #[cfg(feature = "redis")]
         return self.inner.shared.is_some();
         #[cfg(not(feature = "redis"))]

@@ -20,6 +20,17 @@ pub enum Backend {
     Hybrid,
 }
 
+impl Backend {
+    /// The name `CACHE_BACKEND` takes.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Redis => "redis",
+            Backend::Hybrid => "hybrid",
+        }
+    }
+}
+
 /// The in-process engine.
 ///
 /// The default is [`Engine::QuickCache`]: in this repository's benchmark

@@ -72,11 +72,7 @@ pub struct Health {
 
 impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let backend = match self.backend {
-            Backend::Memory => "memory",
-            Backend::Redis => "redis",
-            Backend::Hybrid => "hybrid",
-        };
+        let backend = self.backend.name();
         write!(
             f,
             "{}: {backend}, {} entries ({} bytes) in process",

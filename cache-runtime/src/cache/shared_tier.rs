@@ -471,11 +471,6 @@ impl Cache {
         }
     }
 
-    /// Whether this cache has a shared tier.
-    pub(super) fn has_l2(&self) -> bool {
-        self.inner.shared.is_some()
-    }
-
     /// Invalidates `pattern` in the shared tier, for every instance; queues
     /// it when Redis cannot take it now (see `recovery`).
     pub(super) async fn l2_invalidate(&self, pattern: &Pattern) -> SharedInvalidation {
