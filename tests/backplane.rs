@@ -63,11 +63,11 @@ async fn an_invalidation_on_one_instance_empties_the_others_in_process_tier(serv
     assert_eq!(b.scope(profile(&db, 1)).await, 0); // from Redis, now in b's L1
     assert_eq!(b.scope(profile(&db, 1)).await, 0);
     assert_eq!(b.stats().hits, 1);
-    assert!(b.exists("profile:1").await);
+    assert!(b.local().get::<u64>("profile:1").await.is_some());
 
     a.scope(update_profile(&db, 1)).await;
     assert!(
-        eventually(async || !b.exists("profile:1").await).await,
+        eventually(async || b.local().get::<u64>("profile:1").await.is_none()).await,
         "b still holds the key"
     );
     assert_eq!(b.scope(profile(&db, 1)).await, 1);
@@ -77,11 +77,11 @@ async fn an_invalidation_on_one_instance_empties_the_others_in_process_tier(serv
     // channel keeps order), a's own earlier one has passed, and a still
     // holds its key.
     assert_eq!(a.scope(profile(&db, 1)).await, 1);
-    assert!(a.exists("profile:1").await);
+    assert!(a.local().get::<u64>("profile:1").await.is_some());
     assert_eq!(a.scope(profile(&db, 2)).await, 1);
     b.scope(update_profile(&db, 2)).await;
-    assert!(eventually(async || !a.exists("profile:2").await).await);
-    assert!(a.exists("profile:1").await, "a applied its own message");
+    assert!(eventually(async || a.local().get::<u64>("profile:2").await.is_none()).await);
+    assert!(a.local().get::<u64>("profile:1").await.is_some(), "a applied its own message");
 }
 }
 
@@ -105,7 +105,7 @@ async fn after_the_cut(server: &impl Target, a: Cache, db: Db) {
         "a never noticed its subscription dropped"
     );
     // Out of step, a serves nothing from process.
-    assert!(!a.exists("profile:7").await);
+    assert!(a.local().get::<u64>("profile:7").await.is_none());
     a.scope(profile(&db, 7)).await;
     assert_eq!(a.stats().hits, 1);
 

@@ -22,7 +22,10 @@ async fn the_tier_is_bounded_in_bytes() {
     for (engine, builder) in builders() {
         let cache = builder.l1_max_bytes(256 * 1024).build().unwrap();
         for i in 0..20_000u32 {
-            cache.set(&format!("blob:{i}"), [0u8; 64], MIN).await;
+            cache
+                .local()
+                .set(&format!("blob:{i}"), [0u8; 64], MIN)
+                .await;
         }
         let stats = cache.stats();
         assert!(stats.l1_bytes <= 256 * 1024, "{engine:?}: {stats:?}");

@@ -169,16 +169,16 @@ fn a_clone_that_reads_the_cache_does_not_deadlock() {
     let cache = CHATTY_CACHE
         .get_or_init(|| Cache::builder().build().unwrap())
         .clone();
-    now(cache.set("chatty", Chatty(1), TTL));
+    now(cache.local().set("chatty", Chatty(1), TTL));
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = cache.clone();
     std::thread::spawn(move || {
-        let _ = now(reader.get::<Chatty>("chatty"));
+        let _ = now(reader.local().get::<Chatty>("chatty"));
         tx.send(()).unwrap();
     });
     std::thread::sleep(Duration::from_millis(5));
     let writer = cache.clone();
-    std::thread::spawn(move || now(writer.set("chatty", Chatty(2), TTL)));
+    std::thread::spawn(move || now(writer.local().set("chatty", Chatty(2), TTL)));
     rx.recv_timeout(Duration::from_secs(30))
         .expect("a read deadlocked behind a queued writer");
 }

@@ -199,7 +199,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
             block,
         } => {
             let fetch = quote_spanned! {span=>
-                #rt::fetch_blocking_as(#kind, #weigher, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || -> #ret #block)
+                #rt::fetch_blocking_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || -> #ret #block)
             };
             quote! {
                 #statics

@@ -199,29 +199,11 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
             ..
         }
     );
-    if let (Some(Tier::L2 | Tier::Both), Some(lit), false) = (tier, &args.tier, is_async) {
-        ctxt.error(
-            lit.span(),
-            format!(
-                "`tier = \"{}\"` needs an `async fn`: Redis is reached from the tokio runtime, and a plain `fn` keeps its values in process; make `{}` async, or write `tier = \"l1\"`",
-                lit.value(),
-                func.sig.ident
-            ),
-        );
-    }
     if let Some((_, timeout_lit)) = &timeout {
         timeout_needs_owned_origin(ctxt, func, timeout_lit, is_async);
     }
     if let Some(lock) = args.lock.as_ref().filter(|lock| lock.value) {
-        if !is_async {
-            ctxt.error(
-                lock.span(),
-                format!(
-                    "`lock = true` needs an `async fn`: the lock lives in Redis, which a plain `fn` does not reach; make `{}` async, or remove `lock`",
-                    func.sig.ident
-                ),
-            );
-        } else if let (Some(Tier::L1), Some(lit)) = (tier, &args.tier) {
+        if let (Some(Tier::L1), Some(lit)) = (tier, &args.tier) {
             ctxt.error(
                 lock.span(),
                 format!(

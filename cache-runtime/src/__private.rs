@@ -390,12 +390,13 @@ impl<R> Succeeded<R> for PlainKind {
 }
 
 /// Which tiers a function's values take in `cache`.
-fn route(cache: &Cache, spec: &Spec, codec: Option<ValueCodec>) -> Route {
+#[inline]
+fn route(cache: &Cache, spec: &Spec, site: &Site, codec: Option<ValueCodec>) -> Route {
     #[cfg(feature = "redis")]
-    return cache.route(spec.tier, codec);
+    return cache.route(spec.tier, codec, site);
     #[cfg(not(feature = "redis"))]
     {
-        let _ = (cache, spec, codec);
+        let _ = (cache, spec, site, codec);
         Route::L1
     }
 }
@@ -421,7 +422,7 @@ where
     if !cache.is_enabled() {
         return Box::pin(origin()).await;
     }
-    let route = route(&cache, spec, codec);
+    let route = route(&cache, spec, &site, codec);
     let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), &site)
     {
         Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
@@ -497,7 +498,7 @@ where
     if !cache.is_enabled() {
         return Box::pin(make_origin()()).await;
     }
-    let route = route(&cache, spec, codec);
+    let route = route(&cache, spec, &site, codec);
     let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), &site)
     {
         Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
@@ -566,10 +567,10 @@ fn cancelled(spec: &Spec) -> ! {
 
 /// The body of a plain `fn` under `#[cached]` returning `R`, of kind `K`.
 #[inline]
-/// Plain `fn`s use the in-process tier only: no codec.
 pub fn fetch_blocking_as<K, R, F>(
     _kind: K,
     weigher: Option<Weigher>,
+    codec: Option<ValueCodec>,
     spec: &'static Spec,
     slot: &'static Slot,
     key: &KeyBuf,
@@ -583,13 +584,16 @@ where
     if !cache.is_enabled() {
         return origin();
     }
-    let found = match cache.lookup::<<K::Outcome as Outcome>::Value>(key.as_str(), &site) {
+    let route = route(&cache, spec, &site, codec);
+    let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), &site)
+    {
         Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
         other => other,
     };
     let policy = spec.policy_with(weigher);
     let origin = || K::wrap(origin());
-    K::unwrap(cache.load_blocking(found, key.as_str(), &site, spec.function, &policy, origin))
+    let function = spec.function;
+    K::unwrap(cache.load_blocking(found, key.as_str(), &site, function, &policy, route, origin))
 }
 
 /// Finds how to measure the stored values of a return type `R`: by their

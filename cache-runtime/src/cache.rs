@@ -16,7 +16,7 @@ use crate::health::{Health, HealthStatus};
 use crate::hooks::{Event, Hooks, Tier};
 use crate::invalidation::{Invalidation, SharedInvalidation};
 use crate::l1::{L1Engine, MokaL1, QuickL1, L1};
-use crate::outcome::{Outcome, Plain, Split};
+use crate::outcome::{Outcome, Split};
 use crate::pattern::{Pattern, PatternError};
 use crate::scope;
 use crate::site::{Site, Sites};
@@ -26,6 +26,7 @@ use crate::stats::{Counter, Counters, Stats};
 mod backplane;
 mod builder;
 mod engine;
+mod local;
 #[cfg(feature = "redis")]
 mod recovery;
 #[cfg(feature = "redis")]
@@ -37,6 +38,7 @@ pub use builder::CacheBuilder;
 #[cfg(feature = "redis")]
 use engine::Life;
 pub(crate) use engine::{Lookup, Policy, Route};
+pub use local::{Local, Shareable};
 
 /// The name of a cache that is not a named one (the `cache` label of its
 /// metrics).
@@ -270,7 +272,14 @@ impl Cache {
         scope::enter(self.clone(), f)
     }
 
-    /// The fresh value of `key`, if it holds one of type `V`.
+    /// The fresh value of `key`, if it holds one of type `V`: from the
+    /// in-process tier, else from the shared tier (Redis, under the `redis`
+    /// and `hybrid` backends), whichever instance stored it. A value found
+    /// in Redis is kept in process for the rest of its life (`hybrid`).
+    ///
+    /// `V` is serde, so that what one instance stores another reads; for a
+    /// value that cannot be encoded, keep it in this process explicitly
+    /// with [`Cache::local`].
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -282,19 +291,15 @@ impl Cache {
     /// assert_eq!(cache.get::<String>("user:2").await, None);
     /// # });
     /// ```
-    pub async fn get<V: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<V> {
-        match self.lookup::<V>(key, self.inner.sites.handle()) {
-            Lookup::Fresh(v) => Some(v),
-            _ => {
-                #[cfg(feature = "redis")]
-                self.ensure_backplane();
-                self.count(self.inner.sites.handle(), Counter::Miss, 1);
-                None
-            }
-        }
+    pub async fn get<V: Shareable>(&self, key: &str) -> Option<V> {
+        self.get_on(key, self.shared_route::<V>()).await
     }
 
-    /// Stores `value` under `key` for `ttl`.
+    /// Stores `value` under `key` for `ttl`, in both tiers under `hybrid`
+    /// (in Redis only under `redis`): every instance reads it from then
+    /// on, and the other instances drop the copy they kept in process. A
+    /// load of `key` running meanwhile (here or on another instance) does
+    /// not overwrite it.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -304,16 +309,16 @@ impl Cache {
     /// assert_eq!(cache.get::<f64>("rate:EUR").await, Some(1.08));
     /// # });
     /// ```
-    pub async fn set<V: Clone + Send + Sync + 'static>(&self, key: &str, value: V, ttl: Duration) {
-        let weight = Entry::weight_of(key, &value, None);
-        let policy = Policy::ttl(ttl);
-        let entry = self.entry(Arc::new(value), weight, self.life(&policy), &policy);
-        self.store(key, entry, self.inner.sites.handle());
+    pub async fn set<V: Shareable>(&self, key: &str, value: V, ttl: Duration) {
+        self.set_on(key, value, ttl, self.shared_route::<V>()).await;
     }
 
     /// The fresh value of `key`, or the value `init` computes, stored for
-    /// `ttl`. Concurrent calls on one key run `init` once; see
-    /// "Concurrent calls on one key" above.
+    /// `ttl`, through both tiers as [`Cache::get`] and [`Cache::set`].
+    /// Concurrent calls on one key run `init` once in a process (see
+    /// "Concurrent calls on one key" above), and once across the instances
+    /// with [`CacheBuilder::lock`]: a value another instance stored is read
+    /// from Redis, not computed again.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -326,22 +331,12 @@ impl Cache {
     /// ```
     pub async fn get_or_insert_with<V, F, Fut>(&self, key: &str, ttl: Duration, init: F) -> V
     where
-        V: Clone + Send + Sync + 'static,
+        V: Shareable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = V>,
     {
-        let policy = Policy::ttl(ttl);
-        self.load(
-            self.lookup(key, self.inner.sites.handle()),
-            key,
-            self.inner.sites.handle(),
-            "get_or_insert_with",
-            &policy,
-            Route::L1,
-            || async { Plain(init().await) },
-        )
-        .await
-        .0
+        let route = self.shared_route::<V>();
+        self.get_or_insert_on(key, ttl, route, init).await
     }
 
     /// Like [`Cache::get_or_insert_with`] for a fallible `init`: an `Ok`
@@ -365,25 +360,19 @@ impl Cache {
         init: F,
     ) -> Result<V, E>
     where
-        V: Clone + Send + Sync + 'static,
+        V: Shareable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        let policy = Policy::ttl(ttl);
-        self.load(
-            self.lookup(key, self.inner.sites.handle()),
-            key,
-            self.inner.sites.handle(),
-            "try_get_or_insert_with",
-            &policy,
-            Route::L1,
-            init,
-        )
-        .await
+        let route = self.shared_route::<V>();
+        self.try_get_or_insert_on(key, ttl, route, init).await
     }
 
-    /// Stores every `(key, value)` of `entries` for `ttl`, for example at
-    /// start-up from a list of hot keys; returns how many it stored.
+    /// Stores every `(key, value)` of `entries` for `ttl` through both
+    /// tiers, as [`Cache::set`], for example at start-up from a list of
+    /// hot keys; returns how many it stored. Under `hybrid`, what is warmed
+    /// before this instance has subscribed to the others' invalidations is
+    /// in Redis, so the first calls find it there.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -397,19 +386,40 @@ impl Cache {
     pub async fn warm<K, V, I>(&self, entries: I, ttl: Duration) -> u64
     where
         K: AsRef<str>,
-        V: Clone + Send + Sync + 'static,
+        V: Shareable,
         I: IntoIterator<Item = (K, V)>,
     {
-        let mut stored = 0;
-        for (key, value) in entries {
-            self.set(key.as_ref(), value, ttl).await;
-            stored += 1;
-        }
-        stored
+        let route = self.shared_route::<V>();
+        self.warm_on(entries, ttl, route).await
     }
 
-    /// Removes `key`; `true` if it held a value. A load of `key` that is
-    /// running does not store its value afterwards.
+    /// The in-process tier of this cache alone, for values that cannot go
+    /// to Redis (not serde: a handle, a compiled template, an `Rc`-free
+    /// but unserializable type) or should not: the same methods as the
+    /// handle, which never reach the shared tier. Invalidations still
+    /// reach these values, from this instance and from the others.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// struct Compiled(Vec<u8>); // not serde
+    ///
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// let local = cache.local();
+    /// local.set("tpl:home", Arc::new(Compiled(vec![1])), Duration::from_secs(60)).await;
+    /// assert!(local.get::<Arc<Compiled>>("tpl:home").await.is_some());
+    /// assert_eq!(cache.invalidate("tpl:*").await.unwrap(), 1);
+    /// # });
+    /// ```
+    pub fn local(&self) -> Local<'_> {
+        Local { cache: self }
+    }
+
+    /// Removes `key` from both tiers and from every instance's in-process
+    /// tier; `true` if it held a value in either tier. A load of `key`
+    /// that is running does not store its value afterwards.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -421,18 +431,15 @@ impl Cache {
     /// # });
     /// ```
     pub async fn delete(&self, key: &str) -> bool {
-        // With a shared tier, the pattern that names this key alone takes
-        // the path of every invalidation (this process, Redis, this process
-        // again, and the other instances).
-        #[cfg(feature = "redis")]
-        if self.has_l2() {
-            let exact = Pattern::parse(&Pattern::escape(key)).expect("an escaped key parses");
-            return self.invalidate_everywhere(&exact).await.local > 0;
-        }
-        self.remove_key(key)
+        // The pattern that names this key alone takes the path of every
+        // invalidation (this process, Redis, this process again, and the
+        // other instances).
+        let exact = Pattern::parse(&Pattern::escape(key)).expect("an escaped key parses");
+        self.invalidate_everywhere(&exact).await.removed > 0
     }
 
-    /// Whether `key` holds a fresh value (of any type).
+    /// Whether `key` holds a fresh value (of any type), in process or in
+    /// the shared tier.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -444,19 +451,26 @@ impl Cache {
     /// # });
     /// ```
     pub async fn exists(&self, key: &str) -> bool {
-        if !self.in_sync() {
-            return false;
+        if self.in_sync() {
+            let now = self.inner.clock.now();
+            if self.inner.l1.read(key, |e| now < e.fresh_until) == Some(true) {
+                return true;
+            }
         }
-        let now = self.inner.clock.now();
-        self.inner
-            .l1
-            .read(key, |e| now < e.fresh_until)
-            .unwrap_or(false)
+        #[cfg(feature = "redis")]
+        if self.has_l2() {
+            return self.l2_exists(key).await;
+        }
+        false
     }
 
     /// Removes every key `pattern` matches (Redis glob syntax, see
-    /// [`Pattern`]) from this cache and its named caches, and returns how
-    /// many it removed. Loads of matching keys that are running do not
+    /// [`Pattern`]) from this cache and its named caches, in both tiers and
+    /// on every instance, and returns how many keys it removed (see
+    /// [`Invalidation::removed`]: a key held in both tiers counts once; a
+    /// prefix invalidated in Redis in one write, or an invalidation queued
+    /// while Redis is away, counts what this process removed:
+    /// [`Cache::invalidate_report`] says which). Loads of matching keys that are running do not
     /// store their values afterwards.
     ///
     /// # Errors
@@ -474,7 +488,7 @@ impl Cache {
     /// # });
     /// ```
     pub async fn invalidate(&self, pattern: &str) -> Result<u64, PatternError> {
-        Ok(self.invalidate_report(pattern).await?.local)
+        Ok(self.invalidate_report(pattern).await?.removed)
     }
 
     /// As [`Cache::invalidate`], and says what it did in each tier: the
@@ -509,28 +523,27 @@ impl Cache {
             let scope = self.local_scope();
             let local = scope.invalidate_now(pattern);
             let shared = self.l2_invalidate(pattern).await;
-            return Invalidation {
-                local: local + scope.invalidate_now(pattern),
-                shared,
-            };
+            return Invalidation::new(local + scope.invalidate_now(pattern), shared);
         }
-        let local = self.invalidate_now(pattern);
-        Invalidation {
-            local,
-            shared: SharedInvalidation::NotConfigured,
-        }
+        Invalidation::new(
+            self.invalidate_now(pattern),
+            SharedInvalidation::NotConfigured,
+        )
     }
 
     /// As [`Cache::invalidate_everywhere`], from a plain `fn`.
-    pub(crate) fn invalidate_everywhere_blocking(&self, pattern: &Pattern) -> u64 {
+    pub(crate) fn invalidate_everywhere_blocking(&self, pattern: &Pattern) -> Invalidation {
         #[cfg(feature = "redis")]
         if self.has_l2() {
             let scope = self.local_scope();
-            let removed = scope.invalidate_now(pattern);
-            self.l2_invalidate_blocking(pattern);
-            return removed + scope.invalidate_now(pattern);
+            let local = scope.invalidate_now(pattern);
+            let shared = self.l2_invalidate_blocking(pattern);
+            return Invalidation::new(local + scope.invalidate_now(pattern), shared);
         }
-        self.invalidate_now(pattern)
+        Invalidation::new(
+            self.invalidate_now(pattern),
+            SharedInvalidation::NotConfigured,
+        )
     }
 
     /// Removes every entry of this cache and of its named caches.
@@ -642,6 +655,7 @@ impl Cache {
             l2_skipped: sum(Counter::L2Skipped),
             fail_safe_served: sum(Counter::FailSafe),
             origin_timeouts: sum(Counter::OriginTimeout),
+            local_only_functions: self.local_only_templates().len() as u64,
             ..self.shared_stats()
         }
     }
@@ -689,6 +703,7 @@ impl Cache {
             breaker: None,
             in_sync: self.in_sync(),
             pending_invalidations: 0,
+            local_only: self.local_only_templates(),
         };
         #[cfg(feature = "redis")]
         self.shared_health(&mut health).await;
@@ -714,6 +729,20 @@ impl Cache {
 
     pub(crate) fn sites(&self) -> Vec<Arc<Site>> {
         self.inner.sites.all()
+    }
+
+    /// The templates of this cache and its named caches whose values stay
+    /// in process for want of serde (see [`Health::local_only`]).
+    fn local_only_templates(&self) -> Vec<String> {
+        let mut templates: Vec<String> = std::iter::once(self.clone())
+            .chain(self.children())
+            .flat_map(|cache| cache.sites())
+            .filter(|site| site.local_only.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|site| site.template.to_owned())
+            .collect();
+        templates.sort();
+        templates.dedup();
+        templates
     }
 
     /// The named caches made from this one, by name.

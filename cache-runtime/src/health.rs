@@ -68,6 +68,12 @@ pub struct Health {
     pub in_sync: bool,
     /// Invalidations waiting for Redis to come back.
     pub pending_invalidations: u64,
+    /// The key templates of `#[cached]` functions whose values stay in this
+    /// process although the cache has a shared tier, because their value
+    /// type is not serde (derive `Serialize` and `Deserialize` to share
+    /// them, or write `tier = "l1"` to say it is meant): what other
+    /// instances never see. Empty for a `memory` cache.
+    pub local_only: Vec<String>,
 }
 
 impl fmt::Display for Health {
@@ -90,6 +96,10 @@ impl fmt::Display for Health {
             }
             if self.pending_invalidations > 0 {
                 write!(f, ", {} invalidations pending", self.pending_invalidations)?;
+            }
+            if !self.local_only.is_empty() {
+                let templates = self.local_only.join(", ");
+                write!(f, ", in process only (not serde): {templates}")?;
             }
         }
         Ok(())

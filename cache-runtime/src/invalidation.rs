@@ -14,6 +14,7 @@ use std::fmt;
 /// cache.set("orders:list:acme:p1", 1u8, Duration::from_secs(60)).await;
 /// let report = cache.invalidate_report("orders:list:acme:*").await.unwrap();
 /// assert_eq!(report.local, 1);
+/// assert_eq!(report.removed, 1);
 /// assert_eq!(report.shared, SharedInvalidation::NotConfigured); // no Redis tier
 /// assert_eq!(report.to_string(), "1 removed in process; no shared tier");
 /// # });
@@ -21,6 +22,14 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Invalidation {
+    /// Keys removed, in both tiers, each counted once: the larger of
+    /// [`local`](Self::local) and the keys the shared tier counted
+    /// ([`SharedInvalidation::removed`]). Exact when the keys removed in
+    /// one tier include those of the other, as they do for values that
+    /// take both tiers; a key held only in process here and other keys only
+    /// in Redis are not added up. When the shared tier did not count
+    /// (a prefix, a queued invalidation), what this process removed.
+    pub removed: u64,
     /// Entries removed from this process's in-process tier (this cache and
     /// its named caches).
     pub local: u64,
@@ -54,6 +63,16 @@ pub enum SharedInvalidation {
     /// the other instances once Redis answers again, before this instance
     /// trusts Redis again. The reason, without any value.
     Queued(String),
+}
+
+impl Invalidation {
+    pub(crate) fn new(local: u64, shared: SharedInvalidation) -> Invalidation {
+        Invalidation {
+            removed: shared.removed().map_or(local, |n| n.max(local)),
+            local,
+            shared,
+        }
+    }
 }
 
 impl SharedInvalidation {

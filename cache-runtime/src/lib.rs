@@ -44,7 +44,7 @@ mod trace;
 pub mod __private;
 
 pub use breaker::BreakerState;
-pub use cache::{Cache, CacheBuilder};
+pub use cache::{Cache, CacheBuilder, Local, Shareable};
 pub use config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
 pub use health::{Health, HealthStatus};
 pub use hooks::{Event, Hooks, Tier};

@@ -3,6 +3,7 @@
 //! type-erased codecs that `#[cached]` functions hand in.
 
 use std::any::Any;
+use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,6 +57,34 @@ pub(crate) struct Shared {
     pub(crate) lock_ttl: std::time::Duration,
     /// The task that probes Redis while the breaker is open.
     pub(crate) recovery: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The runtime and connection of plain `fn`s called where no
+    /// multi-threaded tokio runtime runs (see [`Shared::block_on`]).
+    own: OnceLock<Option<OwnRuntime>>,
+}
+
+/// A runtime of the shared tier's own, with one worker thread, and a
+/// connection made in it: what plain `fn`s reach Redis through when the
+/// calling thread is in no runtime, or in a current-thread runtime whose
+/// only thread the call holds.
+struct OwnRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    store: RedisL2,
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        // Dropped from async code too (the last handle of a cache going
+        // away in a task), where a runtime may not block to shut down.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs a future on the shared tier's own
+    /// runtime: the store is then that runtime's.
+    static ON_OWN_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// How the shared tier of a cache copes with Redis failing.
@@ -107,6 +136,7 @@ impl Shared {
             lock_all: resilience.lock_all,
             lock_ttl: resilience.lock_ttl,
             recovery: parking_lot::Mutex::new(None),
+            own: OnceLock::new(),
         }
     }
 
@@ -120,6 +150,9 @@ impl Shared {
     /// current tokio runtime. `None` outside a tokio runtime: the store's
     /// timeouts and connection need one.
     pub(crate) fn store(&self) -> Option<&RedisL2> {
+        if ON_OWN_RUNTIME.get() {
+            return self.own.get()?.as_ref().map(|own| &own.store);
+        }
         let current = tokio::runtime::Handle::try_current().ok()?;
         self.store
             .get_or_init(|| {
@@ -129,15 +162,69 @@ impl Shared {
             .as_ref()
     }
 
-    /// The runtime the store's connection lives in, once connected.
+    /// The runtime the store's connection lives in, once connected (or,
+    /// for a process whose only callers are plain `fn`s, the shared
+    /// tier's own): where its background tasks run.
     pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
-        self.runtime.get()
+        self.runtime.get().or_else(|| {
+            let own = self.own.get()?.as_ref()?;
+            own.runtime.as_ref().map(tokio::runtime::Runtime::handle)
+        })
     }
 
-    /// A store with a connection of its own, for one call made in a runtime
-    /// that will not last.
-    pub(crate) fn one_off(&self) -> Option<RedisL2> {
-        self.builder.clone().connect_lazy().ok()
+    /// Runs `future`, which uses the shared tier, to its end from a plain
+    /// `fn`, without blocking an async runtime's worker with it. On a
+    /// multi-threaded runtime's thread, in place (`block_in_place`: the
+    /// runtime moves its other tasks away meanwhile). Elsewhere, on the
+    /// shared tier's own runtime, with a connection of its own: on this
+    /// thread when it is in no runtime, or on a thread of its own when it
+    /// is a current-thread runtime's (its only thread, which this call
+    /// holds: a connection of that runtime could not be driven). `None`
+    /// when no runtime can be made.
+    pub(crate) fn block_on<F>(&self, future: F) -> Option<F::Output>
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let current = Handle::try_current();
+        if let Ok(runtime) = &current {
+            if runtime.runtime_flavor() == RuntimeFlavor::MultiThread {
+                return Some(tokio::task::block_in_place(|| runtime.block_on(future)));
+            }
+        }
+        let own = self.own()?;
+        let run = || {
+            ON_OWN_RUNTIME.set(true);
+            let out = own.runtime.as_ref().map(|runtime| runtime.block_on(future));
+            ON_OWN_RUNTIME.set(false);
+            out
+        };
+        if current.is_ok() {
+            return std::thread::scope(|scope| scope.spawn(run).join().ok().flatten());
+        }
+        run()
+    }
+
+    fn own(&self) -> Option<&OwnRuntime> {
+        self.own
+            .get_or_init(|| {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("cache-runtime-redis")
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                let store = {
+                    let _entered = runtime.enter();
+                    self.builder.clone().connect_lazy().ok()?
+                };
+                Some(OwnRuntime {
+                    runtime: Some(runtime),
+                    store,
+                })
+            })
+            .as_ref()
     }
 }
 

@@ -26,6 +26,9 @@ pub(crate) struct Site {
     pub(crate) template: &'static str,
     pub(crate) counters: Counters,
     pub(crate) origin: Histogram,
+    /// A `#[cached]` function of this template has a shared tier at hand
+    /// and keeps its values in process, its value type not being serde.
+    pub(crate) local_only: std::sync::atomic::AtomicBool,
 }
 
 impl Site {
@@ -34,6 +37,7 @@ impl Site {
             template,
             counters: Counters::new(),
             origin: Histogram::default(),
+            local_only: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

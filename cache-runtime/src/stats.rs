@@ -184,6 +184,10 @@ pub struct Stats {
     /// than `timeout` (counted in `stale_served` too); the origin call went
     /// on and filled the cache.
     pub origin_timeouts: u64,
+    /// `#[cached]` functions (key templates) that keep their values in
+    /// this process although the cache has a shared tier, their value type
+    /// not being serde: see [`Health::local_only`](crate::Health::local_only).
+    pub local_only_functions: u64,
 }
 
 impl Stats {

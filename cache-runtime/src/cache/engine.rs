@@ -389,21 +389,10 @@ impl Cache {
         #[cfg(not(feature = "tracing"))]
         let out = leader.lead_future(origin()).await;
         self.origin_returned(site, started);
-        if out.is_failure() {
-            // What the shared tier kept is no answer once an invalidation
-            // covered this flight.
-            let shared_kept = miss.take_kept().filter(|_| !leader.is_invalidated());
-            if let Some(v) = self.kept_answer::<O::Value>(key, site, shared_kept) {
-                // The waiters get it too; it is not stored again.
-                let _ = leader.finish(Arc::new(v.clone()), || false);
-                #[cfg(feature = "redis")]
-                if let Some(lock) = &mut miss.lock {
-                    lock.vacate = true;
-                }
-                return O::from_value(v);
-            }
-        }
-        let settled = self.settle(leader, key, site, policy, route, out);
+        let settled = match self.after_origin(leader, key, site, policy, route, out, &mut miss) {
+            Ok(answer) => return answer,
+            Err(settled) => settled,
+        };
         #[cfg(feature = "redis")]
         {
             let mut stored = false;
@@ -418,7 +407,43 @@ impl Cache {
         settled.out
     }
 
-    /// The miss path of a blocking load (plain `fn`s).
+    /// What the leader does with its origin call's outcome `out`: `Ok`, an
+    /// answer already given to the waiters (a kept value instead of the
+    /// origin's failure, which is not stored again), or the settled outcome
+    /// whose value the caller writes to the shared tier.
+    #[allow(clippy::too_many_arguments)] // the load's key, labels and policy
+    pub(super) fn after_origin<'a, O: Outcome>(
+        &'a self,
+        leader: Leader<'a>,
+        key: &str,
+        site: &Site,
+        policy: &Policy,
+        route: Route,
+        out: O,
+        miss: &mut SharedMiss,
+    ) -> Result<O, Settled<'a, O>> {
+        if out.is_failure() {
+            // What the shared tier kept is no answer once an invalidation
+            // covered this flight.
+            let shared_kept = miss.take_kept().filter(|_| !leader.is_invalidated());
+            if let Some(v) = self.kept_answer::<O::Value>(key, site, shared_kept) {
+                // The waiters get it too; it is not stored again.
+                let _ = leader.finish(Arc::new(v.clone()), || false);
+                #[cfg(feature = "redis")]
+                if let Some(lock) = &mut miss.lock {
+                    lock.vacate = true;
+                }
+                return Ok(O::from_value(v));
+            }
+        }
+        Err(self.settle(leader, key, site, policy, route, out))
+    }
+
+    /// The miss path of a blocking load (plain `fn`s): as
+    /// [`load`](Self::load), with the shared tier reached through
+    /// [`Shared::block_on`](crate::shared::Shared::block_on) and the origin
+    /// called on the caller's thread.
+    #[allow(clippy::too_many_arguments)] // the load's key, labels and policy
     pub(crate) fn load_blocking<O, F>(
         &self,
         found: Lookup<O::Value>,
@@ -426,6 +451,7 @@ impl Cache {
         site: &Site,
         function: &str,
         policy: &Policy,
+        route: Route,
         origin: F,
     ) -> O
     where
@@ -436,21 +462,59 @@ impl Cache {
         // The caller's lookup serves the first step; a retry looks again.
         let mut first = Some(found);
         loop {
-            let found = first.take().unwrap_or_else(|| self.lookup(key, site));
-            match self.step(found, key, site, function, Route::L1) {
+            let found = first
+                .take()
+                .unwrap_or_else(|| self.lookup_on(route, key, site));
+            match self.step(found, key, site, function, route) {
                 Step::Value(v) => return O::from_value(v),
                 Step::Lead(leader) => {
+                    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+                    let mut miss = SharedMiss::default();
+                    #[cfg(feature = "redis")]
+                    if let Some(codec) = route.l2 {
+                        let lead = self.l2_lead::<O::Value>(key, site, codec, policy);
+                        match self.block_on_shared(lead) {
+                            Some((shared_tier::Found::Value(value, deadlines, len), _)) => {
+                                if let Some(value) = self.settle_l2_hit(
+                                    leader, key, site, policy, route, value, deadlines, len,
+                                ) {
+                                    return O::from_value(value);
+                                }
+                                continue;
+                            }
+                            Some((shared_tier::Found::Miss(ticket, kept), lock)) => {
+                                miss = SharedMiss {
+                                    kept,
+                                    lock,
+                                    ticket: ticket.zip(Some(codec)),
+                                };
+                            }
+                            None => {}
+                        }
+                    }
                     let origin = origin.take().expect("a caller leads at most once");
                     let started = self.origin_call(site);
                     let out = leader.lead(origin);
                     self.origin_returned(site, started);
-                    if out.is_failure() {
-                        if let Some(v) = self.kept_answer::<O::Value>(key, site, None) {
-                            let _ = leader.finish(Arc::new(v.clone()), || false);
-                            return O::from_value(v);
+                    let settled =
+                        match self.after_origin(leader, key, site, policy, route, out, &mut miss) {
+                            Ok(answer) => return answer,
+                            Err(settled) => settled,
+                        };
+                    #[cfg(feature = "redis")]
+                    {
+                        let mut stored = false;
+                        if let (Some((ticket, codec)), Some((value, life))) =
+                            (miss.ticket, &settled.fill)
+                        {
+                            let fill = self.l2_fill(key, ticket, &**value, codec, *life);
+                            stored = self.block_on_shared(fill).unwrap_or(false);
+                        }
+                        if let Some(mut lock) = miss.lock {
+                            lock.vacate = !stored;
                         }
                     }
-                    return self.settle(leader, key, site, policy, Route::L1, out).out;
+                    return settled.out;
                 }
                 Step::Wait(flight) => match self.joined::<O>(flight.wait_blocking(), site) {
                     Waited::Done(out) => return self.or_kept(out, key, site),

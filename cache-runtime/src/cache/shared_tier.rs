@@ -152,14 +152,23 @@ impl Cache {
     }
 
     /// Which tiers a `#[cached]` function with `tier` and `codec` (present
-    /// when its value is serde) reads and fills in this cache.
+    /// when its value is serde) reads and fills in this cache. A function
+    /// whose values could go to Redis but are not serde is marked on its
+    /// `site`, and said once (see [`Health::local_only`]).
     pub(crate) fn route(
         &self,
         tier: crate::__private::TierChoice,
         codec: Option<ValueCodec>,
+        site: &Site,
     ) -> Route {
         use crate::__private::TierChoice;
-        let (Some(shared), Some(codec)) = (self.inner.shared.as_deref(), codec) else {
+        let Some(shared) = self.inner.shared.as_deref() else {
+            return Route::L1;
+        };
+        let Some(codec) = codec else {
+            if tier == TierChoice::Default {
+                self.local_only(site);
+            }
             return Route::L1;
         };
         let (l1, l2) = match tier {
@@ -172,6 +181,25 @@ impl Cache {
             l1,
             l2: l2.then_some(codec),
         }
+    }
+
+    /// Marks `site` as keeping its values in process for want of serde,
+    /// and says so the first time.
+    #[cold]
+    fn local_only(&self, site: &Site) {
+        use std::sync::atomic::Ordering;
+        if site.local_only.load(Ordering::Relaxed) || site.local_only.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        let message = format!(
+            "cache_runtime: `{}` keeps its values in this process only: its value type is not serde, so other instances never see them; derive serde::Serialize and serde::Deserialize on it, or write `tier = \"l1\"` to say it is meant",
+            site.template
+        );
+        #[cfg(feature = "tracing")]
+        tracing::warn!(target: "cache_runtime", cache = %self.inner.name, template = site.template, "{message}");
+        #[cfg(not(feature = "tracing"))]
+        eprintln!("{message}");
     }
 
     /// Looks `key` up in the shared tier, as the leader of its flight.
@@ -431,17 +459,7 @@ impl Cache {
         let Some((shared, store)) = self.guarded_store() else {
             return false;
         };
-        let now = unix_ms();
-        let fresh_until = now.saturating_add(millis(life.ttl));
-        let deadlines = Deadlines::new(fresh_until, fresh_until.saturating_add(millis(life.keep)));
-        // The value's `Serialize` is user code: a panic costs the fill only.
-        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (codec.encode)(value, &shared.envelope, deadlines)
-        }));
-        let Ok(Ok(bytes)) = encoded else {
-            // Too large for the shared tier, or not encodable: it stays in
-            // process only.
-            self.inner.counters.add(Counter::Error, 1);
+        let Some(bytes) = self.encode(value, codec, life) else {
             return false;
         };
         match store
@@ -466,6 +484,119 @@ impl Cache {
             }
             Err(e) => {
                 self.l2_failed("FILL", &e);
+                false
+            }
+        }
+    }
+
+    /// Encodes `value` for the shared tier with `life`'s deadlines; `None`
+    /// (counted as an error) when it cannot be: too large, or its
+    /// `Serialize` failed or panicked (user code: the panic costs the write
+    /// only). The value then stays in process.
+    fn encode(
+        &self,
+        value: &(dyn Any + Send + Sync),
+        codec: ValueCodec,
+        life: Life,
+    ) -> Option<Vec<u8>> {
+        let shared = self.inner.shared.as_deref()?;
+        let now = unix_ms();
+        let fresh_until = now.saturating_add(millis(life.ttl));
+        let deadlines = Deadlines::new(fresh_until, fresh_until.saturating_add(millis(life.keep)));
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (codec.encode)(value, &shared.envelope, deadlines)
+        }));
+        match encoded {
+            Ok(Ok(bytes)) => Some(bytes),
+            _ => {
+                self.inner.counters.add(Counter::Error, 1);
+                None
+            }
+        }
+    }
+
+    /// Writes `value` to the shared tier as the key's newest value (see
+    /// `set_checked`), for every instance; returns whether it did.
+    pub(super) async fn l2_set(
+        &self,
+        key: &str,
+        value: &(dyn Any + Send + Sync),
+        codec: ValueCodec,
+        life: Life,
+    ) -> bool {
+        let Some((shared, store)) = self.guarded_store() else {
+            return false;
+        };
+        let Some(bytes) = self.encode(value, codec, life) else {
+            return false;
+        };
+        match store
+            .set_checked(key, &bytes, life.ttl.saturating_add(life.keep))
+            .await
+        {
+            Ok(()) => {
+                shared.breaker.success();
+                self.inner.counters.add(Counter::L2Set, 1);
+                true
+            }
+            Err(e) => {
+                self.l2_failed("SET", &e);
+                false
+            }
+        }
+    }
+
+    /// The handle's read of the shared tier after the in-process tier
+    /// missed: a fresh value of type `V`, kept in process when `route`
+    /// says so. Kept through the key's flight, as a leader's find is, so
+    /// that an invalidation meanwhile keeps it out of the in-process tier;
+    /// while a load of the key runs, the value is only read.
+    pub(super) async fn l2_get<V: Clone + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        site: &Site,
+        codec: ValueCodec,
+        route: Route,
+    ) -> Option<V> {
+        let policy = Policy::ttl(self.inner.config.default_ttl);
+        let leader = match self.inner.flights.join(key) {
+            crate::flight::Join::Leader(leader) => Some(leader),
+            crate::flight::Join::Waiter(_) => None,
+        };
+        let Found::Value(value, deadlines, len) =
+            self.l2_lookup::<V>(key, site, codec, &policy, false).await
+        else {
+            // A leader dropped unfinished: waiters look again.
+            return None;
+        };
+        match leader {
+            Some(leader) => {
+                self.settle_l2_hit(leader, key, site, &policy, route, value, deadlines, len)
+            }
+            None => value.downcast_ref::<V>().cloned(),
+        }
+    }
+
+    /// Whether the shared tier holds a fresh value under `key`, of any
+    /// type; `false` when it cannot say (Redis failing, the breaker open).
+    pub(super) async fn l2_exists(&self, key: &str) -> bool {
+        let Some((shared, store)) = self.guarded_store() else {
+            return false;
+        };
+        match store.read_checked(key).await {
+            Ok(Read::Value { bytes, start, .. }) => {
+                shared.breaker.success();
+                shared
+                    .envelope
+                    .header(&bytes[start..])
+                    .is_ok_and(|header| header.deadlines.is_fresh(unix_ms()))
+            }
+            Ok(Read::Absent { .. }) => {
+                shared.breaker.success();
+                false
+            }
+            Err(e) => {
+                self.l2_failed("GET", &e);
                 false
             }
         }
@@ -523,41 +654,34 @@ impl Cache {
     }
 
     /// Invalidates `pattern` in the shared tier from a plain `fn`, and
-    /// waits for it. On a multi-threaded runtime's thread, in place (the
-    /// runtime moves its other tasks away meanwhile). Anywhere else (outside
-    /// a runtime, on a current-thread runtime, whose only thread this call
-    /// already holds) on a thread of its own with a runtime and a
-    /// connection of its own: the cache's connection belongs to the runtime
-    /// it was made in, which may be the one this thread is blocking.
-    pub(super) fn l2_invalidate_blocking(&self, pattern: &Pattern) {
-        use tokio::runtime::{Handle, RuntimeFlavor};
+    /// waits for it (see [`Shared::block_on`]). Queued when no runtime can
+    /// run it.
+    pub(super) fn l2_invalidate_blocking(&self, pattern: &Pattern) -> SharedInvalidation {
         let Some(shared) = self.inner.shared.as_deref() else {
-            return;
+            return SharedInvalidation::NotConfigured;
         };
-        if let Ok(runtime) = Handle::try_current() {
-            if runtime.runtime_flavor() == RuntimeFlavor::MultiThread {
-                tokio::task::block_in_place(|| runtime.block_on(self.l2_invalidate(pattern)));
-                return;
+        match self.block_on_shared(self.l2_invalidate(pattern)) {
+            Some(done) => done,
+            None => {
+                self.defer(shared, &Pending::Pattern(pattern.clone()), true);
+                SharedInvalidation::Queued("no tokio runtime could be made for redis".into())
             }
         }
-        let done = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .ok()?;
-                    runtime.block_on(async {
-                        let store = shared.one_off()?;
-                        let item = Pending::Pattern(pattern.clone());
-                        Some(self.l2_invalidate_in(&store, item).await)
-                    })
-                })
-                .join()
-        });
-        if !matches!(done, Ok(Some(_))) {
+    }
+
+    /// Runs `future` on the shared tier from a plain `fn` (see
+    /// [`Shared::block_on`]); `None` without a shared tier, or when no
+    /// runtime could be made (counted as an error of the shared tier).
+    pub(super) fn block_on_shared<F>(&self, future: F) -> Option<F::Output>
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        let done = self.inner.shared.as_deref()?.block_on(future);
+        if done.is_none() {
             self.inner.counters.add(Counter::L2Error, 1);
         }
+        done
     }
 
     /// Counts a failed call, tells the hooks, and tells the breaker.

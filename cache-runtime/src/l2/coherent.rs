@@ -139,6 +139,23 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
+/// KEYS: gen, its birth, the key, the longest value's lifetime, the key's
+/// tombstone; ARGV: the value (its envelope), its lifetime (ms), the
+/// tombstone's lifetime (ms), the channel to announce on ('' for none) and
+/// the announcement. Stores the value under a new generation, so that no
+/// tag older than the write hides it, and leaves a tombstone of that
+/// generation, so that no fill of an older read overwrites it: a write of
+/// the value itself (`Cache::set`), newer than every load running.
+const SET: &str = "
+local g = bump()
+redis.call('SET', KEYS[5], g, 'PX', ARGV[3])
+local longest = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+if tonumber(ARGV[2]) > longest then redis.call('SET', KEYS[4], ARGV[2]) end
+redis.call('SET', KEYS[3], struct.pack('>I8', tonumber(g)) .. ARGV[1], 'PX', ARGV[2])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+";
+
 /// KEYS: a lock; ARGV: a holder's token, the lock's lifetime (ms). Takes
 /// the lock if it is free (returns nil), else returns who holds it (or
 /// [`VACATED`]).
@@ -187,6 +204,7 @@ pub(crate) struct Scripts {
     invalidate_keys: Script,
     mark: Script,
     fill: Script,
+    set: Script,
     lock: Script,
     unlock: Script,
 }
@@ -197,6 +215,7 @@ impl Scripts {
             invalidate_keys: Script::new(&format!("{SEED}{INVALIDATE_KEYS}")),
             mark: Script::new(&format!("{SEED}{MARK}")),
             fill: Script::new(FILL),
+            set: Script::new(&format!("{SEED}{SET}")),
             lock: Script::new(LOCK),
             unlock: Script::new(UNLOCK),
         }
@@ -573,6 +592,38 @@ impl RedisL2 {
         call.arg(generation).arg(value).arg(millis(ttl));
         let stored: u8 = self.invoke("FILL", &call).await?;
         Ok(stored == 1)
+    }
+
+    /// Stores `envelope` under `key` as a write of the value itself: under
+    /// a new generation, so that loads that read before it do not
+    /// overwrite it, and announced, so that the other instances drop their
+    /// in-process copy of the key.
+    pub(crate) async fn set_checked(
+        &self,
+        key: &str,
+        envelope: &[u8],
+        ttl: Duration,
+    ) -> Result<(), L2Error> {
+        let ttl = ttl.min(self.coherence.max_ttl);
+        let base = self.base(key);
+        let mut call = self.scripts.set.key(name(base, GENERATION, ""));
+        call.key(name(base, BIRTH, ""))
+            .key(self.redis_key(key))
+            .key(name(base, LONGEST, ""))
+            .key(name(base, TOMBSTONE, key))
+            .arg(envelope)
+            .arg(millis(ttl))
+            .arg(millis(TOMBSTONE_LIFETIME));
+        match &self.bus {
+            Some((channel, _)) => {
+                call.arg(&**channel)
+                    .arg(self.announcement(&Pattern::escape(key)));
+            }
+            None => {
+                call.arg("").arg("");
+            }
+        }
+        self.invoke::<u8>("SET", &call).await.map(drop)
     }
 
     /// Invalidates `pattern` for every process sharing this store; says
