@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use cache_grammar::{parse_duration, parse_percent, SEPARATOR, WILDCARD};
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{Ident, LitBool, LitStr, Member, Path, Token};
@@ -14,7 +15,6 @@ use syn::{Ident, LitBool, LitStr, Member, Path, Token};
 use crate::ast::{Function, ReceiverKind, ReturnKind};
 use crate::attr::{CachedArgs, InvalidatesArgs};
 use crate::ctxt::Ctxt;
-use crate::duration::{parse_duration, parse_percent};
 use crate::key::{self, Flavor, Placeholder, Segment, SegmentKind};
 use crate::suggest;
 
@@ -506,9 +506,9 @@ fn check_separators(segments: &[Segment], ctxt: &mut Ctxt) {
     for segment in segments {
         match &segment.kind {
             SegmentKind::Literal(text) => between.push_str(text),
-            SegmentKind::Wildcard => between.push('*'),
+            SegmentKind::Wildcard => between.push(WILDCARD),
             SegmentKind::Placeholder(placeholder) => {
-                if let Some(before) = previous.filter(|_| !between.contains(':')) {
+                if let Some(before) = previous.filter(|_| !between.contains(SEPARATOR)) {
                     let (a, b) = (before.written(), placeholder.written());
                     // `<a>-<b>` becomes `<a>:<b>`, `<a>pp<b>` becomes `<a>:pp<b>`.
                     let fixed = match between.find(|c: char| !c.is_alphanumeric()) {

@@ -192,7 +192,7 @@ impl Pattern {
     pub fn escape(key: &str) -> String {
         let mut out = String::with_capacity(key.len() + 2);
         for c in key.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            if cache_grammar::is_glob_meta(c) {
                 out.push('\\');
             }
             out.push(c);
