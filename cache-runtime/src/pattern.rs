@@ -327,6 +327,22 @@ mod tests {
         assert!(err.contains("ends with `\\`"), "{err}");
     }
 
+    /// `cache_grammar::is_glob_meta` names every character this parser
+    /// treats as syntax: any other one stands for itself, and each one
+    /// escaped does.
+    #[test]
+    fn the_glob_characters_of_the_grammar_are_the_parsers() {
+        for c in (0..0x80u8).map(char::from) {
+            let text = c.to_string();
+            let escaped = Pattern::parse(&Pattern::escape(&text)).unwrap();
+            assert_eq!(escaped.exact_key(), Some(text.as_str()), "{c:?}");
+            if !cache_grammar::is_glob_meta(c) {
+                let literal = Pattern::parse(&text).unwrap();
+                assert_eq!(literal.exact_key(), Some(text.as_str()), "{c:?}");
+            }
+        }
+    }
+
     #[test]
     fn exact_and_prefix() {
         let p = Pattern::parse("order:acme:42").unwrap();
