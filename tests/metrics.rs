@@ -32,6 +32,13 @@ fn plain(n: u8) -> u8 {
     n
 }
 
+/// Under the default key: the module path, the function name and every
+/// argument.
+#[cached(ttl = "1h")]
+async fn profile(id: u64, detailed: bool) -> String {
+    format!("profile {id} {detailed}")
+}
+
 /// The samples of a Prometheus text, checked as a scraper would: every
 /// sample's family has `# HELP` and `# TYPE` lines before it, and every
 /// line parses. Keys are `name{labels}` as written.
@@ -186,6 +193,51 @@ async fn label_values_are_escaped() {
         "{text}"
     );
     parse(&text);
+}
+
+/// The template a default key is labelled with has the key's shape: with
+/// a `*` for each placeholder, it is a pattern that removes the function's
+/// keys, so what the metrics show can be invalidated.
+#[tokio::test]
+async fn the_template_of_a_default_key_invalidates_its_keys() {
+    let cache = Cache::builder().build().unwrap();
+    cache
+        .scope(async {
+            profile(7, true).await;
+            profile(8, false).await;
+        })
+        .await;
+    let samples = parse(&cache.prometheus_text());
+    let template = samples
+        .keys()
+        .find_map(|series| {
+            let labels = series.strip_prefix("cache_misses_total{cache=\"default\",template=\"")?;
+            let template = labels.strip_suffix("\"}")?;
+            template.contains("::profile").then_some(template)
+        })
+        .expect("the misses of profile, under its template");
+    assert_eq!(
+        template,
+        concat!(module_path!(), "::profile#:<id>:<detailed>")
+    );
+
+    let mut pattern = String::new();
+    let mut in_placeholder = false;
+    for c in template.chars() {
+        match c {
+            '<' => in_placeholder = true,
+            '>' => {
+                in_placeholder = false;
+                pattern.push('*');
+            }
+            c if !in_placeholder => pattern.push(c),
+            _ => {}
+        }
+    }
+    assert_eq!(cache.invalidate(&pattern).await.unwrap(), 2, "{pattern}");
+    assert_eq!(cache.stats().entries, 0);
+    cache.scope(profile(7, true)).await;
+    assert_eq!(cache.stats().loads, 3, "the removed key is loaded again");
 }
 
 /// Hooks that record which cache each miss came from.

@@ -89,7 +89,7 @@ pub(crate) fn parse_cached(tokens: TokenStream, ctxt: &mut Ctxt) -> CachedArgs {
             if input.peek(LitStr) {
                 let lit: LitStr = input.parse()?;
                 // A duration is more likely a TTL than a key.
-                let option = if crate::duration::parse_duration(&lit.value()).is_ok() {
+                let option = if cache_grammar::parse_duration(&lit.value()).is_ok() {
                     "ttl"
                 } else {
                     "key"

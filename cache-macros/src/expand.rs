@@ -468,10 +468,7 @@ fn spec_statics(func: &Function, spec: &SpecPlan, rt: &TokenStream) -> TokenStre
 fn build_key(steps: &[KeyStep], rt: &TokenStream) -> TokenStream {
     let key_var = local("__cache_key");
     let pushes = steps.iter().map(|step| match step {
-        KeyStep::ModulePath(name) => {
-            // `#` ends the function's path: paths never hold one, so no
-            // argument list can make this key equal another function's.
-            let rest = format!("::{name}#");
+        KeyStep::ModulePath(rest) => {
             quote!(#key_var.push_literal(::core::concat!(::core::module_path!(), #rest));)
         }
         KeyStep::Literal(text) => quote!(#key_var.push_literal(#text);),

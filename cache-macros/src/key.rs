@@ -4,9 +4,11 @@
 //! (or `self`), `<name.field.0>` a field path from one. In `#[invalidates]`
 //! patterns, `*` is a wildcard. This module turns the literal into
 //! [`Segment`]s and reports the lexical mistakes (an unclosed `<`, a
-//! character that means something to patterns); `valid.rs` binds the
-//! placeholders to parameters.
+//! character that means something to patterns, which `cache_grammar`
+//! names for the runtime too); `valid.rs` binds the placeholders to
+//! parameters.
 
+use cache_grammar::{reserved, Reserved, WILDCARD};
 use proc_macro2::Span;
 use syn::parse::Parser;
 use syn::LitStr;
@@ -163,7 +165,7 @@ pub(crate) fn parse(lit: &LitStr, flavor: Flavor, ctxt: &mut Ctxt) -> Template {
                     format!("`>` without a matching `<` in {what} \"{text}\": placeholders are written `<name>`"),
                 );
             }
-            '*' if flavor == Flavor::Pattern => {
+            WILDCARD if flavor == Flavor::Pattern => {
                 flush(&mut literal, literal_start, at, &mut segments);
                 literal_start = at + 1;
                 segments.push(Segment {
@@ -171,15 +173,14 @@ pub(crate) fn parse(lit: &LitStr, flavor: Flavor, ctxt: &mut Ctxt) -> Template {
                     span: spans.range(at, at + 1),
                 });
             }
-            c if forbidden(c).is_some() => {
-                if !reported.contains(&c) {
+            c => {
+                if let Some(why) = reserved(c).filter(|_| !reported.contains(&c)) {
                     reported.push(c);
-                    let message = forbidden_message(c, flavor, &text);
+                    let message = reserved_message(c, why, flavor, &text);
                     ctxt.error(spans.range(at, at + c.len_utf8()), message);
                 }
                 literal.push(c);
             }
-            c => literal.push(c),
         }
     }
     flush(&mut literal, literal_start, text.len(), &mut segments);
@@ -220,38 +221,29 @@ fn is_index(text: &str) -> bool {
         && (text == "0" || !text.starts_with('0'))
 }
 
-/// The characters that key text may not contain, with what they are.
-fn forbidden(c: char) -> Option<&'static str> {
-    Some(match c {
-        '*' => "a wildcard",
-        '?' | '[' | ']' | '\\' => "pattern syntax",
-        '{' | '}' => "not placeholder syntax",
-        c if c.is_whitespace() => "whitespace",
-        c if c.is_control() => "a control character",
-        _ => return None,
-    })
-}
-
-fn forbidden_message(c: char, flavor: Flavor, text: &str) -> String {
-    let shown = if c.is_whitespace() || c.is_control() {
-        format!("{:?}", c)
-    } else {
-        format!("`{c}`")
+/// Why `c` (which `cache_grammar::reserved` classed as `reserved`) cannot
+/// appear in the template `text`.
+fn reserved_message(c: char, reserved: Reserved, flavor: Flavor, text: &str) -> String {
+    let shown = match reserved {
+        Reserved::Whitespace | Reserved::Control => format!("{:?}", c),
+        _ => format!("`{c}`"),
     };
-    match (c, flavor) {
-        ('*', _) => "`*` is a wildcard; it belongs in `#[invalidates]` patterns, not in a cached key".to_owned(),
-        ('{' | '}', _) => format!(
+    match (reserved, flavor) {
+        (Reserved::Wildcard, _) => "`*` is a wildcard; it belongs in `#[invalidates]` patterns, not in a cached key".to_owned(),
+        (Reserved::Brace, _) => format!(
             "{shown} cannot appear in \"{text}\": placeholders are written `<name>`, not `{{name}}`"
         ),
-        ('?' | '[' | ']' | '\\', Flavor::Key) => format!(
+        (Reserved::GlobSyntax, Flavor::Key) => format!(
             "{shown} cannot appear in a key: it is pattern syntax, so `#[invalidates]` patterns could not name this key; use `:` or `-` to structure the key"
         ),
-        ('?' | '[' | ']' | '\\', Flavor::Pattern) => format!(
+        (Reserved::GlobSyntax, Flavor::Pattern) => format!(
             "{shown} cannot appear in a pattern: the only wildcard is `*`, which matches any text"
         ),
-        _ => format!(
-            "{} ({shown}) cannot appear in \"{text}\": keys are single tokens; use `:` or `-` instead",
-            forbidden(c).unwrap_or("this character")
+        (Reserved::Whitespace, _) => format!(
+            "whitespace ({shown}) cannot appear in \"{text}\": keys are single tokens; use `:` or `-` instead"
+        ),
+        (Reserved::Control, _) => format!(
+            "a control character ({shown}) cannot appear in \"{text}\": keys are single tokens; use `:` or `-` instead"
         ),
     }
 }

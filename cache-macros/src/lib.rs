@@ -13,12 +13,6 @@ mod ast;
 mod attr;
 mod ctxt;
 mod derive;
-// The runtime's own parser, so that both crates read `"2m"` the same way.
-// Formatting it is the runtime's business.
-#[allow(dead_code)]
-#[path = "../../cache-runtime/src/duration.rs"]
-#[rustfmt::skip]
-mod duration;
 mod expand;
 mod fallback;
 mod key;

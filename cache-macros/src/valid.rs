@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use cache_grammar::{parse_duration, parse_percent, SEPARATOR, WILDCARD};
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{Ident, LitBool, LitStr, Member, Path, Token};
@@ -14,7 +15,6 @@ use syn::{Ident, LitBool, LitStr, Member, Path, Token};
 use crate::ast::{Function, ReceiverKind, ReturnKind};
 use crate::attr::{CachedArgs, InvalidatesArgs};
 use crate::ctxt::Ctxt;
-use crate::duration::{parse_duration, parse_percent};
 use crate::key::{self, Flavor, Placeholder, Segment, SegmentKind};
 use crate::suggest;
 
@@ -45,7 +45,7 @@ pub(crate) enum TemplateName {
     /// `key = ".."`, as written.
     Written(LitStr),
     /// The default key: the module path followed by this text
-    /// (`::get_order:<tenant>:<id>`).
+    /// (`::get_order#:<tenant>:<id>`).
     Default(String),
 }
 
@@ -58,7 +58,8 @@ pub(crate) enum Tier {
 
 /// One step of building a key or a pattern.
 pub(crate) enum KeyStep {
-    /// `module_path!()`, `::` and the function name: the default key's start.
+    /// `module_path!()` followed by this text (`::get_order#`): the default
+    /// key's start.
     ModulePath(String),
     /// Checked template text.
     Literal(String),
@@ -488,9 +489,9 @@ fn check_separators(segments: &[Segment], ctxt: &mut Ctxt) {
     for segment in segments {
         match &segment.kind {
             SegmentKind::Literal(text) => between.push_str(text),
-            SegmentKind::Wildcard => between.push('*'),
+            SegmentKind::Wildcard => between.push(WILDCARD),
             SegmentKind::Placeholder(placeholder) => {
-                if let Some(before) = previous.filter(|_| !between.contains(':')) {
+                if let Some(before) = previous.filter(|_| !between.contains(SEPARATOR)) {
                     let (a, b) = (before.written(), placeholder.written());
                     // `<a>-<b>` becomes `<a>:<b>`, `<a>pp<b>` becomes `<a>:pp<b>`.
                     let fixed = match between.find(|c: char| !c.is_alphanumeric()) {
@@ -517,7 +518,8 @@ fn check_separators(segments: &[Segment], ctxt: &mut Ctxt) {
 }
 
 /// The key of a `#[cached]` without `key = ".."`: the module path and the
-/// function name, ended by `#`, then every argument, each after a `:`.
+/// function name, ended by `#`, then every argument, each after a `:`; and
+/// its template, the same text with a placeholder for each argument.
 fn default_key(func: &Function, ctxt: &mut Ctxt) -> (Vec<KeyStep>, TemplateName) {
     let name = func.sig.ident.to_string();
     let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
@@ -535,8 +537,12 @@ fn default_key(func: &Function, ctxt: &mut Ctxt) -> (Vec<KeyStep>, TemplateName)
             ),
         );
     }
-    let mut steps = vec![KeyStep::ModulePath(name.clone())];
-    let mut template = format!("::{name}");
+    // `#` ends the function's path: paths never hold one, so no argument
+    // list can make this key equal another function's. The template shown
+    // in metrics is the key's shape, `#` included.
+    let head = format!("::{name}#");
+    let mut steps = vec![KeyStep::ModulePath(head.clone())];
+    let mut template = head;
     // What a generic function returns may depend on its type parameters
     // alone (`size_of::<T>()`): each instantiation keys apart.
     for ty in func.sig.generics.type_params() {

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use cache_grammar::{is_glob_meta, parse_duration, parse_size, SEPARATOR};
+
 use crate::codec::Codec;
-use crate::duration::parse_duration;
 
 /// Where values live.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -540,7 +541,7 @@ pub(crate) fn namespace_problem(prefix: &str) -> Option<String> {
     }
     prefix
         .chars()
-        .find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\' | ':') || !c.is_ascii_graphic())
+        .find(|&c| is_glob_meta(c) || c == SEPARATOR || !c.is_ascii_graphic())
         .map(|c| {
             format!(
                 "namespace `{shown}` contains `{}`: use ASCII letters, digits and punctuation other than * ? [ ] \\ :",
@@ -599,36 +600,7 @@ fn parse_count(var: &str, value: &str) -> Result<u64, ConfigError> {
 }
 
 fn parse_bytes(var: &str, value: &str) -> Result<u64, ConfigError> {
-    let text = value.trim();
-    let upper = text.to_ascii_uppercase();
-    let (digits, factor) = [
-        ("GIB", 1u64 << 30),
-        ("MIB", 1 << 20),
-        ("KIB", 1 << 10),
-        ("GB", 1 << 30),
-        ("MB", 1 << 20),
-        ("KB", 1 << 10),
-        ("B", 1),
-    ]
-    .iter()
-    .find_map(|(suffix, f)| {
-        upper
-            .strip_suffix(suffix)
-            .map(|d| (d.trim().to_owned(), *f))
-    })
-    .unwrap_or((upper.clone(), 1));
-    match digits.parse::<u64>().ok().map(|n| n.checked_mul(factor)) {
-        Some(Some(0)) => Err(ConfigError::new(
-            var,
-            format!("`{value}`: the size must be above 0, e.g. 64MiB"),
-        )),
-        Some(Some(n)) => Ok(n),
-        Some(None) => Err(ConfigError::new(var, format!("`{value}` is too large"))),
-        None => Err(ConfigError::new(
-            var,
-            format!("`{value}` is not a size: write bytes, e.g. 67108864, 64MiB (or 64MB, the same) or 512KiB"),
-        )),
-    }
+    parse_size(value).map_err(|e| ConfigError::new(var, e))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! A key is the template's literal text with every placeholder replaced by
 //! the escaped text of its argument. Escaping is percent-encoding of the
 //! characters that mean something to a key or a pattern (`%`, `:`, `,`, `*`,
-//! `?`, `[`, `]`, `\`, `{`, `}`, space and control characters), so:
+//! `?`, `[`, `]`, `\`, `{`, `}`, space and control characters; the set is
+//! `cache_grammar::is_escaped`, built on the characters the macros reject in
+//! a template's text), so:
 //!
 //! - an argument can never forge a separator: `("a:b", 1)` and `("a", ..)`
 //!   never share a key;
@@ -14,6 +16,8 @@
 //!   arguments to different keys.
 
 use std::fmt;
+
+use cache_grammar::is_escaped;
 
 /// Bytes a key may take before [`KeyBuf`] spills to the heap.
 const INLINE_KEY: usize = 96;
@@ -86,30 +90,7 @@ impl Bytes {
     }
 }
 
-/// `true` for each ASCII byte that [`KeyWriter`] percent-encodes.
-const ESCAPED: [bool; 128] = {
-    let mut table = [false; 128];
-    let mut c = 0;
-    while c < 0x20 {
-        table[c] = true;
-        c += 1;
-    }
-    table[0x7f] = true;
-    let specials = b"%:,*?[]\\{} ";
-    let mut i = 0;
-    while i < specials.len() {
-        table[specials[i] as usize] = true;
-        i += 1;
-    }
-    table
-};
-
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
-/// Whether `byte` is one that key parts never contain unescaped.
-pub(crate) fn is_reserved(byte: u8) -> bool {
-    byte < 0x80 && ESCAPED[byte as usize]
-}
 
 /// Where a [`KeyPart`] writes its text. Everything written through it is
 /// escaped, so no implementation can produce a separator or a wildcard.
@@ -136,12 +117,12 @@ impl KeyWriter<'_> {
     #[inline]
     pub fn write_str(&mut self, s: &str) {
         let bytes = s.as_bytes();
-        if !bytes.iter().any(|&b| is_reserved(b)) {
+        if !bytes.iter().any(|&b| is_escaped(b)) {
             self.buf.extend_from_slice(bytes);
             return;
         }
         for &b in bytes {
-            if is_reserved(b) {
+            if is_escaped(b) {
                 self.buf.extend_from_slice(&[
                     b'%',
                     HEX[(b >> 4) as usize],
@@ -177,7 +158,7 @@ impl KeyWriter<'_> {
     /// Bytes that need no escaping (digits, `-`, `true`).
     #[inline]
     fn write_plain(&mut self, s: &str) {
-        debug_assert!(!s.bytes().any(is_reserved));
+        debug_assert!(!s.bytes().any(is_escaped));
         self.buf.extend_from_slice(s.as_bytes());
     }
 }
@@ -385,7 +366,7 @@ impl KeyBuf {
     /// Appends the `*` wildcard (for invalidation patterns).
     #[inline]
     pub fn push_wildcard(&mut self) {
-        self.buf.push(b'*');
+        self.buf.push(cache_grammar::WILDCARD as u8);
     }
 
     /// The key text.

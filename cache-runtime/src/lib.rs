@@ -1,4 +1,4 @@
-#![doc = include_str!("../../README.md")]
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 #[cfg(feature = "axum")]
@@ -11,8 +11,6 @@ mod codec;
 #[cfg(feature = "http")]
 pub mod conditional;
 mod config;
-#[allow(dead_code)] // `parse_percent` serves the macros, which compile this file too.
-mod duration;
 mod entry;
 #[cfg(feature = "redis")]
 mod envelope;

@@ -192,7 +192,7 @@ impl Pattern {
     pub fn escape(key: &str) -> String {
         let mut out = String::with_capacity(key.len() + 2);
         for c in key.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            if cache_grammar::is_glob_meta(c) {
                 out.push('\\');
             }
             out.push(c);
@@ -325,6 +325,22 @@ mod tests {
         assert!(Pattern::parse("a\\").is_err());
         let err = Pattern::parse("x\\").unwrap_err().to_string();
         assert!(err.contains("ends with `\\`"), "{err}");
+    }
+
+    /// `cache_grammar::is_glob_meta` names every character this parser
+    /// treats as syntax: any other one stands for itself, and each one
+    /// escaped does.
+    #[test]
+    fn the_glob_characters_of_the_grammar_are_the_parsers() {
+        for c in (0..0x80u8).map(char::from) {
+            let text = c.to_string();
+            let escaped = Pattern::parse(&Pattern::escape(&text)).unwrap();
+            assert_eq!(escaped.exact_key(), Some(text.as_str()), "{c:?}");
+            if !cache_grammar::is_glob_meta(c) {
+                let literal = Pattern::parse(&text).unwrap();
+                assert_eq!(literal.exact_key(), Some(text.as_str()), "{c:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,5 @@
 //! The duration and percentage literals of the attributes and the
 //! environment: `"2m"`, `"1h30m"`, `"500ms"`, `"10%"`.
-//!
-//! This file is also compiled into `cache-macros`, so that the compile-time
-//! check and the runtime read these literals the same way.
 
 use std::time::Duration;
 
@@ -10,6 +7,18 @@ use std::time::Duration;
 /// runs of digits, each followed by a unit (`ms`, `s`, `m`, `h`, `d`).
 ///
 /// The error is a sentence that names what to write instead.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_grammar::parse_duration;
+///
+/// assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(
+///     parse_duration("2 minutes").unwrap_err(),
+///     "unknown unit `minutes` in duration `2 minutes`: write `m`, as in \"2m\"",
+/// );
+/// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let hint =
         "write a number followed by a unit (ms, s, m, h, d), e.g. \"30s\", \"2m\" or \"1h30m\"";
@@ -86,6 +95,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a percentage such as `"10%"`, from 0 to 100.
+///
+/// ```
+/// use cache_grammar::parse_percent;
+///
+/// assert_eq!(parse_percent("10%"), Ok(10));
+/// assert_eq!(
+///     parse_percent("10").unwrap_err(),
+///     "`10` is not a percentage: write a whole percentage from 0% to 100%, e.g. \"10%\"",
+/// );
+/// ```
 pub fn parse_percent(text: &str) -> Result<u8, String> {
     let hint = "write a whole percentage from 0% to 100%, e.g. \"10%\"";
     let Some(number) = text.trim().strip_suffix('%') else {
