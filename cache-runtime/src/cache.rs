@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 
 use crate::clock::{self, Clock, ManualClock, Ticks};
 use crate::config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
-use crate::entry::{AnyValue, Entry, Weigher};
+use crate::entry::{AnyValue, Entry, Life, Weigher};
 use crate::flight::{Flight, Flights, Held, Join, Joined, Leader};
 use crate::health::{Health, HealthStatus};
 use crate::hooks::{Event, Hooks, Tier};
@@ -22,21 +22,15 @@ use crate::scope;
 use crate::site::{Site, Sites};
 use crate::stats::{Counter, Counters, Stats};
 
-#[cfg(feature = "redis")]
-mod backplane;
 mod builder;
 mod engine;
 mod local;
 #[cfg(feature = "redis")]
-mod recovery;
-#[cfg(feature = "redis")]
 mod shared_tier;
 #[cfg(feature = "redis")]
-use crate::shared::{Shared, ValueCodec};
+use crate::shared::{SharedTier, ValueCodec};
 
 pub use builder::CacheBuilder;
-#[cfg(feature = "redis")]
-use engine::Life;
 pub(crate) use engine::{Lookup, Policy, Route};
 pub use local::{Local, Shareable};
 
@@ -109,11 +103,21 @@ struct Inner {
     children: RwLock<HashMap<Box<str>, Cache>>,
     /// The shared tier (Redis), shared with the named caches.
     #[cfg(feature = "redis")]
-    shared: Option<Arc<Shared>>,
-    /// With a shared tier: whether the in-process tier may serve (see
-    /// `backplane`).
-    #[cfg(feature = "redis")]
-    in_sync: Option<Arc<std::sync::atomic::AtomicBool>>,
+    shared: Option<Arc<SharedTier>>,
+    /// The root of the named caches (itself for the root): the cache whose
+    /// in-process tier an invalidation through the shared tier reaches on
+    /// every instance.
+    root: std::sync::Weak<Inner>,
+}
+
+impl Inner {
+    fn emit(&self, event: Event<'_>) {
+        #[cfg(feature = "tracing")]
+        crate::trace::event(&self.name, &event);
+        if let Some(hooks) = &self.hooks {
+            hooks.on_cache_event(&self.name, &event);
+        }
+    }
 }
 
 impl Cache {
@@ -189,6 +193,7 @@ impl Cache {
                 builder.hooks = self.inner.hooks.clone();
                 builder.name = name.into();
                 builder.clock = self.inner.clock.clone();
+                builder.root = Some(self.inner.root.clone());
                 #[cfg(feature = "redis")]
                 {
                     builder.shared = self.inner.shared.clone();
@@ -458,8 +463,8 @@ impl Cache {
             }
         }
         #[cfg(feature = "redis")]
-        if self.has_l2() {
-            return self.l2_exists(key).await;
+        if let Some(shared) = &self.inner.shared {
+            return shared.exists(&*self.inner, key).await;
         }
         false
     }
@@ -519,11 +524,11 @@ impl Cache {
     /// shared tier had the invalidation.
     pub(crate) async fn invalidate_everywhere(&self, pattern: &Pattern) -> Invalidation {
         #[cfg(feature = "redis")]
-        if self.has_l2() {
+        if let Some(shared) = &self.inner.shared {
             let scope = self.local_scope();
             let local = scope.invalidate_now(pattern);
-            let shared = self.l2_invalidate(pattern).await;
-            return Invalidation::new(local + scope.invalidate_now(pattern), shared);
+            let done = shared.invalidate(&*self.inner, pattern).await;
+            return Invalidation::new(local + scope.invalidate_now(pattern), done);
         }
         Invalidation::new(
             self.invalidate_now(pattern),
@@ -534,11 +539,11 @@ impl Cache {
     /// As [`Cache::invalidate_everywhere`], from a plain `fn`.
     pub(crate) fn invalidate_everywhere_blocking(&self, pattern: &Pattern) -> Invalidation {
         #[cfg(feature = "redis")]
-        if self.has_l2() {
+        if let Some(shared) = &self.inner.shared {
             let scope = self.local_scope();
             let local = scope.invalidate_now(pattern);
-            let shared = self.l2_invalidate_blocking(pattern);
-            return Invalidation::new(local + scope.invalidate_now(pattern), shared);
+            let done = shared.invalidate_blocking(&*self.inner, pattern);
+            return Invalidation::new(local + scope.invalidate_now(pattern), done);
         }
         Invalidation::new(
             self.invalidate_now(pattern),
@@ -560,19 +565,19 @@ impl Cache {
     /// ```
     pub async fn clear(&self) {
         #[cfg(feature = "redis")]
-        if self.has_l2() {
+        if let Some(shared) = &self.inner.shared {
             // The shared tier's namespace is the root's and every named
             // cache's: so is what this process empties.
             let scope = self.local_scope();
             scope.clear_local();
-            self.l2_clear().await;
+            shared.clear(&*self.inner).await;
             scope.clear_local();
             return;
         }
         self.clear_local();
     }
 
-    fn clear_local(&self) {
+    pub(crate) fn clear_local(&self) {
         // Running loads first, as for any invalidation: a load that finished
         // between the two steps would otherwise store into the emptied tier.
         self.inner
@@ -596,9 +601,34 @@ impl Cache {
     #[inline]
     pub fn in_sync(&self) -> bool {
         #[cfg(feature = "redis")]
-        if let Some(in_sync) = &self.inner.in_sync {
-            return in_sync.load(std::sync::atomic::Ordering::Acquire);
+        if let Some(shared) = &self.inner.shared {
+            return shared.in_sync();
         }
+        true
+    }
+
+    /// Waits until this cache's in-process tier is in step with the other
+    /// instances (subscribed to the backplane), for at most `timeout`;
+    /// returns whether it is. Until then a `hybrid` cache serves nothing
+    /// from its in-process tier. Always `true` for a `memory` cache.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use cache_runtime::{Backend, Cache};
+    /// let cache = Cache::builder()
+    ///     .backend(Backend::Hybrid)
+    ///     .redis_url("redis://127.0.0.1:6379/0")
+    ///     .build()?;
+    /// let ready = cache.wait_in_sync(Duration::from_secs(5)).await; // a readiness probe
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_in_sync(&self, timeout: Duration) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            return shared.wait_in_sync(timeout).await;
+        }
+        let _ = timeout;
         true
     }
 
@@ -607,18 +637,10 @@ impl Cache {
     /// Invalidating here from it too keeps this process like the others.
     #[cfg(feature = "redis")]
     fn local_scope(&self) -> Cache {
-        self.inner
-            .shared
-            .as_deref()
-            .and_then(|shared| Cache::from_root(shared.root.get()?))
-            .unwrap_or_else(|| self.clone())
-    }
-
-    /// The root cache of a shared tier, while it lives.
-    #[cfg(feature = "redis")]
-    fn from_root(root: &std::sync::Weak<dyn Any + Send + Sync>) -> Option<Cache> {
-        let inner = root.upgrade()?.downcast::<Inner>().ok()?;
-        Some(Cache { inner })
+        match self.inner.root.upgrade() {
+            Some(inner) => Cache { inner },
+            None => self.clone(),
+        }
     }
 
     /// A snapshot of the counters.
@@ -660,20 +682,11 @@ impl Cache {
         }
     }
 
-    /// The shared tier's part of [`Cache::stats`]: the breaker and the
-    /// queue of invalidations, common to a cache and its named caches.
+    /// The shared tier's part of [`Cache::stats`].
     fn shared_stats(&self) -> Stats {
         #[cfg(feature = "redis")]
-        if let Some(shared) = self.inner.shared.as_deref() {
-            let pending = shared.pending.lock();
-            return Stats {
-                breaker: shared.breaker.state(),
-                breaker_opens: shared.breaker.opened(),
-                invalidations_queued: pending.queued,
-                invalidations_pending: pending.len() as u64,
-                invalidation_queue_overflows: pending.overflows,
-                ..Stats::default()
-            };
+        if let Some(shared) = &self.inner.shared {
+            return shared.stats();
         }
         Stats::default()
     }
@@ -706,7 +719,9 @@ impl Cache {
             local_only: self.local_only_templates(),
         };
         #[cfg(feature = "redis")]
-        self.shared_health(&mut health).await;
+        if let Some(shared) = &self.inner.shared {
+            shared.health(&*self.inner, &mut health).await;
+        }
         health
     }
 
@@ -804,11 +819,7 @@ impl Cache {
     }
 
     fn emit(&self, event: Event<'_>) {
-        #[cfg(feature = "tracing")]
-        crate::trace::event(&self.inner.name, &event);
-        if let Some(hooks) = &self.inner.hooks {
-            hooks.on_cache_event(&self.inner.name, &event);
-        }
+        self.inner.emit(event);
     }
 }
 

@@ -9,6 +9,16 @@ use crate::clock::Ticks;
 /// pass around.
 pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
 
+/// How long a value stored now lives: fresh for `ttl` (jitter applied),
+/// then usable as stale for `stale`, and kept for `keep` after `ttl` (at
+/// least `stale`; longer with `fail_safe`) to answer when the origin fails.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Life {
+    pub(crate) ttl: std::time::Duration,
+    pub(crate) stale: std::time::Duration,
+    pub(crate) keep: std::time::Duration,
+}
+
 /// A type-erased value with its deadlines. Cloning it is one reference
 /// count increment.
 #[derive(Clone)]

@@ -28,7 +28,9 @@ pub struct CacheBuilder {
     redis: Option<crate::l2::redis::RedisL2Builder>,
     /// The parent's shared tier, for a named cache.
     #[cfg(feature = "redis")]
-    pub(super) shared: Option<Arc<Shared>>,
+    pub(super) shared: Option<Arc<SharedTier>>,
+    /// The root of the named caches, for a named cache.
+    pub(super) root: Option<std::sync::Weak<Inner>>,
 }
 
 impl CacheBuilder {
@@ -54,6 +56,7 @@ impl CacheBuilder {
             redis: None,
             #[cfg(feature = "redis")]
             shared: None,
+            root: None,
         }
     }
 
@@ -386,10 +389,10 @@ impl CacheBuilder {
         #[cfg(feature = "redis")]
         {
             let mut this = self;
-            let shared = Arc::new(this.shared_tier()?);
+            let shared = this.shared_tier()?;
             this.shared = Some(Arc::clone(&shared));
             let cache = this.build_local();
-            let root: std::sync::Weak<dyn Any + Send + Sync> = Arc::downgrade(&cache.inner) as _;
+            let root: std::sync::Weak<dyn crate::shared::Root> = Arc::downgrade(&cache.inner) as _;
             let _ = shared.root.set(root);
             Ok(cache)
         }
@@ -401,7 +404,7 @@ impl CacheBuilder {
     }
 
     #[cfg(feature = "redis")]
-    fn shared_tier(&mut self) -> Result<Shared, ConfigError> {
+    fn shared_tier(&mut self) -> Result<Arc<SharedTier>, ConfigError> {
         let config = &self.config;
         let url = config.redis_url.clone().unwrap_or_default();
         let store = self.redis.take().unwrap_or_else(|| {
@@ -423,7 +426,7 @@ impl CacheBuilder {
             lock_all: config.lock,
             lock_ttl: config.lock_ttl,
         };
-        Ok(Shared::new(
+        Ok(SharedTier::new(
             store,
             envelope,
             config.backend == Backend::Hybrid,
@@ -441,8 +444,10 @@ impl CacheBuilder {
             Engine::Moka => L1::Moka(MokaL1::new(config.l1_max_bytes, self.clock.clone())),
         };
         let min_weight = config.l1_max_bytes.div_ceil(config.l1_max_entries.max(1));
+        let root = self.root;
         Cache {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                root: root.unwrap_or_else(|| me.clone()),
                 name: self.name,
                 sites: Sites::new(),
                 min_weight: u32::try_from(min_weight).unwrap_or(u32::MAX),
@@ -453,12 +458,6 @@ impl CacheBuilder {
                 clock: self.clock,
                 hooks: self.hooks,
                 children: RwLock::new(HashMap::new()),
-                #[cfg(feature = "redis")]
-                in_sync: self
-                    .shared
-                    .as_ref()
-                    .filter(|s| s.subscribe)
-                    .map(|s| Arc::clone(&s.in_sync)),
                 #[cfg(feature = "redis")]
                 shared: self.shared,
             }),

@@ -22,16 +22,6 @@ impl Route {
     };
 }
 
-/// How long a value stored now lives: fresh for `ttl` (jitter applied),
-/// then usable as stale for `stale`, and kept for `keep` after `ttl` (at
-/// least `stale`; longer with `fail_safe`) to answer when the origin fails.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Life {
-    pub(super) ttl: Duration,
-    pub(super) stale: Duration,
-    pub(super) keep: Duration,
-}
-
 /// What the leader's load settled to, and what it may write to the shared
 /// tier: the value to store, if any (see `settle`). The
 /// flight stays registered (done) until this drops, so that callers arriving
@@ -102,9 +92,9 @@ pub(super) struct SharedMiss {
     #[cfg(feature = "redis")]
     kept: Option<AnyValue>,
     #[cfg(feature = "redis")]
-    lock: Option<shared_tier::LockGuard>,
+    lock: Option<crate::shared::LockGuard>,
     #[cfg(feature = "redis")]
-    ticket: Option<(shared_tier::Ticket, ValueCodec)>,
+    ticket: Option<(crate::shared::Ticket, ValueCodec)>,
 }
 
 impl SharedMiss {
@@ -321,8 +311,8 @@ impl Cache {
                         // the await.)
                         let lead = Box::pin(self.l2_lead::<O::Value>(key, site, codec, policy));
                         match lead.await {
-                            (shared_tier::Found::Value(value, deadlines, len), _) => {
-                                // `l2_lookup` checked the type.
+                            (crate::shared::Found::Value(value, deadlines, len), _) => {
+                                // the lookup checked the type.
                                 if let Some(value) = self.settle_l2_hit(
                                     leader, key, site, policy, route, value, deadlines, len,
                                 ) {
@@ -330,7 +320,7 @@ impl Cache {
                                 }
                                 continue;
                             }
-                            (shared_tier::Found::Miss(ticket, kept), lock) => {
+                            (crate::shared::Found::Miss(ticket, kept), lock) => {
                                 miss = SharedMiss {
                                     kept,
                                     lock,
@@ -441,7 +431,7 @@ impl Cache {
 
     /// The miss path of a blocking load (plain `fn`s): as
     /// [`load`](Self::load), with the shared tier reached through
-    /// [`Shared::block_on`](crate::shared::Shared::block_on) and the origin
+    /// [`SharedTier::block_on`](crate::shared::SharedTier::block_on) and the origin
     /// called on the caller's thread.
     #[allow(clippy::too_many_arguments)] // the load's key, labels and policy
     pub(crate) fn load_blocking<O, F>(
@@ -474,7 +464,7 @@ impl Cache {
                     if let Some(codec) = route.l2 {
                         let lead = self.l2_lead::<O::Value>(key, site, codec, policy);
                         match self.block_on_shared(lead) {
-                            Some((shared_tier::Found::Value(value, deadlines, len), _)) => {
+                            Some((crate::shared::Found::Value(value, deadlines, len), _)) => {
                                 if let Some(value) = self.settle_l2_hit(
                                     leader, key, site, policy, route, value, deadlines, len,
                                 ) {
@@ -482,7 +472,7 @@ impl Cache {
                                 }
                                 continue;
                             }
-                            Some((shared_tier::Found::Miss(ticket, kept), lock)) => {
+                            Some((crate::shared::Found::Miss(ticket, kept), lock)) => {
                                 miss = SharedMiss {
                                     kept,
                                     lock,

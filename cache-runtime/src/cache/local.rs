@@ -222,7 +222,9 @@ impl Cache {
         }
         #[cfg(feature = "redis")]
         if let Some(codec) = route.l2 {
-            self.l2_set(key, &*value, codec, life).await;
+            if let Some(shared) = &self.inner.shared {
+                shared.set(&*self.inner, key, &*value, codec, life).await;
+            }
         }
     }
 

@@ -13,29 +13,27 @@
 //! them): queued, they would return at once, and a caller invalidating in
 //! a loop would keep the queue from ever emptying. Reads still skip Redis.
 
-use std::any::Any;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
-use super::shared_tier::send;
-use super::Cache;
+use super::write::send;
+use super::{Report, SharedTier};
 use crate::breaker::{BreakerState, Transition};
 use crate::hooks::Event;
 use crate::pending::Pending;
-use crate::shared::Shared;
 
-impl Cache {
+impl SharedTier {
     /// Queues `item` for the probe to replay, unless the breaker takes
     /// invalidations (closed or half-open) and the invalidation has not
     /// `failed` (then the caller sends it now
     /// and this returns `false`). A failed invalidation opens the breaker.
-    pub(super) fn defer(&self, shared: &Shared, item: &Pending, failed: bool) -> bool {
-        let mut pending = shared.pending.lock();
-        if !failed && shared.breaker.takes_invalidations() {
+    pub(super) fn defer(&self, item: &Pending, failed: bool) -> bool {
+        let mut pending = self.pending.lock();
+        if !failed && self.breaker.takes_invalidations() {
             return false;
         }
         pending.push(item.clone());
-        let opened = shared.breaker.trip();
+        let opened = self.breaker.trip();
         drop(pending);
         if let Some(opened) = opened {
             self.breaker_changed(opened);
@@ -49,11 +47,12 @@ impl Cache {
     /// this instance cannot reach likely does not carry the other
     /// instances' invalidations to it either), and starts the probe.
     pub(super) fn breaker_changed(&self, change: Transition) {
-        let root = self.local_scope();
-        root.emit(Event::Breaker {
-            from: change.from,
-            to: change.to,
-        });
+        if let Some(root) = self.root() {
+            root.emit(Event::Breaker {
+                from: change.from,
+                to: change.to,
+            });
+        }
         if change.to != BreakerState::Open {
             return;
         }
@@ -62,12 +61,10 @@ impl Cache {
             self.ensure_recovery();
             return;
         }
-        if let Some(shared) = self.inner.shared.as_deref() {
-            if shared.subscribe {
-                shared.in_sync.store(false, Ordering::Release);
-                if let Some(task) = shared.backplane.lock().as_ref() {
-                    task.abort();
-                }
+        if self.subscribe {
+            self.in_sync.store(false, Ordering::Release);
+            if let Some(task) = self.backplane.lock().as_ref() {
+                task.abort();
             }
         }
         self.ensure_recovery();
@@ -76,60 +73,57 @@ impl Cache {
     /// Starts the probe task, once, in the current tokio runtime, while the
     /// breaker is not closed.
     pub(super) fn ensure_recovery(&self) {
-        let Some(shared) = self.inner.shared.as_deref() else {
-            return;
-        };
-        if shared.breaker.allows() {
+        if self.breaker.allows() {
             return;
         }
-        let mut task = shared.recovery.lock();
+        let mut task = self.recovery.lock();
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
         // On the runtime the store's connection lives in: the probe uses
         // it, and that runtime drives the service (not, say, a runtime kept
         // for an occasional job).
-        let (Some(runtime), Some(root)) = (shared.runtime(), shared.root.get().cloned()) else {
+        let Some(runtime) = self.runtime() else {
             return;
         };
-        *task = Some(runtime.spawn(recover(root)).abort_handle());
+        *task = Some(runtime.spawn(recover(self.this.clone())).abort_handle());
     }
 
     /// One probe: a ping, then the queue. Returns whether the breaker is
     /// closed after it.
-    async fn probe(&self) -> bool {
-        let Some((shared, store)) = self.shared_store() else {
+    async fn probe(&self, report: &dyn Report) -> bool {
+        let Some(store) = self.store_now() else {
             return false;
         };
-        match shared.breaker.state() {
+        match self.breaker.state() {
             BreakerState::Closed => return true,
             BreakerState::Open => {
-                if let Some(change) = shared.breaker.half_open() {
+                if let Some(change) = self.breaker.half_open() {
                     self.breaker_changed(change);
                 }
             }
             BreakerState::HalfOpen => {}
         }
-        let reopen = |this: &Cache| {
-            if let Some(change) = shared.breaker.reopen() {
-                this.breaker_changed(change);
+        let reopen = || {
+            if let Some(change) = self.breaker.reopen() {
+                self.breaker_changed(change);
             }
             false
         };
         if store.ping().await.is_err() {
-            return reopen(self);
+            return reopen();
         }
         // Redirects on every key: closing would only open again.
         if store.is_cluster_node().await.unwrap_or(false) {
-            return reopen(self);
+            return reopen();
         }
         loop {
             let next = {
-                let mut pending = shared.pending.lock();
+                let mut pending = self.pending.lock();
                 match pending.replay_next() {
                     Some(next) => next,
                     None => {
-                        let closed = shared.breaker.close();
+                        let closed = self.breaker.close();
                         drop(pending);
                         if let Some(change) = closed {
                             self.breaker_changed(change);
@@ -140,11 +134,11 @@ impl Cache {
             };
             let (ticket, item) = next;
             match send(store, &item).await {
-                Ok(_) => shared.pending.lock().done(ticket),
+                Ok(_) => self.pending.lock().done(ticket),
                 Err(e) => {
-                    shared.pending.lock().failed();
-                    self.l2_failed("REPLAY", &e);
-                    return reopen(self);
+                    self.pending.lock().failed();
+                    self.failed(report, "REPLAY", &e);
+                    return reopen();
                 }
             }
         }
@@ -153,28 +147,25 @@ impl Cache {
 
 /// The probe task: after each cool-down, one probe, until the breaker
 /// closes or the cache is dropped.
-async fn recover(root: Weak<dyn Any + Send + Sync>) {
+async fn recover(weak: Weak<SharedTier>) {
     loop {
-        let Some(cooldown) = Cache::from_root(&root).and_then(|cache| {
-            let shared = cache.inner.shared.as_deref()?;
-            Some(shared.breaker.cooldown)
-        }) else {
+        let Some(cooldown) = weak.upgrade().map(|tier| tier.breaker.cooldown) else {
             return;
         };
         tokio::time::sleep(cooldown).await;
-        let Some(cache) = Cache::from_root(&root) else {
+        let Some(tier) = weak.upgrade() else {
             return;
         };
-        if cache.probe().await {
+        let Some(root) = tier.root() else {
+            return;
+        };
+        if tier.probe(&*root).await {
             // Ends only with the breaker closed, under the lock that
             // `ensure_recovery` takes: a failure that opens it again either
             // comes before (and this probes on) or finds no task (and starts
             // one).
-            let Some(shared) = cache.inner.shared.as_deref() else {
-                return;
-            };
-            let mut task = shared.recovery.lock();
-            if shared.breaker.allows() {
+            let mut task = tier.recovery.lock();
+            if tier.breaker.allows() {
                 *task = None;
                 return;
             }

@@ -1,25 +1,65 @@
-//! The shared tier as a cache holds it: the store (connected on first use,
-//! inside the caller's tokio runtime), the envelope settings, and the
-//! type-erased codecs that `#[cached]` functions hand in.
+//! The shared tier: one object that owns the Redis store (connected on
+//! first use, inside the caller's tokio runtime), the coherence protocol's
+//! use of it, the circuit breaker, the queue of invalidations that could
+//! not reach Redis and the probe that replays them (`recovery`), the
+//! backplane (`backplane`) and the distributed lock (`lock`). The load
+//! engine calls it through a narrow interface: look up (`read`), fill, set
+//! and invalidate (`write`), lock, health. Every failure is counted and
+//! reported, and the call goes on without the shared tier: a lookup that
+//! fails is a miss, a fill that fails is not written, an invalidation that
+//! fails is queued.
+//!
+//! It knows the cache that holds it only through [`Report`] (counters and
+//! events) and [`Root`] (the in-process tier that the backplane and the
+//! recovery apply invalidations to).
 
-use std::any::Any;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::breaker::Breaker;
-use crate::envelope::{Deadlines, Envelope, EnvelopeError};
+use crate::envelope::Envelope;
+use crate::hooks::Event;
 use crate::l2::redis::{RedisL2, RedisL2Builder};
+use crate::l2::L2Error;
+use crate::pattern::Pattern;
 use crate::pending::Queue;
+use crate::stats::Counter;
 
-pub(crate) use crate::entry::AnyValue;
+mod backplane;
+mod codec;
+mod health;
+mod lock;
+mod read;
+mod recovery;
+mod write;
+
+pub(crate) use codec::unix_ms;
+pub use codec::ValueCodec;
+pub(crate) use lock::LockGuard;
+pub(crate) use read::{kept_until_ms, Found, Ticket};
+
+/// Where the shared tier counts and reports: the cache whose call it
+/// serves.
+pub(crate) trait Report: Send + Sync {
+    /// Adds `n` to a counter of the cache.
+    fn count(&self, counter: Counter, n: u64);
+    /// Tells the hooks (and the logs).
+    fn emit(&self, event: Event<'_>);
+}
+
+/// The root cache of a shared tier (the one whose named caches share it),
+/// as the backplane and the recovery reach it from their tasks.
+pub(crate) trait Root: Report + Send + Sync {
+    /// Applies an invalidation to the in-process tier of the root and of
+    /// its named caches.
+    fn invalidate_local(self: Arc<Self>, pattern: &Pattern);
+    /// Empties the in-process tier of the root and of its named caches.
+    fn clear_local(self: Arc<Self>);
+}
 
 /// The shared tier of a cache and of its named caches.
-pub(crate) struct Shared {
+pub(crate) struct SharedTier {
     builder: RedisL2Builder,
     /// `None` inside once connecting failed for good (it cannot: the
     /// settings were checked when the cache was built).
@@ -39,7 +79,7 @@ pub(crate) struct Shared {
     /// backplane, and emptied since the last time it was not.
     pub(crate) in_sync: Arc<AtomicBool>,
     /// The root cache, which the backplane applies invalidations to.
-    pub(crate) root: OnceLock<Weak<dyn Any + Send + Sync>>,
+    pub(crate) root: OnceLock<Weak<dyn Root>>,
     /// The backplane's task, once started.
     pub(crate) backplane: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
     /// Whether to run the backplane's subscriber.
@@ -57,8 +97,10 @@ pub(crate) struct Shared {
     pub(crate) lock_ttl: std::time::Duration,
     /// The task that probes Redis while the breaker is open.
     pub(crate) recovery: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    /// This tier, for the tasks it starts.
+    this: Weak<SharedTier>,
     /// The runtime and connection of plain `fn`s called where no
-    /// multi-threaded tokio runtime runs (see [`Shared::block_on`]).
+    /// multi-threaded tokio runtime runs (see [`SharedTier::block_on`]).
     own: OnceLock<Option<OwnRuntime>>,
 }
 
@@ -95,7 +137,7 @@ pub(crate) struct Resilience {
     pub(crate) lock_ttl: std::time::Duration,
 }
 
-impl Drop for Shared {
+impl Drop for SharedTier {
     fn drop(&mut self) {
         if let Some(task) = self.backplane.get_mut() {
             task.abort();
@@ -106,7 +148,7 @@ impl Drop for Shared {
     }
 }
 
-impl Shared {
+impl SharedTier {
     /// Without `backplane`, the in-process tier is always trusted and no
     /// subscription is made.
     pub(crate) fn new(
@@ -115,10 +157,11 @@ impl Shared {
         fill_l1: bool,
         backplane: bool,
         resilience: Resilience,
-    ) -> Shared {
+    ) -> Arc<SharedTier> {
         let instance = fastrand::u64(..);
         let channel = format!("{}[bus]", builder.namespace());
-        Shared {
+        Arc::new_cyclic(|this| SharedTier {
+            this: this.clone(),
             builder: builder.announce_on(&channel, instance),
             store: OnceLock::new(),
             runtime: OnceLock::new(),
@@ -137,7 +180,7 @@ impl Shared {
             lock_ttl: resilience.lock_ttl,
             recovery: parking_lot::Mutex::new(None),
             own: OnceLock::new(),
-        }
+        })
     }
 
     /// Clients for the backplane's own connection: of the server, or of
@@ -226,61 +269,65 @@ impl Shared {
             })
             .as_ref()
     }
-}
 
-/// Encodes and decodes the values of one type, behind type erasure: what a
-/// `#[cached]` function whose value is `Serialize + DeserializeOwned` hands
-/// to the cache.
-#[derive(Clone, Copy)]
-pub struct ValueCodec {
-    pub(crate) encode: EncodeFn,
-    pub(crate) decode: DecodeFn,
-}
-
-type EncodeFn =
-    fn(&(dyn Any + Send + Sync), &Envelope, Deadlines) -> Result<Vec<u8>, EnvelopeError>;
-type DecodeFn = fn(&Envelope, &[u8]) -> Result<(AnyValue, Deadlines), EnvelopeError>;
-
-impl std::fmt::Debug for ValueCodec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ValueCodec")
+    /// The root cache, while it lives.
+    fn root(&self) -> Option<Arc<dyn Root>> {
+        self.root.get()?.upgrade()
     }
-}
 
-fn encode_as<V: Serialize + 'static>(
-    value: &(dyn Any + Send + Sync),
-    envelope: &Envelope,
-    deadlines: Deadlines,
-) -> Result<Vec<u8>, EnvelopeError> {
-    match value.downcast_ref::<V>() {
-        Some(value) => envelope.encode(value, deadlines),
-        // The cache hands each codec values of its own type only.
-        None => Err(EnvelopeError::InvalidDeadlines(deadlines)),
+    /// Whether values found in or written to the shared tier are also kept
+    /// in process.
+    pub(crate) fn fills_l1(&self) -> bool {
+        self.fill_l1
     }
-}
 
-fn decode_as<V: DeserializeOwned + Send + Sync + 'static>(
-    envelope: &Envelope,
-    bytes: &[u8],
-) -> Result<(AnyValue, Deadlines), EnvelopeError> {
-    let decoded = envelope.decode::<V>(bytes)?;
-    Ok((Arc::new(decoded.value), decoded.header.deadlines))
-}
+    /// Whether the in-process tier may be trusted (see `backplane`).
+    #[inline]
+    pub(crate) fn in_sync(&self) -> bool {
+        self.in_sync.load(Ordering::Acquire)
+    }
 
-impl ValueCodec {
-    /// The codec of `V`.
-    pub(crate) fn of<V: Serialize + DeserializeOwned + Send + Sync + 'static>() -> ValueCodec {
-        ValueCodec {
-            encode: encode_as::<V>,
-            decode: decode_as::<V>,
+    /// The store (see [`SharedTier::store`]), with the backplane started.
+    pub(crate) fn store_now(&self) -> Option<&RedisL2> {
+        let store = self.store()?;
+        self.ensure_backplane();
+        Some(store)
+    }
+
+    /// The store, when the circuit breaker lets calls through; otherwise
+    /// the call is counted as skipped and goes on without the shared tier.
+    fn guarded_store(&self, report: &dyn Report) -> Option<&RedisL2> {
+        let store = self.store_now()?;
+        if self.breaker.allows() {
+            return Some(store);
+        }
+        report.count(Counter::L2Skipped, 1);
+        self.ensure_recovery();
+        None
+    }
+
+    /// Counts a failed call, tells the hooks, and tells the breaker.
+    pub(crate) fn failed(&self, report: &dyn Report, op: &'static str, error: &L2Error) {
+        report.count(Counter::L2Error, 1);
+        report.emit(Event::L2Error { op, error });
+        *self.last_error.lock() = Some(error.to_string());
+        if let Some(opened) = self.breaker.failure() {
+            self.breaker_changed(opened);
         }
     }
-}
 
-/// Now, in unix milliseconds: the clock of the deadlines in envelopes,
-/// which several processes read.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    /// Runs `future` from a plain `fn` (see [`SharedTier::block_on`]);
+    /// `None` when no runtime could be made (counted as an error of the
+    /// shared tier).
+    pub(crate) fn block_on_counted<F>(&self, report: &dyn Report, future: F) -> Option<F::Output>
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        let done = self.block_on(future);
+        if done.is_none() {
+            report.count(Counter::L2Error, 1);
+        }
+        done
+    }
 }

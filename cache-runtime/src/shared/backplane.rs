@@ -5,14 +5,13 @@
 //! dropped) may have missed messages: it does not serve from its in-process
 //! tier until it has subscribed again and emptied it.
 
-use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::Cache;
+use super::{Root, SharedTier};
 use crate::pattern::Pattern;
 
 /// Waits between attempts to subscribe: doubles from the first to the last.
@@ -30,18 +29,15 @@ const PING_WITHIN: Duration = Duration::from_secs(1);
 /// that keeps dying at once does not make the cache empty itself in a loop.
 const STABLE_AFTER: Duration = Duration::from_secs(2);
 
-impl Cache {
-    /// Starts the backplane of this cache's shared tier, once, in the
-    /// current tokio runtime (nothing happens outside one).
-    pub(super) fn ensure_backplane(&self) {
-        let Some(shared) = self.inner.shared.as_deref() else {
-            return;
-        };
+impl SharedTier {
+    /// Starts the backplane, once, in the current tokio runtime (nothing
+    /// happens outside one).
+    pub(crate) fn ensure_backplane(&self) {
         // In step: the task runs (it marks the tier out of step on exit).
-        if !shared.subscribe || shared.in_sync.load(Ordering::Acquire) {
+        if !self.subscribe || self.in_sync() {
             return;
         }
-        let mut task = shared.backplane.lock();
+        let mut task = self.backplane.lock();
         // A task that ended (its runtime shut down, say) is started again.
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
@@ -49,43 +45,26 @@ impl Cache {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (Some(root), Some(clients)) = (shared.root.get().cloned(), shared.clients()) else {
+        let (Some(root), Some(clients)) = (self.root.get().cloned(), self.clients()) else {
             return;
         };
         let subscriber = Subscriber {
             root,
             clients,
-            channel: shared.channel.clone(),
-            instance: shared.instance,
-            in_sync: Arc::clone(&shared.in_sync),
+            channel: self.channel.clone(),
+            instance: self.instance,
+            in_sync: Arc::clone(&self.in_sync),
         };
         *task = Some(runtime.spawn(subscriber.run()).abort_handle());
     }
 
-    /// Waits until this cache's in-process tier is in step with the other
-    /// instances (subscribed to the backplane), for at most `timeout`;
-    /// returns whether it is. Until then a `hybrid` cache serves nothing
-    /// from its in-process tier. Always `true` for a `memory` cache.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// use std::time::Duration;
-    /// use cache_runtime::{Backend, Cache};
-    /// let cache = Cache::builder()
-    ///     .backend(Backend::Hybrid)
-    ///     .redis_url("redis://127.0.0.1:6379/0")
-    ///     .build()?;
-    /// let ready = cache.wait_in_sync(Duration::from_secs(5)).await; // a readiness probe
-    /// # Ok(()) }
-    /// ```
-    pub async fn wait_in_sync(&self, timeout: Duration) -> bool {
-        let Some(shared) = self.inner.shared.as_deref() else {
-            return true;
-        };
+    /// Waits until the in-process tier is in step with the other
+    /// instances, for at most `timeout`; returns whether it is.
+    pub(crate) async fn wait_in_sync(&self, timeout: Duration) -> bool {
         self.ensure_backplane();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if shared.in_sync.load(Ordering::Acquire) {
+            if self.in_sync() {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -94,21 +73,19 @@ impl Cache {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+}
 
-    /// Applies a message of the backplane, unless this instance sent it.
-    /// One it cannot read empties the in-process tier.
-    fn apply(&self, payload: &[u8], instance: u64) {
-        let parsed = std::str::from_utf8(payload)
-            .ok()
-            .and_then(|text| text.split_once(':'))
-            .and_then(|(sender, pattern)| Some((sender, Pattern::parse(pattern).ok()?)));
-        match parsed {
-            Some((sender, _)) if u64::from_str_radix(sender, 16) == Ok(instance) => {}
-            Some((_, pattern)) => {
-                self.invalidate_now(&pattern);
-            }
-            None => self.clear_local(),
-        }
+/// Applies a message of the backplane to `root`, unless this instance
+/// (`instance`) sent it. One it cannot read empties the in-process tier.
+fn apply(root: Arc<dyn Root>, payload: &[u8], instance: u64) {
+    let parsed = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|text| text.split_once(':'))
+        .and_then(|(sender, pattern)| Some((sender, Pattern::parse(pattern).ok()?)));
+    match parsed {
+        Some((sender, _)) if u64::from_str_radix(sender, 16) == Ok(instance) => {}
+        Some((_, pattern)) => root.invalidate_local(&pattern),
+        None => root.clear_local(),
     }
 }
 
@@ -125,7 +102,7 @@ impl Drop for OutOfStepOnExit {
 /// The backplane's task: subscribes, and resubscribes when the
 /// subscription drops, for as long as the cache lives.
 struct Subscriber {
-    root: Weak<dyn Any + Send + Sync>,
+    root: Weak<dyn Root>,
     /// The server, or the cluster nodes the URL names: each attempt to
     /// subscribe takes the next.
     clients: Vec<redis::Client>,
@@ -135,8 +112,8 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    fn cache(&self) -> Option<Cache> {
-        Cache::from_root(&self.root)
+    fn root(&self) -> Option<Arc<dyn Root>> {
+        self.root.upgrade()
     }
 
     async fn run(self) {
@@ -154,10 +131,9 @@ impl Subscriber {
                 // is unknown: start from an empty in-process tier (running
                 // loads are marked too, so none stores a value it read
                 // before).
-                let Some(cache) = self.cache() else { return };
-                cache.clear_local();
+                let Some(root) = self.root() else { return };
+                root.clear_local();
                 self.in_sync.store(true, Ordering::Release);
-                drop(cache);
                 self.listen(pubsub).await;
                 self.in_sync.store(false, Ordering::Release);
                 if since.elapsed() >= STABLE_AFTER {
@@ -184,13 +160,17 @@ impl Subscriber {
                 }
             };
             let Some(message) = message else { return };
-            let Some(cache) = self.cache() else { return };
+            let Some(root) = self.root() else { return };
             // A hook that panics must not take the subscription with it.
             let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                cache.apply(message.get_payload_bytes(), self.instance);
+                apply(
+                    Arc::clone(&root),
+                    message.get_payload_bytes(),
+                    self.instance,
+                );
             }));
             if applied.is_err() {
-                cache.clear_local();
+                root.clear_local();
             }
         }
     }

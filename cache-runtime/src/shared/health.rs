@@ -1,0 +1,58 @@
+//! The shared tier's part of a health report, and of the statistics.
+
+use super::{Report, SharedTier};
+use crate::breaker::BreakerState;
+use crate::health::{Health, HealthStatus};
+use crate::stats::Stats;
+
+impl SharedTier {
+    /// Pings Redis (unless the breaker is open: no call goes to Redis
+    /// then) and reports it, the breaker, the queue and whether the
+    /// in-process tier is in step with the other instances.
+    pub(crate) async fn health(&self, report: &dyn Report, health: &mut Health) {
+        health.pending_invalidations = self.pending.lock().len() as u64;
+        if let Some(store) = self.guarded_store(report) {
+            match store.ping().await {
+                Ok(rtt) => {
+                    self.breaker.success();
+                    health.redis_rtt = Some(rtt);
+                    if store.is_cluster_node().await.unwrap_or(false) {
+                        health.redis_error =
+                            Some(crate::l2::redis::CLUSTER_NOT_DECLARED.to_owned());
+                    }
+                }
+                Err(e) => {
+                    self.failed(report, "PING", &e);
+                    health.redis_error = Some(e.to_string());
+                }
+            }
+        }
+        let breaker = self.breaker.state();
+        health.breaker = Some(breaker);
+        if breaker != BreakerState::Closed && health.redis_error.is_none() {
+            health.redis_error = self.last_error.lock().clone();
+        }
+        health.in_sync = self.in_sync();
+        if breaker != BreakerState::Closed
+            || health.redis_rtt.is_none()
+            || health.redis_error.is_some()
+            || !health.in_sync
+        {
+            health.status = HealthStatus::Degraded;
+        }
+    }
+
+    /// The breaker and the queue of invalidations, common to a cache and
+    /// its named caches.
+    pub(crate) fn stats(&self) -> Stats {
+        let pending = self.pending.lock();
+        Stats {
+            breaker: self.breaker.state(),
+            breaker_opens: self.breaker.opened(),
+            invalidations_queued: pending.queued,
+            invalidations_pending: pending.len() as u64,
+            invalidation_queue_overflows: pending.overflows,
+            ..Stats::default()
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Reads of the shared tier: the leader's lookup of a key (with the
+//! distributed lock on a miss, see `lock`), and `exists`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::codec::{unix_ms, ValueCodec};
+use super::lock::LockGuard;
+use super::{Report, SharedTier};
+use crate::entry::AnyValue;
+use crate::envelope::{Deadlines, EnvelopeError};
+use crate::hooks::{Event, Tier};
+use crate::l2::coherent::Read;
+use crate::site::Site;
+use crate::stats::Counter;
+
+/// Permission to fill the shared tier: the generation the leader read
+/// before its origin call, and when.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    pub(super) generation: u64,
+    pub(super) read_at: Instant,
+}
+
+/// What the leader's lookup in the shared tier found.
+pub(crate) enum Found {
+    /// A fresh value of the type asked for, its deadlines and its encoded
+    /// length.
+    Value(AnyValue, Deadlines, usize),
+    /// Nothing fresh; a fill may follow when there is a ticket (none when
+    /// the shared tier could not be read). The value found past its
+    /// freshness but still kept (`stale`, `fail_safe`), if any: the answer
+    /// when the origin fails.
+    Miss(Option<Ticket>, Option<AnyValue>),
+}
+
+impl SharedTier {
+    /// Looks `key` up, as the leader of its flight, for a function that
+    /// keeps values `keep` past their freshness. With `poll` (a leader
+    /// waiting for another instance's lock, looking again and again) no
+    /// miss is counted and the breaker is not told: one miss was counted,
+    /// and its looks say nothing new about Redis's health.
+    pub(crate) async fn lookup<V: 'static>(
+        &self,
+        report: &dyn Report,
+        key: &str,
+        site: &Site,
+        codec: ValueCodec,
+        keep: Duration,
+        poll: bool,
+    ) -> Found {
+        let missed = || {
+            if !poll {
+                site.counters.add(Counter::L2Miss, 1);
+            }
+        };
+        let Some(store) = self.guarded_store(report) else {
+            return Found::Miss(None, None);
+        };
+        let read_at = Instant::now();
+        let read = match store.read_checked(key).await {
+            Ok(read) => {
+                if !poll {
+                    self.breaker.success();
+                }
+                read
+            }
+            Err(e) => {
+                self.failed(report, "GET", &e);
+                return Found::Miss(None, None);
+            }
+        };
+        let (stored, start, generation) = match read {
+            Read::Value {
+                bytes,
+                start,
+                generation,
+            } => (bytes, start, generation),
+            Read::Absent { generation } => {
+                missed();
+                let ticket = Ticket {
+                    generation,
+                    read_at,
+                };
+                return Found::Miss(Some(ticket), None);
+            }
+        };
+        let ticket = Some(Ticket {
+            generation,
+            read_at,
+        });
+        let bytes = &stored[start..];
+        // The value's `Deserialize` is user code, fed bytes from outside: a
+        // panic is one more undecodable value.
+        let envelope = self.envelope;
+        let decoded = std::panic::catch_unwind(|| (codec.decode)(&envelope, bytes))
+            .unwrap_or(Err(EnvelopeError::Panicked));
+        let now = unix_ms();
+        match decoded {
+            Ok((value, deadlines)) if value.is::<V>() && deadlines.is_fresh(now) => {
+                site.counters.add(Counter::L2Hit, 1);
+                report.emit(Event::Hit {
+                    template: site.template,
+                    tier: Tier::L2,
+                });
+                Found::Value(value, deadlines, bytes.len())
+            }
+            // Past its freshness: the origin is called, and this answers
+            // if it fails, within this function's window (whoever wrote it).
+            Ok((value, deadlines)) if value.is::<V>() && now < kept_until_ms(&deadlines, keep) => {
+                missed();
+                Found::Miss(ticket, Some(value))
+            }
+            // Another type (two functions sharing a key), or expired.
+            Ok(_) => {
+                missed();
+                Found::Miss(ticket, None)
+            }
+            Err(_) => {
+                site.counters.add(Counter::L2Undecodable, 1);
+                missed();
+                Found::Miss(ticket, None)
+            }
+        }
+    }
+
+    /// The leader's lookup; with `lock` (or the cache's `lock` setting),
+    /// on a miss, single flight across instances (see
+    /// [`wait_for_lock`](Self::wait_for_lock)).
+    #[allow(clippy::too_many_arguments)] // the lookup's, and the lock
+    pub(crate) async fn lead<V: 'static>(
+        self: &Arc<Self>,
+        report: &dyn Report,
+        key: &str,
+        site: &Site,
+        codec: ValueCodec,
+        keep: Duration,
+        lock: bool,
+    ) -> (Found, Option<LockGuard>) {
+        let found = self
+            .lookup::<V>(report, key, site, codec, keep, false)
+            .await;
+        // A value, or Redis failing: nothing to coordinate.
+        if !(lock || self.lock_all) || !matches!(found, Found::Miss(Some(_), _)) {
+            return (found, None);
+        }
+        // Boxed: the wait would otherwise weigh on every lookup's future.
+        Box::pin(self.wait_for_lock::<V>(report, key, site, codec, keep, found)).await
+    }
+
+    /// Whether the shared tier holds a fresh value under `key`, of any
+    /// type; `false` when it cannot say (Redis failing, the breaker open).
+    pub(crate) async fn exists(&self, report: &dyn Report, key: &str) -> bool {
+        let Some(store) = self.guarded_store(report) else {
+            return false;
+        };
+        match store.read_checked(key).await {
+            Ok(Read::Value { bytes, start, .. }) => {
+                self.breaker.success();
+                self.envelope
+                    .header(&bytes[start..])
+                    .is_ok_and(|header| header.deadlines.is_fresh(unix_ms()))
+            }
+            Ok(Read::Absent { .. }) => {
+                self.breaker.success();
+                false
+            }
+            Err(e) => {
+                self.failed(report, "GET", &e);
+                false
+            }
+        }
+    }
+}
+
+/// The end of the window in which a value with `deadlines` may answer for
+/// a function that keeps values `keep` past their freshness: its writer's
+/// window, cut to the function's.
+pub(crate) fn kept_until_ms(deadlines: &Deadlines, keep: Duration) -> u64 {
+    let own = deadlines.fresh_until_ms.saturating_add(millis(keep));
+    deadlines.stale_until_ms.min(own)
+}
+
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

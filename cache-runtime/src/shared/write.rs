@@ -1,0 +1,194 @@
+//! Writes to the shared tier: the fill after an origin call (checked
+//! against the invalidations since the leader's read), the handle's `set`,
+//! and invalidations, queued when Redis cannot take them (see `recovery`).
+
+use std::any::Any;
+
+use super::codec::{unix_ms, ValueCodec};
+use super::read::{millis, Ticket};
+use super::{Report, SharedTier};
+use crate::entry::Life;
+use crate::envelope::Deadlines;
+use crate::invalidation::SharedInvalidation;
+use crate::l2::redis::RedisL2;
+use crate::l2::L2Error;
+use crate::pattern::Pattern;
+use crate::pending::Pending;
+use crate::stats::Counter;
+
+/// Sends an invalidation to Redis (and, with it, to the other instances).
+pub(super) async fn send(store: &RedisL2, item: &Pending) -> Result<SharedInvalidation, L2Error> {
+    match item {
+        Pending::Pattern(pattern) => store.invalidate_checked(pattern).await,
+        Pending::Clear => store.clear_checked().await.map(SharedInvalidation::Scanned),
+    }
+}
+
+impl SharedTier {
+    /// Writes a value the origin returned, unless an invalidation newer
+    /// than the leader's read (`ticket`) covers its key; returns whether it
+    /// did.
+    pub(crate) async fn fill(
+        &self,
+        report: &dyn Report,
+        key: &str,
+        ticket: Ticket,
+        value: &(dyn Any + Send + Sync),
+        codec: ValueCodec,
+        life: Life,
+    ) -> bool {
+        let Some(store) = self.guarded_store(report) else {
+            return false;
+        };
+        let Some(bytes) = self.encode(report, value, codec, life) else {
+            return false;
+        };
+        let ttl = life.ttl.saturating_add(life.keep);
+        let filled = store
+            .fill_checked(key, ticket.generation, ticket.read_at, &bytes, ttl)
+            .await;
+        match filled {
+            Ok(stored) => {
+                self.breaker.success();
+                let counter = if stored {
+                    Counter::L2Set
+                } else {
+                    Counter::L2FillRejected
+                };
+                report.count(counter, 1);
+                stored
+            }
+            Err(e) => {
+                self.failed(report, "FILL", &e);
+                false
+            }
+        }
+    }
+
+    /// Writes `value` as the key's newest value (see `set_checked`), for
+    /// every instance; returns whether it did.
+    pub(crate) async fn set(
+        &self,
+        report: &dyn Report,
+        key: &str,
+        value: &(dyn Any + Send + Sync),
+        codec: ValueCodec,
+        life: Life,
+    ) -> bool {
+        let Some(store) = self.guarded_store(report) else {
+            return false;
+        };
+        let Some(bytes) = self.encode(report, value, codec, life) else {
+            return false;
+        };
+        let ttl = life.ttl.saturating_add(life.keep);
+        match store.set_checked(key, &bytes, ttl).await {
+            Ok(()) => {
+                self.breaker.success();
+                report.count(Counter::L2Set, 1);
+                true
+            }
+            Err(e) => {
+                self.failed(report, "SET", &e);
+                false
+            }
+        }
+    }
+
+    /// Encodes `value` with `life`'s deadlines; `None` (counted as an
+    /// error) when it cannot be: too large, or its `Serialize` failed or
+    /// panicked (user code: the panic costs the write only). The value
+    /// then stays in process.
+    fn encode(
+        &self,
+        report: &dyn Report,
+        value: &(dyn Any + Send + Sync),
+        codec: ValueCodec,
+        life: Life,
+    ) -> Option<Vec<u8>> {
+        let fresh_until = unix_ms().saturating_add(millis(life.ttl));
+        let deadlines = Deadlines::new(fresh_until, fresh_until.saturating_add(millis(life.keep)));
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (codec.encode)(value, &self.envelope, deadlines)
+        }));
+        match encoded {
+            Ok(Ok(bytes)) => Some(bytes),
+            _ => {
+                report.count(Counter::Error, 1);
+                None
+            }
+        }
+    }
+
+    /// Invalidates `pattern` for every instance; queues it when Redis
+    /// cannot take it now.
+    pub(crate) async fn invalidate(
+        &self,
+        report: &dyn Report,
+        pattern: &Pattern,
+    ) -> SharedInvalidation {
+        match self.store_now() {
+            Some(store) => {
+                let item = Pending::Pattern(pattern.clone());
+                self.invalidate_in(report, store, item).await
+            }
+            None => SharedInvalidation::NotConfigured,
+        }
+    }
+
+    /// Invalidates the whole namespace.
+    pub(crate) async fn clear(&self, report: &dyn Report) {
+        if let Some(store) = self.store_now() {
+            self.invalidate_in(report, store, Pending::Clear).await;
+        }
+    }
+
+    async fn invalidate_in(
+        &self,
+        report: &dyn Report,
+        store: &RedisL2,
+        item: Pending,
+    ) -> SharedInvalidation {
+        // Twice at most: the breaker may close between the look and the
+        // queueing, and then the invalidation goes now.
+        for _ in 0..2 {
+            if !self.breaker.takes_invalidations() {
+                if self.defer(&item, false) {
+                    return SharedInvalidation::Queued("the circuit breaker is open".into());
+                }
+                continue;
+            }
+            return match send(store, &item).await {
+                Ok(done) => {
+                    self.breaker.success();
+                    report.count(Counter::Delete, done.removed().unwrap_or(0));
+                    done
+                }
+                Err(e) => {
+                    self.failed(report, "INVALIDATE", &e);
+                    self.defer(&item, true);
+                    SharedInvalidation::Queued(e.to_string())
+                }
+            };
+        }
+        // The breaker changed twice meanwhile: queue it regardless.
+        self.defer(&item, true);
+        SharedInvalidation::Queued("the circuit breaker is changing state".into())
+    }
+
+    /// Invalidates `pattern` from a plain `fn`, and waits for it (see
+    /// [`SharedTier::block_on`]). Queued when no runtime can run it.
+    pub(crate) fn invalidate_blocking(
+        &self,
+        report: &dyn Report,
+        pattern: &Pattern,
+    ) -> SharedInvalidation {
+        match self.block_on_counted(report, self.invalidate(report, pattern)) {
+            Some(done) => done,
+            None => {
+                self.defer(&Pending::Pattern(pattern.clone()), true);
+                SharedInvalidation::Queued("no tokio runtime could be made for redis".into())
+            }
+        }
+    }
+}
