@@ -9,25 +9,13 @@ use std::time::Duration;
 pub use crate::key::KeyBuf;
 pub use crate::outcome::{Outcome, Plain, SharedErr};
 
+pub use crate::cache::TierChoice;
 use crate::cache::{Lookup, Policy, Route};
 use crate::entry::encoded_len;
 pub use crate::entry::Weigher;
 use crate::pattern::Pattern;
 use crate::site::Site;
 use crate::{scope, Cache};
-
-/// Where a function's values live (`tier = ".."`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TierChoice {
-    /// Both tiers when an L2 is configured.
-    Default,
-    /// The in-process tier only.
-    L1,
-    /// The shared tier only.
-    L2,
-    /// Both tiers.
-    Both,
-}
 
 /// The options of one `#[cached]` function, as checked by the macro.
 #[derive(Debug)]

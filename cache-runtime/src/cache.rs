@@ -31,6 +31,7 @@ mod shared_tier;
 use crate::shared::{SharedTier, ValueCodec};
 
 pub use builder::CacheBuilder;
+pub use engine::TierChoice;
 pub(crate) use engine::{Lookup, Policy, Route};
 pub use local::{Local, Shareable};
 

@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// Where a function's values live (`tier = ".."` of `#[cached]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TierChoice {
+    /// Both tiers when an L2 is configured.
+    Default,
+    /// The in-process tier only.
+    L1,
+    /// The shared tier only.
+    L2,
+    /// Both tiers.
+    Both,
+}
+
 /// Which tiers one load reads and fills.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Route {

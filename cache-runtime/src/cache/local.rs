@@ -173,7 +173,7 @@ impl Cache {
     pub(super) fn shared_route<V: Shareable>(&self) -> Route {
         #[cfg(feature = "redis")]
         return self.route(
-            crate::__private::TierChoice::Default,
+            super::TierChoice::Default,
             Some(crate::shared::ValueCodec::of::<V>()),
             self.inner.sites.handle(),
         );

@@ -99,11 +99,11 @@ impl Cache {
     /// `site`, and said once (see [`Health::local_only`]).
     pub(crate) fn route(
         &self,
-        tier: crate::__private::TierChoice,
+        tier: super::TierChoice,
         codec: Option<ValueCodec>,
         site: &Site,
     ) -> Route {
-        use crate::__private::TierChoice;
+        use super::TierChoice;
         let Some(shared) = self.inner.shared.as_deref() else {
             return Route::L1;
         };
