@@ -64,7 +64,7 @@ pub use envelope::{
 #[cfg(feature = "redis")]
 pub use l2::redis::{RedisL2, RedisL2Builder, CLUSTER_GROUPS};
 #[cfg(feature = "redis")]
-pub use l2::{L2Error, L2Future, L2};
+pub use l2::{L2Error, L2ErrorKind, L2Future, L2};
 
 pub use cache_macros::{cached, invalidates, KeyPart};
 

@@ -13,7 +13,11 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, ScriptInvocation, Value};
 
 use super::batch::Batches;
+pub use super::cluster::CLUSTER_GROUPS;
+use super::cluster::{cluster_nodes, cluster_scheme, group_of, group_tag, GROUP_TAG_LEN};
 use super::coherent::{Coherence, Scripts};
+pub(crate) use super::diagnose::CLUSTER_NOT_DECLARED;
+use super::diagnose::{map_error, Probe};
 use super::{validate_namespace, L2Error, L2Future, L2};
 use crate::pattern::Pattern;
 
@@ -36,6 +40,10 @@ use crate::pattern::Pattern;
 /// default) and fails with [`L2Error::Timeout`] past it. A dropped
 /// connection fails the commands in flight with [`L2Error::Connection`] and
 /// is re-established in the background; later commands use the new one.
+/// A connection that cannot be made fails the command at once, with its
+/// cause ([`L2Error::Unavailable`]: refused, authentication, no such
+/// database, TLS), and the next command tries again: commands never wait
+/// the timeout for a server that refuses them.
 ///
 /// Cloning is cheap and clones share the connection.
 ///
@@ -73,6 +81,8 @@ pub struct RedisL2 {
     scan_count: usize,
     /// `host:port/db`, never the password.
     addr: Box<str>,
+    /// The single server, to tell what an unclear failure means.
+    probe: Option<Arc<Probe>>,
     pub(super) coherence: Coherence,
     pub(super) scripts: Arc<Scripts>,
     /// The checked reads of each group waiting to go together.
@@ -165,7 +175,7 @@ impl fmt::Debug for RedisL2Builder {
 }
 
 /// `redis://user:pass@host` -> `redis://***@host`.
-fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}***{}", &url[..scheme + 3], &url[at..])
@@ -329,6 +339,7 @@ impl RedisL2Builder {
     /// ```
     pub async fn connect(self) -> Result<RedisL2, L2Error> {
         let (endpoint, addr) = self.endpoint()?;
+        let probe = endpoint.probe();
         let connecting = async {
             match endpoint {
                 Endpoint::Single(client, config) => {
@@ -342,24 +353,18 @@ impl RedisL2Builder {
                     .map(Conn::Cluster),
             }
         };
-        let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Err(_) => {
-                return Err(L2Error::Timeout {
-                    op: "CONNECT",
-                    after: self.connect_timeout,
-                })
-            }
-            Ok(Err(e)) => {
-                return Err(map_error(
-                    "CONNECT",
-                    self.connect_timeout,
-                    self.is_cluster(),
-                    e,
-                ))
-            }
-            Ok(Ok(conn)) => conn,
+        let failed = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(conn)) => return Ok(self.finish(conn, addr, probe)),
+            Err(_) => L2Error::Timeout {
+                op: "CONNECT",
+                after: self.connect_timeout,
+            },
+            Ok(Err(e)) => map_error("CONNECT", self.connect_timeout, &addr, self.is_cluster(), e),
         };
-        Ok(self.finish(conn, addr))
+        Err(match probe {
+            Some(probe) => probe.diagnose(failed, self.connect_timeout).await,
+            None => failed,
+        })
     }
 
     /// Returns at once and connects on first use, so that a service starts
@@ -382,16 +387,17 @@ impl RedisL2Builder {
     /// ```
     pub fn connect_lazy(self) -> Result<RedisL2, L2Error> {
         let (endpoint, addr) = self.endpoint()?;
+        let probe = endpoint.probe();
         let conn = match endpoint {
             Endpoint::Single(client, config) => Conn::Single(
                 ConnectionManager::new_lazy_with_config(client, config)
-                    .map_err(|e| map_error("CONNECT", self.connect_timeout, false, e))?,
+                    .map_err(|e| map_error("CONNECT", self.connect_timeout, &addr, false, e))?,
             ),
             Endpoint::Cluster(client, config, _) => {
                 Conn::Cluster(client.get_pending_async_connection_with_config(config))
             }
         };
-        Ok(self.finish(conn, addr))
+        Ok(self.finish(conn, addr, probe))
     }
 
     /// Announces every invalidation on `channel` as `<instance>:<pattern>`,
@@ -422,10 +428,15 @@ impl RedisL2Builder {
             // response timeout of the connection's own would be a second
             // timer per command, and would change nothing (it does not make
             // the manager reconnect; it drops the reply, as `timed` does).
+            // One attempt per connection: retried within a command, a
+            // refused connection would wait out the command's timeout and
+            // read as one. A failed attempt fails the command with its
+            // cause, and the next command makes a new attempt (the breaker
+            // spaces them while Redis stays away).
             let config = ConnectionManagerConfig::new()
                 .set_response_timeout(None)
                 .set_connection_timeout(Some(self.connect_timeout))
-                .set_max_delay(Duration::from_secs(2));
+                .set_number_of_retries(0);
             return Ok((Endpoint::Single(client, config), addr));
         }
         if let Some(brace) = self.namespace.chars().find(|c| matches!(c, '{' | '}')) {
@@ -466,7 +477,7 @@ impl RedisL2Builder {
         ))
     }
 
-    fn finish(self, conn: Conn, addr: String) -> RedisL2 {
+    fn finish(self, conn: Conn, addr: String, probe: Option<Probe>) -> RedisL2 {
         let bases = match conn {
             Conn::Single(_) => vec![self.namespace.as_str().into()],
             Conn::Cluster(_) => (0..CLUSTER_GROUPS)
@@ -481,6 +492,7 @@ impl RedisL2Builder {
             timeout: self.timeout,
             scan_count: self.scan_count,
             addr: addr.into(),
+            probe: probe.map(Arc::new),
             coherence: self.coherence,
             scripts: Arc::new(Scripts::new()),
             batches: Arc::new(Batches::new(bases.len())),
@@ -490,7 +502,7 @@ impl RedisL2Builder {
 }
 
 /// Opens a client of one server, checking the URL.
-fn open(url: &str) -> Result<redis::Client, L2Error> {
+pub(super) fn open(url: &str) -> Result<redis::Client, L2Error> {
     if url.starts_with("rediss://") && !cfg!(feature = "tls") {
         return Err(L2Error::Config(
             "rediss:// (TLS) needs the `tls` feature of cache-runtime; enable it, or use redis://"
@@ -507,74 +519,23 @@ fn open(url: &str) -> Result<redis::Client, L2Error> {
         .map_err(|e| L2Error::Config(format!("`{}` does not parse: {}", redact(url), e)))
 }
 
-/// `redis+cluster://...` -> `redis`, `rediss+cluster://...` -> `rediss`.
-fn cluster_scheme(url: &str) -> Option<&'static str> {
-    if url.starts_with("redis+cluster://") {
-        Some("redis")
-    } else if url.starts_with("rediss+cluster://") {
-        Some("rediss")
-    } else {
-        None
-    }
-}
-
-/// The node URLs of a cluster URL: `redis[s][+cluster]://[auth@]a:1,b:2[/0]`
-/// -> `redis[s]://[auth@]a:1[/0]`, `redis[s]://[auth@]b:2[/0]`.
-fn cluster_nodes(url: &str) -> Result<Vec<String>, L2Error> {
-    let (scheme, rest) = match (cluster_scheme(url), url.split_once("://")) {
-        (Some(scheme), Some((_, rest))) => (scheme, rest),
-        (None, Some((scheme, rest))) => (scheme, rest),
-        (_, None) => {
-            // Let `open` say what is wrong with it.
-            return open(url).map(|_| vec![url.to_owned()]);
-        }
-    };
-    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    let (auth, hosts) = match authority.rfind('@') {
-        Some(at) => authority.split_at(at + 1),
-        None => ("", authority),
-    };
-    let nodes: Vec<String> = hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|host| !host.is_empty())
-        .map(|host| format!("{scheme}://{auth}{host}{path}"))
-        .collect();
-    if nodes.is_empty() {
-        return Err(L2Error::Config(format!(
-            "`{}` names no node: expected redis+cluster://host:port[,host:port...]",
-            redact(url)
-        )));
-    }
-    Ok(nodes)
-}
-
-/// What a cluster node's redirect or slot error means for a store that is
-/// not told it talks to a cluster.
-pub(crate) const CLUSTER_NOT_DECLARED: &str = "REDIS_URL points at a Redis Cluster node: write it as redis+cluster://host:port[,host:port...] so that the cache uses the cluster client; meanwhile the cache runs on its in-process tier and the origin";
-
-fn map_error(op: &'static str, after: Duration, cluster: bool, e: RedisError) -> L2Error {
-    if !cluster && (e.is_cluster_error() || e.code() == Some("CROSSSLOT")) {
-        L2Error::Command {
-            op,
-            source: format!("{CLUSTER_NOT_DECLARED} ({e})").into(),
-        }
-    } else if e.is_timeout() {
-        L2Error::Timeout { op, after }
-    } else if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-    {
-        L2Error::Connection {
-            op,
-            source: Box::new(e),
-        }
-    } else {
-        L2Error::Command {
-            op,
-            source: Box::new(e),
-        }
+impl Endpoint {
+    fn probe(&self) -> Option<Probe> {
+        let Endpoint::Single(client, _) = self else {
+            return None;
+        };
+        let info = client.get_connection_info();
+        let (host, port, tls) = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host, *port, false),
+            redis::ConnectionAddr::TcpTls { host, port, .. } => (host, *port, true),
+            _ => return None,
+        };
+        Some(Probe {
+            host: host.clone(),
+            port,
+            tls,
+            addr: format!("{}:{port}", host),
+        })
     }
 }
 
@@ -730,7 +691,9 @@ impl RedisL2 {
                 op,
                 after: self.timeout,
             }),
-            Ok(result) => result.map_err(|e| map_error(op, self.timeout, self.is_cluster(), e)),
+            Ok(result) => {
+                result.map_err(|e| map_error(op, self.timeout, &self.addr, self.is_cluster(), e))
+            }
         }
     }
 
@@ -904,8 +867,9 @@ impl RedisL2 {
                     let page = self
                         .timed("SCAN", conn.route_command(scan, routing))
                         .await?;
-                    FromRedisValue::from_redis_value(page)
-                        .map_err(|e| map_error("SCAN", self.timeout, true, RedisError::from(e)))?
+                    FromRedisValue::from_redis_value(page).map_err(|e| {
+                        map_error("SCAN", self.timeout, &self.addr, true, RedisError::from(e))
+                    })?
                 }
                 _ => self.query("SCAN", &scan).await?,
             };
@@ -943,8 +907,16 @@ impl RedisL2 {
 
     /// `PING`, timed: the round trip.
     ///
+    /// When it fails without a clear cause (a timeout, a reset connection)
+    /// on a single server, a second, plain-text connection looks at the
+    /// port, to tell a TLS mismatch ([`L2ErrorKind::Tls`](crate::L2ErrorKind::Tls): `rediss://` to a
+    /// port that answers in plain text, `redis://` to one that hangs up on
+    /// plain text) or a refused connection from a slow server; this takes
+    /// at most the timeout again.
+    ///
     /// # Errors
-    /// Timeout, connection or server errors.
+    /// Timeout, connection or server errors; [`L2Error::Unavailable`] with
+    /// the cause when it is known.
     ///
     /// ```no_run
     /// # async fn run(l2: cache_runtime::RedisL2) -> Result<(), cache_runtime::L2Error> {
@@ -953,7 +925,15 @@ impl RedisL2 {
     /// ```
     pub async fn ping(&self) -> Result<Duration, L2Error> {
         let started = Instant::now();
-        let pong: String = self.query("PING", &redis::cmd("PING")).await?;
+        let pong: String = match self.query("PING", &redis::cmd("PING")).await {
+            Ok(pong) => pong,
+            Err(e) => {
+                return Err(match &self.probe {
+                    Some(probe) => probe.diagnose(e, self.timeout).await,
+                    None => e,
+                })
+            }
+        };
         if pong != "PONG" {
             return Err(L2Error::Command {
                 op: "PING",
@@ -990,91 +970,9 @@ impl L2 for RedisL2 {
     }
 }
 
-/// How many groups a namespace's keys are spread over on a Redis Cluster:
-/// each group is one hash slot, with its own generation counter and marks
-/// (see the coherence protocol), so a namespace uses at most this many
-/// primaries, and an invalidation of a prefix pattern writes one mark per
-/// group.
-pub const CLUSTER_GROUPS: usize = 16;
-
-const GROUP_TAG_LEN: usize = 4;
-
-/// The group of a cache key: its CRC16 (XMODEM, as Redis hashes keys) modulo
-/// [`CLUSTER_GROUPS`]. The same in every process and every version: it is
-/// part of the layout in Redis.
-fn group_of(key: &str) -> usize {
-    crc16_of(key) % CLUSTER_GROUPS
-}
-
-/// CRC16 (XMODEM) of `text`, what Redis Cluster hashes keys with.
-fn crc16_of(text: &str) -> usize {
-    usize::from(crc16::State::<crc16::XMODEM>::calculate(text.as_bytes()))
-}
-
-/// The hash slots of Redis Cluster.
-const SLOTS: usize = 16384;
-
-/// The hash tag of a group: the first four hex digits whose hash slot lies
-/// in the group's share of the slots, so that the groups spread over the
-/// primaries as the slots do.
-fn group_tag(group: usize) -> String {
-    let share = group * SLOTS / CLUSTER_GROUPS..(group + 1) * SLOTS / CLUSTER_GROUPS;
-    (0..=0xffff_u32)
-        .map(|n| format!("{n:04x}"))
-        .find(|tag| share.contains(&(crc16_of(tag) % SLOTS)))
-        .expect("every share of the slots has a four-digit tag")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn groups_spread_over_the_slots() {
-        for group in 0..CLUSTER_GROUPS {
-            let tag = group_tag(group);
-            assert_eq!(tag.len(), GROUP_TAG_LEN);
-            assert_eq!(
-                crc16_of(&tag) % SLOTS * CLUSTER_GROUPS / SLOTS,
-                group,
-                "{tag}"
-            );
-        }
-        let mut seen = [0; CLUSTER_GROUPS];
-        for n in 0..1600 {
-            seen[group_of(&format!("order:{n}"))] += 1;
-        }
-        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
-    }
-
-    #[test]
-    fn cluster_urls() {
-        let nodes = cluster_nodes("redis+cluster://:pw@a:1,b:2/0").unwrap();
-        assert_eq!(nodes, ["redis://:pw@a:1/0", "redis://:pw@b:2/0"]);
-        let nodes = cluster_nodes("redis://a:1, b:2").unwrap();
-        assert_eq!(nodes, ["redis://a:1", "redis://b:2"]);
-        let nodes = cluster_nodes("rediss+cluster://a:1,b:2#insecure").unwrap();
-        assert_eq!(nodes, ["rediss://a:1#insecure", "rediss://b:2#insecure"]);
-        let err = RedisL2::builder("redis+cluster://a:1", "app{1}")
-            .check()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("may not contain {"), "{err}");
-        assert!(RedisL2::builder("redis://a:1", "app{1}").check().is_ok());
-        let err = RedisL2::builder("redis+cluster://:pw@a:1/3", "app")
-            .check()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("only database 0") && !err.contains("pw"),
-            "{err}"
-        );
-        let err = RedisL2::builder("redis+cluster:///0", "app")
-            .check()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("names no node"), "{err}");
-    }
 
     #[test]
     fn redaction() {
