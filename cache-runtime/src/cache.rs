@@ -25,6 +25,8 @@ use crate::stats::{Counter, Counters, Stats};
 #[cfg(feature = "redis")]
 mod backplane;
 #[cfg(feature = "redis")]
+mod ready;
+#[cfg(feature = "redis")]
 mod recovery;
 #[cfg(feature = "redis")]
 mod shared_tier;

@@ -46,6 +46,8 @@ pub mod __private;
 pub use breaker::BreakerState;
 pub use cache::{Cache, CacheBuilder};
 pub use config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
+#[cfg(feature = "redis")]
+pub use health::ReadyError;
 pub use health::{Health, HealthStatus};
 pub use hooks::{Event, Hooks, Tier};
 pub use invalidation::{Invalidation, SharedInvalidation};
