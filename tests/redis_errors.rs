@@ -238,3 +238,16 @@ async fn a_cluster_node_given_as_a_single_server_says_so() {
     let (cache, _) = hybrid(&cluster.url());
     cache.ready(READY_WITHIN).await.expect("ready as a cluster");
 }
+
+#[tokio::test]
+async fn an_eager_connect_checks_the_password_too() {
+    use cache_runtime::RedisL2;
+    let server = RedisServer::start_with_args(&["--requirepass", PASSWORD]);
+    // The server accepts a connection without a password, and refuses its
+    // commands: connect says so instead of handing out a store that fails.
+    let url = format!("redis://127.0.0.1:{}/0", server.port());
+    let err = RedisL2::builder(url, "errs").connect().await.unwrap_err();
+    assert_eq!(err.kind(), L2ErrorKind::Auth, "{err}");
+    let l2 = RedisL2::builder(server.url(), "errs").connect().await;
+    assert!(l2.is_ok(), "{:?}", l2.err());
+}

@@ -325,12 +325,16 @@ impl RedisL2Builder {
         self.endpoint().map(drop)
     }
 
-    /// Connects now: fails if Redis does not answer within the connect
-    /// timeout. Must run inside a tokio runtime.
+    /// Connects now, and sends `PING`: fails if Redis does not answer
+    /// within the connect timeout, or cannot be used (a server that wants
+    /// a password accepts a connection without one, and refuses its
+    /// commands). Must run inside a tokio runtime.
     ///
     /// # Errors
     /// [`L2Error::Config`] for a bad URL or namespace, [`L2Error::Timeout`]
-    /// or [`L2Error::Connection`] when Redis cannot be reached.
+    /// or [`L2Error::Connection`] when Redis cannot be reached,
+    /// [`L2Error::Unavailable`] for a known cause (refused, authentication,
+    /// no such database, TLS).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), cache_runtime::L2Error> {
@@ -354,7 +358,10 @@ impl RedisL2Builder {
             }
         };
         let failed = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok(conn)) => return Ok(self.finish(conn, addr, probe)),
+            Ok(Ok(conn)) => {
+                let store = self.finish(conn, addr, probe);
+                return store.ping().await.map(|_| store);
+            }
             Err(_) => L2Error::Timeout {
                 op: "CONNECT",
                 after: self.connect_timeout,
