@@ -251,3 +251,18 @@ async fn an_eager_connect_checks_the_password_too() {
     let l2 = RedisL2::builder(server.url(), "errs").connect().await;
     assert!(l2.is_ok(), "{:?}", l2.err());
 }
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_tls_error() {
+    let server = RedisServer::start_tls();
+    // Without `#insecure`, the test server's self-signed certificate is
+    // checked against the system's roots, and fails.
+    let url = format!("rediss://127.0.0.1:{}/0", server.tls_port());
+    let (cache, errors) = hybrid(&url);
+    let messages = fails_as(&cache, &errors, L2ErrorKind::Tls, "certificate").await;
+    assert!(
+        messages[0].contains("TLS with 127.0.0.1"),
+        "{}",
+        messages[0]
+    );
+}

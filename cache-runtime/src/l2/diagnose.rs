@@ -88,10 +88,13 @@ fn cause(addr: &str, cluster: bool, e: &RedisError) -> Option<(L2ErrorKind, Stri
             ),
         ));
     }
+    // The TLS library's words, in an error of the client's (a server's
+    // error has a code, and may quote a script).
     let lower = text.to_ascii_lowercase();
-    if ["ssl", "tls", "certificate", "handshake"]
-        .iter()
-        .any(|word| lower.contains(word))
+    if e.code().is_none()
+        && ["ssl", "tls", "certificate", "handshake"]
+            .iter()
+            .any(|word| lower.contains(word))
     {
         return Some((
             L2ErrorKind::Tls,
