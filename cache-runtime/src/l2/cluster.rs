@@ -1,7 +1,7 @@
 //! Redis Cluster: the node URLs of a cluster URL, and how a namespace's
 //! keys are laid out over the hash slots (its groups and their hash tags).
 
-use super::redis::{open, redact};
+use super::builder::{open, redact};
 use super::L2Error;
 
 /// `redis+cluster://...` -> `redis`, `rediss+cluster://...` -> `rediss`.

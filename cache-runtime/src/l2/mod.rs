@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::pattern::PatternError;
 
 mod batch;
+mod builder;
 mod cluster;
 pub(crate) mod coherent;
 mod diagnose;
