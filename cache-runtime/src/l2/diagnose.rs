@@ -79,12 +79,12 @@ fn cause(addr: &str, cluster: bool, e: &RedisError) -> Option<(L2ErrorKind, Stri
             format!("authentication failed at {host}: the server refused the URL's user or password ({e})"),
         ));
     }
-    if text.contains("refused to switch database") {
-        let why = if detail.is_empty() { "refused" } else { detail };
+    // `SELECT` refused for another reason (an ACL, say) is left as it is.
+    if text.contains("refused to switch database") && detail.contains("out of range") {
         return Some((
             L2ErrorKind::NoSuchDatabase,
             format!(
-                "no such database: {host} has no database {db} ({why}); a server has 16 by default, 0 to 15 (its `databases` setting)"
+                "no such database: {host} has no database {db} ({detail}); a server has 16 by default, 0 to 15 (its `databases` setting)"
             ),
         ));
     }
@@ -175,5 +175,57 @@ impl Probe {
             Ok(_) => return failed,
         };
         L2Error::Unavailable { op, kind, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, ServerErrorKind};
+
+    fn server_error(description: &'static str, detail: &str) -> RedisError {
+        RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            description,
+            detail.to_owned(),
+        ))
+    }
+
+    #[test]
+    fn causes_are_named_only_when_the_error_says_so() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let (kind, message) = cause("127.0.0.1:1/0", false, &refused).unwrap();
+        assert_eq!(kind, L2ErrorKind::Refused);
+        assert!(message.contains("127.0.0.1:1:"), "{message}");
+        let select = "Redis server refused to switch database";
+        let (kind, message) = cause(
+            "h:1/99",
+            false,
+            &server_error(select, "DB index is out of range"),
+        )
+        .unwrap();
+        assert_eq!(kind, L2ErrorKind::NoSuchDatabase);
+        assert!(message.contains("no database 99"), "{message}");
+        // SELECT refused by an ACL is no missing database.
+        assert!(cause(
+            "h:1/3",
+            false,
+            &server_error(select, "NOPERM no permissions")
+        )
+        .is_none());
+        // A server's error that happens to hold a TLS word is no TLS failure.
+        let script = server_error("An error was signalled by the server", "user_script:1: ssl");
+        assert!(cause("h:1/0", false, &script).is_none());
+        // Redirects: a cluster the store was not told of, unless it was.
+        let moved = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::Moved),
+            "An error was signalled by the server",
+            "3999 127.0.0.1:7001".to_owned(),
+        ));
+        assert_eq!(
+            cause("h:1/0", false, &moved).unwrap().0,
+            L2ErrorKind::ClusterNotDeclared
+        );
+        assert!(cause("cluster h:1", true, &moved).is_none());
     }
 }
