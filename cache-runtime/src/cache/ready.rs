@@ -16,9 +16,9 @@ impl Cache {
     /// single-server URL, and waits until the invalidation backplane has
     /// subscribed. A `memory` cache is ready at once.
     ///
-    /// Nothing depends on it: a cache whose Redis is down still serves
-    /// (degraded, from the in-process tier and the origin) and uses Redis
-    /// once it is back. It lets a service choose at start-up between
+    /// Nothing depends on it: a cache whose Redis is down still answers
+    /// every call (degraded: from the origin) and uses Redis once it is
+    /// back. It lets a service choose at start-up between
     /// failing and starting degraded. A failed check is reported as any
     /// failed call is (the hooks, the logs, [`Cache::health`]), as op
     /// `READY`.
@@ -46,7 +46,7 @@ impl Cache {
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
-    /// use cache_runtime::{Cache, CacheBuilder, Config};
+    /// use cache_runtime::{CacheBuilder, Config};
     ///
     /// let cache = CacheBuilder::from_config(Config::from_env()?).build()?;
     /// match cache.ready(Duration::from_secs(5)).await {
