@@ -1,5 +1,8 @@
 //! A demo workload: an orders service in front of a slow database, run once
-//! with the cache and once without, with no Redis and no set-up.
+//! with the cache and once without. The cache reads its settings from the
+//! environment as a service does (`Config::from_env`): by default in
+//! memory, with no Redis and no set-up; `CACHE_BACKEND=hybrid` (or `redis`)
+//! with `REDIS_URL` puts Redis behind it.
 //!
 //! Many concurrent callers read orders and order lists with a skewed
 //! popularity (a few tenants and orders are hot), and now and then update
@@ -10,14 +13,19 @@
 //!
 //! ```text
 //! cargo run --release --example demo -- [--requests 40000] [--workers 64]
+//! CACHE_BACKEND=hybrid REDIS_URL=redis://127.0.0.1:6380/0 cargo run --release --example demo
 //! ```
+//!
+//! With Redis, the demo's keys are under `CACHE_KEY_PREFIX` (default here
+//! `cache-demo`, which the demo empties before it runs; a prefix you give
+//! is not emptied).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_runtime::{cached, invalidates, Cache, KeyPart};
+use cache_runtime::{cached, invalidates, Backend, Cache, CacheBuilder, Config, KeyPart};
 
 const TENANTS: u64 = 20;
 const ORDERS_PER_TENANT: u64 = 500;
@@ -231,6 +239,47 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The namespace of the demo's keys in Redis when `CACHE_KEY_PREFIX` is not
+/// set: its own, so that emptying it touches nothing else.
+const DEMO_PREFIX: &str = "cache-demo";
+
+/// The cache as a service builds it: from the environment. Says which
+/// backend it runs on, and whether Redis is ready.
+async fn cache_from_env() -> Cache {
+    let mut config = Config::from_env().unwrap_or_else(|e| panic!("cache settings: {e}"));
+    let own_prefix = std::env::var_os("CACHE_KEY_PREFIX").is_none();
+    if own_prefix {
+        config.key_prefix = DEMO_PREFIX.to_owned();
+    }
+    let cache = CacheBuilder::from_config(config)
+        .build()
+        .unwrap_or_else(|e| panic!("cache settings: {e}"));
+    let config = cache.config();
+    if config.backend == Backend::Memory {
+        println!(
+            "cache backend: memory (in process; CACHE_BACKEND=hybrid and REDIS_URL add Redis)"
+        );
+        return cache;
+    }
+    // Where, without the password.
+    let url = config.redis_url.as_deref().unwrap_or_default();
+    let at = url.rsplit('@').next().unwrap_or(url);
+    let at = at.split_once("://").map_or(at, |(_, rest)| rest);
+    println!(
+        "cache backend: {}, Redis at {at}, key prefix {}",
+        config.backend, config.key_prefix
+    );
+    match cache.ready(Duration::from_secs(5)).await {
+        Ok(()) => {
+            if own_prefix {
+                cache.clear().await; // the demo's own keys from an earlier run
+            }
+        }
+        Err(e) => println!("{e}\n(running degraded until Redis answers: the origin serves)"),
+    }
+    cache
+}
+
 #[tokio::main]
 async fn main() {
     let requests = arg("--requests", 40_000);
@@ -241,6 +290,8 @@ async fn main() {
          database reads take {READ_LATENCY:?}, writes {WRITE_LATENCY:?}; \
          {requests} requests from {workers} concurrent callers\n"
     );
+    let cache = cache_from_env().await;
+    println!();
     let without = run(
         "without cache",
         Cache::builder().enabled(false).build().expect("cache"),
@@ -248,13 +299,7 @@ async fn main() {
         workers,
     )
     .await;
-    let with = run(
-        "with cache",
-        Cache::builder().build().expect("cache"),
-        requests,
-        workers,
-    )
-    .await;
+    let with = run("with cache", cache, requests, workers).await;
 
     println!(
         "{:<14} {:>9} {:>13} {:>9} {:>10} {:>10} {:>9} {:>12}",

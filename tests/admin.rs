@@ -145,3 +145,68 @@ async fn an_empty_token_never_opens_the_mutating_routes() {
     assert!(cache.exists("k").await);
     assert_eq!(send(&app, get("/stats")).await.0, StatusCode::OK);
 }
+
+fn post_with(uri: &str, authorization: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("authorization", authorization)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let cache = Cache::builder().build().unwrap();
+    let app = admin::router(cache.clone(), TOKEN);
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        cache.set("k", 1u8, Duration::from_secs(60)).await;
+        let (status, body) = send(&app, post_with("/clear", &format!("{scheme} {TOKEN}"))).await;
+        assert_eq!(status, StatusCode::OK, "{scheme}: {body}");
+        assert!(!cache.exists("k").await, "{scheme}");
+    }
+    // The token itself is compared exactly, and another scheme is no bearer.
+    cache.set("k", 1u8, Duration::from_secs(60)).await;
+    for authorization in [
+        format!("bearer {}", TOKEN.to_uppercase()),
+        format!("Basic {TOKEN}"),
+        format!("bearer{TOKEN}"),
+        TOKEN.to_owned(),
+    ] {
+        let (status, _) = send(&app, post_with("/clear", &authorization)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{authorization}");
+    }
+    assert!(cache.exists("k").await);
+}
+
+#[tokio::test]
+async fn require_bearer_guards_a_route_of_ones_own() {
+    use axum::middleware::from_fn_with_state;
+    use axum::routing::{get as get_route, post as post_route};
+    use cache_runtime::admin::{require_bearer, RequireBearer};
+
+    let guarded = |token: &str| -> axum::Router {
+        axum::Router::new()
+            .route("/reindex", post_route(|| async { "reindexing" }))
+            .route_layer(from_fn_with_state(
+                RequireBearer::new(token),
+                require_bearer,
+            ))
+            .route("/open", get_route(|| async { "open" }))
+    };
+    let app = guarded(TOKEN);
+
+    let response = app.clone().oneshot(post("/reindex", None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let (status, _) = send(&app, post("/reindex", Some("wrong"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = send(&app, post("/reindex", Some(TOKEN))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "reindexing"));
+    let (status, _) = send(&app, post_with("/reindex", &format!("bearer {TOKEN}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    // Routes added after the layer are not guarded.
+    let (status, body) = send(&app, get("/open")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "open"));
+    // An empty token opens nothing.
+    let (status, _) = send(&guarded(""), post("/reindex", Some(""))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -8,10 +8,12 @@
 //! | `POST /invalidate?pattern=orders:list:acme:*` | [`Cache::invalidate`]: `{"removed": n}`, `400` for a malformed pattern | yes |
 //! | `POST /clear` | [`Cache::clear`] | yes |
 //!
-//! The mutating routes need `Authorization: Bearer <token>`: without it,
-//! `401`. A router made with an empty token refuses them (`403`), so that
-//! an unset secret never opens them. Mount it where only operators reach
-//! it, under a prefix of your choosing (`Router::nest`).
+//! The mutating routes need `Authorization: Bearer <token>` (the scheme in
+//! any case, as HTTP has it: `bearer <token>` too): without it, `401`. A
+//! router made with an empty token refuses them (`403`), so that an unset
+//! secret never opens them. Mount it where only operators reach it, under a
+//! prefix of your choosing (`Router::nest`). The same check guards routes
+//! of your own: [`RequireBearer`] with [`require_bearer`].
 //!
 //! ```
 //! use cache_runtime::{admin, Cache};
@@ -24,8 +26,9 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,7 +39,182 @@ use crate::{Cache, Stats};
 #[derive(Clone)]
 struct Admin {
     cache: Cache,
+}
+
+/// The bearer-token check of the admin router, for routes of your own:
+/// with [`require_bearer`] as axum middleware
+/// (`axum::middleware::from_fn_with_state`), a request passes only with
+/// `Authorization: Bearer <token>` (the scheme in any case); otherwise
+/// `401` with `WWW-Authenticate: Bearer`, or `403` when the token is empty
+/// (an unset secret never opens a route). The token is compared in time
+/// that does not depend on where it differs.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use axum::body::Body;
+/// use axum::http::{Request, StatusCode};
+/// use axum::middleware::from_fn_with_state;
+/// use axum::routing::post;
+/// use cache_runtime::admin::{require_bearer, RequireBearer};
+/// use tower::ServiceExt;
+///
+/// let app: axum::Router = axum::Router::new()
+///     .route("/reindex", post(|| async { "reindexing" }))
+///     .route_layer(from_fn_with_state(RequireBearer::new("s3cret"), require_bearer));
+/// let reindex = |auth: &str| Request::post("/reindex").header("authorization", auth).body(Body::empty()).unwrap();
+/// assert_eq!(app.clone().oneshot(reindex("Bearer wrong")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(app.oneshot(reindex("bearer s3cret")).await.unwrap().status(), StatusCode::OK);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct RequireBearer {
     token: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for RequireBearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireBearer")
+            .field(
+                "token",
+                &if self.token.is_empty() {
+                    "(empty)"
+                } else {
+                    "***"
+                },
+            )
+            .finish()
+    }
+}
+
+impl RequireBearer {
+    /// A check that wants `token`; an empty one refuses every request.
+    ///
+    /// ```
+    /// let guard = cache_runtime::admin::RequireBearer::new("s3cret");
+    /// assert!(!format!("{guard:?}").contains("s3cret"));
+    /// ```
+    pub fn new(token: impl Into<String>) -> RequireBearer {
+        RequireBearer {
+            token: token.into().into(),
+        }
+    }
+
+    /// `Ok` when `headers` carry the token, else the [`Refusal`] to answer
+    /// with (`401`, or `403` for an empty token).
+    ///
+    /// ```
+    /// use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+    /// use cache_runtime::admin::RequireBearer;
+    ///
+    /// let guard = RequireBearer::new("s3cret");
+    /// let mut headers = HeaderMap::new();
+    /// assert_eq!(guard.check(&headers).unwrap_err().status(), StatusCode::UNAUTHORIZED);
+    /// headers.insert(header::AUTHORIZATION, HeaderValue::from_static("BEARER s3cret"));
+    /// assert!(guard.check(&headers).is_ok());
+    /// ```
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if self.token.is_empty() {
+            return Err(Refusal::NoTokenConfigured);
+        }
+        match headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)
+        {
+            Some(given) if same(given.as_bytes(), self.token.as_bytes()) => Ok(()),
+            _ => Err(Refusal::Unauthorized),
+        }
+    }
+}
+
+/// Why [`RequireBearer::check`] refused a request; it answers as a JSON
+/// error with its [`status`](Refusal::status).
+///
+/// ```
+/// use axum::http::StatusCode;
+/// use axum::response::IntoResponse;
+/// use cache_runtime::admin::Refusal;
+///
+/// assert_eq!(Refusal::Unauthorized.status(), StatusCode::UNAUTHORIZED);
+/// let response = Refusal::Unauthorized.into_response();
+/// assert_eq!(response.headers()["www-authenticate"], "Bearer");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// No `Authorization: Bearer <token>`, or another token: `401`, with
+    /// `WWW-Authenticate: Bearer`.
+    Unauthorized,
+    /// The check was made with an empty token, which opens nothing: `403`.
+    NoTokenConfigured,
+}
+
+impl Refusal {
+    /// The status of the answer.
+    ///
+    /// ```
+    /// use cache_runtime::admin::Refusal;
+    /// assert_eq!(Refusal::NoTokenConfigured.status(), 403);
+    /// ```
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::NoTokenConfigured => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthorized => (
+                self.status(),
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({ "error": "this route needs `Authorization: Bearer <token>`" })),
+            )
+                .into_response(),
+            Refusal::NoTokenConfigured => error(
+                self.status(),
+                "no admin token is configured: build the router with a non-empty token",
+            ),
+        }
+    }
+}
+
+/// axum middleware: passes the request on when it carries the token of
+/// `guard` (see [`RequireBearer`]), else answers with the refusal. Use it
+/// with `axum::middleware::from_fn_with_state(RequireBearer::new(token),
+/// require_bearer)`, as a `route_layer` of the routes to guard.
+///
+/// ```
+/// use axum::middleware::from_fn_with_state;
+/// use axum::routing::post;
+/// use cache_runtime::admin::{require_bearer, RequireBearer};
+///
+/// let token = std::env::var("ADMIN_TOKEN").unwrap_or_default();
+/// let app: axum::Router = axum::Router::new()
+///     .route("/reindex", post(|| async { "reindexing" }))
+///     .route_layer(from_fn_with_state(RequireBearer::new(token), require_bearer));
+/// # drop(app);
+/// ```
+pub async fn require_bearer(
+    State(guard): State<RequireBearer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match guard.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` value, the scheme
+/// in any case (RFC 9110: auth schemes are case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
 }
 
 /// The admin routes of `cache`; `token` guards those that change it (see
@@ -55,17 +233,19 @@ struct Admin {
 /// # });
 /// ```
 pub fn router(cache: Cache, token: impl Into<String>) -> Router {
-    let state = Admin {
-        cache,
-        token: token.into().into(),
-    };
+    let guarded = Router::new()
+        .route("/invalidate", post(invalidate))
+        .route("/clear", post(clear))
+        .route_layer(from_fn_with_state(
+            RequireBearer::new(token),
+            require_bearer,
+        ));
     Router::new()
         .route("/stats", get(stats))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/invalidate", post(invalidate))
-        .route("/clear", post(clear))
-        .with_state(state)
+        .merge(guarded)
+        .with_state(Admin { cache })
 }
 
 fn stats_json(stats: &Stats) -> Value {
@@ -140,31 +320,6 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// `None` when the request may change the cache, else the refusal.
-fn refused(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
-    if admin.token.is_empty() {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            "no admin token is configured: build the router with a non-empty token",
-        ));
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if same(given.as_bytes(), admin.token.as_bytes()) => None,
-        _ => Some(
-            (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(json!({ "error": "this route needs `Authorization: Bearer <token>`" })),
-            )
-                .into_response(),
-        ),
-    }
-}
-
 /// Compares in time that does not depend on where they differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -172,12 +327,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 async fn invalidate(
     State(admin): State<Admin>,
-    headers: HeaderMap,
     Query(mut query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(refusal) = refused(&admin, &headers) {
-        return refusal;
-    }
     let Some(pattern) = query.remove("pattern") else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -190,10 +341,7 @@ async fn invalidate(
     }
 }
 
-async fn clear(State(admin): State<Admin>, headers: HeaderMap) -> Response {
-    if let Some(refusal) = refused(&admin, &headers) {
-        return refusal;
-    }
+async fn clear(State(admin): State<Admin>) -> Response {
     admin.cache.clear().await;
     Json(json!({ "cleared": admin.cache.name() })).into_response()
 }

@@ -26,6 +26,8 @@ mod builder;
 mod engine;
 mod local;
 #[cfg(feature = "redis")]
+mod ready;
+#[cfg(feature = "redis")]
 mod shared_tier;
 #[cfg(feature = "redis")]
 use crate::shared::{SharedTier, ValueCodec};

@@ -32,6 +32,17 @@ impl Backend {
     }
 }
 
+/// The name `CACHE_BACKEND` takes.
+///
+/// ```
+/// assert_eq!(cache_runtime::Backend::Hybrid.to_string(), "hybrid");
+/// ```
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The in-process engine.
 ///
 /// The default is [`Engine::QuickCache`]: in this repository's benchmark

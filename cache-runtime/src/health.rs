@@ -105,3 +105,87 @@ impl fmt::Display for Health {
         Ok(())
     }
 }
+
+/// Why [`Cache::ready`](crate::Cache::ready) failed: what is wrong with
+/// Redis, or that the backplane did not subscribe in time.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::{L2Error, L2ErrorKind, ReadyError};
+///
+/// let err = ReadyError::Redis(L2Error::Unavailable {
+///     op: "PING",
+///     kind: L2ErrorKind::Auth,
+///     message: "authentication failed at 127.0.0.1:6380".into(),
+/// });
+/// assert_eq!(err.kind(), L2ErrorKind::Auth);
+/// assert!(err.to_string().starts_with("Redis is not ready: redis PING: authentication failed"));
+/// let err = ReadyError::NotInSync { after: Duration::from_secs(5) };
+/// assert_eq!(err.kind(), L2ErrorKind::Timeout);
+/// ```
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReadyError {
+    /// A check of Redis failed: it did not answer in time, refused the
+    /// connection, the password or the database, is a Redis Cluster node
+    /// behind a single-server URL, or TLS failed. The error names it
+    /// ([`L2Error::kind`](crate::L2Error::kind)).
+    Redis(crate::L2Error),
+    /// Redis answers, but the backplane did not subscribe within the time
+    /// given: until it does, a `hybrid` cache serves nothing from its
+    /// in-process tier.
+    NotInSync {
+        /// The time given.
+        after: Duration,
+    },
+}
+
+#[cfg(feature = "redis")]
+impl ReadyError {
+    /// What went wrong, in a word: the Redis error's kind, or
+    /// [`Timeout`](crate::L2ErrorKind::Timeout) for a backplane that did
+    /// not subscribe in time.
+    ///
+    /// ```
+    /// use cache_runtime::{L2Error, L2ErrorKind, ReadyError};
+    /// let err = ReadyError::Redis(L2Error::Config("bad URL".into()));
+    /// assert_eq!(err.kind(), L2ErrorKind::Config);
+    /// ```
+    pub fn kind(&self) -> crate::L2ErrorKind {
+        match self {
+            ReadyError::Redis(e) => e.kind(),
+            ReadyError::NotInSync { .. } => crate::L2ErrorKind::Timeout,
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl fmt::Display for ReadyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadyError::Redis(e) => write!(f, "Redis is not ready: {e}"),
+            ReadyError::NotInSync { after } => write!(
+                f,
+                "Redis answers, but the invalidation backplane did not subscribe within {after:?}"
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl std::error::Error for ReadyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadyError::Redis(e) => Some(e),
+            ReadyError::NotInSync { .. } => None,
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<crate::L2Error> for ReadyError {
+    fn from(e: crate::L2Error) -> Self {
+        ReadyError::Redis(e)
+    }
+}

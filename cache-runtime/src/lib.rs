@@ -44,6 +44,8 @@ pub mod __private;
 pub use breaker::BreakerState;
 pub use cache::{Cache, CacheBuilder, Local, Shareable};
 pub use config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
+#[cfg(feature = "redis")]
+pub use health::ReadyError;
 pub use health::{Health, HealthStatus};
 pub use hooks::{Event, Hooks, Tier};
 pub use invalidation::{Invalidation, SharedInvalidation};
@@ -62,7 +64,7 @@ pub use envelope::{
 #[cfg(feature = "redis")]
 pub use l2::redis::{RedisL2, RedisL2Builder, CLUSTER_GROUPS};
 #[cfg(feature = "redis")]
-pub use l2::{L2Error, L2Future, L2};
+pub use l2::{L2Error, L2ErrorKind, L2Future, L2};
 
 pub use cache_macros::{cached, invalidates, KeyPart};
 

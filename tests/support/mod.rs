@@ -108,9 +108,13 @@ impl RedisServer {
         );
     }
 
-    /// `redis://127.0.0.1:<port>/0`.
+    /// `redis://127.0.0.1:<port>/0`, with the password of a server started
+    /// with `--requirepass` (`redis://:<password>@127.0.0.1:<port>/0`).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match password_of(&self.extra) {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// `rediss://127.0.0.1:<tls port>/0#insecure`: TLS, without checking the
@@ -121,6 +125,14 @@ impl RedisServer {
     pub fn tls_url(&self) -> String {
         let port = self.tls_port.expect("a server from RedisServer::start_tls");
         format!("rediss://127.0.0.1:{port}/0#insecure")
+    }
+
+    /// The TLS port of a server from [`start_tls`](RedisServer::start_tls).
+    ///
+    /// # Panics
+    /// For a server from [`start`](RedisServer::start).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("a server from RedisServer::start_tls")
     }
 
     /// The port, kept across [`restart`](RedisServer::restart).
@@ -592,7 +604,10 @@ fn spawn_ready(
         .spawn()
         .map_err(|e| format!("spawn {}: {e}", binary()))?;
     let pid = child.id();
-    let url = format!("redis://127.0.0.1:{port}/0");
+    let url = match password_of(extra) {
+        Some(password) => format!("redis://:{password}@127.0.0.1:{port}/0"),
+        None => format!("redis://127.0.0.1:{port}/0"),
+    };
     let deadline = Instant::now() + READY_WITHIN;
     loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -618,6 +633,12 @@ fn spawn_ready(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The password of a server started with `--requirepass <password>`.
+fn password_of(extra: &[String]) -> Option<&str> {
+    let at = extra.iter().position(|arg| arg == "--requirepass")?;
+    extra.get(at + 1).map(String::as_str)
 }
 
 fn answers_as(url: &str, pid: u32) -> bool {

@@ -229,6 +229,11 @@ fn copy(e: &L2Error) -> L2Error {
             op,
             source: source.to_string().into(),
         },
+        L2Error::Unavailable { op, kind, message } => L2Error::Unavailable {
+            op,
+            kind: *kind,
+            message: message.clone(),
+        },
         L2Error::Pattern(e) => L2Error::Pattern(e.clone()),
         L2Error::ZeroTtl => L2Error::ZeroTtl,
     }

@@ -6,15 +6,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, ScriptInvocation, Value};
 
 use super::batch::Batches;
+pub use super::builder::RedisL2Builder;
+pub use super::cluster::CLUSTER_GROUPS;
+use super::cluster::{group_of, group_tag, GROUP_TAG_LEN};
 use super::coherent::{Coherence, Scripts};
-use super::{validate_namespace, L2Error, L2Future, L2};
+pub(crate) use super::diagnose::CLUSTER_NOT_DECLARED;
+use super::diagnose::{map_error, Probe};
+use super::{L2Error, L2Future, L2};
 use crate::pattern::Pattern;
 
 /// The shared tier over Redis.
@@ -36,6 +40,10 @@ use crate::pattern::Pattern;
 /// default) and fails with [`L2Error::Timeout`] past it. A dropped
 /// connection fails the commands in flight with [`L2Error::Connection`] and
 /// is re-established in the background; later commands use the new one.
+/// A connection that cannot be made fails the command at once, with its
+/// cause ([`L2Error::Unavailable`]: refused, authentication, no such
+/// database, TLS), and the next command tries again: commands never wait
+/// the timeout for a server that refuses them.
 ///
 /// Cloning is cheap and clones share the connection.
 ///
@@ -73,6 +81,8 @@ pub struct RedisL2 {
     scan_count: usize,
     /// `host:port/db`, never the password.
     addr: Box<str>,
+    /// The single server, to tell what an unclear failure means.
+    probe: Option<Arc<Probe>>,
     pub(super) coherence: Coherence,
     pub(super) scripts: Arc<Scripts>,
     /// The checked reads of each group waiting to go together.
@@ -83,7 +93,7 @@ pub struct RedisL2 {
 
 /// The connection: to one server, or to a cluster.
 #[derive(Clone)]
-enum Conn {
+pub(super) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -116,357 +126,10 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
-/// Where a store's server is, parsed from its URL.
-enum Endpoint {
-    Single(redis::Client, ConnectionManagerConfig),
-    /// The cluster client, and a client of each node the URL names (for
-    /// pub/sub).
-    Cluster(ClusterClient, ClusterConfig, Vec<redis::Client>),
-}
-
-/// Settings of a [`RedisL2`], from [`RedisL2::builder`].
-///
-/// ```
-/// use std::time::Duration;
-/// use cache_runtime::RedisL2;
-///
-/// let builder = RedisL2::builder("redis://:secret@127.0.0.1:6380/2", "orders-svc")
-///     .timeout(Duration::from_millis(100))
-///     .connect_timeout(Duration::from_secs(2))
-///     .scan_count(500);
-/// // Nothing connects until `connect` or `connect_lazy`; the password stays out of Debug.
-/// assert!(!format!("{builder:?}").contains("secret"));
-/// ```
-#[must_use]
-#[derive(Clone)]
-pub struct RedisL2Builder {
-    url: String,
-    namespace: String,
-    timeout: Duration,
-    connect_timeout: Duration,
-    scan_count: usize,
-    coherence: Coherence,
-    cluster: bool,
-    bus: Option<(Arc<str>, u64)>,
-}
-
-impl fmt::Debug for RedisL2Builder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisL2Builder")
-            .field("url", &redact(&self.url))
-            .field("namespace", &self.namespace)
-            .field("timeout", &self.timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("scan_count", &self.scan_count)
-            .field("max_ttl", &self.coherence.max_ttl)
-            .field("cluster", &self.is_cluster())
-            .finish()
-    }
-}
-
-/// `redis://user:pass@host` -> `redis://***@host`.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
+/// The end of [`RedisL2Builder::connect`] and
+/// [`connect_lazy`](RedisL2Builder::connect_lazy): the store over `conn`.
 impl RedisL2Builder {
-    /// The time limit of each Redis command (default 250 ms). A `SCAN`
-    /// walk is many commands, each with this limit.
-    ///
-    /// # Panics
-    /// When `timeout` is zero.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app")
-    ///     .timeout(Duration::from_millis(50));
-    /// # drop(b);
-    /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        assert!(
-            !timeout.is_zero(),
-            "RedisL2Builder::timeout must not be zero"
-        );
-        self.timeout = timeout;
-        self
-    }
-
-    /// The time limit of establishing a connection, first or again
-    /// (default 1 s).
-    ///
-    /// # Panics
-    /// When `timeout` is zero.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app")
-    ///     .connect_timeout(Duration::from_millis(500));
-    /// # drop(b);
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        assert!(
-            !timeout.is_zero(),
-            "RedisL2Builder::connect_timeout must not be zero"
-        );
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// The `COUNT` hint of each `SCAN` call in pattern invalidation and
-    /// `clear`, which is also about the size of each `UNLINK` batch
-    /// (default 1000).
-    ///
-    /// # Panics
-    /// When `count` is zero.
-    ///
-    /// ```
-    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app").scan_count(100);
-    /// # drop(b);
-    /// ```
-    pub fn scan_count(mut self, count: usize) -> Self {
-        assert!(count > 0, "RedisL2Builder::scan_count must not be zero");
-        self.scan_count = count;
-        self
-    }
-
-    /// The longest a value lives in Redis (default 1 day): longer TTLs
-    /// are cut to it. Instances may differ in this: Redis records the
-    /// longest value any instance wrote, and invalidation marks of prefix
-    /// patterns live at least that long, so that they outlive the values
-    /// they cover.
-    ///
-    /// # Panics
-    /// When `max_ttl` is zero.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app")
-    ///     .max_ttl(Duration::from_secs(6 * 3600));
-    /// # drop(b);
-    /// ```
-    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
-        assert!(
-            !max_ttl.is_zero(),
-            "RedisL2Builder::max_ttl must not be zero"
-        );
-        self.coherence.max_ttl = max_ttl;
-        self
-    }
-
-    /// Talks to a Redis Cluster through the redis crate's cluster client;
-    /// the URL then names one or more of its nodes, separated by commas
-    /// (`redis://:pw@10.0.0.1:7000,10.0.0.2:7000`). A `redis+cluster://`
-    /// or `rediss+cluster://` URL says the same without this call.
-    ///
-    /// ```
-    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:7000,127.0.0.1:7001", "app")
-    ///     .cluster(true);
-    /// assert!(b.check().is_ok());
-    /// let same = cache_runtime::RedisL2::builder("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "app");
-    /// assert!(same.check().is_ok());
-    /// ```
-    pub fn cluster(mut self, cluster: bool) -> Self {
-        self.cluster = cluster;
-        self
-    }
-
-    /// Whether the store is a Redis Cluster: [`cluster`](Self::cluster), or
-    /// a `+cluster` URL.
-    pub(crate) fn is_cluster(&self) -> bool {
-        self.cluster || cluster_scheme(self.url.trim()).is_some()
-    }
-
-    /// The URL given to [`RedisL2::builder`].
-    ///
-    /// ```
-    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app");
-    /// assert_eq!(b.url(), "redis://127.0.0.1:6380");
-    /// ```
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The namespace given to [`RedisL2::builder`].
-    ///
-    /// ```
-    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app");
-    /// assert_eq!(b.namespace(), "app");
-    /// ```
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    /// Checks the URL and the namespace without connecting.
-    ///
-    /// # Errors
-    /// [`L2Error::Config`], as [`connect`](RedisL2Builder::connect).
-    ///
-    /// ```
-    /// use cache_runtime::RedisL2;
-    /// assert!(RedisL2::builder("redis://127.0.0.1:6380/0", "app").check().is_ok());
-    /// assert!(RedisL2::builder("http://127.0.0.1", "app").check().is_err());
-    /// ```
-    pub fn check(&self) -> Result<(), L2Error> {
-        self.endpoint().map(drop)
-    }
-
-    /// Connects now: fails if Redis does not answer within the connect
-    /// timeout. Must run inside a tokio runtime.
-    ///
-    /// # Errors
-    /// [`L2Error::Config`] for a bad URL or namespace, [`L2Error::Timeout`]
-    /// or [`L2Error::Connection`] when Redis cannot be reached.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), cache_runtime::L2Error> {
-    /// let l2 = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app").connect().await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn connect(self) -> Result<RedisL2, L2Error> {
-        let (endpoint, addr) = self.endpoint()?;
-        let connecting = async {
-            match endpoint {
-                Endpoint::Single(client, config) => {
-                    ConnectionManager::new_with_config(client, config)
-                        .await
-                        .map(Conn::Single)
-                }
-                Endpoint::Cluster(client, config, _) => client
-                    .get_async_connection_with_config(config)
-                    .await
-                    .map(Conn::Cluster),
-            }
-        };
-        let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Err(_) => {
-                return Err(L2Error::Timeout {
-                    op: "CONNECT",
-                    after: self.connect_timeout,
-                })
-            }
-            Ok(Err(e)) => {
-                return Err(map_error(
-                    "CONNECT",
-                    self.connect_timeout,
-                    self.is_cluster(),
-                    e,
-                ))
-            }
-            Ok(Ok(conn)) => conn,
-        };
-        Ok(self.finish(conn, addr))
-    }
-
-    /// Returns at once and connects on first use, so that a service starts
-    /// while Redis is down (its calls then fail, and are retried on later
-    /// calls).
-    ///
-    /// # Errors
-    /// [`L2Error::Config`] for a bad URL or namespace.
-    ///
-    /// # Panics
-    /// Outside a tokio runtime: the connection spawns a task.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// // Nothing listens on port 1: building still works, calls fail.
-    /// let l2 = cache_runtime::RedisL2::builder("redis://127.0.0.1:1", "app").connect_lazy().unwrap();
-    /// assert!(l2.ping().await.is_err());
-    /// # }
-    /// ```
-    pub fn connect_lazy(self) -> Result<RedisL2, L2Error> {
-        let (endpoint, addr) = self.endpoint()?;
-        let conn = match endpoint {
-            Endpoint::Single(client, config) => Conn::Single(
-                ConnectionManager::new_lazy_with_config(client, config)
-                    .map_err(|e| map_error("CONNECT", self.connect_timeout, false, e))?,
-            ),
-            Endpoint::Cluster(client, config, _) => {
-                Conn::Cluster(client.get_pending_async_connection_with_config(config))
-            }
-        };
-        Ok(self.finish(conn, addr))
-    }
-
-    /// Announces every invalidation on `channel` as `<instance>:<pattern>`,
-    /// atomically with it where it is one script.
-    pub(crate) fn announce_on(mut self, channel: &str, instance: u64) -> Self {
-        self.bus = Some((channel.into(), instance));
-        self
-    }
-
-    /// Clients of this store's server, or of the cluster nodes its URL
-    /// names (for a pub/sub connection: on a cluster, messages published on
-    /// any node reach the subscribers of every node).
-    pub(crate) fn redis_clients(&self) -> Result<Vec<redis::Client>, L2Error> {
-        Ok(match self.endpoint()?.0 {
-            Endpoint::Single(client, _) => vec![client],
-            Endpoint::Cluster(_, _, nodes) => nodes,
-        })
-    }
-
-    fn endpoint(&self) -> Result<(Endpoint, String), L2Error> {
-        validate_namespace(&self.namespace)?;
-        let url = self.url.trim();
-        if !self.is_cluster() {
-            let client = open(url)?;
-            let info = client.get_connection_info();
-            let addr = format!("{}/{}", info.addr(), info.redis_settings().db());
-            // Every command runs under this store's timeout (`timed`): a
-            // response timeout of the connection's own would be a second
-            // timer per command, and would change nothing (it does not make
-            // the manager reconnect; it drops the reply, as `timed` does).
-            let config = ConnectionManagerConfig::new()
-                .set_response_timeout(None)
-                .set_connection_timeout(Some(self.connect_timeout))
-                .set_max_delay(Duration::from_secs(2));
-            return Ok((Endpoint::Single(client, config), addr));
-        }
-        if let Some(brace) = self.namespace.chars().find(|c| matches!(c, '{' | '}')) {
-            return Err(L2Error::Config(format!(
-                "namespace `{}` contains `{brace}`: on Redis Cluster the cache puts a hash tag in braces after the namespace, so the namespace itself may not contain {{ or }}",
-                self.namespace
-            )));
-        }
-        let nodes = cluster_nodes(url)?;
-        let clients = nodes
-            .iter()
-            .map(|node| open(node))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(db) = clients
-            .iter()
-            .map(|c| c.get_connection_info().redis_settings().db())
-            .find(|db| *db != 0)
-        {
-            return Err(L2Error::Config(format!(
-                "`{}` names database {db}, and a Redis Cluster has only database 0: leave the database out",
-                redact(url)
-            )));
-        }
-        let cluster = ClusterClient::builder(nodes.iter().map(String::as_str))
-            .build()
-            .map_err(|e| L2Error::Config(format!("`{}` does not parse: {}", redact(url), e)))?;
-        let config = ClusterConfig::new()
-            .set_response_timeout(self.timeout)
-            .set_connection_timeout(self.connect_timeout);
-        let addr = clients
-            .iter()
-            .map(|c| c.get_connection_info().addr().to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        Ok((
-            Endpoint::Cluster(cluster, config, clients),
-            format!("cluster {addr}"),
-        ))
-    }
-
-    fn finish(self, conn: Conn, addr: String) -> RedisL2 {
+    pub(super) fn finish(self, conn: Conn, addr: String, probe: Option<Probe>) -> RedisL2 {
         let bases = match conn {
             Conn::Single(_) => vec![self.namespace.as_str().into()],
             Conn::Cluster(_) => (0..CLUSTER_GROUPS)
@@ -481,99 +144,11 @@ impl RedisL2Builder {
             timeout: self.timeout,
             scan_count: self.scan_count,
             addr: addr.into(),
+            probe: probe.map(Arc::new),
             coherence: self.coherence,
             scripts: Arc::new(Scripts::new()),
             batches: Arc::new(Batches::new(bases.len())),
             bus: self.bus,
-        }
-    }
-}
-
-/// Opens a client of one server, checking the URL.
-fn open(url: &str) -> Result<redis::Client, L2Error> {
-    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
-        return Err(L2Error::Config(
-            "rediss:// (TLS) needs the `tls` feature of cache-runtime; enable it, or use redis://"
-                .into(),
-        ));
-    }
-    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
-        return Err(L2Error::Config(format!(
-            "`{}` is not a redis URL: expected redis://[:password@]host:port[/db], rediss:// for TLS, or redis+cluster://host:port[,host:port...] for a Redis Cluster",
-            redact(url)
-        )));
-    }
-    redis::Client::open(url)
-        .map_err(|e| L2Error::Config(format!("`{}` does not parse: {}", redact(url), e)))
-}
-
-/// `redis+cluster://...` -> `redis`, `rediss+cluster://...` -> `rediss`.
-fn cluster_scheme(url: &str) -> Option<&'static str> {
-    if url.starts_with("redis+cluster://") {
-        Some("redis")
-    } else if url.starts_with("rediss+cluster://") {
-        Some("rediss")
-    } else {
-        None
-    }
-}
-
-/// The node URLs of a cluster URL: `redis[s][+cluster]://[auth@]a:1,b:2[/0]`
-/// -> `redis[s]://[auth@]a:1[/0]`, `redis[s]://[auth@]b:2[/0]`.
-fn cluster_nodes(url: &str) -> Result<Vec<String>, L2Error> {
-    let (scheme, rest) = match (cluster_scheme(url), url.split_once("://")) {
-        (Some(scheme), Some((_, rest))) => (scheme, rest),
-        (None, Some((scheme, rest))) => (scheme, rest),
-        (_, None) => {
-            // Let `open` say what is wrong with it.
-            return open(url).map(|_| vec![url.to_owned()]);
-        }
-    };
-    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    let (auth, hosts) = match authority.rfind('@') {
-        Some(at) => authority.split_at(at + 1),
-        None => ("", authority),
-    };
-    let nodes: Vec<String> = hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|host| !host.is_empty())
-        .map(|host| format!("{scheme}://{auth}{host}{path}"))
-        .collect();
-    if nodes.is_empty() {
-        return Err(L2Error::Config(format!(
-            "`{}` names no node: expected redis+cluster://host:port[,host:port...]",
-            redact(url)
-        )));
-    }
-    Ok(nodes)
-}
-
-/// What a cluster node's redirect or slot error means for a store that is
-/// not told it talks to a cluster.
-pub(crate) const CLUSTER_NOT_DECLARED: &str = "REDIS_URL points at a Redis Cluster node: write it as redis+cluster://host:port[,host:port...] so that the cache uses the cluster client; meanwhile the cache runs on its in-process tier and the origin";
-
-fn map_error(op: &'static str, after: Duration, cluster: bool, e: RedisError) -> L2Error {
-    if !cluster && (e.is_cluster_error() || e.code() == Some("CROSSSLOT")) {
-        L2Error::Command {
-            op,
-            source: format!("{CLUSTER_NOT_DECLARED} ({e})").into(),
-        }
-    } else if e.is_timeout() {
-        L2Error::Timeout { op, after }
-    } else if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-    {
-        L2Error::Connection {
-            op,
-            source: Box::new(e),
-        }
-    } else {
-        L2Error::Command {
-            op,
-            source: Box::new(e),
         }
     }
 }
@@ -730,7 +305,9 @@ impl RedisL2 {
                 op,
                 after: self.timeout,
             }),
-            Ok(result) => result.map_err(|e| map_error(op, self.timeout, self.is_cluster(), e)),
+            Ok(result) => {
+                result.map_err(|e| map_error(op, self.timeout, &self.addr, self.is_cluster(), e))
+            }
         }
     }
 
@@ -904,8 +481,9 @@ impl RedisL2 {
                     let page = self
                         .timed("SCAN", conn.route_command(scan, routing))
                         .await?;
-                    FromRedisValue::from_redis_value(page)
-                        .map_err(|e| map_error("SCAN", self.timeout, true, RedisError::from(e)))?
+                    FromRedisValue::from_redis_value(page).map_err(|e| {
+                        map_error("SCAN", self.timeout, &self.addr, true, RedisError::from(e))
+                    })?
                 }
                 _ => self.query("SCAN", &scan).await?,
             };
@@ -943,8 +521,16 @@ impl RedisL2 {
 
     /// `PING`, timed: the round trip.
     ///
+    /// When it fails without a clear cause (a timeout, a reset connection)
+    /// on a single server, a second, plain-text connection looks at the
+    /// port, to tell a TLS mismatch ([`L2ErrorKind::Tls`](crate::L2ErrorKind::Tls): `rediss://` to a
+    /// port that answers in plain text, `redis://` to one that hangs up on
+    /// plain text) or a refused connection from a slow server; this takes
+    /// at most the timeout again.
+    ///
     /// # Errors
-    /// Timeout, connection or server errors.
+    /// Timeout, connection or server errors; [`L2Error::Unavailable`] with
+    /// the cause when it is known.
     ///
     /// ```no_run
     /// # async fn run(l2: cache_runtime::RedisL2) -> Result<(), cache_runtime::L2Error> {
@@ -953,7 +539,15 @@ impl RedisL2 {
     /// ```
     pub async fn ping(&self) -> Result<Duration, L2Error> {
         let started = Instant::now();
-        let pong: String = self.query("PING", &redis::cmd("PING")).await?;
+        let pong: String = match self.query("PING", &redis::cmd("PING")).await {
+            Ok(pong) => pong,
+            Err(e) => {
+                return Err(match &self.probe {
+                    Some(probe) => probe.diagnose(e, self.timeout).await,
+                    None => e,
+                })
+            }
+        };
         if pong != "PONG" {
             return Err(L2Error::Command {
                 op: "PING",
@@ -990,98 +584,9 @@ impl L2 for RedisL2 {
     }
 }
 
-/// How many groups a namespace's keys are spread over on a Redis Cluster:
-/// each group is one hash slot, with its own generation counter and marks
-/// (see the coherence protocol), so a namespace uses at most this many
-/// primaries, and an invalidation of a prefix pattern writes one mark per
-/// group.
-pub const CLUSTER_GROUPS: usize = 16;
-
-const GROUP_TAG_LEN: usize = 4;
-
-/// The group of a cache key: its CRC16 (XMODEM, as Redis hashes keys) modulo
-/// [`CLUSTER_GROUPS`]. The same in every process and every version: it is
-/// part of the layout in Redis.
-fn group_of(key: &str) -> usize {
-    crc16_of(key) % CLUSTER_GROUPS
-}
-
-/// CRC16 (XMODEM) of `text`, what Redis Cluster hashes keys with.
-fn crc16_of(text: &str) -> usize {
-    usize::from(crc16::State::<crc16::XMODEM>::calculate(text.as_bytes()))
-}
-
-/// The hash slots of Redis Cluster.
-const SLOTS: usize = 16384;
-
-/// The hash tag of a group: the first four hex digits whose hash slot lies
-/// in the group's share of the slots, so that the groups spread over the
-/// primaries as the slots do.
-fn group_tag(group: usize) -> String {
-    let share = group * SLOTS / CLUSTER_GROUPS..(group + 1) * SLOTS / CLUSTER_GROUPS;
-    (0..=0xffff_u32)
-        .map(|n| format!("{n:04x}"))
-        .find(|tag| share.contains(&(crc16_of(tag) % SLOTS)))
-        .expect("every share of the slots has a four-digit tag")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn groups_spread_over_the_slots() {
-        for group in 0..CLUSTER_GROUPS {
-            let tag = group_tag(group);
-            assert_eq!(tag.len(), GROUP_TAG_LEN);
-            assert_eq!(
-                crc16_of(&tag) % SLOTS * CLUSTER_GROUPS / SLOTS,
-                group,
-                "{tag}"
-            );
-        }
-        let mut seen = [0; CLUSTER_GROUPS];
-        for n in 0..1600 {
-            seen[group_of(&format!("order:{n}"))] += 1;
-        }
-        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
-    }
-
-    #[test]
-    fn cluster_urls() {
-        let nodes = cluster_nodes("redis+cluster://:pw@a:1,b:2/0").unwrap();
-        assert_eq!(nodes, ["redis://:pw@a:1/0", "redis://:pw@b:2/0"]);
-        let nodes = cluster_nodes("redis://a:1, b:2").unwrap();
-        assert_eq!(nodes, ["redis://a:1", "redis://b:2"]);
-        let nodes = cluster_nodes("rediss+cluster://a:1,b:2#insecure").unwrap();
-        assert_eq!(nodes, ["rediss://a:1#insecure", "rediss://b:2#insecure"]);
-        let err = RedisL2::builder("redis+cluster://a:1", "app{1}")
-            .check()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("may not contain {"), "{err}");
-        assert!(RedisL2::builder("redis://a:1", "app{1}").check().is_ok());
-        let err = RedisL2::builder("redis+cluster://:pw@a:1/3", "app")
-            .check()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("only database 0") && !err.contains("pw"),
-            "{err}"
-        );
-        let err = RedisL2::builder("redis+cluster:///0", "app")
-            .check()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("names no node"), "{err}");
-    }
-
-    #[test]
-    fn redaction() {
-        assert_eq!(redact("redis://:pw@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redact("redis://u:p@ss@h:1"), "redis://***@h:1");
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
-    }
 
     #[tokio::test]
     async fn bad_configuration_is_an_error_without_the_password() {

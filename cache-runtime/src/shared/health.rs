@@ -1,8 +1,12 @@
 //! The shared tier's part of a health report, and of the statistics.
 
+use std::time::Duration;
+
 use super::{Report, SharedTier};
 use crate::breaker::BreakerState;
-use crate::health::{Health, HealthStatus};
+use crate::health::{Health, HealthStatus, ReadyError};
+use crate::l2::redis::CLUSTER_NOT_DECLARED;
+use crate::l2::{L2Error, L2ErrorKind};
 use crate::stats::Stats;
 
 impl SharedTier {
@@ -54,5 +58,49 @@ impl SharedTier {
             invalidation_queue_overflows: pending.overflows,
             ..Stats::default()
         }
+    }
+
+    /// [`Cache::ready`](crate::Cache::ready): connects, pings, checks that
+    /// the server is not a cluster node behind a single-server URL, and
+    /// waits for the backplane, within `timeout`.
+    pub(crate) async fn ready(
+        &self,
+        report: &dyn Report,
+        timeout: Duration,
+    ) -> Result<(), ReadyError> {
+        let Some(store) = self.store() else {
+            return Err(ReadyError::Redis(L2Error::Config(
+                "Cache::ready needs a tokio runtime: the Redis connection lives in one".into(),
+            )));
+        };
+        let started = tokio::time::Instant::now();
+        let checked = tokio::time::timeout(timeout, async {
+            store.ping().await?;
+            if store.is_cluster_node().await? {
+                return Err(L2Error::Unavailable {
+                    op: "INFO",
+                    kind: L2ErrorKind::ClusterNotDeclared,
+                    message: CLUSTER_NOT_DECLARED.to_owned(),
+                });
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(L2Error::Timeout {
+            op: "READY",
+            after: timeout,
+        }));
+        if let Err(e) = checked {
+            self.failed(report, "READY", &e);
+            return Err(ReadyError::Redis(e));
+        }
+        self.breaker.success();
+        if !self
+            .wait_in_sync(timeout.saturating_sub(started.elapsed()))
+            .await
+        {
+            return Err(ReadyError::NotInSync { after: timeout });
+        }
+        Ok(())
     }
 }

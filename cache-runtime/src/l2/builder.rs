@@ -1,0 +1,425 @@
+//! The settings of a [`RedisL2`] and how it connects: the URL checked and
+//! parsed (one server, or the nodes of a cluster), the connection made now
+//! or on first use.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+
+use super::cluster::{cluster_nodes, cluster_scheme};
+use super::coherent::Coherence;
+use super::diagnose::{map_error, Probe};
+use super::redis::{Conn, RedisL2};
+use super::{validate_namespace, L2Error};
+
+/// Where a store's server is, parsed from its URL.
+enum Endpoint {
+    Single(redis::Client, ConnectionManagerConfig),
+    /// The cluster client, and a client of each node the URL names (for
+    /// pub/sub).
+    Cluster(ClusterClient, ClusterConfig, Vec<redis::Client>),
+}
+
+/// Settings of a [`RedisL2`], from [`RedisL2::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::RedisL2;
+///
+/// let builder = RedisL2::builder("redis://:secret@127.0.0.1:6380/2", "orders-svc")
+///     .timeout(Duration::from_millis(100))
+///     .connect_timeout(Duration::from_secs(2))
+///     .scan_count(500);
+/// // Nothing connects until `connect` or `connect_lazy`; the password stays out of Debug.
+/// assert!(!format!("{builder:?}").contains("secret"));
+/// ```
+#[must_use]
+#[derive(Clone)]
+pub struct RedisL2Builder {
+    pub(super) url: String,
+    pub(super) namespace: String,
+    pub(super) timeout: Duration,
+    pub(super) connect_timeout: Duration,
+    pub(super) scan_count: usize,
+    pub(super) coherence: Coherence,
+    pub(super) cluster: bool,
+    pub(super) bus: Option<(Arc<str>, u64)>,
+}
+
+impl fmt::Debug for RedisL2Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisL2Builder")
+            .field("url", &redact(&self.url))
+            .field("namespace", &self.namespace)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("scan_count", &self.scan_count)
+            .field("max_ttl", &self.coherence.max_ttl)
+            .field("cluster", &self.is_cluster())
+            .finish()
+    }
+}
+
+/// `redis://user:pass@host` -> `redis://***@host`.
+pub(super) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisL2Builder {
+    /// The time limit of each Redis command (default 250 ms). A `SCAN`
+    /// walk is many commands, each with this limit.
+    ///
+    /// # Panics
+    /// When `timeout` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app")
+    ///     .timeout(Duration::from_millis(50));
+    /// # drop(b);
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "RedisL2Builder::timeout must not be zero"
+        );
+        self.timeout = timeout;
+        self
+    }
+
+    /// The time limit of establishing a connection, first or again
+    /// (default 1 s).
+    ///
+    /// # Panics
+    /// When `timeout` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app")
+    ///     .connect_timeout(Duration::from_millis(500));
+    /// # drop(b);
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "RedisL2Builder::connect_timeout must not be zero"
+        );
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The `COUNT` hint of each `SCAN` call in pattern invalidation and
+    /// `clear`, which is also about the size of each `UNLINK` batch
+    /// (default 1000).
+    ///
+    /// # Panics
+    /// When `count` is zero.
+    ///
+    /// ```
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app").scan_count(100);
+    /// # drop(b);
+    /// ```
+    pub fn scan_count(mut self, count: usize) -> Self {
+        assert!(count > 0, "RedisL2Builder::scan_count must not be zero");
+        self.scan_count = count;
+        self
+    }
+
+    /// The longest a value lives in Redis (default 1 day): longer TTLs
+    /// are cut to it. Instances may differ in this: Redis records the
+    /// longest value any instance wrote, and invalidation marks of prefix
+    /// patterns live at least that long, so that they outlive the values
+    /// they cover.
+    ///
+    /// # Panics
+    /// When `max_ttl` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app")
+    ///     .max_ttl(Duration::from_secs(6 * 3600));
+    /// # drop(b);
+    /// ```
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        assert!(
+            !max_ttl.is_zero(),
+            "RedisL2Builder::max_ttl must not be zero"
+        );
+        self.coherence.max_ttl = max_ttl;
+        self
+    }
+
+    /// Talks to a Redis Cluster through the redis crate's cluster client;
+    /// the URL then names one or more of its nodes, separated by commas
+    /// (`redis://:pw@10.0.0.1:7000,10.0.0.2:7000`). A `redis+cluster://`
+    /// or `rediss+cluster://` URL says the same without this call.
+    ///
+    /// ```
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:7000,127.0.0.1:7001", "app")
+    ///     .cluster(true);
+    /// assert!(b.check().is_ok());
+    /// let same = cache_runtime::RedisL2::builder("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "app");
+    /// assert!(same.check().is_ok());
+    /// ```
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Whether the store is a Redis Cluster: [`cluster`](Self::cluster), or
+    /// a `+cluster` URL.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster || cluster_scheme(self.url.trim()).is_some()
+    }
+
+    /// The URL given to [`RedisL2::builder`].
+    ///
+    /// ```
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app");
+    /// assert_eq!(b.url(), "redis://127.0.0.1:6380");
+    /// ```
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The namespace given to [`RedisL2::builder`].
+    ///
+    /// ```
+    /// let b = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app");
+    /// assert_eq!(b.namespace(), "app");
+    /// ```
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Checks the URL and the namespace without connecting.
+    ///
+    /// # Errors
+    /// [`L2Error::Config`], as [`connect`](RedisL2Builder::connect).
+    ///
+    /// ```
+    /// use cache_runtime::RedisL2;
+    /// assert!(RedisL2::builder("redis://127.0.0.1:6380/0", "app").check().is_ok());
+    /// assert!(RedisL2::builder("http://127.0.0.1", "app").check().is_err());
+    /// ```
+    pub fn check(&self) -> Result<(), L2Error> {
+        self.endpoint().map(drop)
+    }
+
+    /// Connects now, and sends `PING`: fails if Redis does not answer
+    /// within the connect timeout, or cannot be used (a server that wants
+    /// a password accepts a connection without one, and refuses its
+    /// commands). Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`L2Error::Config`] for a bad URL or namespace, [`L2Error::Timeout`]
+    /// or [`L2Error::Connection`] when Redis cannot be reached,
+    /// [`L2Error::Unavailable`] for a known cause (refused, authentication,
+    /// no such database, TLS).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), cache_runtime::L2Error> {
+    /// let l2 = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380", "app").connect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(self) -> Result<RedisL2, L2Error> {
+        let (endpoint, addr) = self.endpoint()?;
+        let probe = endpoint.probe();
+        let connecting = async {
+            match endpoint {
+                Endpoint::Single(client, config) => {
+                    ConnectionManager::new_with_config(client, config)
+                        .await
+                        .map(Conn::Single)
+                }
+                Endpoint::Cluster(client, config, _) => client
+                    .get_async_connection_with_config(config)
+                    .await
+                    .map(Conn::Cluster),
+            }
+        };
+        let failed = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(conn)) => {
+                let store = self.finish(conn, addr, probe);
+                return store.ping().await.map(|_| store);
+            }
+            Err(_) => L2Error::Timeout {
+                op: "CONNECT",
+                after: self.connect_timeout,
+            },
+            Ok(Err(e)) => map_error("CONNECT", self.connect_timeout, &addr, self.is_cluster(), e),
+        };
+        Err(match probe {
+            Some(probe) => probe.diagnose(failed, self.connect_timeout).await,
+            None => failed,
+        })
+    }
+
+    /// Returns at once and connects on first use, so that a service starts
+    /// while Redis is down (its calls then fail, and are retried on later
+    /// calls).
+    ///
+    /// # Errors
+    /// [`L2Error::Config`] for a bad URL or namespace.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime: the connection spawns a task.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // Nothing listens on port 1: building still works, calls fail.
+    /// let l2 = cache_runtime::RedisL2::builder("redis://127.0.0.1:1", "app").connect_lazy().unwrap();
+    /// assert!(l2.ping().await.is_err());
+    /// # }
+    /// ```
+    pub fn connect_lazy(self) -> Result<RedisL2, L2Error> {
+        let (endpoint, addr) = self.endpoint()?;
+        let probe = endpoint.probe();
+        let conn = match endpoint {
+            Endpoint::Single(client, config) => Conn::Single(
+                ConnectionManager::new_lazy_with_config(client, config)
+                    .map_err(|e| map_error("CONNECT", self.connect_timeout, &addr, false, e))?,
+            ),
+            Endpoint::Cluster(client, config, _) => {
+                Conn::Cluster(client.get_pending_async_connection_with_config(config))
+            }
+        };
+        Ok(self.finish(conn, addr, probe))
+    }
+
+    /// Announces every invalidation on `channel` as `<instance>:<pattern>`,
+    /// atomically with it where it is one script.
+    pub(crate) fn announce_on(mut self, channel: &str, instance: u64) -> Self {
+        self.bus = Some((channel.into(), instance));
+        self
+    }
+
+    /// Clients of this store's server, or of the cluster nodes its URL
+    /// names (for a pub/sub connection: on a cluster, messages published on
+    /// any node reach the subscribers of every node).
+    pub(crate) fn redis_clients(&self) -> Result<Vec<redis::Client>, L2Error> {
+        Ok(match self.endpoint()?.0 {
+            Endpoint::Single(client, _) => vec![client],
+            Endpoint::Cluster(_, _, nodes) => nodes,
+        })
+    }
+
+    fn endpoint(&self) -> Result<(Endpoint, String), L2Error> {
+        validate_namespace(&self.namespace)?;
+        let url = self.url.trim();
+        if !self.is_cluster() {
+            let client = open(url)?;
+            let info = client.get_connection_info();
+            let addr = format!("{}/{}", info.addr(), info.redis_settings().db());
+            // Every command runs under this store's timeout (`timed`): a
+            // response timeout of the connection's own would be a second
+            // timer per command, and would change nothing (it does not make
+            // the manager reconnect; it drops the reply, as `timed` does).
+            // One attempt per connection: retried within a command, a
+            // refused connection would wait out the command's timeout and
+            // read as one. A failed attempt fails the command with its
+            // cause, and the next command makes a new attempt (the breaker
+            // spaces them while Redis stays away).
+            let config = ConnectionManagerConfig::new()
+                .set_response_timeout(None)
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_number_of_retries(0);
+            return Ok((Endpoint::Single(client, config), addr));
+        }
+        if let Some(brace) = self.namespace.chars().find(|c| matches!(c, '{' | '}')) {
+            return Err(L2Error::Config(format!(
+                "namespace `{}` contains `{brace}`: on Redis Cluster the cache puts a hash tag in braces after the namespace, so the namespace itself may not contain {{ or }}",
+                self.namespace
+            )));
+        }
+        let nodes = cluster_nodes(url)?;
+        let clients = nodes
+            .iter()
+            .map(|node| open(node))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(db) = clients
+            .iter()
+            .map(|c| c.get_connection_info().redis_settings().db())
+            .find(|db| *db != 0)
+        {
+            return Err(L2Error::Config(format!(
+                "`{}` names database {db}, and a Redis Cluster has only database 0: leave the database out",
+                redact(url)
+            )));
+        }
+        let cluster = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .build()
+            .map_err(|e| L2Error::Config(format!("`{}` does not parse: {}", redact(url), e)))?;
+        let config = ClusterConfig::new()
+            .set_response_timeout(self.timeout)
+            .set_connection_timeout(self.connect_timeout);
+        let addr = clients
+            .iter()
+            .map(|c| c.get_connection_info().addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok((
+            Endpoint::Cluster(cluster, config, clients),
+            format!("cluster {addr}"),
+        ))
+    }
+}
+
+/// Opens a client of one server, checking the URL.
+pub(super) fn open(url: &str) -> Result<redis::Client, L2Error> {
+    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
+        return Err(L2Error::Config(
+            "rediss:// (TLS) needs the `tls` feature of cache-runtime; enable it, or use redis://"
+                .into(),
+        ));
+    }
+    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+        return Err(L2Error::Config(format!(
+            "`{}` is not a redis URL: expected redis://[:password@]host:port[/db], rediss:// for TLS, or redis+cluster://host:port[,host:port...] for a Redis Cluster",
+            redact(url)
+        )));
+    }
+    redis::Client::open(url)
+        .map_err(|e| L2Error::Config(format!("`{}` does not parse: {}", redact(url), e)))
+}
+
+impl Endpoint {
+    fn probe(&self) -> Option<Probe> {
+        let Endpoint::Single(client, _) = self else {
+            return None;
+        };
+        let info = client.get_connection_info();
+        let (host, port, tls) = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host, *port, false),
+            redis::ConnectionAddr::TcpTls { host, port, .. } => (host, *port, true),
+            _ => return None,
+        };
+        Some(Probe {
+            host: host.clone(),
+            port,
+            tls,
+            addr: format!("{}:{port}", host),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact("redis://:pw@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact("redis://u:p@ss@h:1"), "redis://***@h:1");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}
