@@ -10,6 +10,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+mod support;
+
 const TOKEN: &str = "s3cret-token";
 
 #[cached(ttl = "1h", key = "orders:list:<tenant>:p<page>")]
@@ -111,7 +113,12 @@ async fn invalidate_and_clear_need_the_token() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(json(&body)["removed"], 5);
+    let answer = json(&body);
+    assert_eq!(
+        (answer["removed"].clone(), answer["local"].clone()),
+        (5.into(), 5.into())
+    );
+    assert_eq!(answer["shared"]["kind"], "none", "{body}");
     assert!(cache.exists("orders:list:globex:p0").await);
     assert!(!cache.exists("orders:list:acme:p3").await);
 
@@ -209,4 +216,60 @@ async fn require_bearer_guards_a_route_of_ones_own() {
     // An empty token opens nothing.
     let (status, _) = send(&guarded(""), post("/reindex", Some(""))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// With Redis paused, the route says the shared part was only queued, not
+/// that the keys are gone everywhere.
+#[tokio::test]
+async fn the_invalidate_route_says_when_redis_only_queued_it() {
+    let server = support::RedisServer::start();
+    let cache = Cache::builder()
+        .backend(cache_runtime::Backend::Hybrid)
+        .redis_url(server.url())
+        .key_prefix("admin")
+        .redis_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(cache.wait_in_sync(Duration::from_secs(10)).await);
+    let app = admin::router(cache.clone(), TOKEN);
+    for page in 0..3 {
+        cache
+            .set(
+                &format!("orders:list:acme:p{page}"),
+                page,
+                Duration::from_secs(60),
+            )
+            .await;
+    }
+    let (status, body) = send(
+        &app,
+        post("/invalidate?pattern=orders:list:acme:p1", Some(TOKEN)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = json(&body);
+    assert_eq!(answer["shared"]["kind"], "keys", "{body}");
+    assert_eq!(answer["shared"]["removed"], 1, "{body}");
+    assert_eq!(answer["removed"], 1, "{body}");
+
+    server.pause();
+    let (status, body) = send(
+        &app,
+        post("/invalidate?pattern=orders:list:acme:*", Some(TOKEN)),
+    )
+    .await;
+    server.resume();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = json(&body);
+    assert_eq!(answer["shared"]["kind"], "queued", "{body}");
+    assert!(
+        answer["shared"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
+    assert!(
+        answer["report"].as_str().unwrap().contains("queued"),
+        "{body}"
+    );
 }

@@ -4,9 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use cache_runtime::{
-    Codec, Deadlines, Envelope, EnvelopeError, L2Error, RedisL2, TypeFingerprint, L2,
-};
+use cache_runtime::{Codec, Deadlines, Envelope, EnvelopeError, L2Error, RedisL2, TypeFingerprint};
 use redis::Commands;
 use support::RedisServer;
 
@@ -271,7 +269,7 @@ async fn a_paused_server_times_out_and_recovers() {
     server.pause();
     let err = l2.get("k").await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(L2::ping(&l2).await.unwrap_err().is_timeout());
+    assert!(l2.ping().await.unwrap_err().is_timeout());
 
     server.resume();
     assert!(
@@ -302,21 +300,4 @@ async fn a_lazy_store_starts_while_redis_is_down() {
         "never connected"
     );
     assert!(l2.get("k").await.unwrap().is_some());
-}
-
-#[tokio::test]
-async fn the_store_works_through_dyn_l2() {
-    let server = RedisServer::start();
-    let l2 = store(&server, "app").await;
-    let dynamic: &dyn L2 = &l2;
-    dynamic.set("order:acme:1", b"x", 60_000).await.unwrap();
-    dynamic.set("order:acme:2", b"y", 60_000).await.unwrap();
-    assert_eq!(
-        dynamic.get("order:acme:1").await.unwrap().as_deref(),
-        Some(&b"x"[..])
-    );
-    assert_eq!(dynamic.invalidate("order:acme:*").await.unwrap(), 2);
-    assert_eq!(dynamic.delete(&["order:acme:1"]).await.unwrap(), 0);
-    assert_eq!(dynamic.clear().await.unwrap(), 0);
-    assert!(dynamic.ping().await.is_ok());
 }

@@ -5,7 +5,7 @@
 //! | `GET /stats` | [`Stats`] as JSON, with the hit rates | no |
 //! | `GET /health` | [`Health`](crate::Health) as JSON, `"status"` `healthy` or `degraded`; always `200`: a degraded cache still answers every call (from process and the origin), so it is no reason to take an instance out of service | no |
 //! | `GET /metrics` | [`Cache::prometheus_text`] | no |
-//! | `POST /invalidate?pattern=orders:list:acme:*` | [`Cache::invalidate`]: `{"removed": n}`, `400` for a malformed pattern | yes |
+//! | `POST /invalidate?pattern=orders:list:acme:*` | [`Cache::invalidate_report`]: `{"removed": n, "local": n, "shared": {"kind": .., "removed": n}, "report": ".."}` (`removed`: keys removed in both tiers, each once; `shared.kind`: `keys`, `prefix` (uncounted), `scanned`, `queued` (Redis away: with its `reason`), or `none` without Redis), `400` for a malformed pattern | yes |
 //! | `POST /clear` | [`Cache::clear`] | yes |
 //!
 //! The mutating routes need `Authorization: Bearer <token>` (the scheme in
@@ -34,7 +34,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::{Cache, Stats};
+use crate::{Cache, SharedInvalidation, Stats};
 
 #[derive(Clone)]
 struct Admin {
@@ -335,9 +335,31 @@ async fn invalidate(
             "give the pattern as a query parameter: /invalidate?pattern=orders:list:acme:*",
         );
     };
-    match admin.cache.invalidate(&pattern).await {
-        Ok(removed) => Json(json!({ "pattern": pattern, "removed": removed })).into_response(),
+    match admin.cache.invalidate_report(&pattern).await {
+        Ok(report) => Json(json!({
+            "pattern": pattern,
+            "removed": report.removed,
+            "local": report.local,
+            "shared": shared_json(&report.shared),
+            "report": report.to_string(),
+        }))
+        .into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// How the shared tier took an invalidation, as the route reports it.
+fn shared_json(shared: &SharedInvalidation) -> serde_json::Value {
+    match shared {
+        SharedInvalidation::Keys(n) => json!({ "kind": "keys", "removed": n }),
+        SharedInvalidation::Prefix(prefix) => {
+            json!({ "kind": "prefix", "removed": null, "prefix": prefix })
+        }
+        SharedInvalidation::Scanned(n) => json!({ "kind": "scanned", "removed": n }),
+        SharedInvalidation::Queued(reason) => {
+            json!({ "kind": "queued", "removed": null, "reason": reason })
+        }
+        _ => json!({ "kind": "none", "removed": null }),
     }
 }
 

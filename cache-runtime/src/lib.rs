@@ -62,9 +62,13 @@ pub use envelope::{
     ENVELOPE_HARD_MAX_BYTES, ENVELOPE_HEADER_LEN, ENVELOPE_VERSION,
 };
 #[cfg(feature = "redis")]
-pub use l2::redis::{RedisL2, RedisL2Builder, CLUSTER_GROUPS};
+pub use l2::builder::RedisL2Builder;
 #[cfg(feature = "redis")]
-pub use l2::{L2Error, L2ErrorKind, L2Future, L2};
+pub use l2::cluster::CLUSTER_GROUPS;
+#[cfg(feature = "redis")]
+pub use l2::redis::RedisL2;
+#[cfg(feature = "redis")]
+pub use l2::{L2Error, L2ErrorKind};
 
 pub use cache_macros::{cached, invalidates, KeyPart};
 

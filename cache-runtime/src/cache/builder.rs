@@ -25,7 +25,7 @@ pub struct CacheBuilder {
     pub(super) clock: Clock,
     /// Store settings given in code, over those of the configuration.
     #[cfg(feature = "redis")]
-    redis: Option<crate::l2::redis::RedisL2Builder>,
+    redis: Option<crate::l2::builder::RedisL2Builder>,
     /// The parent's shared tier, for a named cache.
     #[cfg(feature = "redis")]
     pub(super) shared: Option<Arc<SharedTier>>,
@@ -358,7 +358,7 @@ impl CacheBuilder {
     /// assert_eq!(cache.config().backend, Backend::Hybrid);
     /// ```
     #[cfg(feature = "redis")]
-    pub fn redis(mut self, store: crate::l2::redis::RedisL2Builder) -> Self {
+    pub fn redis(mut self, store: crate::l2::builder::RedisL2Builder) -> Self {
         if self.config.backend == Backend::Memory {
             self.config.backend = Backend::Hybrid;
         }

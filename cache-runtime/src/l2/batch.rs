@@ -14,12 +14,13 @@
 //! longer polled, say) is not waited for: reads then go alone until it
 //! ends.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::coherent::Read;
+use super::read::Read;
 use super::redis::RedisL2;
 use super::L2Error;
 
@@ -119,18 +120,20 @@ impl std::fmt::Debug for Batches {
 /// A caller's turn in a group: on drop it hands the reads that waited
 /// meanwhile to a task of their own.
 struct Turn<'a> {
+    batches: &'a Arc<Batches>,
     store: &'a RedisL2,
     group: usize,
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        let Some(batch) = self.store.batches().next(self.group) else {
+        let Some(batch) = self.batches.next(self.group) else {
             return;
         };
         // Made before the task, so that a task dropped unpolled (its
         // runtime shutting down) still ends the turn.
         let running = Running {
+            batches: Arc::clone(self.batches),
             store: self.store.clone(),
             group: self.group,
             done: false,
@@ -149,6 +152,7 @@ impl Drop for Turn<'_> {
 /// A task's turn in a group, running batches; ends the turn if dropped
 /// before it ran out of them.
 struct Running {
+    batches: Arc<Batches>,
     store: RedisL2,
     group: usize,
     done: bool,
@@ -157,7 +161,7 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if !self.done {
-            self.store.batches().release(self.group);
+            self.batches.release(self.group);
         }
     }
 }
@@ -179,7 +183,7 @@ impl Running {
                     }
                 }
             }
-            match self.store.batches().next(self.group) {
+            match self.batches.next(self.group) {
                 Some(next) => batch = next,
                 None => break,
             }
@@ -188,28 +192,36 @@ impl Running {
     }
 }
 
-impl RedisL2 {
+impl Batches {
     /// Reads `key` with the generation and the key's tags, batched with the
     /// reads of its group that come while another is on its way.
-    pub(crate) async fn read_checked(&self, key: &str) -> Result<Read, L2Error> {
-        let group = self.group_index(key);
-        let waiting = match self.batches().enter(group, key, self.timeout()) {
+    pub(crate) async fn read(
+        self: &Arc<Self>,
+        store: &RedisL2,
+        key: &str,
+    ) -> Result<Read, L2Error> {
+        let group = store.group_index(key);
+        let waiting = match self.enter(group, key, store.timeout()) {
             Enter::Lead => {
-                let _turn = Turn { store: self, group };
-                return self.read_checked_one(key).await;
+                let _turn = Turn {
+                    batches: self,
+                    store,
+                    group,
+                };
+                return store.read_checked_one(key).await;
             }
-            Enter::Alone => return self.read_checked_one(key).await,
+            Enter::Alone => return store.read_checked_one(key).await,
             Enter::Wait(waiting) => waiting,
         };
         // Bounded like any call: the batch before this one and this one's
         // own are each under the timeout, but together they may not be.
-        match tokio::time::timeout(self.timeout(), waiting).await {
+        match tokio::time::timeout(store.timeout(), waiting).await {
             Ok(Ok(read)) => read,
             // Its batch was dropped (its runtime shut down): read alone.
-            Ok(Err(_)) => self.read_checked_one(key).await,
+            Ok(Err(_)) => store.read_checked_one(key).await,
             Err(_) => Err(L2Error::Timeout {
                 op: "MGET",
-                after: self.timeout(),
+                after: store.timeout(),
             }),
         }
     }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 
-use super::cluster::{cluster_nodes, cluster_scheme};
-use super::coherent::Coherence;
+use super::cluster::{group_tag, CLUSTER_GROUPS};
 use super::diagnose::{map_error, Probe};
 use super::redis::{Conn, RedisL2};
+use super::url::{cluster_nodes, cluster_scheme, open, redact};
 use super::{validate_namespace, L2Error};
 
 /// Where a store's server is, parsed from its URL.
@@ -44,9 +44,8 @@ pub struct RedisL2Builder {
     pub(super) timeout: Duration,
     pub(super) connect_timeout: Duration,
     pub(super) scan_count: usize,
-    pub(super) coherence: Coherence,
+    pub(super) max_ttl: Duration,
     pub(super) cluster: bool,
-    pub(super) bus: Option<(Arc<str>, u64)>,
 }
 
 impl fmt::Debug for RedisL2Builder {
@@ -57,19 +56,39 @@ impl fmt::Debug for RedisL2Builder {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("scan_count", &self.scan_count)
-            .field("max_ttl", &self.coherence.max_ttl)
+            .field("max_ttl", &self.max_ttl)
             .field("cluster", &self.is_cluster())
             .finish()
     }
 }
 
-/// `redis://user:pass@host` -> `redis://***@host`.
-pub(super) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
+impl RedisL2 {
+    /// Settings for a store at `url` (`redis://[:password@]host:port[/db]`,
+    /// `rediss://` for TLS with the `tls` feature, or
+    /// `redis+cluster://[:password@]host:port[,host:port...]` for a Redis
+    /// Cluster) whose keys all start with `namespace`.
+    ///
+    /// The namespace must be non-empty ASCII without glob characters
+    /// (`* ? [ ] \`), `:`, spaces or control characters (on a cluster also
+    /// without `{ }`, which would take the place of the groups' hash tags):
+    /// it goes into SCAN patterns as it is, and no namespace may be a prefix
+    /// of another's keys. The URL and the namespace are checked when
+    /// connecting.
+    ///
+    /// ```
+    /// let builder = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380/0", "orders-svc");
+    /// # drop(builder);
+    /// ```
+    pub fn builder(url: impl Into<String>, namespace: impl Into<String>) -> RedisL2Builder {
+        RedisL2Builder {
+            url: url.into(),
+            namespace: namespace.into(),
+            timeout: Duration::from_millis(250),
+            connect_timeout: Duration::from_secs(1),
+            scan_count: 1000,
+            max_ttl: Duration::from_secs(24 * 3600),
+            cluster: false,
         }
-        _ => url.to_owned(),
     }
 }
 
@@ -153,7 +172,7 @@ impl RedisL2Builder {
             !max_ttl.is_zero(),
             "RedisL2Builder::max_ttl must not be zero"
         );
-        self.coherence.max_ttl = max_ttl;
+        self.max_ttl = max_ttl;
         self
     }
 
@@ -296,13 +315,6 @@ impl RedisL2Builder {
         Ok(self.finish(conn, addr, probe))
     }
 
-    /// Announces every invalidation on `channel` as `<instance>:<pattern>`,
-    /// atomically with it where it is one script.
-    pub(crate) fn announce_on(mut self, channel: &str, instance: u64) -> Self {
-        self.bus = Some((channel.into(), instance));
-        self
-    }
-
     /// Clients of this store's server, or of the cluster nodes its URL
     /// names (for a pub/sub connection: on a cluster, messages published on
     /// any node reach the subscribers of every node).
@@ -374,24 +386,6 @@ impl RedisL2Builder {
     }
 }
 
-/// Opens a client of one server, checking the URL.
-pub(super) fn open(url: &str) -> Result<redis::Client, L2Error> {
-    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
-        return Err(L2Error::Config(
-            "rediss:// (TLS) needs the `tls` feature of cache-runtime; enable it, or use redis://"
-                .into(),
-        ));
-    }
-    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
-        return Err(L2Error::Config(format!(
-            "`{}` is not a redis URL: expected redis://[:password@]host:port[/db], rediss:// for TLS, or redis+cluster://host:port[,host:port...] for a Redis Cluster",
-            redact(url)
-        )));
-    }
-    redis::Client::open(url)
-        .map_err(|e| L2Error::Config(format!("`{}` does not parse: {}", redact(url), e)))
-}
-
 impl Endpoint {
     fn probe(&self) -> Option<Probe> {
         let Endpoint::Single(client, _) = self else {
@@ -412,14 +406,25 @@ impl Endpoint {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redaction() {
-        assert_eq!(redact("redis://:pw@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redact("redis://u:p@ss@h:1"), "redis://***@h:1");
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
+/// The end of [`RedisL2Builder::connect`] and
+/// [`connect_lazy`](RedisL2Builder::connect_lazy): the store over `conn`.
+impl RedisL2Builder {
+    pub(super) fn finish(self, conn: Conn, addr: String, probe: Option<Probe>) -> RedisL2 {
+        let bases = match conn {
+            Conn::Single(_) => vec![self.namespace.as_str().into()],
+            Conn::Cluster(_) => (0..CLUSTER_GROUPS)
+                .map(|group| format!("{}{{{}}}", self.namespace, group_tag(group)).into())
+                .collect(),
+        };
+        let bases: Arc<[Box<str>]> = bases.into();
+        RedisL2 {
+            conn,
+            bases,
+            namespace: self.namespace.into(),
+            timeout: self.timeout,
+            scan_count: self.scan_count,
+            addr: addr.into(),
+            probe: probe.map(Arc::new),
+        }
     }
 }

@@ -12,7 +12,7 @@
 //!   generation under a key of its own (`<ns>[x]<key>`), for twice the fill
 //!   window ([`FILL_WINDOW`]): a later fill cannot overwrite it;
 //! - a prefix pattern (`orders:list:acme:*`, a literal prefix that ends at a
-//!   `:`, at most [`MAX_TAG_DEPTH`] segments deep, or `*`) sets the prefix's
+//!   `:`, at most [`MAX_TAG_DEPTH`](super::marks::MAX_TAG_DEPTH) segments deep, or `*`) sets the prefix's
 //!   tag (`<ns>[t]orders:list:acme:`) to the generation, for as long as the
 //!   longest value any instance wrote (recorded in `<ns>[l]`) may live: one
 //!   write, whatever the number of keys under it;
@@ -41,7 +41,7 @@
 //! respect an invalidation nobody remembers.)
 //!
 //! On a Redis Cluster a script may only touch keys of one slot, so the
-//! namespace is split into [`CLUSTER_GROUPS`](super::redis::CLUSTER_GROUPS)
+//! namespace is split into [`CLUSTER_GROUPS`](super::cluster::CLUSTER_GROUPS)
 //! groups, each a hash tag (`<ns>{<tag>}`) with its own counter, tags,
 //! tombstones, scan epoch and locks, and a key belongs to one group. Reads
 //! and fills touch their key's group only; an invalidation of a prefix or
@@ -50,22 +50,24 @@
 //! group, which its invalidations always set, so the guarantee holds per
 //! key as on one server.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use foldhash::fast::RandomState;
 use futures_util::future::try_join_all;
-use redis::{Cmd, RedisWrite, Script, Value};
+use redis::Script;
 
+use super::batch::Batches;
+use super::builder::RedisL2Builder;
+use super::marks::{
+    millis, name, tag_prefix, tag_prefixes, BIRTH, GENERATION, LONGEST, SCAN_EPOCH, TAG, TOMBSTONE,
+};
+use super::read::Read;
 use super::redis::RedisL2;
 use super::L2Error;
 use crate::invalidation::SharedInvalidation;
 use crate::pattern::Pattern;
-
-/// Prefix tags are kept for the first this many segments of a key; a prefix
-/// pattern deeper than that is invalidated with `SCAN` instead.
-pub(crate) const MAX_TAG_DEPTH: usize = 8;
 
 /// Lua shared by the scripts that invalidate: moves the generation to the
 /// larger of itself plus one and the server clock in microseconds, and
@@ -156,68 +158,21 @@ if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 ";
 
-/// KEYS: a lock; ARGV: a holder's token, the lock's lifetime (ms). Takes
-/// the lock if it is free (returns nil), else returns who holds it (or
-/// [`VACATED`]).
-const LOCK: &str = "
-local held = redis.call('GET', KEYS[1])
-if held then return held end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
-";
-
-/// KEYS: a lock; ARGV: its holder's token, then what to leave in its place
-/// ('' for nothing) and for how long (ms). Releases the lock only if this
-/// holder still holds it (it may have expired and been taken since); with
-/// ARGV[3] a lifetime, renews it instead when ARGV[2] is ''.
-const UNLOCK: &str = "
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '' then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-if ARGV[3] ~= '' then return redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return redis.call('DEL', KEYS[1])
-";
-
-/// What a holder that stored nothing (its origin failed, say) leaves in
-/// the lock's place for a moment: the instances waiting for its value call
-/// the origin themselves at once, instead of taking the lock in turn.
-pub(crate) const VACATED: &str = "-";
-
-/// How long [`VACATED`] stays.
-const VACATED_FOR: Duration = Duration::from_secs(1);
-
-/// What trying a lock found.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Lock {
-    /// Taken: this caller holds it.
-    Taken,
-    /// Another instance holds it.
-    Held,
-    /// Its last holder stored nothing.
-    Vacated,
-}
-
 /// The scripts, built once.
-pub(crate) struct Scripts {
+struct Scripts {
     invalidate_keys: Script,
     mark: Script,
     fill: Script,
     set: Script,
-    lock: Script,
-    unlock: Script,
 }
 
 impl Scripts {
-    pub(crate) fn new() -> Scripts {
+    fn new() -> Scripts {
         Scripts {
             invalidate_keys: Script::new(&format!("{SEED}{INVALIDATE_KEYS}")),
             mark: Script::new(&format!("{SEED}{MARK}")),
             fill: Script::new(FILL),
             set: Script::new(&format!("{SEED}{SET}")),
-            lock: Script::new(LOCK),
-            unlock: Script::new(UNLOCK),
         }
     }
 }
@@ -230,335 +185,60 @@ pub(crate) const FILL_WINDOW: Duration = Duration::from_secs(60);
 
 const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(120);
 
-/// How long values may live.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Coherence {
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(Scripts::new);
+
+/// The coherence protocol over a store: what the shared tier reads, fills,
+/// sets and invalidates through. Cheap to clone (clones share the
+/// connection and the batches of reads); the store's own commands are
+/// reached through it (`Deref`).
+#[derive(Clone)]
+pub(crate) struct Coherent {
+    store: RedisL2,
     /// The longest a value lives in Redis; longer TTLs are cut to it.
-    pub(crate) max_ttl: Duration,
+    max_ttl: Duration,
+    /// Where invalidations are announced: the channel, and this instance.
+    bus: Option<(Arc<str>, u64)>,
+    /// The checked reads of each group waiting to go together.
+    batches: Arc<Batches>,
 }
 
-impl Coherence {
+impl Deref for Coherent {
+    type Target = RedisL2;
+
+    fn deref(&self) -> &RedisL2 {
+        &self.store
+    }
+}
+
+impl RedisL2Builder {
+    /// The protocol over a store of these settings (connected lazily, see
+    /// [`connect_lazy`](RedisL2Builder::connect_lazy)), announcing its
+    /// invalidations on `bus` (a channel, and this instance) atomically
+    /// with them where they are one script.
+    pub(crate) fn connect_coherent(self, bus: (Arc<str>, u64)) -> Result<Coherent, L2Error> {
+        let max_ttl = self.max_ttl;
+        let store = self.connect_lazy()?;
+        let batches = Arc::new(Batches::new(store.bases().len()));
+        Ok(Coherent {
+            store,
+            max_ttl,
+            bus: Some(bus),
+            batches,
+        })
+    }
+}
+
+impl Coherent {
     /// At least this instance's longest value plus the fill window; the
     /// mark script raises it to the longest value any instance wrote.
     fn tag_lifetime(&self) -> Duration {
         self.max_ttl.saturating_add(FILL_WINDOW)
     }
-}
 
-/// What a checked read found.
-#[derive(Debug)]
-pub(crate) enum Read {
-    /// A value no invalidation covers: the stored bytes, whose envelope
-    /// starts at `start` (after the generation it was filled under), and
-    /// the generation to fill with should the value turn out unusable
-    /// (expired, undecodable).
-    Value {
-        bytes: Vec<u8>,
-        start: usize,
-        generation: u64,
-    },
-    /// Nothing usable (absent, or a value a newer tag invalidated): the
-    /// generation to fill with.
-    Absent { generation: u64 },
-}
-
-/// The prefixes of `key` that carry tags: `""`, then each prefix ending at
-/// a `:`, at most [`MAX_TAG_DEPTH`] of them after `""`.
-fn tag_prefixes(key: &str) -> TagPrefixes<'_> {
-    let mut ends = [0; MAX_TAG_DEPTH];
-    let mut found = 0;
-    for (at, byte) in key.bytes().enumerate() {
-        if found == MAX_TAG_DEPTH {
-            break;
-        }
-        if byte == b':' {
-            ends[found] = at + 1;
-            found += 1;
-        }
-    }
-    TagPrefixes {
-        key,
-        ends,
-        next: 0,
-        len: 1 + found,
-    }
-}
-
-/// The tag prefixes of a key, found in one pass (a read asks for them
-/// several times: to size its command, to write it, to read the reply).
-#[derive(Clone)]
-struct TagPrefixes<'a> {
-    key: &'a str,
-    /// Where each prefix after `""` ends.
-    ends: [usize; MAX_TAG_DEPTH],
-    next: usize,
-    len: usize,
-}
-
-impl<'a> Iterator for TagPrefixes<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        let at = self.next;
-        if at >= self.len {
-            return None;
-        }
-        self.next += 1;
-        // `""` first; a `:` is one byte, so each end is a char boundary.
-        Some(match at {
-            0 => "",
-            _ => &self.key[..self.ends[at - 1]],
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.len - self.next;
-        (left, Some(left))
-    }
-}
-
-impl ExactSizeIterator for TagPrefixes<'_> {}
-
-/// The tagged prefix a pattern invalidates, when it is one: `*`, or a
-/// literal prefix ending at a `:` followed by a lone `*`.
-pub(crate) fn tag_prefix(pattern: &Pattern) -> Option<&str> {
-    let text = pattern.as_str();
-    let prefix = text.strip_suffix('*')?;
-    let literal = !prefix.contains(['*', '?', '[', ']', '\\']);
-    let aligned = prefix.is_empty() || prefix.ends_with(':');
-    let shallow = prefix.matches(':').count() <= MAX_TAG_DEPTH;
-    (literal && aligned && shallow).then_some(prefix)
-}
-
-fn be_u64(bytes: &[u8]) -> Option<u64> {
-    let mut b = [0; 8];
-    b.copy_from_slice(bytes.get(..8)?);
-    Some(u64::from_be_bytes(b))
-}
-
-/// A reply item without the RESP3 attributes around it, if any.
-fn bare(item: &Value) -> &Value {
-    match item {
-        Value::Attribute { data, .. } => bare(data),
-        other => other,
-    }
-}
-
-/// The generation a reply item holds: 0 when absent (or not a number,
-/// which only a foreign writer leaves); `None` for an item of another type
-/// than a `GET` returns.
-fn generation_in(item: &Value) -> Option<u64> {
-    match bare(item) {
-        Value::Nil => Some(0),
-        Value::BulkString(bytes) => Some(
-            std::str::from_utf8(bytes)
-                .ok()
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(0),
-        ),
-        _ => None,
-    }
-}
-
-/// The group's generation in a checked read's reply.
-fn mark(reply: Option<&Value>) -> u64 {
-    reply.and_then(generation_in).unwrap_or(0)
-}
-
-/// The tag at `at` of a checked read's reply; one that did not come back,
-/// or came back as something else than a `GET` returns, counts as newer
-/// than any value.
-fn tag_at(reply: &[Value], at: usize) -> u64 {
-    reply.get(at).and_then(generation_in).unwrap_or(u64::MAX)
-}
-
-/// What a checked read of one key found, from its value (if it came back)
-/// and the newest tag of its prefixes.
-fn judge(value: Option<Value>, generation: u64, newest_tag: u64) -> Read {
-    let mut value = value;
-    while let Some(Value::Attribute { data, .. }) = value {
-        value = Some(*data);
-    }
-    let Some(Value::BulkString(bytes)) = value else {
-        return Read::Absent { generation };
-    };
-    match be_u64(&bytes) {
-        Some(born) if born >= newest_tag => Read::Value {
-            bytes,
-            start: 8,
-            generation,
-        },
-        // Older than a tag (invalidated), or too short to carry a
-        // generation: the envelope check that follows would reject the
-        // latter anyway; a fill overwrites both.
-        Some(_) => Read::Absent { generation },
-        None => Read::Value {
-            bytes,
-            start: 0,
-            generation,
-        },
-    }
-}
-
-/// A lifetime in milliseconds for `PX`: at least 1, at most about three
-/// centuries (Redis refuses expiry times that overflow its clock).
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis())
-        .unwrap_or(u64::MAX)
-        .clamp(1, 10_000_000_000_000)
-}
-
-/// The names of the protocol's keys in a group, after the group's base
-/// (the namespace, or on a cluster the namespace and the group's hash tag).
-const GENERATION: &str = "[g]";
-const LONGEST: &str = "[l]";
-const BIRTH: &str = "[i]";
-const SCAN_EPOCH: &str = "[s]";
-const TAG: &str = "[t]";
-const TOMBSTONE: &str = "[x]";
-const LOCK_OF: &str = "[k]";
-
-fn name(base: &str, kind: &str, rest: &str) -> String {
-    let mut out = String::with_capacity(base.len() + kind.len() + rest.len());
-    out.push_str(base);
-    out.push_str(kind);
-    out.push_str(rest);
-    out
-}
-
-impl RedisL2 {
-    fn lock_key(&self, key: &str) -> String {
-        name(self.base(key), LOCK_OF, key)
-    }
-
-    /// Takes the lock of `key` for `holder`, for `ttl`, if it is free.
-    pub(crate) async fn try_lock(
-        &self,
-        key: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<Lock, L2Error> {
-        let mut call = self.scripts.lock.key(self.lock_key(key));
-        call.arg(holder).arg(millis(ttl));
-        let held: Option<String> = self.invoke("LOCK", &call).await?;
-        Ok(match held.as_deref() {
-            None => Lock::Taken,
-            Some(VACATED) => Lock::Vacated,
-            Some(_) => Lock::Held,
-        })
-    }
-
-    /// Extends the lock of `key` to `ttl` from now if `holder` still holds
-    /// it; returns whether it does.
-    pub(crate) async fn renew_lock(
-        &self,
-        key: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, L2Error> {
-        let mut call = self.scripts.unlock.key(self.lock_key(key));
-        call.arg(holder).arg("").arg(millis(ttl));
-        self.invoke::<u8>("RENEW", &call).await.map(|n| n == 1)
-    }
-
-    /// Releases the lock of `key` if `holder` still holds it; `vacated`:
-    /// leaves [`VACATED`] for a moment instead (the holder stored nothing).
-    pub(crate) async fn unlock(
-        &self,
-        key: &str,
-        holder: &str,
-        vacated: bool,
-    ) -> Result<(), L2Error> {
-        let mut call = self.scripts.unlock.key(self.lock_key(key));
-        call.arg(holder);
-        if vacated {
-            call.arg(VACATED).arg(millis(VACATED_FOR));
-        } else {
-            call.arg("").arg("");
-        }
-        self.invoke::<u8>("UNLOCK", &call).await.map(drop)
-    }
-
-    /// Reads `key` with its group's generation and the tags of its
-    /// prefixes, in one `MGET`.
-    pub(super) async fn read_checked_one(&self, key: &str) -> Result<Read, L2Error> {
-        let prefixes = tag_prefixes(key);
-        let expected = 2 + prefixes.len();
-        let cmd = self.checked_read(&[key], prefixes);
-        let reply: Vec<Value> = self.query("MGET", &cmd).await?;
-        // The prefixes of one key are distinct: the marks come back in
-        // their order, the generation first.
-        let newest_tag = (2..expected).map(|at| tag_at(&reply, at)).max();
-        let generation = mark(reply.get(1));
-        let value = reply.into_iter().next();
-        Ok(judge(value, generation, newest_tag.unwrap_or(0)))
-    }
-
-    /// Reads `keys`, all of one group, with the group's generation and the
-    /// tags of the keys' prefixes, in one `MGET`: a read per key, in order.
-    pub(super) async fn read_checked_many(&self, keys: &[&str]) -> Result<Vec<Read>, L2Error> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Each tag once, however many keys of the batch share it.
-        let mut prefixes: Vec<&str> = Vec::new();
-        let mut at: HashMap<&str, usize, RandomState> = HashMap::default();
-        for prefix in keys.iter().flat_map(|key| tag_prefixes(key)) {
-            at.entry(prefix).or_insert_with(|| {
-                prefixes.push(prefix);
-                prefixes.len() - 1
-            });
-        }
-        let cmd = self.checked_read(keys, prefixes.iter().copied());
-        let mut reply: Vec<Value> = self.query("MGET", &cmd).await?;
-        let generation = mark(reply.get(keys.len()));
-        let tags: Vec<u64> = (0..prefixes.len())
-            .map(|i| tag_at(&reply, keys.len() + 1 + i))
-            .collect();
-        let tag = |prefix: &str| at.get(prefix).map_or(u64::MAX, |&i| tags[i]);
-        reply.truncate(keys.len());
-        let values = reply
-            .into_iter()
-            .map(Some)
-            .chain(std::iter::repeat_with(|| None));
-        Ok(keys
-            .iter()
-            .zip(values)
-            .map(|(key, value)| {
-                let newest_tag = tag_prefixes(key).map(tag).max().unwrap_or(0);
-                judge(value, generation, newest_tag)
-            })
-            .collect())
-    }
-
-    /// `MGET` of `keys` (of one group), then the group's generation, then
-    /// the tags of `prefixes`: each name written straight into the command.
-    fn checked_read<'p>(
-        &self,
-        keys: &[&str],
-        prefixes: impl ExactSizeIterator<Item = &'p str> + Clone,
-    ) -> Cmd {
-        let group = self.base(keys[0]);
-        let names = keys.len() + 1 + prefixes.len();
-        let bytes = names * (group.len() + TAG.len())
-            + keys.iter().map(|key| key.len()).sum::<usize>()
-            + prefixes.clone().map(str::len).sum::<usize>();
-        let mut cmd = Cmd::with_capacity(1 + names, "MGET".len() + bytes);
-        cmd.arg("MGET");
-        let mut arg = |kind: &str, rest: &str| {
-            let mut out = cmd.writer_for_next_arg();
-            for part in [group, kind, rest] {
-                out.write_all(part.as_bytes()).expect("writes to memory");
-            }
-        };
-        for key in keys {
-            arg(":", key);
-        }
-        arg(GENERATION, "");
-        for prefix in prefixes {
-            arg(TAG, prefix);
-        }
-        cmd
+    /// Reads `key` with the generation and the key's tags, batched with the
+    /// reads of its group that come while another is on its way.
+    pub(crate) async fn read_checked(&self, key: &str) -> Result<Read, L2Error> {
+        self.batches.read(&self.store, key).await
     }
 
     /// Stores `envelope` under `key` unless an invalidation newer than
@@ -578,9 +258,9 @@ impl RedisL2 {
         let mut value = Vec::with_capacity(8 + envelope.len());
         value.extend_from_slice(&generation.to_be_bytes());
         value.extend_from_slice(envelope);
-        let ttl = ttl.min(self.coherence.max_ttl);
+        let ttl = ttl.min(self.max_ttl);
         let base = self.base(key);
-        let mut call = self.scripts.fill.key(self.redis_key(key));
+        let mut call = SCRIPTS.fill.key(self.redis_key(key));
         call.key(name(base, GENERATION, ""))
             .key(name(base, BIRTH, ""))
             .key(name(base, LONGEST, ""))
@@ -604,9 +284,9 @@ impl RedisL2 {
         envelope: &[u8],
         ttl: Duration,
     ) -> Result<(), L2Error> {
-        let ttl = ttl.min(self.coherence.max_ttl);
+        let ttl = ttl.min(self.max_ttl);
         let base = self.base(key);
-        let mut call = self.scripts.set.key(name(base, GENERATION, ""));
+        let mut call = SCRIPTS.set.key(name(base, GENERATION, ""));
         call.key(name(base, BIRTH, ""))
             .key(self.redis_key(key))
             .key(name(base, LONGEST, ""))
@@ -670,7 +350,7 @@ impl RedisL2 {
 
     /// [`invalidate_keys`](Self::invalidate_keys) of keys of one group.
     async fn invalidate_group(&self, base: &str, keys: &[&str]) -> Result<u64, L2Error> {
-        let mut call = self.scripts.invalidate_keys.key(name(base, GENERATION, ""));
+        let mut call = SCRIPTS.invalidate_keys.key(name(base, GENERATION, ""));
         call.key(name(base, BIRTH, ""));
         for key in keys {
             call.key(self.redis_key(key))
@@ -712,7 +392,7 @@ impl RedisL2 {
     async fn mark_tag(&self, prefix: &str, pattern: &str) -> Result<(), L2Error> {
         self.mark(
             &name(TAG, prefix, ""),
-            self.coherence.tag_lifetime(),
+            self.tag_lifetime(),
             Some(FILL_WINDOW),
             Some(pattern),
         )
@@ -754,7 +434,7 @@ impl RedisL2 {
         outlive: Option<Duration>,
         pattern: Option<&str>,
     ) -> Result<u64, L2Error> {
-        let mut call = self.scripts.mark.key(name(base, GENERATION, ""));
+        let mut call = SCRIPTS.mark.key(name(base, GENERATION, ""));
         call.key(name(base, BIRTH, ""))
             .key(name(base, kind, ""))
             .key(name(base, LONGEST, ""))
@@ -787,79 +467,5 @@ impl RedisL2 {
                 .publish(channel, self.announcement(pattern).as_bytes())
                 .await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reply_items_read_as_marks_and_values() {
-        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
-        let wrapped = |item: Value| Value::Attribute {
-            data: Box::new(item),
-            attributes: Vec::new(),
-        };
-        let reply = [
-            bulk("17"),
-            Value::Nil,
-            wrapped(bulk("42")),
-            Value::Int(5),
-            bulk("not a number"),
-        ];
-        assert_eq!(tag_at(&reply, 0), 17);
-        assert_eq!(tag_at(&reply, 1), 0, "no tag: nothing invalidated");
-        assert_eq!(tag_at(&reply, 2), 42, "RESP3 attributes are looked through");
-        assert_eq!(tag_at(&reply, 3), u64::MAX, "an unexpected type fails safe");
-        assert_eq!(tag_at(&reply, 4), 0);
-        assert_eq!(tag_at(&reply, 5), u64::MAX, "a tag that did not come back");
-        assert_eq!(mark(reply.get(3)), 0);
-
-        let stored = |born: u64| {
-            let mut bytes = born.to_be_bytes().to_vec();
-            bytes.extend_from_slice(b"envelope");
-            Value::BulkString(bytes)
-        };
-        let Read::Value {
-            bytes,
-            start,
-            generation,
-        } = judge(Some(wrapped(stored(9))), 3, 9)
-        else {
-            panic!("a value as new as the newest tag is served");
-        };
-        assert_eq!((&bytes[start..], generation), (&b"envelope"[..], 3));
-        assert!(matches!(
-            judge(Some(stored(8)), 3, 9),
-            Read::Absent { generation: 3 }
-        ));
-        assert!(matches!(judge(Some(Value::Nil), 3, 0), Read::Absent { .. }));
-        assert!(matches!(judge(None, 3, 0), Read::Absent { .. }));
-    }
-
-    #[test]
-    fn prefixes_of_a_key() {
-        let all: Vec<&str> = tag_prefixes("orders:list:acme:p1").collect();
-        assert_eq!(all, ["", "orders:", "orders:list:", "orders:list:acme:"]);
-        assert_eq!(tag_prefixes("plain").collect::<Vec<_>>(), [""]);
-        let deep = "a:".repeat(20);
-        assert_eq!(tag_prefixes(&deep).count(), 1 + MAX_TAG_DEPTH);
-    }
-
-    #[test]
-    fn which_patterns_are_tags() {
-        let tag = |p: &str| tag_prefix(&Pattern::parse(p).unwrap()).map(str::to_owned);
-        assert_eq!(
-            tag("orders:list:acme:*").as_deref(),
-            Some("orders:list:acme:")
-        );
-        assert_eq!(tag("*").as_deref(), Some(""));
-        assert_eq!(tag("orders:list:acme*"), None); // not at a segment end
-        assert_eq!(tag("orders:*:acme:*"), None);
-        assert_eq!(tag("orders:p?:*"), None);
-        assert_eq!(tag("order:1"), None);
-        assert_eq!(tag(&format!("{}*", "a:".repeat(MAX_TAG_DEPTH + 1))), None);
-        assert!(tag(&format!("{}*", "a:".repeat(MAX_TAG_DEPTH))).is_some());
     }
 }

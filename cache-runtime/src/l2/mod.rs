@@ -1,68 +1,29 @@
-//! The shared tier (L2): raw bytes under namespaced keys, with timeouts on
-//! every call. What the bytes mean is the envelope's business
-//! ([`Envelope`](crate::Envelope)); this layer stores, expires and removes.
+//! Redis under the shared tier, in layers: the store (`redis`: raw bytes
+//! under namespaced keys, every command under a timeout; made by `builder`
+//! from a URL, `url`, laid out over a cluster's slots, `cluster`, its
+//! failures named by `diagnose`), the keys of the coherence protocol
+//! (`marks`), checked reads (`read`) that go together in batches
+//! (`batch`), the distributed lock (`lock`), and the coherence protocol on
+//! top (`coherent`), which the shared tier calls. What the bytes mean is
+//! the envelope's business ([`Envelope`](crate::Envelope)).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use crate::pattern::PatternError;
 
 mod batch;
-mod builder;
-mod cluster;
+pub(crate) mod builder;
+pub(crate) mod cluster;
 pub(crate) mod coherent;
 mod diagnose;
+pub(crate) mod lock;
+mod marks;
+mod read;
 pub(crate) mod redis;
+mod url;
 
-/// The future an [`L2`] method returns: boxed, so that the trait can be used
-/// as `dyn L2` (a Redis store in production, a fake in tests, a breaker
-/// around either).
-pub type L2Future<'a, T> = Pin<Box<dyn Future<Output = Result<T, L2Error>> + Send + 'a>>;
-
-/// A shared store of bytes: the operations the cache needs from its second
-/// tier. Keys are the cache's keys; the store adds its namespace.
-///
-/// Every method is bounded in time by the store's timeout and returns
-/// [`L2Error::Timeout`] past it: a slow store is an error, not a wait.
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use cache_runtime::{L2, RedisL2};
-///
-/// # async fn run() -> Result<(), cache_runtime::L2Error> {
-/// let redis = RedisL2::builder("redis://127.0.0.1:6380/0", "orders-svc").connect().await?;
-/// let store: &dyn L2 = &redis;
-/// store.set("order:acme:1", b"bytes", 60_000).await?;
-/// assert_eq!(store.get("order:acme:1").await?.as_deref(), Some(&b"bytes"[..]));
-/// assert_eq!(store.invalidate("order:acme:*").await?, 1);
-/// # Ok(()) }
-/// ```
-pub trait L2: Send + Sync + fmt::Debug {
-    /// The bytes under `key`, or `None`.
-    fn get<'a>(&'a self, key: &'a str) -> L2Future<'a, Option<Vec<u8>>>;
-
-    /// Stores `bytes` under `key` for `px_millis` milliseconds (must be at
-    /// least 1), replacing what was there.
-    fn set<'a>(&'a self, key: &'a str, bytes: &'a [u8], px_millis: u64) -> L2Future<'a, ()>;
-
-    /// Removes these exact keys (no pattern syntax); returns how many
-    /// existed.
-    fn delete<'a>(&'a self, keys: &'a [&'a str]) -> L2Future<'a, u64>;
-
-    /// Removes every key `pattern` matches (Redis glob syntax, as
-    /// [`Pattern`](crate::Pattern)); a pattern without wildcards removes one
-    /// key. Returns how many were removed.
-    fn invalidate<'a>(&'a self, pattern: &'a str) -> L2Future<'a, u64>;
-
-    /// Removes every key of this store's namespace, and no other; returns
-    /// how many.
-    fn clear(&self) -> L2Future<'_, u64>;
-
-    /// One round trip to the store.
-    fn ping(&self) -> L2Future<'_, Duration>;
-}
+pub(crate) use read::Read;
 
 /// Why an L2 call failed. On the read path every one of these means "go on
 /// without the L2": a miss, or a fill that did not happen.

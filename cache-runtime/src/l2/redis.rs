@@ -1,6 +1,7 @@
-//! [`L2`] over Redis: one multiplexed connection that reconnects by itself
-//! (the redis crate's `ConnectionManager`), or the redis crate's async
-//! cluster client for a Redis Cluster; every command under a timeout.
+//! The store: raw bytes under namespaced keys in Redis, over one
+//! multiplexed connection that reconnects by itself (the redis crate's
+//! `ConnectionManager`), or the redis crate's async cluster client for a
+//! Redis Cluster; every command under a timeout.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,14 +12,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, ScriptInvocation, Value};
 
-use super::batch::Batches;
-pub use super::builder::RedisL2Builder;
-pub use super::cluster::CLUSTER_GROUPS;
-use super::cluster::{group_of, group_tag, GROUP_TAG_LEN};
-use super::coherent::{Coherence, Scripts};
+use super::cluster::{group_of, GROUP_TAG_LEN};
 pub(crate) use super::diagnose::CLUSTER_NOT_DECLARED;
 use super::diagnose::{map_error, Probe};
-use super::{L2Error, L2Future, L2};
+use super::L2Error;
 use crate::pattern::Pattern;
 
 /// The shared tier over Redis.
@@ -72,23 +69,17 @@ use crate::pattern::Pattern;
 /// ```
 #[derive(Clone)]
 pub struct RedisL2 {
-    conn: Conn,
-    namespace: Box<str>,
+    pub(super) conn: Conn,
+    pub(super) namespace: Box<str>,
     /// What the keys of each group start with: the namespace alone, or on
     /// a cluster one `<namespace>{<tag>}` per group (see `base`).
-    bases: Arc<[Box<str>]>,
-    timeout: Duration,
-    scan_count: usize,
+    pub(super) bases: Arc<[Box<str>]>,
+    pub(super) timeout: Duration,
+    pub(super) scan_count: usize,
     /// `host:port/db`, never the password.
-    addr: Box<str>,
+    pub(super) addr: Box<str>,
     /// The single server, to tell what an unclear failure means.
-    probe: Option<Arc<Probe>>,
-    pub(super) coherence: Coherence,
-    pub(super) scripts: Arc<Scripts>,
-    /// The checked reads of each group waiting to go together.
-    batches: Arc<Batches>,
-    /// Where invalidations are announced: the channel, and this instance.
-    pub(super) bus: Option<(Arc<str>, u64)>,
+    pub(super) probe: Option<Arc<Probe>>,
 }
 
 /// The connection: to one server, or to a cluster.
@@ -126,33 +117,6 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
-/// The end of [`RedisL2Builder::connect`] and
-/// [`connect_lazy`](RedisL2Builder::connect_lazy): the store over `conn`.
-impl RedisL2Builder {
-    pub(super) fn finish(self, conn: Conn, addr: String, probe: Option<Probe>) -> RedisL2 {
-        let bases = match conn {
-            Conn::Single(_) => vec![self.namespace.as_str().into()],
-            Conn::Cluster(_) => (0..CLUSTER_GROUPS)
-                .map(|group| format!("{}{{{}}}", self.namespace, group_tag(group)).into())
-                .collect(),
-        };
-        let bases: Arc<[Box<str>]> = bases.into();
-        RedisL2 {
-            conn,
-            bases: Arc::clone(&bases),
-            namespace: self.namespace.into(),
-            timeout: self.timeout,
-            scan_count: self.scan_count,
-            addr: addr.into(),
-            probe: probe.map(Arc::new),
-            coherence: self.coherence,
-            scripts: Arc::new(Scripts::new()),
-            batches: Arc::new(Batches::new(bases.len())),
-            bus: self.bus,
-        }
-    }
-}
-
 impl fmt::Debug for RedisL2 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisL2")
@@ -165,37 +129,6 @@ impl fmt::Debug for RedisL2 {
 }
 
 impl RedisL2 {
-    /// Settings for a store at `url` (`redis://[:password@]host:port[/db]`,
-    /// `rediss://` for TLS with the `tls` feature, or
-    /// `redis+cluster://[:password@]host:port[,host:port...]` for a Redis
-    /// Cluster) whose keys all start with `namespace`.
-    ///
-    /// The namespace must be non-empty ASCII without glob characters
-    /// (`* ? [ ] \`), `:`, spaces or control characters (on a cluster also
-    /// without `{ }`, which would take the place of the groups' hash tags):
-    /// it goes into SCAN patterns as it is, and no namespace may be a prefix
-    /// of another's keys. The URL and the namespace are checked when
-    /// connecting.
-    ///
-    /// ```
-    /// let builder = cache_runtime::RedisL2::builder("redis://127.0.0.1:6380/0", "orders-svc");
-    /// # drop(builder);
-    /// ```
-    pub fn builder(url: impl Into<String>, namespace: impl Into<String>) -> RedisL2Builder {
-        RedisL2Builder {
-            url: url.into(),
-            namespace: namespace.into(),
-            timeout: Duration::from_millis(250),
-            connect_timeout: Duration::from_secs(1),
-            scan_count: 1000,
-            coherence: Coherence {
-                max_ttl: Duration::from_secs(24 * 3600),
-            },
-            cluster: false,
-            bus: None,
-        }
-    }
-
     /// The namespace.
     ///
     /// ```no_run
@@ -246,10 +179,6 @@ impl RedisL2 {
         } else {
             group_of(key)
         }
-    }
-
-    pub(super) fn batches(&self) -> &Batches {
-        &self.batches
     }
 
     /// How long a call may take.
@@ -555,32 +484,6 @@ impl RedisL2 {
             });
         }
         Ok(started.elapsed())
-    }
-}
-
-impl L2 for RedisL2 {
-    fn get<'a>(&'a self, key: &'a str) -> L2Future<'a, Option<Vec<u8>>> {
-        Box::pin(RedisL2::get(self, key))
-    }
-
-    fn set<'a>(&'a self, key: &'a str, bytes: &'a [u8], px_millis: u64) -> L2Future<'a, ()> {
-        Box::pin(RedisL2::set(self, key, bytes, px_millis))
-    }
-
-    fn delete<'a>(&'a self, keys: &'a [&'a str]) -> L2Future<'a, u64> {
-        Box::pin(RedisL2::delete(self, keys))
-    }
-
-    fn invalidate<'a>(&'a self, pattern: &'a str) -> L2Future<'a, u64> {
-        Box::pin(RedisL2::invalidate(self, pattern))
-    }
-
-    fn clear(&self) -> L2Future<'_, u64> {
-        Box::pin(RedisL2::clear(self))
-    }
-
-    fn ping(&self) -> L2Future<'_, Duration> {
-        Box::pin(RedisL2::ping(self))
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::codec::ValueCodec;
 use super::read::Found;
 use super::{Report, SharedTier};
-use crate::l2::coherent::Lock;
-use crate::l2::redis::RedisL2;
+use crate::l2::coherent::Coherent;
+use crate::l2::lock::Lock;
 use crate::site::Site;
 
 /// How often a leader waiting for another instance's lock looks again:
@@ -30,7 +30,7 @@ const LOCK_WAIT_LIFETIMES: u32 = 10;
 /// the lock in turn.
 pub(crate) struct LockGuard {
     shared: Arc<SharedTier>,
-    store: RedisL2,
+    store: Coherent,
     key: Box<str>,
     holder: Box<str>,
     renewal: Option<tokio::task::AbortHandle>,
@@ -40,7 +40,7 @@ pub(crate) struct LockGuard {
 }
 
 impl LockGuard {
-    fn new(shared: Arc<SharedTier>, store: &RedisL2, key: &str, holder: String) -> LockGuard {
+    fn new(shared: Arc<SharedTier>, store: &Coherent, key: &str, holder: String) -> LockGuard {
         let ttl = shared.lock_ttl;
         let renewal = shared.runtime().map(|runtime| {
             let (store, key, holder) = (store.clone(), key.to_owned(), holder.clone());

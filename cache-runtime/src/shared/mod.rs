@@ -20,7 +20,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use crate::breaker::Breaker;
 use crate::envelope::Envelope;
 use crate::hooks::Event;
-use crate::l2::redis::{RedisL2, RedisL2Builder};
+use crate::l2::builder::RedisL2Builder;
+use crate::l2::coherent::Coherent;
 use crate::l2::L2Error;
 use crate::pattern::Pattern;
 use crate::pending::Queue;
@@ -63,7 +64,7 @@ pub(crate) struct SharedTier {
     builder: RedisL2Builder,
     /// `None` inside once connecting failed for good (it cannot: the
     /// settings were checked when the cache was built).
-    store: OnceLock<Option<RedisL2>>,
+    store: OnceLock<Option<Coherent>>,
     /// The runtime the store was made in.
     runtime: OnceLock<tokio::runtime::Handle>,
     pub(crate) envelope: Envelope,
@@ -110,7 +111,7 @@ pub(crate) struct SharedTier {
 /// only thread the call holds.
 struct OwnRuntime {
     runtime: Option<tokio::runtime::Runtime>,
-    store: RedisL2,
+    store: Coherent,
 }
 
 impl Drop for OwnRuntime {
@@ -162,7 +163,7 @@ impl SharedTier {
         let channel = format!("{}[bus]", builder.namespace());
         Arc::new_cyclic(|this| SharedTier {
             this: this.clone(),
-            builder: builder.announce_on(&channel, instance),
+            builder,
             store: OnceLock::new(),
             runtime: OnceLock::new(),
             envelope,
@@ -192,7 +193,7 @@ impl SharedTier {
     /// The store; connects (lazily: no round trip) on first use, in the
     /// current tokio runtime. `None` outside a tokio runtime: the store's
     /// timeouts and connection need one.
-    pub(crate) fn store(&self) -> Option<&RedisL2> {
+    pub(crate) fn store(&self) -> Option<&Coherent> {
         if ON_OWN_RUNTIME.get() {
             return self.own.get()?.as_ref().map(|own| &own.store);
         }
@@ -200,7 +201,7 @@ impl SharedTier {
         self.store
             .get_or_init(|| {
                 let _ = self.runtime.set(current);
-                self.builder.clone().connect_lazy().ok()
+                self.connect().ok()
             })
             .as_ref()
     }
@@ -260,7 +261,7 @@ impl SharedTier {
                     .ok()?;
                 let store = {
                     let _entered = runtime.enter();
-                    self.builder.clone().connect_lazy().ok()?
+                    self.connect().ok()?
                 };
                 Some(OwnRuntime {
                     runtime: Some(runtime),
@@ -268,6 +269,13 @@ impl SharedTier {
                 })
             })
             .as_ref()
+    }
+
+    /// The protocol over a store of this tier's settings, connected
+    /// lazily in the current runtime, announcing on this tier's channel.
+    fn connect(&self) -> Result<Coherent, L2Error> {
+        let bus = (self.channel.as_str().into(), self.instance);
+        self.builder.clone().connect_coherent(bus)
     }
 
     /// The root cache, while it lives.
@@ -288,7 +296,7 @@ impl SharedTier {
     }
 
     /// The store (see [`SharedTier::store`]), with the backplane started.
-    pub(crate) fn store_now(&self) -> Option<&RedisL2> {
+    pub(crate) fn store_now(&self) -> Option<&Coherent> {
         let store = self.store()?;
         self.ensure_backplane();
         Some(store)
@@ -296,7 +304,7 @@ impl SharedTier {
 
     /// The store, when the circuit breaker lets calls through; otherwise
     /// the call is counted as skipped and goes on without the shared tier.
-    fn guarded_store(&self, report: &dyn Report) -> Option<&RedisL2> {
+    fn guarded_store(&self, report: &dyn Report) -> Option<&Coherent> {
         let store = self.store_now()?;
         if self.breaker.allows() {
             return Some(store);

@@ -10,7 +10,7 @@ use super::{Report, SharedTier};
 use crate::entry::AnyValue;
 use crate::envelope::{Deadlines, EnvelopeError};
 use crate::hooks::{Event, Tier};
-use crate::l2::coherent::Read;
+use crate::l2::Read;
 use crate::site::Site;
 use crate::stats::Counter;
 

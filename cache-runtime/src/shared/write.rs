@@ -10,14 +10,14 @@ use super::{Report, SharedTier};
 use crate::entry::Life;
 use crate::envelope::Deadlines;
 use crate::invalidation::SharedInvalidation;
-use crate::l2::redis::RedisL2;
+use crate::l2::coherent::Coherent;
 use crate::l2::L2Error;
 use crate::pattern::Pattern;
 use crate::pending::Pending;
 use crate::stats::Counter;
 
 /// Sends an invalidation to Redis (and, with it, to the other instances).
-pub(super) async fn send(store: &RedisL2, item: &Pending) -> Result<SharedInvalidation, L2Error> {
+pub(super) async fn send(store: &Coherent, item: &Pending) -> Result<SharedInvalidation, L2Error> {
     match item {
         Pending::Pattern(pattern) => store.invalidate_checked(pattern).await,
         Pending::Clear => store.clear_checked().await.map(SharedInvalidation::Scanned),
@@ -146,7 +146,7 @@ impl SharedTier {
     async fn invalidate_in(
         &self,
         report: &dyn Report,
-        store: &RedisL2,
+        store: &Coherent,
         item: Pending,
     ) -> SharedInvalidation {
         // Twice at most: the breaker may close between the look and the

@@ -1,0 +1,134 @@
+//! The names of the coherence protocol's keys in Redis (see `coherent`),
+//! the prefixes of a key that carry tags, and lifetimes for `PX`.
+
+use std::time::Duration;
+
+use crate::pattern::Pattern;
+
+/// Prefix tags are kept for the first this many segments of a key; a prefix
+/// pattern deeper than that is invalidated with `SCAN` instead.
+pub(crate) const MAX_TAG_DEPTH: usize = 8;
+
+/// The prefixes of `key` that carry tags: `""`, then each prefix ending at
+/// a `:`, at most [`MAX_TAG_DEPTH`] of them after `""`.
+pub(super) fn tag_prefixes(key: &str) -> TagPrefixes<'_> {
+    let mut ends = [0; MAX_TAG_DEPTH];
+    let mut found = 0;
+    for (at, byte) in key.bytes().enumerate() {
+        if found == MAX_TAG_DEPTH {
+            break;
+        }
+        if byte == b':' {
+            ends[found] = at + 1;
+            found += 1;
+        }
+    }
+    TagPrefixes {
+        key,
+        ends,
+        next: 0,
+        len: 1 + found,
+    }
+}
+
+/// The tag prefixes of a key, found in one pass (a read asks for them
+/// several times: to size its command, to write it, to read the reply).
+#[derive(Clone)]
+pub(super) struct TagPrefixes<'a> {
+    key: &'a str,
+    /// Where each prefix after `""` ends.
+    ends: [usize; MAX_TAG_DEPTH],
+    next: usize,
+    len: usize,
+}
+
+impl<'a> Iterator for TagPrefixes<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let at = self.next;
+        if at >= self.len {
+            return None;
+        }
+        self.next += 1;
+        // `""` first; a `:` is one byte, so each end is a char boundary.
+        Some(match at {
+            0 => "",
+            _ => &self.key[..self.ends[at - 1]],
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.len - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for TagPrefixes<'_> {}
+
+/// The tagged prefix a pattern invalidates, when it is one: `*`, or a
+/// literal prefix ending at a `:` followed by a lone `*`.
+pub(crate) fn tag_prefix(pattern: &Pattern) -> Option<&str> {
+    let text = pattern.as_str();
+    let prefix = text.strip_suffix('*')?;
+    let literal = !prefix.contains(['*', '?', '[', ']', '\\']);
+    let aligned = prefix.is_empty() || prefix.ends_with(':');
+    let shallow = prefix.matches(':').count() <= MAX_TAG_DEPTH;
+    (literal && aligned && shallow).then_some(prefix)
+}
+
+/// A lifetime in milliseconds for `PX`: at least 1, at most about three
+/// centuries (Redis refuses expiry times that overflow its clock).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, 10_000_000_000_000)
+}
+
+/// The names of the protocol's keys in a group, after the group's base
+/// (the namespace, or on a cluster the namespace and the group's hash tag).
+pub(super) const GENERATION: &str = "[g]";
+pub(super) const LONGEST: &str = "[l]";
+pub(super) const BIRTH: &str = "[i]";
+pub(super) const SCAN_EPOCH: &str = "[s]";
+pub(super) const TAG: &str = "[t]";
+pub(super) const TOMBSTONE: &str = "[x]";
+pub(super) const LOCK_OF: &str = "[k]";
+
+pub(super) fn name(base: &str, kind: &str, rest: &str) -> String {
+    let mut out = String::with_capacity(base.len() + kind.len() + rest.len());
+    out.push_str(base);
+    out.push_str(kind);
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_of_a_key() {
+        let all: Vec<&str> = tag_prefixes("orders:list:acme:p1").collect();
+        assert_eq!(all, ["", "orders:", "orders:list:", "orders:list:acme:"]);
+        assert_eq!(tag_prefixes("plain").collect::<Vec<_>>(), [""]);
+        let deep = "a:".repeat(20);
+        assert_eq!(tag_prefixes(&deep).count(), 1 + MAX_TAG_DEPTH);
+    }
+
+    #[test]
+    fn which_patterns_are_tags() {
+        let tag = |p: &str| tag_prefix(&Pattern::parse(p).unwrap()).map(str::to_owned);
+        assert_eq!(
+            tag("orders:list:acme:*").as_deref(),
+            Some("orders:list:acme:")
+        );
+        assert_eq!(tag("*").as_deref(), Some(""));
+        assert_eq!(tag("orders:list:acme*"), None); // not at a segment end
+        assert_eq!(tag("orders:*:acme:*"), None);
+        assert_eq!(tag("orders:p?:*"), None);
+        assert_eq!(tag("order:1"), None);
+        assert_eq!(tag(&format!("{}*", "a:".repeat(MAX_TAG_DEPTH + 1))), None);
+        assert!(tag(&format!("{}*", "a:".repeat(MAX_TAG_DEPTH))).is_some());
+    }
+}
