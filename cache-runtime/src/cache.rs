@@ -31,6 +31,8 @@ mod ready;
 mod shared_tier;
 #[cfg(feature = "redis")]
 use crate::shared::{SharedTier, ValueCodec};
+#[cfg(feature = "redis")]
+use shared_tier::Led;
 
 pub use builder::CacheBuilder;
 pub use engine::TierChoice;

@@ -42,7 +42,7 @@ impl Route {
 pub(super) struct Settled<'a, O> {
     out: O,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    fill: Option<(AnyValue, Life)>,
+    pub(super) fill: Option<(AnyValue, Life)>,
     _held: Option<Held<'a>>,
 }
 
@@ -103,14 +103,23 @@ pub(super) enum Waited<O> {
 #[derive(Default)]
 pub(super) struct SharedMiss {
     #[cfg(feature = "redis")]
-    kept: Option<AnyValue>,
+    pub(super) kept: Option<AnyValue>,
     #[cfg(feature = "redis")]
-    lock: Option<crate::shared::LockGuard>,
+    pub(super) lock: Option<crate::shared::LockGuard>,
     #[cfg(feature = "redis")]
-    ticket: Option<(crate::shared::Ticket, ValueCodec)>,
+    pub(super) ticket: Option<(crate::shared::Ticket, ValueCodec)>,
 }
 
 impl SharedMiss {
+    /// Lets the distributed lock go (by a task, off the answer): vacated
+    /// when the origin's value did not reach Redis.
+    #[cfg(feature = "redis")]
+    pub(super) fn release(self, stored: bool) {
+        if let Some(mut lock) = self.lock {
+            lock.vacate = !stored;
+        }
+    }
+
     pub(super) fn take_kept(&mut self) -> Option<AnyValue> {
         #[cfg(feature = "redis")]
         return self.kept.take();
@@ -311,7 +320,8 @@ impl Cache {
                 .unwrap_or_else(|| self.lookup_on(route, key, site));
             match self.step(found, key, site, function, route) {
                 Step::Value(v) => return O::from_value(v),
-                Step::Lead(leader) => {
+                #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+                Step::Lead(mut leader) => {
                     // The leader looks in the shared tier before it calls
                     // the origin; waiters wait for either.
                     #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
@@ -323,23 +333,10 @@ impl Cache {
                         // (A `let`: a temporary would live, unboxed, across
                         // the await.)
                         let lead = Box::pin(self.l2_lead::<O::Value>(key, site, codec, policy));
-                        match lead.await {
-                            (crate::shared::Found::Value(value, deadlines, len), _) => {
-                                // the lookup checked the type.
-                                if let Some(value) = self.settle_l2_hit(
-                                    leader, key, site, policy, route, value, deadlines, len,
-                                ) {
-                                    return O::from_value(value);
-                                }
-                                continue;
-                            }
-                            (crate::shared::Found::Miss(ticket, kept), lock) => {
-                                miss = SharedMiss {
-                                    kept,
-                                    lock,
-                                    ticket: ticket.zip(Some(codec)),
-                                };
-                            }
+                        match self.led(leader, key, site, policy, route, codec, lead.await) {
+                            Led::Value(value) => return O::from_value(value),
+                            Led::Retry => continue,
+                            Led::Origin(still, found) => (leader, miss) = (still, found),
                         }
                     }
                     let origin = origin.take().expect("a caller leads at most once");
@@ -398,14 +395,11 @@ impl Cache {
         };
         #[cfg(feature = "redis")]
         {
-            let mut stored = false;
-            if let (Some((ticket, codec)), Some((value, life))) = (miss.ticket, &settled.fill) {
-                stored = self.l2_fill(key, ticket, &**value, codec, *life).await;
-            }
-            // Released by a task, off the answer.
-            if let Some(mut lock) = miss.lock {
-                lock.vacate = !stored;
-            }
+            let stored = match self.fill_of(key, &settled, &miss) {
+                Some(fill) => fill.await,
+                None => false,
+            };
+            miss.release(stored);
         }
         settled.out
     }
@@ -470,29 +464,19 @@ impl Cache {
                 .unwrap_or_else(|| self.lookup_on(route, key, site));
             match self.step(found, key, site, function, route) {
                 Step::Value(v) => return O::from_value(v),
-                Step::Lead(leader) => {
+                #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+                Step::Lead(mut leader) => {
                     #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
                     let mut miss = SharedMiss::default();
                     #[cfg(feature = "redis")]
                     if let Some(codec) = route.l2 {
                         let lead = self.l2_lead::<O::Value>(key, site, codec, policy);
-                        match self.block_on_shared(lead) {
-                            Some((crate::shared::Found::Value(value, deadlines, len), _)) => {
-                                if let Some(value) = self.settle_l2_hit(
-                                    leader, key, site, policy, route, value, deadlines, len,
-                                ) {
-                                    return O::from_value(value);
-                                }
-                                continue;
+                        if let Some(found) = self.block_on_shared(lead) {
+                            match self.led(leader, key, site, policy, route, codec, found) {
+                                Led::Value(value) => return O::from_value(value),
+                                Led::Retry => continue,
+                                Led::Origin(still, found) => (leader, miss) = (still, found),
                             }
-                            Some((crate::shared::Found::Miss(ticket, kept), lock)) => {
-                                miss = SharedMiss {
-                                    kept,
-                                    lock,
-                                    ticket: ticket.zip(Some(codec)),
-                                };
-                            }
-                            None => {}
                         }
                     }
                     let origin = origin.take().expect("a caller leads at most once");
@@ -506,16 +490,9 @@ impl Cache {
                         };
                     #[cfg(feature = "redis")]
                     {
-                        let mut stored = false;
-                        if let (Some((ticket, codec)), Some((value, life))) =
-                            (miss.ticket, &settled.fill)
-                        {
-                            let fill = self.l2_fill(key, ticket, &**value, codec, *life);
-                            stored = self.block_on_shared(fill).unwrap_or(false);
-                        }
-                        if let Some(mut lock) = miss.lock {
-                            lock.vacate = !stored;
-                        }
+                        let fill = self.fill_of(key, &settled, &miss);
+                        let stored = fill.and_then(|fill| self.block_on_shared(fill));
+                        miss.release(stored.unwrap_or(false));
                     }
                     return settled.out;
                 }

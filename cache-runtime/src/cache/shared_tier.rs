@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::engine::{Settled, SharedMiss};
 use super::{Cache, Inner, Leader, Policy, Route};
 use crate::clock::{self, Ticks};
 use crate::entry::Entry;
@@ -17,6 +18,17 @@ use crate::pattern::Pattern;
 use crate::shared::{kept_until_ms, unix_ms, Found, LockGuard, Report, Root, Ticket, ValueCodec};
 use crate::site::Site;
 use crate::stats::Counter;
+
+/// What the leader does after its look in the shared tier.
+#[allow(clippy::large_enum_variant)] // returned once per miss, at once taken apart
+pub(super) enum Led<'a, V> {
+    /// Answer with this value.
+    Value(V),
+    /// Look again (the value found was of another type).
+    Retry,
+    /// Call the origin, with what the look left for it.
+    Origin(Leader<'a>, SharedMiss),
+}
 
 impl Report for Inner {
     fn count(&self, counter: Counter, n: u64) {
@@ -79,6 +91,53 @@ impl Cache {
         shared
             .fill(&*self.inner, key, ticket, value, codec, life)
             .await
+    }
+
+    /// What the leader does after its look in the shared tier: a fresh
+    /// value there is published (and kept in process, see
+    /// [`settle_l2_hit`](Self::settle_l2_hit)); otherwise the origin is
+    /// called, with what the look left for it.
+    #[allow(clippy::too_many_arguments)] // the load's key, labels, policy and find
+    pub(super) fn led<'a, V: Clone + Send + Sync + 'static>(
+        &'a self,
+        leader: Leader<'a>,
+        key: &str,
+        site: &Site,
+        policy: &Policy,
+        route: Route,
+        codec: ValueCodec,
+        found: (Found, Option<LockGuard>),
+    ) -> Led<'a, V> {
+        match found {
+            (Found::Value(value, deadlines, len), _) => {
+                // The lookup checked the type.
+                match self.settle_l2_hit(leader, key, site, policy, route, value, deadlines, len) {
+                    Some(value) => Led::Value(value),
+                    None => Led::Retry,
+                }
+            }
+            (Found::Miss(ticket, kept), lock) => Led::Origin(
+                leader,
+                SharedMiss {
+                    kept,
+                    lock,
+                    ticket: ticket.zip(Some(codec)),
+                },
+            ),
+        }
+    }
+
+    /// The fill of the shared tier that a leader's settled outcome calls
+    /// for, if any: a value to store and a ticket from the leader's read.
+    pub(super) fn fill_of<'a, O>(
+        &'a self,
+        key: &'a str,
+        settled: &'a Settled<'_, O>,
+        miss: &SharedMiss,
+    ) -> Option<impl std::future::Future<Output = bool> + Send + 'a> {
+        let (ticket, codec) = miss.ticket?;
+        let (value, life) = settled.fill.as_ref()?;
+        Some(self.l2_fill(key, ticket, &**value, codec, *life))
     }
 
     /// Runs `future` on the shared tier from a plain `fn`.
