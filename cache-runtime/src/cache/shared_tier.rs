@@ -156,6 +156,7 @@ impl Cache {
     /// when its value is serde) reads and fills in this cache. A function
     /// whose values could go to Redis but are not serde is marked on its
     /// `site`, and said once (see [`Health::local_only`]).
+    #[inline]
     pub(crate) fn route(
         &self,
         tier: super::TierChoice,
