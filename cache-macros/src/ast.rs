@@ -37,6 +37,9 @@ pub(crate) struct Param {
     pub(crate) name: Option<Ident>,
     /// Its `mut`, when the binding is `mut name`.
     pub(crate) binding_mut: Option<syn::token::Mut>,
+    /// The names a pattern binds (`(a, b): (u8, u8)` binds `a` and `b`);
+    /// the name itself for a plain identifier.
+    pub(crate) bindings: Vec<Ident>,
     /// The whole `pat: Type`, for errors.
     pub(crate) tokens: TokenStream,
     /// Whether the type is `&mut T`.
@@ -165,6 +168,7 @@ impl Function {
                     params.push(Param {
                         name,
                         binding_mut,
+                        bindings: bindings(&typed.pat),
                         tokens: typed.to_token_stream(),
                         mut_ref: matches!(peel(&typed.ty), Type::Reference(r) if r.mutability.is_some()),
                         ty: typed.ty.clone(),
@@ -259,6 +263,20 @@ fn peel(ty: &Type) -> &Type {
         Type::Paren(paren) => peel(&paren.elem),
         other => other,
     }
+}
+
+/// The names that `pat` binds.
+fn bindings(pat: &Pat) -> Vec<Ident> {
+    struct Find(Vec<Ident>);
+    impl VisitMut for Find {
+        fn visit_pat_ident_mut(&mut self, node: &mut syn::PatIdent) {
+            self.0.push(node.ident.clone());
+            syn::visit_mut::visit_pat_ident_mut(self, node);
+        }
+    }
+    let mut find = Find(Vec::new());
+    find.visit_pat_mut(&mut pat.clone());
+    find.0
 }
 
 /// Whether `ty` holds a `dyn Trait` anywhere.
