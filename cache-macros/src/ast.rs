@@ -118,6 +118,9 @@ pub(crate) enum Body {
 pub(crate) enum NotAFunction {
     /// A function without a body (a trait method declaration).
     NoBody(Box<Signature>),
+    /// A function whose signature parses but whose body does not (code
+    /// being edited): rustc reports the body's own syntax error.
+    BadBody,
     /// Anything else.
     Other,
 }
@@ -127,8 +130,9 @@ impl Function {
         let item: ItemFn = match syn::parse2(item.clone()) {
             Ok(item) => item,
             Err(_) => {
-                return Err(match syn::parse2::<syn::TraitItemFn>(item) {
+                return Err(match syn::parse2::<syn::TraitItemFn>(item.clone()) {
                     Ok(declaration) => NotAFunction::NoBody(Box::new(declaration.sig)),
+                    Err(_) if has_unparsed_body(item) => NotAFunction::BadBody,
                     Err(_) => NotAFunction::Other,
                 })
             }
@@ -246,6 +250,21 @@ impl Output {
             span,
         }
     }
+}
+
+/// Whether `item` is a function's attributes, visibility and signature
+/// followed by a `{ .. }` body whose contents are left unparsed.
+fn has_unparsed_body(item: TokenStream) -> bool {
+    let parser = |input: syn::parse::ParseStream| {
+        input.call(Attribute::parse_outer)?;
+        input.parse::<Visibility>()?;
+        input.parse::<Signature>()?;
+        let body;
+        syn::braced!(body in input);
+        body.parse::<TokenStream>()?;
+        Ok(())
+    };
+    syn::parse::Parser::parse2(parser, item).is_ok()
 }
 
 /// The return type's span, or the signature's when it has none.

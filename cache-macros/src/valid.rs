@@ -99,6 +99,7 @@ pub(crate) struct InvalidatesPlan {
 /// Checks `#[cached]` on `func`.
 pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> CachedPlan {
     check_signature(func, "cached", ctxt);
+    check_owned_return(func, ctxt);
     if func.output.kind == ReturnKind::Unit {
         let message =
             "a `#[cached]` function must return the value to cache; `()` is nothing to cache";
@@ -331,6 +332,46 @@ fn check_signature(func: &Function, macro_name: &str, ctxt: &mut Ctxt) {
         ctxt.error_spanned(
             impl_trait,
             format!("`#[{macro_name}]` needs a return type it can name; `impl Trait` is not one: return a concrete type"),
+        );
+    }
+}
+
+/// A cached value outlives the call that made it: it cannot borrow from
+/// the arguments, so a `&T` (or a type holding a borrow) is refused on the
+/// type, with what to return instead.
+fn check_owned_return(func: &Function, ctxt: &mut Ctxt) {
+    let Some(ty) = &func.output.ty else {
+        return;
+    };
+    if func.output.impl_trait.is_some() {
+        return; // reported by `check_signature`
+    }
+    let mut peeled = ty;
+    while let syn::Type::Paren(syn::TypeParen { elem, .. })
+    | syn::Type::Group(syn::TypeGroup { elem, .. }) = peeled
+    {
+        peeled = elem;
+    }
+    if let syn::Type::Reference(reference) = peeled {
+        let referent = &reference.elem;
+        let (owned, shared) = match quote::ToTokens::to_token_stream(referent)
+            .to_string()
+            .as_str()
+        {
+            "str" => ("String".to_owned(), "Arc<str>".to_owned()),
+            "[u8]" => ("Vec<u8>".to_owned(), "Arc<[u8]>".to_owned()),
+            other => (other.to_owned(), format!("Arc<{other}>")),
+        };
+        ctxt.error_spanned(
+            ty,
+            format!(
+                "a cached function must return an owned value: the cache hands out copies that outlive the call, and a reference cannot; return `{owned}` or `{shared}`"
+            ),
+        );
+    } else if crate::ast::borrows_inside(ty) {
+        ctxt.error_spanned(
+            ty,
+            "a cached function must return an owned value: the cache hands out copies that outlive the call, and this type holds a borrow (a `&` or a lifetime); return owned data (`String` for `&str`, `T` or `Arc<T>` for `&T`)",
         );
     }
 }
