@@ -525,6 +525,13 @@ fn bind_placeholder(
         ctxt.error(span, must_not_change("parameter", head));
         return None;
     }
+    if let (Some(float), true) = (float_type(&param.ty), placeholder.fields.is_empty()) {
+        ctxt.error(
+            span,
+            format!("`{written}` is a floating-point number (`{float}`), which cannot be part of a key: {FLOAT_ADVICE}"),
+        );
+        return None;
+    }
     let mut ident = param.name.clone()?;
     ident.set_span(ident.span().located_at(span));
     Some(Part {
@@ -691,6 +698,28 @@ fn quoted_list(names: &[String]) -> String {
         .join(", ")
 }
 
+/// Why floats are not key parts, and what to do instead.
+pub(crate) const FLOAT_ADVICE: &str = "0.1 + 0.2 != 0.3 and NaN != NaN, so equal amounts could be cached apart; pass it rounded to an integer (cents, basis points) and key on that";
+
+/// `f32` or `f64` when `ty` is one (or a reference to one).
+pub(crate) fn float_type(ty: &syn::Type) -> Option<&'static str> {
+    match ty {
+        syn::Type::Reference(r) => float_type(&r.elem),
+        syn::Type::Paren(p) => float_type(&p.elem),
+        syn::Type::Group(g) => float_type(&g.elem),
+        syn::Type::Path(path) if path.qself.is_none() => {
+            if path.path.is_ident("f64") {
+                Some("f64")
+            } else if path.path.is_ident("f32") {
+                Some("f32")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Two placeholders must have literal text with a `:` between them:
 /// escaped values never contain `:`, so the key splits one way only.
 fn check_separators(segments: &[Segment], ctxt: &mut Ctxt) {
@@ -787,6 +816,13 @@ fn default_key(
                 format!(
                     "`{ident}` is a `&mut` parameter, and the default key is made of every argument; a key must not depend on state the function changes. Give a `key = \"...\"` without it"
                 ),
+            );
+            continue;
+        }
+        if let Some(float) = float_type(&param.ty) {
+            ctxt.error_spanned(
+                &param.tokens,
+                format!("`{ident}` is a floating-point number (`{float}`), and the default key is made of every argument: {FLOAT_ADVICE}; or `skip({ident})` if it does not change the result"),
             );
             continue;
         }

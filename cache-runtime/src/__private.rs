@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub use crate::key::KeyBuf;
 pub use crate::outcome::{Outcome, Plain, SharedErr};
+use crate::CachedValue;
 
 pub use crate::cache::TierChoice;
 use crate::cache::{Lookup, Policy, Route};
@@ -304,7 +305,7 @@ pub trait Kind<R> {
     fn unwrap(outcome: Self::Outcome) -> R;
 }
 
-impl<T: Clone + Send + Sync + 'static, E> Kind<Result<T, E>> for ResultKind {
+impl<T: CachedValue, E> Kind<Result<T, E>> for ResultKind {
     type Outcome = Result<T, E>;
     #[inline]
     fn wrap(value: Result<T, E>) -> Self::Outcome {
@@ -318,7 +319,7 @@ impl<T: Clone + Send + Sync + 'static, E> Kind<Result<T, E>> for ResultKind {
 
 impl<T, E> Kind<Result<T, E>> for SharedResultKind
 where
-    T: Clone + Send + Sync + 'static,
+    T: CachedValue,
     E: Clone + Send + Sync + 'static,
 {
     type Outcome = SharedErr<T, E>;
@@ -332,7 +333,7 @@ where
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> Kind<Option<T>> for OptionKind {
+impl<T: CachedValue> Kind<Option<T>> for OptionKind {
     type Outcome = Option<T>;
     #[inline]
     fn wrap(value: Option<T>) -> Self::Outcome {
@@ -344,7 +345,7 @@ impl<T: Clone + Send + Sync + 'static> Kind<Option<T>> for OptionKind {
     }
 }
 
-impl<R: Clone + Send + Sync + 'static> Kind<R> for PlainKind {
+impl<R: CachedValue> Kind<R> for PlainKind {
     type Outcome = Plain<R>;
     #[inline]
     fn wrap(value: R) -> Self::Outcome {

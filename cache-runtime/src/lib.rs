@@ -52,6 +52,7 @@ pub use invalidation::{Invalidation, SharedInvalidation};
 pub use key::{key_text, KeyBuf, KeyPart, KeyWriter};
 #[cfg(feature = "metrics")]
 pub use metrics_hooks::MetricsHooks;
+pub use outcome::CachedValue;
 pub use pattern::{Pattern, PatternError};
 pub use stats::Stats;
 
