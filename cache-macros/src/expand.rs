@@ -97,12 +97,16 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
     } else {
         quote_spanned!(span=> &&&#rt::Dispatch::<#ret>::new())
     };
+    // The value is checked (`CachedValue`) through a function of the
+    // crate's root, so that its error names no internal item: rustc leaves
+    // out the same error of `fetch_as`'s bound at the same span.
+    let root = respan(plan.krate.to_token_stream(), span);
     let kind = quote_spanned! {span=>
-        {
+        #root::cached_value::<_, #ret>({
             #[allow(unused_imports)]
             use #rt::{OptionProbe as _, PlainProbe as _, ResultProbe as _, SharedResultProbe as _};
             (#probe).__cache_runtime_kind()
-        }
+        })
     };
 
     // Values that are `Serialize` are weighed by their encoded length.

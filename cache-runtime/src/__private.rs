@@ -357,6 +357,24 @@ impl<R: CachedValue> Kind<R> for PlainKind {
     }
 }
 
+/// The value a kind of return type stores, with no bound on it, so that
+/// [`crate::cached_value`] can require `CachedValue` of it directly.
+pub trait Stores<R> {
+    type Value;
+}
+impl<T, E> Stores<Result<T, E>> for ResultKind {
+    type Value = T;
+}
+impl<T, E> Stores<Result<T, E>> for SharedResultKind {
+    type Value = T;
+}
+impl<T> Stores<Option<T>> for OptionKind {
+    type Value = T;
+}
+impl<R> Stores<R> for PlainKind {
+    type Value = R;
+}
+
 /// Whether an `#[invalidates]` function succeeded: `Ok` for any `Result`
 /// (aliases included), always otherwise. Needs no bound on the value.
 pub trait Succeeded<R> {

@@ -41,6 +41,20 @@ mod trace;
 #[allow(missing_docs)]
 pub mod __private;
 
+/// Called by `#[cached]` with the kind of its return type, before anything
+/// else: a value that is not a [`CachedValue`] is reported here, in that
+/// trait's words (rustc then leaves out the same error of the runtime's
+/// internals, at the same place).
+#[doc(hidden)]
+#[inline(always)]
+pub fn cached_value<K, R>(kind: K) -> K
+where
+    K: __private::Stores<R>,
+    K::Value: CachedValue,
+{
+    kind
+}
+
 pub use breaker::BreakerState;
 pub use cache::{Cache, CacheBuilder, Local, Shareable};
 pub use config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
