@@ -455,15 +455,22 @@ fn bind_placeholder(
     ctxt: &mut Ctxt,
 ) -> Option<Part> {
     let written = placeholder.written();
+    // Field names are shown at the placeholder but belong to the expansion,
+    // so that rustc's "a field with a similar name exists" does not offer
+    // to rewrite the key's string into code.
+    let field_span = Span::call_site().located_at(span);
     let fields = placeholder
         .fields
         .iter()
         .map(|field| match field.parse::<u32>() {
-            Ok(index) => Member::Unnamed(syn::Index { index, span }),
+            Ok(index) => Member::Unnamed(syn::Index {
+                index,
+                span: field_span,
+            }),
             Err(_) => {
                 let mut ident: Ident =
                     syn::parse_str(field).expect("key.rs checked the field name");
-                ident.set_span(span);
+                ident.set_span(field_span);
                 Member::Named(ident)
             }
         })
