@@ -368,12 +368,32 @@ fn check_owned_return(func: &Function, ctxt: &mut Ctxt) {
                 "a cached function must return an owned value: the cache hands out copies that outlive the call, and a reference cannot; return `{owned}` or `{shared}`"
             ),
         );
-    } else if crate::ast::borrows_inside(ty) {
+    } else if stored_type(peeled, func.output.kind).is_some_and(crate::ast::borrows_inside) {
         ctxt.error_spanned(
             ty,
             "a cached function must return an owned value: the cache hands out copies that outlive the call, and this type holds a borrow (a `&` or a lifetime); return owned data (`String` for `&str`, `T` or `Arc<T>` for `&T`)",
         );
     }
+}
+
+/// The type of the value a return type stores: `T` of `Result<T, E>` (the
+/// error is returned, not stored, and may borrow) and of `Option<T>`, else
+/// the type itself.
+fn stored_type(ty: &syn::Type, kind: ReturnKind) -> Option<&syn::Type> {
+    if kind != ReturnKind::Result && kind != ReturnKind::Option {
+        return Some(ty);
+    }
+    let syn::Type::Path(path) = ty else {
+        return Some(ty);
+    };
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
 }
 
 /// Parses a duration option that must not be zero.

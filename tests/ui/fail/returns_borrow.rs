@@ -28,3 +28,9 @@ fn first(orders: &[Order], id: u64) -> Option<&Order> {
 }
 
 fn main() {}
+
+// An error is returned, not stored: it may borrow (no error here).
+#[cached(ttl = "1m", key = "check:<id>", skip(name))]
+fn check<'a>(id: u64, name: &'a str) -> Result<u64, &'a str> {
+    if id == 0 { Err(name) } else { Ok(id) }
+}
