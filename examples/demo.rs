@@ -93,12 +93,17 @@ impl Db {
     }
 }
 
-#[cached(ttl = "2m", key = "order:<tenant>:<id>")]
+#[cached(ttl = "2m", key = "order:<tenant>:<id>", skip(db))]
 async fn get_order(db: &Db, tenant: &TenantId, id: u64) -> Result<Order, DbError> {
     db.read(tenant, id).await
 }
 
-#[cached(ttl = "30s", stale = "5m", key = "orders:list:<tenant>:p<page>")]
+#[cached(
+    ttl = "30s",
+    stale = "5m",
+    key = "orders:list:<tenant>:p<page>",
+    skip(db)
+)]
 async fn list_orders(db: &Db, tenant: &TenantId, page: u64) -> Result<Vec<Order>, DbError> {
     db.list(tenant, page).await
 }

@@ -31,7 +31,7 @@ struct Origin {
     hang: bool,
 }
 
-#[cached(ttl = "1m", key = "report:<id>", lock = true)]
+#[cached(ttl = "1m", key = "report:<id>", lock = true, skip(origin))]
 async fn report(origin: &Origin, id: u64) -> Result<Report, String> {
     let _ = id;
     let mut conn = origin

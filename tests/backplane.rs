@@ -18,7 +18,7 @@ struct Db {
     reads: AtomicU64,
 }
 
-#[cached(ttl = "10m", key = "profile:<id>")]
+#[cached(ttl = "10m", key = "profile:<id>", skip(db))]
 async fn profile(db: &Db, id: u64) -> u64 {
     let _ = id;
     db.reads.fetch_add(1, Ordering::SeqCst);

@@ -28,7 +28,7 @@ struct Order {
     id: u64,
 }
 
-#[cached(ttl = "1m", key = "order:<id>")]
+#[cached(ttl = "1m", key = "order:<id>", skip(db))]
 async fn order(db: &Db, id: u64) -> Order {
     db.reads.fetch_add(1, Ordering::SeqCst);
     Order { id }

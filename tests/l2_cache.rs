@@ -70,27 +70,27 @@ struct Order {
     version: u64,
 }
 
-#[cached(ttl = "1m", key = "order:<id>")]
+#[cached(ttl = "1m", key = "order:<id>", skip(db))]
 async fn order(db: &Db, id: u64) -> Order {
     db.read(id).await
 }
 
-#[cached(ttl = "1m", key = "orders:list:<tenant>:<page>")]
+#[cached(ttl = "1m", key = "orders:list:<tenant>:<page>", skip(db))]
 async fn order_page(db: &Db, tenant: &str, page: u32) -> Order {
     db.read(u64::from(page)).await
 }
 
-#[cached(ttl = "1m", key = "shared-only:<id>", tier = "l2")]
+#[cached(ttl = "1m", key = "shared-only:<id>", tier = "l2", skip(db))]
 async fn shared_only(db: &Db, id: u64) -> Order {
     db.read(id).await
 }
 
-#[cached(ttl = "1m", key = "local-only:<id>", tier = "l1")]
+#[cached(ttl = "1m", key = "local-only:<id>", tier = "l1", skip(db))]
 async fn local_only(db: &Db, id: u64) -> Order {
     db.read(id).await
 }
 
-#[cached(ttl = "1m", key = "fallible:<id>")]
+#[cached(ttl = "1m", key = "fallible:<id>", skip(db))]
 async fn fallible(db: &Db, id: u64) -> Result<Order, String> {
     Ok(db.read(id).await)
 }
@@ -99,7 +99,7 @@ async fn fallible(db: &Db, id: u64) -> Result<Order, String> {
 #[derive(Clone, Debug, PartialEq)]
 struct Opaque(u64);
 
-#[cached(ttl = "1m", key = "opaque:<id>")]
+#[cached(ttl = "1m", key = "opaque:<id>", skip(db))]
 async fn opaque(db: &Db, id: u64) -> Opaque {
     Opaque(db.read(id).await.version)
 }

@@ -44,12 +44,12 @@ struct Item {
     call: u64,
 }
 
-#[cached(ttl = "1m", key = "cold:<id>", lock = true)]
+#[cached(ttl = "1m", key = "cold:<id>", lock = true, skip(db))]
 async fn locked(db: &Db, id: u64) -> Item {
     db.read(id).await
 }
 
-#[cached(ttl = "1m", key = "unlocked:<id>")]
+#[cached(ttl = "1m", key = "unlocked:<id>", skip(db))]
 async fn unlocked(db: &Db, id: u64) -> Item {
     db.read(id).await
 }
@@ -203,7 +203,7 @@ impl Concurrency {
     }
 }
 
-#[cached(ttl = "1m", key = "slow:<id>", lock = true)]
+#[cached(ttl = "1m", key = "slow:<id>", lock = true, skip(origin))]
 async fn slow(origin: &Concurrency, id: u64) -> Item {
     origin.call(Duration::from_millis(1200)).await;
     Item { id, call: 1 }
@@ -212,7 +212,7 @@ async fn slow(origin: &Concurrency, id: u64) -> Item {
 #[derive(Clone, Debug, PartialEq)]
 struct Down;
 
-#[cached(ttl = "1m", key = "down:<id>", lock = true)]
+#[cached(ttl = "1m", key = "down:<id>", lock = true, skip(origin))]
 async fn failing(origin: &Concurrency, id: u64) -> Result<Item, Down> {
     let _ = id;
     origin.call(Duration::from_millis(200)).await;

@@ -247,7 +247,7 @@ struct Down;
 
 static SHARED_CALLS: AtomicUsize = AtomicUsize::new(0);
 
-#[cached(ttl = "1m", key = "shared-error:<n>")]
+#[cached(ttl = "1m", key = "shared-error:<n>", skip(release))]
 async fn fails_once_for_all(n: u32, release: Arc<Notify>) -> Result<u32, Down> {
     SHARED_CALLS.fetch_add(1, Ordering::SeqCst);
     release.notified().await;

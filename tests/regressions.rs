@@ -270,7 +270,7 @@ struct Unavailable(u8);
 static NAME_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static AGE_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-#[cached(ttl = "1m", key = "user:<id>")]
+#[cached(ttl = "1m", key = "user:<id>", skip(release))]
 async fn user_name(id: u64, release: Arc<tokio::sync::Notify>) -> Result<String, Unavailable> {
     NAME_CALLS.fetch_add(1, Ordering::SeqCst);
     release.notified().await;
@@ -310,7 +310,7 @@ async fn a_shared_error_does_not_cross_into_another_value_type() {
 }
 
 /// Errors that borrow or are generic compile (they are not shared).
-#[cached(ttl = "1m", key = "borrowed:<id>")]
+#[cached(ttl = "1m", key = "borrowed:<id>", skip(name))]
 fn borrowed_error<'a>(id: u64, name: &'a str) -> Result<u64, &'a str> {
     if id == 0 {
         Err(name)
@@ -319,7 +319,7 @@ fn borrowed_error<'a>(id: u64, name: &'a str) -> Result<u64, &'a str> {
     }
 }
 
-#[cached(ttl = "1m", key = "generic-error:<id>")]
+#[cached(ttl = "1m", key = "generic-error:<id>", skip(err))]
 fn generic_error<E: Clone + Send + Sync>(id: u64, err: E) -> Result<u64, E> {
     if id == 0 {
         Err(err)

@@ -297,14 +297,14 @@ async fn health_and_hooks_follow_the_breaker_and_a_late_redis_is_attached() {
     .await;
 }
 
-#[cached(ttl = "1s", fail_safe = "1h", key = "kept:<id>", tier = "l2")]
+#[cached(ttl = "1s", fail_safe = "1h", key = "kept:<id>", tier = "l2", skip(db))]
 async fn kept_in_redis(db: &Db, id: u64) -> Result<Item, DbError> {
     db.read(id)
 }
 
 /// The same key without `fail_safe`: what another function kept for an
 /// hour answers this one only within its own window (none).
-#[cached(ttl = "1s", key = "kept:<id>", tier = "l2")]
+#[cached(ttl = "1s", key = "kept:<id>", tier = "l2", skip(db))]
 async fn not_kept_in_redis(db: &Db, id: u64) -> Result<Item, DbError> {
     db.read(id)
 }
@@ -359,12 +359,12 @@ async fn a_failing_origin_is_answered_with_the_kept_value_or_its_error() {
     .await;
 }
 
-#[cached(ttl = "10s", fail_safe = "1h", key = "fail-safe:<id>")]
+#[cached(ttl = "10s", fail_safe = "1h", key = "fail-safe:<id>", skip(db))]
 async fn fail_safe_item(db: &Db, id: u64) -> Result<Item, DbError> {
     db.read(id)
 }
 
-#[cached(ttl = "10s", stale = "1m", key = "stale:<id>")]
+#[cached(ttl = "10s", stale = "1m", key = "stale:<id>", skip(db))]
 async fn stale_item(db: &Db, id: u64) -> Result<Item, DbError> {
     db.read(id)
 }
@@ -514,7 +514,13 @@ struct SlowDb {
     gate: tokio::sync::Notify,
 }
 
-#[cached(ttl = "10s", stale = "1m", timeout = "50ms", key = "slow:<name>")]
+#[cached(
+    ttl = "10s",
+    stale = "1m",
+    timeout = "50ms",
+    key = "slow:<name>",
+    skip(db)
+)]
 async fn slow_report(db: &Arc<SlowDb>, name: &str) -> Result<String, DbError> {
     let call = db.calls.fetch_add(1, Ordering::SeqCst) + 1;
     if db.slow.load(Ordering::SeqCst) {

@@ -264,7 +264,7 @@ struct Price {
     cents: u64,
 }
 
-#[cached(ttl = "1m", key = "price:<id>")]
+#[cached(ttl = "1m", key = "price:<id>", skip(calls))]
 fn price(calls: &AtomicU64, id: u64) -> Price {
     calls.fetch_add(1, Ordering::SeqCst);
     Price {

@@ -37,6 +37,9 @@ pub(crate) struct Param {
     pub(crate) name: Option<Ident>,
     /// Its `mut`, when the binding is `mut name`.
     pub(crate) binding_mut: Option<syn::token::Mut>,
+    /// The names a pattern binds (`(a, b): (u8, u8)` binds `a` and `b`);
+    /// the name itself for a plain identifier.
+    pub(crate) bindings: Vec<Ident>,
     /// The whole `pat: Type`, for errors.
     pub(crate) tokens: TokenStream,
     /// Whether the type is `&mut T`.
@@ -115,6 +118,9 @@ pub(crate) enum Body {
 pub(crate) enum NotAFunction {
     /// A function without a body (a trait method declaration).
     NoBody(Box<Signature>),
+    /// A function whose signature parses but whose body does not (code
+    /// being edited): rustc reports the body's own syntax error.
+    BadBody,
     /// Anything else.
     Other,
 }
@@ -124,8 +130,9 @@ impl Function {
         let item: ItemFn = match syn::parse2(item.clone()) {
             Ok(item) => item,
             Err(_) => {
-                return Err(match syn::parse2::<syn::TraitItemFn>(item) {
+                return Err(match syn::parse2::<syn::TraitItemFn>(item.clone()) {
                     Ok(declaration) => NotAFunction::NoBody(Box::new(declaration.sig)),
+                    Err(_) if has_unparsed_body(item) => NotAFunction::BadBody,
                     Err(_) => NotAFunction::Other,
                 })
             }
@@ -165,6 +172,7 @@ impl Function {
                     params.push(Param {
                         name,
                         binding_mut,
+                        bindings: bindings(&typed.pat),
                         tokens: typed.to_token_stream(),
                         mut_ref: matches!(peel(&typed.ty), Type::Reference(r) if r.mutability.is_some()),
                         ty: typed.ty.clone(),
@@ -244,6 +252,21 @@ impl Output {
     }
 }
 
+/// Whether `item` is a function's attributes, visibility and signature
+/// followed by a `{ .. }` body whose contents are left unparsed.
+fn has_unparsed_body(item: TokenStream) -> bool {
+    let parser = |input: syn::parse::ParseStream| {
+        input.call(Attribute::parse_outer)?;
+        input.parse::<Visibility>()?;
+        input.parse::<Signature>()?;
+        let body;
+        syn::braced!(body in input);
+        body.parse::<TokenStream>()?;
+        Ok(())
+    };
+    syn::parse::Parser::parse2(parser, item).is_ok()
+}
+
 /// The return type's span, or the signature's when it has none.
 fn ty_span_or_sig(sig: &Signature) -> Span {
     match &sig.output {
@@ -259,6 +282,20 @@ fn peel(ty: &Type) -> &Type {
         Type::Paren(paren) => peel(&paren.elem),
         other => other,
     }
+}
+
+/// The names that `pat` binds.
+fn bindings(pat: &Pat) -> Vec<Ident> {
+    struct Find(Vec<Ident>);
+    impl VisitMut for Find {
+        fn visit_pat_ident_mut(&mut self, node: &mut syn::PatIdent) {
+            self.0.push(node.ident.clone());
+            syn::visit_mut::visit_pat_ident_mut(self, node);
+        }
+    }
+    let mut find = Find(Vec::new());
+    find.visit_pat_mut(&mut pat.clone());
+    find.0
 }
 
 /// Whether `ty` holds a `dyn Trait` anywhere.

@@ -27,6 +27,7 @@ mod kw {
     syn::custom_keyword!(cache);
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(before);
+    syn::custom_keyword!(skip);
 }
 
 /// The options of `#[cached]`, in the order the messages list them.
@@ -42,6 +43,7 @@ const CACHED_OPTIONS: &[&str] = &[
     "lock",
     "cache",
     "jitter",
+    "skip",
     "crate",
 ];
 
@@ -62,7 +64,16 @@ pub(crate) struct CachedArgs {
     pub(crate) lock: Option<LitBool>,
     pub(crate) cache: Option<LitStr>,
     pub(crate) jitter: Option<LitStr>,
+    pub(crate) skip: Option<Skip>,
+    /// Whether a `skip` was written but did not parse.
+    pub(crate) skip_failed: bool,
     pub(crate) krate: Option<Path>,
+}
+
+/// `skip(db, self)`: the parameters that are not part of an explicit key.
+pub(crate) struct Skip {
+    /// The names as written (`self` included), with their spans.
+    pub(crate) names: Vec<Ident>,
 }
 
 /// `#[invalidates(..)]`, as written.
@@ -147,6 +158,12 @@ pub(crate) fn parse_cached(tokens: TokenStream, ctxt: &mut Ctxt) -> CachedArgs {
                 let name: kw::jitter = input.parse()?;
                 let value = string_value(input, "jitter", name.span, "\"10%\"")?;
                 set_once(ctxt, &mut args.jitter, "jitter", name.span, value);
+            } else if lookahead.peek(kw::skip) {
+                let name: kw::skip = input.parse()?;
+                args.skip_failed = true;
+                let value = skip_value(input, name.span)?;
+                args.skip_failed = false;
+                set_once(ctxt, &mut args.skip, "skip", name.span, value);
             } else if lookahead.peek(Token![crate]) {
                 let name: Token![crate] = input.parse()?;
                 let value = crate_value(input, name.span)?;
@@ -336,6 +353,37 @@ fn bool_value(input: ParseStream, name: &str, name_span: Span) -> syn::Result<Li
         format!("`{name}` takes `true` or `false`, e.g. `{name} = true`"),
     ))
 }
+
+/// `(name, name, ..)` after `skip`: parameter names, `self` included.
+fn skip_value(input: ParseStream, name_span: Span) -> syn::Result<Skip> {
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            name_span,
+            format!("`skip` takes a list of parameters: {SKIP_EXAMPLE}"),
+        ));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    let names = content.parse_terminated(skipped_name, Token![,])?;
+    Ok(Skip {
+        names: names.into_iter().collect(),
+    })
+}
+
+/// One name in `skip(..)`.
+fn skipped_name(input: ParseStream) -> syn::Result<Ident> {
+    if input.peek(Ident::peek_any) {
+        input.call(Ident::parse_any)
+    } else {
+        Err(syn::Error::new(
+            value_span(input),
+            format!("`skip` lists parameter names: {SKIP_EXAMPLE}"),
+        ))
+    }
+}
+
+const SKIP_EXAMPLE: &str =
+    "write `skip(name, ..)` with the parameters the key leaves out, e.g. `skip(db)`";
 
 /// `= "path::to::runtime"`, parsed as a path with the literal's span.
 fn crate_value(input: ParseStream, name_span: Span) -> syn::Result<Path> {

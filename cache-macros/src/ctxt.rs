@@ -7,10 +7,16 @@ use std::fmt::Display;
 use proc_macro2::Span;
 use quote::ToTokens;
 
-/// The errors found so far.
+/// The errors found so far. It must end in [`Ctxt::check`]: a `Ctxt`
+/// dropped unchecked panics (in debug builds of the macros), since its
+/// errors would be lost.
 #[derive(Default)]
 pub(crate) struct Ctxt {
     errors: Option<syn::Error>,
+    /// How many errors were pushed, so that a check can tell whether the
+    /// checks before it found anything.
+    count: usize,
+    checked: bool,
 }
 
 impl Ctxt {
@@ -20,6 +26,7 @@ impl Ctxt {
 
     /// Adds `error` (which may itself hold several).
     pub(crate) fn push(&mut self, error: syn::Error) {
+        self.count += error.clone().into_iter().count();
         match &mut self.errors {
             Some(errors) => errors.combine(error),
             None => self.errors = Some(error),
@@ -40,11 +47,27 @@ impl Ctxt {
         self.errors.is_some()
     }
 
+    /// The number of errors reported so far.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
     /// `Ok` when nothing was reported.
-    pub(crate) fn check(self) -> syn::Result<()> {
-        match self.errors {
+    pub(crate) fn check(mut self) -> syn::Result<()> {
+        self.checked = true;
+        match self.errors.take() {
             Some(errors) => Err(errors),
             None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Ctxt {
+    fn drop(&mut self) {
+        if cfg!(debug_assertions) && !self.checked && !std::thread::panicking() {
+            panic!(
+                "cache-macros: a `Ctxt` was dropped without `check()`: its errors would be lost"
+            );
         }
     }
 }
@@ -56,5 +79,31 @@ pub(crate) fn set_once<T>(ctxt: &mut Ctxt, slot: &mut Option<T>, name: &str, spa
         ctxt.error(span, format!("`{name}` is given twice; keep one of them"));
     } else {
         *slot = Some(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_checks() {
+        let mut ctxt = Ctxt::new();
+        assert_eq!(ctxt.count(), 0);
+        ctxt.error(Span::call_site(), "one");
+        let mut two = syn::Error::new(Span::call_site(), "two");
+        two.combine(syn::Error::new(Span::call_site(), "three"));
+        ctxt.push(two);
+        assert_eq!(ctxt.count(), 3);
+        let errors = ctxt.check().unwrap_err();
+        assert_eq!(errors.into_iter().count(), 3);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "without `check()`")]
+    fn unchecked_panics() {
+        let mut ctxt = Ctxt::new();
+        ctxt.error(Span::call_site(), "lost");
     }
 }

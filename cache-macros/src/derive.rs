@@ -65,6 +65,16 @@ fn body(input: &DeriveInput, krate: &syn::Path, ctxt: &mut Ctxt) -> TokenStream 
                 );
                 return TokenStream::new();
             }
+            for field in &data.fields {
+                if let Some(float) = crate::valid::float_type(&field.ty) {
+                    ctxt.error_spanned(
+                        &field.ty,
+                        format!(
+                            "a floating-point field (`{float}`) cannot be part of a key (0.1 + 0.2 != 0.3, NaN != NaN): store it rounded to an integer (cents, basis points), or implement `KeyPart` for `{name}` by hand without it"
+                        ),
+                    );
+                }
+            }
             let writes = data.fields.iter().enumerate().map(|(i, field)| {
                 let member = match &field.ident {
                     Some(ident) => Member::Named(ident.clone()),

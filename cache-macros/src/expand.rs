@@ -97,12 +97,16 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
     } else {
         quote_spanned!(span=> &&&#rt::Dispatch::<#ret>::new())
     };
+    // The value is checked (`CachedValue`) through a function of the
+    // crate's root, so that its error names no internal item: rustc leaves
+    // out the same error of `fetch_as`'s bound at the same span.
+    let root = respan(plan.krate.to_token_stream(), span);
     let kind = quote_spanned! {span=>
-        {
+        #root::cached_value::<_, #ret>({
             #[allow(unused_imports)]
             use #rt::{OptionProbe as _, PlainProbe as _, ResultProbe as _, SharedResultProbe as _};
             (#probe).__cache_runtime_kind()
-        }
+        })
     };
 
     // Values that are `Serialize` are weighed by their encoded length.
@@ -116,18 +120,23 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
 
     // Values that are serde are also encoded for the shared tier; an explicit
     // `tier = "l2"` or `"both"`, or `lock = true`, requires it.
-    let codec_method = match (plan.spec.tier, plan.spec.lock) {
-        (Some(Tier::L2 | Tier::Both), _) | (_, Some(true)) => {
-            quote_spanned!(span=> __cache_runtime_codec_required)
-        }
-        _ => quote_spanned!(span=> __cache_runtime_codec),
-    };
-    let codec = quote_spanned! {span=>
-        {
-            #[allow(unused_imports)]
-            use #rt::{CodecItself as _, CodecNone as _, CodecStored as _};
-            (&&&#rt::Codecs::<#ret>::new()).#codec_method()
-        }
+    // The requirement is checked by a function of the crate's root, so that
+    // its error names no internal item.
+    let codec = match (plan.spec.tier, plan.spec.lock) {
+        (Some(Tier::L2 | Tier::Both), _) | (_, Some(true)) => quote_spanned! {span=>
+            #root::codec_for_redis({
+                #[allow(unused_imports)]
+                use #rt::{CodecItself as _, CodecNone as _, CodecStored as _};
+                (&&&#rt::Codecs::<#ret>::new()).__cache_runtime_codec_required()
+            })
+        },
+        _ => quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #rt::{CodecItself as _, CodecNone as _, CodecStored as _};
+                (&&&#rt::Codecs::<#ret>::new()).__cache_runtime_codec()
+            }
+        },
     };
 
     let fetch = |block: &Block| {

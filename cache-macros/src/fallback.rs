@@ -20,6 +20,10 @@ pub(crate) fn not_a_function(
     macro_name: &str,
 ) -> TokenStream {
     let error = match why {
+        // rustc reports the body's own syntax error (syn parses all stable
+        // syntax, so rustc rejects what syn cannot read); an error of ours
+        // would only hide it.
+        NotAFunction::BadBody => return item,
         NotAFunction::NoBody(sig) => syn::Error::new_spanned(
             sig,
             format!(

@@ -13,7 +13,7 @@ use syn::ext::IdentExt;
 use syn::{Ident, LitBool, LitStr, Member, Path, Token};
 
 use crate::ast::{Function, ReceiverKind, ReturnKind};
-use crate::attr::{CachedArgs, InvalidatesArgs};
+use crate::attr::{CachedArgs, InvalidatesArgs, Skip};
 use crate::ctxt::Ctxt;
 use crate::key::{self, Flavor, Placeholder, Segment, SegmentKind};
 use crate::suggest;
@@ -99,6 +99,7 @@ pub(crate) struct InvalidatesPlan {
 /// Checks `#[cached]` on `func`.
 pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> CachedPlan {
     check_signature(func, "cached", ctxt);
+    check_owned_return(func, ctxt);
     if func.output.kind == ReturnKind::Unit {
         let message =
             "a `#[cached]` function must return the value to cache; `()` is nothing to cache";
@@ -249,13 +250,26 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
 
     let (key, template) = match &args.key {
         Some(lit) => {
+            let before = ctxt.count();
             let template = key::parse(lit, Flavor::Key, ctxt);
-            (
-                bind(&template.segments, Flavor::Key, func, ctxt),
-                TemplateName::Written(lit.clone()),
-            )
+            let steps = bind(&template.segments, Flavor::Key, func, ctxt);
+            // A key with mistakes may name a parameter in a way that did not
+            // parse, and a `skip` with mistakes may miss one: the key is
+            // checked for what it leaves out only when both are sound.
+            let key_is_sound = ctxt.count() == before;
+            let in_key = placeholder_heads(&template.segments);
+            let before = ctxt.count();
+            let skipped = check_skip(args.skip.as_ref(), &in_key, func, ctxt);
+            let skip_is_sound = ctxt.count() == before && !args.skip_failed;
+            if key_is_sound && skip_is_sound {
+                check_key_covers(&in_key, &skipped, func, ctxt);
+            }
+            (steps, TemplateName::Written(lit.clone()))
         }
-        None => default_key(func, ctxt),
+        None => {
+            let skipped = check_skip(args.skip.as_ref(), &[], func, ctxt);
+            default_key(func, &skipped, ctxt)
+        }
     };
 
     CachedPlan {
@@ -320,6 +334,66 @@ fn check_signature(func: &Function, macro_name: &str, ctxt: &mut Ctxt) {
             format!("`#[{macro_name}]` needs a return type it can name; `impl Trait` is not one: return a concrete type"),
         );
     }
+}
+
+/// A cached value outlives the call that made it: it cannot borrow from
+/// the arguments, so a `&T` (or a type holding a borrow) is refused on the
+/// type, with what to return instead.
+fn check_owned_return(func: &Function, ctxt: &mut Ctxt) {
+    let Some(ty) = &func.output.ty else {
+        return;
+    };
+    if func.output.impl_trait.is_some() {
+        return; // reported by `check_signature`
+    }
+    let mut peeled = ty;
+    while let syn::Type::Paren(syn::TypeParen { elem, .. })
+    | syn::Type::Group(syn::TypeGroup { elem, .. }) = peeled
+    {
+        peeled = elem;
+    }
+    if let syn::Type::Reference(reference) = peeled {
+        let referent = &reference.elem;
+        let (owned, shared) = match quote::ToTokens::to_token_stream(referent)
+            .to_string()
+            .as_str()
+        {
+            "str" => ("String".to_owned(), "Arc<str>".to_owned()),
+            "[u8]" => ("Vec<u8>".to_owned(), "Arc<[u8]>".to_owned()),
+            other => (other.to_owned(), format!("Arc<{other}>")),
+        };
+        ctxt.error_spanned(
+            ty,
+            format!(
+                "a cached function must return an owned value: the cache hands out copies that outlive the call, and a reference cannot; return `{owned}` or `{shared}`"
+            ),
+        );
+    } else if stored_type(peeled, func.output.kind).is_some_and(crate::ast::borrows_inside) {
+        ctxt.error_spanned(
+            ty,
+            "a cached function must return an owned value: the cache hands out copies that outlive the call, and this type holds a borrow (a `&` or a lifetime); return owned data (`String` for `&str`, `T` or `Arc<T>` for `&T`)",
+        );
+    }
+}
+
+/// The type of the value a return type stores: `T` of `Result<T, E>` (the
+/// error is returned, not stored, and may borrow) and of `Option<T>`, else
+/// the type itself.
+fn stored_type(ty: &syn::Type, kind: ReturnKind) -> Option<&syn::Type> {
+    if kind != ReturnKind::Result && kind != ReturnKind::Option {
+        return Some(ty);
+    }
+    let syn::Type::Path(path) = ty else {
+        return Some(ty);
+    };
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
 }
 
 /// Parses a duration option that must not be zero.
@@ -401,15 +475,22 @@ fn bind_placeholder(
     ctxt: &mut Ctxt,
 ) -> Option<Part> {
     let written = placeholder.written();
+    // Field names are shown at the placeholder but belong to the expansion,
+    // so that rustc's "a field with a similar name exists" does not offer
+    // to rewrite the key's string into code.
+    let field_span = Span::call_site().located_at(span);
     let fields = placeholder
         .fields
         .iter()
         .map(|field| match field.parse::<u32>() {
-            Ok(index) => Member::Unnamed(syn::Index { index, span }),
+            Ok(index) => Member::Unnamed(syn::Index {
+                index,
+                span: field_span,
+            }),
             Err(_) => {
                 let mut ident: Ident =
                     syn::parse_str(field).expect("key.rs checked the field name");
-                ident.set_span(span);
+                ident.set_span(field_span);
                 Member::Named(ident)
             }
         })
@@ -471,6 +552,13 @@ fn bind_placeholder(
         ctxt.error(span, must_not_change("parameter", head));
         return None;
     }
+    if let (Some(float), true) = (float_type(&param.ty), placeholder.fields.is_empty()) {
+        ctxt.error(
+            span,
+            format!("`{written}` is a floating-point number (`{float}`), which cannot be part of a key: {FLOAT_ADVICE}"),
+        );
+        return None;
+    }
     let mut ident = param.name.clone()?;
     ident.set_span(ident.span().located_at(span));
     Some(Part {
@@ -478,6 +566,185 @@ fn bind_placeholder(
         fields,
         span,
     })
+}
+
+/// Checks the names of `skip(..)` and returns them (without `r#`): each
+/// must be a parameter (or `self` in a method) that is not in the key
+/// (`in_key`, the heads of its placeholders), once.
+fn check_skip(
+    skip: Option<&Skip>,
+    in_key: &[String],
+    func: &Function,
+    ctxt: &mut Ctxt,
+) -> Vec<String> {
+    let Some(skip) = skip else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = func.names().collect();
+    // Names bound inside pattern parameters may be skipped too.
+    for param in func.params.iter().filter(|p| p.name.is_none()) {
+        names.extend(param.bindings.iter().map(|b| b.unraw().to_string()));
+    }
+    let mut skipped: Vec<String> = Vec::new();
+    for ident in &skip.names {
+        let name = ident.unraw().to_string();
+        if skipped.contains(&name) {
+            ctxt.error(
+                ident.span(),
+                format!("`{name}` is listed twice in `skip`; keep one"),
+            );
+            continue;
+        }
+        if name == "self" && func.receiver.is_none() {
+            ctxt.error(
+                ident.span(),
+                format!(
+                    "`skip(self)`: `{}` is not a method, so it has no `self`; remove it from `skip`",
+                    func.sig.ident
+                ),
+            );
+            continue;
+        }
+        if in_key.contains(&name) && names.contains(&name) {
+            ctxt.error(
+                ident.span(),
+                format!(
+                    "`{name}` is in the key and in `skip`, which says it is not part of the key; remove it from `skip` (or from the key)"
+                ),
+            );
+            continue;
+        }
+        if !names.contains(&name) {
+            // The parameters that could be meant: those not in the key.
+            let left_out: Vec<&str> = names
+                .iter()
+                .map(String::as_str)
+                .filter(|n| !in_key.iter().any(|k| k == n))
+                .collect();
+            let hint = match suggest::closest(&name, left_out.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None if names.is_empty() => format!("`{}` has no parameters", func.sig.ident),
+                None => format!("the parameters are {}", quoted_list(&names)),
+            };
+            ctxt.error(
+                ident.span(),
+                format!("`skip` names `{name}`, but no parameter is named `{name}`; {hint}"),
+            );
+            continue;
+        }
+        skipped.push(name);
+    }
+    skipped
+}
+
+/// An explicit key must name every parameter, in a placeholder or through
+/// a field of it, or the parameter must be in `skip(..)`: a parameter that
+/// is neither would make calls that differ only in it share one value.
+/// Parameters named `_` or `_name`, and patterns that bind no name, are
+/// visibly unused and need neither.
+fn check_key_covers(in_key: &[String], skipped: &[String], func: &Function, ctxt: &mut Ctxt) {
+    // `skip(db, name)` with what was already skipped.
+    let skip_with = |name: &str| {
+        let mut list: Vec<&str> = skipped.iter().map(String::as_str).collect();
+        list.push(name);
+        format!("skip({})", list.join(", "))
+    };
+    let covered =
+        |name: &str| in_key.iter().any(|n| n == name) || skipped.iter().any(|n| n == name);
+    if let Some(receiver) = &func.receiver {
+        if !covered("self") {
+            ctxt.error(
+                receiver.self_token.span,
+                format!(
+                    "the key does not name `self`, so every instance would share one cached value per key: name what identifies the instance in the key (e.g. `<self.id>`), or, if the result does not depend on the instance, add `{}`",
+                    skip_with("self")
+                ),
+            );
+        }
+    }
+    for param in &func.params {
+        match &param.name {
+            Some(ident) => {
+                let name = ident.unraw().to_string();
+                if name.starts_with('_') || covered(&name) {
+                    continue;
+                }
+                ctxt.error(
+                    ident.span(),
+                    format!(
+                        "`{name}` is not in the key, so calls that differ only in `{name}` would share one cached value: name it in the key (`<{name}>`, or a field of it), or, if it does not change the result, add `{}`",
+                        skip_with(&name)
+                    ),
+                );
+            }
+            None => {
+                let names: Vec<String> = param
+                    .bindings
+                    .iter()
+                    .map(|b| b.unraw().to_string())
+                    .filter(|n| !n.starts_with('_'))
+                    .collect();
+                let left: Vec<&String> = names.iter().filter(|n| !covered(n)).collect();
+                if left.is_empty() {
+                    continue;
+                }
+                ctxt.error_spanned(
+                    &param.tokens,
+                    format!(
+                        "a key cannot name a parameter bound by a pattern, so calls that differ only in it would share one cached value: bind it to a name (`name: Type`) and name that in the key, or, if it does not change the result, add `{}`",
+                        skip_with(&left.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "))
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The heads of the placeholders of a template (without `r#`).
+fn placeholder_heads(segments: &[Segment]) -> Vec<String> {
+    segments
+        .iter()
+        .filter_map(|segment| match &segment.kind {
+            SegmentKind::Placeholder(placeholder) => Some(
+                placeholder
+                    .head
+                    .strip_prefix("r#")
+                    .unwrap_or(&placeholder.head)
+                    .to_owned(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why floats are not key parts, and what to do instead.
+pub(crate) const FLOAT_ADVICE: &str = "0.1 + 0.2 != 0.3 and NaN != NaN, so equal amounts could be cached apart; pass it rounded to an integer (cents, basis points) and key on that";
+
+/// `f32` or `f64` when `ty` is one (or a reference to one).
+pub(crate) fn float_type(ty: &syn::Type) -> Option<&'static str> {
+    match ty {
+        syn::Type::Reference(r) => float_type(&r.elem),
+        syn::Type::Paren(p) => float_type(&p.elem),
+        syn::Type::Group(g) => float_type(&g.elem),
+        syn::Type::Path(path) if path.qself.is_none() => {
+            if path.path.is_ident("f64") {
+                Some("f64")
+            } else if path.path.is_ident("f32") {
+                Some("f32")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Two placeholders must have literal text with a `:` between them:
@@ -520,7 +787,11 @@ fn check_separators(segments: &[Segment], ctxt: &mut Ctxt) {
 /// The key of a `#[cached]` without `key = ".."`: the module path and the
 /// function name, ended by `#`, then every argument, each after a `:`; and
 /// its template, the same text with a placeholder for each argument.
-fn default_key(func: &Function, ctxt: &mut Ctxt) -> (Vec<KeyStep>, TemplateName) {
+fn default_key(
+    func: &Function,
+    skipped: &[String],
+    ctxt: &mut Ctxt,
+) -> (Vec<KeyStep>, TemplateName) {
     let name = func.sig.ident.to_string();
     let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
     if func.receiver.is_some() {
@@ -551,6 +822,14 @@ fn default_key(func: &Function, ctxt: &mut Ctxt) -> (Vec<KeyStep>, TemplateName)
         steps.push(KeyStep::TypeName(ty.ident.clone()));
     }
     for param in &func.params {
+        if !param.bindings.is_empty()
+            && param
+                .bindings
+                .iter()
+                .all(|b| skipped.contains(&b.unraw().to_string()))
+        {
+            continue;
+        }
         let Some(ident) = &param.name else {
             ctxt.error_spanned(
                 &param.tokens,
@@ -564,6 +843,13 @@ fn default_key(func: &Function, ctxt: &mut Ctxt) -> (Vec<KeyStep>, TemplateName)
                 format!(
                     "`{ident}` is a `&mut` parameter, and the default key is made of every argument; a key must not depend on state the function changes. Give a `key = \"...\"` without it"
                 ),
+            );
+            continue;
+        }
+        if let Some(float) = float_type(&param.ty) {
+            ctxt.error_spanned(
+                &param.tokens,
+                format!("`{ident}` is a floating-point number (`{float}`), and the default key is made of every argument: {FLOAT_ADVICE}; or `skip({ident})` if it does not change the result"),
             );
             continue;
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub use crate::key::KeyBuf;
 pub use crate::outcome::{Outcome, Plain, SharedErr};
+use crate::CachedValue;
 
 pub use crate::cache::TierChoice;
 use crate::cache::{Lookup, Policy, Route};
@@ -304,7 +305,7 @@ pub trait Kind<R> {
     fn unwrap(outcome: Self::Outcome) -> R;
 }
 
-impl<T: Clone + Send + Sync + 'static, E> Kind<Result<T, E>> for ResultKind {
+impl<T: CachedValue, E> Kind<Result<T, E>> for ResultKind {
     type Outcome = Result<T, E>;
     #[inline]
     fn wrap(value: Result<T, E>) -> Self::Outcome {
@@ -318,7 +319,7 @@ impl<T: Clone + Send + Sync + 'static, E> Kind<Result<T, E>> for ResultKind {
 
 impl<T, E> Kind<Result<T, E>> for SharedResultKind
 where
-    T: Clone + Send + Sync + 'static,
+    T: CachedValue,
     E: Clone + Send + Sync + 'static,
 {
     type Outcome = SharedErr<T, E>;
@@ -332,7 +333,7 @@ where
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> Kind<Option<T>> for OptionKind {
+impl<T: CachedValue> Kind<Option<T>> for OptionKind {
     type Outcome = Option<T>;
     #[inline]
     fn wrap(value: Option<T>) -> Self::Outcome {
@@ -344,7 +345,7 @@ impl<T: Clone + Send + Sync + 'static> Kind<Option<T>> for OptionKind {
     }
 }
 
-impl<R: Clone + Send + Sync + 'static> Kind<R> for PlainKind {
+impl<R: CachedValue> Kind<R> for PlainKind {
     type Outcome = Plain<R>;
     #[inline]
     fn wrap(value: R) -> Self::Outcome {
@@ -354,6 +355,24 @@ impl<R: Clone + Send + Sync + 'static> Kind<R> for PlainKind {
     fn unwrap(outcome: Self::Outcome) -> R {
         outcome.0
     }
+}
+
+/// The value a kind of return type stores, with no bound on it, so that
+/// [`crate::cached_value`] can require `CachedValue` of it directly.
+pub trait Stores<R> {
+    type Value;
+}
+impl<T, E> Stores<Result<T, E>> for ResultKind {
+    type Value = T;
+}
+impl<T, E> Stores<Result<T, E>> for SharedResultKind {
+    type Value = T;
+}
+impl<T> Stores<Option<T>> for OptionKind {
+    type Value = T;
+}
+impl<R> Stores<R> for PlainKind {
+    type Value = R;
 }
 
 /// Whether an `#[invalidates]` function succeeded: `Ok` for any `Result`
@@ -672,6 +691,34 @@ fn codec_of<V>() -> Option<ValueCodec> {
     None
 }
 
+/// What `tier = "l2"`, `"both"` and `lock = true` ask of a value:
+/// [`crate::codec_for_redis`] takes an `Option<ValueCodec>` (the value is
+/// serde) or a [`NotEncodable`] (it is not), which fails its bound.
+pub trait RedisCodec {
+    /// [`Encodable`] when the value can be encoded, else the return type.
+    type Unencodable;
+    fn codec(self) -> Option<ValueCodec>;
+}
+impl RedisCodec for Option<ValueCodec> {
+    type Unencodable = Encodable;
+    fn codec(self) -> Option<ValueCodec> {
+        self
+    }
+}
+impl<R> RedisCodec for NotEncodable<R> {
+    type Unencodable = R;
+    fn codec(self) -> Option<ValueCodec> {
+        None
+    }
+}
+
+/// The value of a return type `R` that is not serde.
+pub struct NotEncodable<R>(std::marker::PhantomData<fn() -> R>);
+
+/// The value can be encoded: the one type that is [`StorableInRedis`].
+pub struct Encodable;
+impl StorableInRedis for Encodable {}
+
 /// `Result<T, E>` stores `T`; `Option<T>` stores `Option<T>`.
 pub trait CodecStored {
     fn __cache_runtime_codec(&self) -> Option<ValueCodec>;
@@ -712,26 +759,16 @@ where
     }
 }
 
-/// Not serde: in process only, and `tier = "l2"` / `"both"` is refused.
+/// Not serde: in process only, and `tier = "l2"` / `"both"` is refused by
+/// [`crate::codec_for_redis`].
 pub trait CodecNone<R> {
     fn __cache_runtime_codec(&self) -> Option<ValueCodec> {
         None
     }
-    fn __cache_runtime_codec_required(&self) -> Option<ValueCodec>
-    where
-        R: StorableInRedis,
-    {
-        None
+    fn __cache_runtime_codec_required(&self) -> NotEncodable<R> {
+        NotEncodable(std::marker::PhantomData)
     }
 }
 impl<R> CodecNone<R> for Codecs<R> {}
 
-/// Never implemented: the bound that `tier = "l2"` and `tier = "both"` put
-/// on a value that is not serde, so that the mistake is a compile error.
-#[diagnostic::on_unimplemented(
-    message = "`tier = \"l2\"`, `tier = \"both\"` and `lock = true` store values in Redis, but the value of `{Self}` cannot be encoded",
-    label = "the cached value must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
-    note = "derive them on the value type (for `Result<T, E>` that is `T`): `#[derive(serde::Serialize, serde::Deserialize)]`",
-    note = "or keep the function in process with `tier = \"l1\"` (and without `lock`)"
-)]
-pub trait StorableInRedis {}
+pub use crate::StorableInRedis;

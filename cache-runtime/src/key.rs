@@ -187,8 +187,7 @@ impl KeyWriter<'_> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be used in a cache key",
     label = "`{Self}` does not implement `KeyPart`",
-    note = "for a type of your own, add `#[derive(cache_runtime::KeyPart)]` or implement `cache_runtime::KeyPart` (one method: `fn write_key(&self, out: &mut KeyWriter<'_>)`); or put one of its fields in the key instead, e.g. `<arg.id>`",
-    note = "floating-point numbers are not key parts (0.1 + 0.2 != 0.3, NaN != NaN): round to an integer first (cents, basis points)"
+    note = "for a type of your own, add `#[derive(cache_runtime::KeyPart)]` or implement `cache_runtime::KeyPart` (one method: `fn write_key(&self, out: &mut KeyWriter<'_>)`); or put one of its fields in the key instead, e.g. `<arg.id>`"
 )]
 pub trait KeyPart {
     /// Writes this value's key text. Implementations must write different

@@ -41,6 +41,46 @@ mod trace;
 #[allow(missing_docs)]
 pub mod __private;
 
+use __private::{RedisCodec, Stores, ValueCodec};
+
+/// Called by `#[cached]` with the kind of its return type, before anything
+/// else: a value that is not a [`CachedValue`] is reported here, in that
+/// trait's words (rustc then leaves out the same error of the runtime's
+/// internals, at the same place).
+#[doc(hidden)]
+#[inline(always)]
+pub fn cached_value<K, R>(kind: K) -> K
+where
+    K: Stores<R>,
+    K::Value: CachedValue,
+{
+    kind
+}
+
+/// Called by `#[cached]` with `tier = "l2"`, `"both"` or `lock = true`: the
+/// codec of its value, which must be serde; a value that is not is reported
+/// here, in [`StorableInRedis`]'s words.
+#[doc(hidden)]
+#[inline(always)]
+pub fn codec_for_redis<C>(codec: C) -> Option<ValueCodec>
+where
+    C: RedisCodec,
+    C::Unencodable: StorableInRedis,
+{
+    codec.codec()
+}
+
+#[doc(hidden)]
+/// Implemented only by a marker of the runtime: the bound that `tier = "l2"` and `tier = "both"` put
+/// on a value that is not serde, so that the mistake is a compile error.
+#[diagnostic::on_unimplemented(
+    message = "`tier = \"l2\"`, `tier = \"both\"` and `lock = true` store values in Redis, but the value of `{Self}` cannot be encoded",
+    label = "the cached value must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    note = "derive them on the value type (for `Result<T, E>` that is `T`): `#[derive(serde::Serialize, serde::Deserialize)]`",
+    note = "or keep the function in process with `tier = \"l1\"` (and without `lock`)"
+)]
+pub trait StorableInRedis {}
+
 pub use breaker::BreakerState;
 pub use cache::{Cache, CacheBuilder, Local, Shareable};
 pub use config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
@@ -52,6 +92,7 @@ pub use invalidation::{Invalidation, SharedInvalidation};
 pub use key::{key_text, KeyBuf, KeyPart, KeyWriter};
 #[cfg(feature = "metrics")]
 pub use metrics_hooks::MetricsHooks;
+pub use outcome::CachedValue;
 pub use pattern::{Pattern, PatternError};
 pub use stats::Stats;
 

@@ -142,3 +142,24 @@ where
         }
     }
 }
+
+/// What a `#[cached]` function may return as its value (`T` of
+/// `Result<T, E>` and of `Option<T>`, or the return type itself): a value
+/// the cache keeps and hands a copy of to every caller, on any thread, so
+/// `Clone + Send + Sync + 'static`. Every such type is one.
+///
+/// ```
+/// fn cached_value<V: cache_runtime::CachedValue>() {}
+/// cached_value::<String>();
+/// cached_value::<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a cached value: a `#[cached]` function's value must be `Clone + Send + Sync + 'static`",
+    label = "the cached value, `{Self}`, is not `Clone + Send + Sync + 'static`",
+    note = "the cache hands a clone of the value to every caller, on any thread: derive `Clone` on it, and replace what is not `Send` or `Sync` (`Rc` by `Arc`, `Cell`/`RefCell` by an atomic or a `Mutex`); or return `Arc<T>` of a `Send + Sync` `T`",
+    note = "for `Result<T, E>` and `Option<T>` the value is `T`"
+)]
+pub trait CachedValue: Clone + Send + Sync + 'static {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Clone + Send + Sync + 'static> CachedValue for T {}

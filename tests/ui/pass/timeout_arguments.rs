@@ -18,12 +18,12 @@ async fn rebinds(mut name: &str) -> String {
     name.to_uppercase()
 }
 
-#[cached(ttl = "1m", fail_safe = "1h", timeout = "1s", key = "c:<r#type>")]
+#[cached(ttl = "1m", fail_safe = "1h", timeout = "1s", key = "c:<r#type>", skip(ids))]
 async fn raw(r#type: &str, ids: &[u64]) -> Result<u64, String> {
     Ok(r#type.len() as u64 + ids.iter().sum::<u64>())
 }
 
-#[cached(ttl = "1m", stale = "5m", timeout = "1s", key = "d:<label>")]
+#[cached(ttl = "1m", stale = "5m", timeout = "1s", key = "d:<label>", skip(shared))]
 async fn named<'a>(label: &'a str, shared: &Arc<Vec<u8>>) -> usize {
     label.len() + shared.len()
 }
