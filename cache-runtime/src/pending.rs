@@ -1,6 +1,8 @@
 //! Invalidations that could not reach the shared tier, kept in order until
 //! they can. Bounded: past the bound, everything queued is replaced by one
-//! clear of the namespace, which covers it all.
+//! clear of the namespace, which covers it all; so is an invalidation whose
+//! replay failed [`REPLAY_ATTEMPTS`] times (a pattern too costly for the
+//! server's timeout, say), rather than replayed forever.
 
 use std::collections::VecDeque;
 
@@ -14,6 +16,9 @@ pub(crate) enum Pending {
     Clear,
 }
 
+/// Replays of one pattern that may fail before it is widened to a clear.
+pub(crate) const REPLAY_ATTEMPTS: u32 = 3;
+
 pub(crate) struct Queue {
     items: VecDeque<(u64, Pending)>,
     next: u64,
@@ -21,6 +26,8 @@ pub(crate) struct Queue {
     /// The item being replayed: it may reach Redis before or after a
     /// change made meanwhile, so it covers no new push.
     replaying: Option<u64>,
+    /// Failed replays of the oldest item in a row.
+    failures: u32,
     /// Invalidations queued (not covered by one already queued), and
     /// overflows, since the start.
     pub(crate) queued: u64,
@@ -44,6 +51,7 @@ impl Queue {
             next: 0,
             bound: bound.max(1),
             replaying: None,
+            failures: 0,
             queued: 0,
             overflows: 0,
         }
@@ -100,11 +108,27 @@ impl Queue {
     pub(crate) fn done(&mut self, ticket: u64) {
         self.items.retain(|(t, _)| *t != ticket);
         self.replaying = None;
+        self.failures = 0;
     }
 
-    /// The replay failed: the item waits again.
-    pub(crate) fn failed(&mut self) {
+    /// The replay failed: the item waits again, or after
+    /// [`REPLAY_ATTEMPTS`] failures in a row, the queue becomes one clear
+    /// (counted as an overflow). Returns whether it did.
+    pub(crate) fn failed(&mut self) -> bool {
         self.replaying = None;
+        self.failures += 1;
+        let widen = self.failures >= REPLAY_ATTEMPTS
+            && self
+                .items
+                .front()
+                .is_some_and(|(_, item)| *item != Pending::Clear);
+        if widen {
+            self.failures = 0;
+            self.overflows += 1;
+            self.items.clear();
+            self.enqueue(Pending::Clear);
+        }
+        widen
     }
 }
 
@@ -139,6 +163,40 @@ mod tests {
         assert_eq!(q.push(pattern("g")), Pushed::Queued);
         q.done(clear);
         assert_eq!(q.replay_next().unwrap().1, pattern("g"));
+    }
+
+    #[test]
+    fn a_pattern_that_keeps_failing_is_widened_to_a_clear() {
+        let mut q = Queue::new(8);
+        q.push(pattern("q:*a*b"));
+        q.push(pattern("c"));
+        for _ in 1..REPLAY_ATTEMPTS {
+            q.replay_next();
+            assert!(!q.failed());
+        }
+        q.replay_next();
+        assert!(q.failed());
+        assert_eq!((q.len(), q.overflows), (1, 1));
+        let (ticket, item) = q.replay_next().unwrap();
+        assert_eq!(item, Pending::Clear);
+        // A clear is never widened: it is retried until it goes through.
+        for _ in 0..2 * REPLAY_ATTEMPTS {
+            assert!(!q.failed());
+            q.replay_next();
+        }
+        q.done(ticket);
+        assert_eq!(q.len(), 0);
+        // A success in between starts the count again.
+        q.push(pattern("d"));
+        q.replay_next();
+        q.failed();
+        let (ticket, _) = q.replay_next().unwrap();
+        q.done(ticket);
+        q.push(pattern("e"));
+        for _ in 1..REPLAY_ATTEMPTS {
+            q.replay_next();
+            assert!(!q.failed());
+        }
     }
 
     #[test]

@@ -89,14 +89,13 @@ impl SharedTier {
         *task = Some(runtime.spawn(recover(self.this.clone())).abort_handle());
     }
 
-    /// One probe: a ping, then the queue. Returns whether the breaker is
-    /// closed after it.
-    async fn probe(&self, report: &dyn Report) -> bool {
+    /// One probe: a ping, then the queue.
+    async fn probe(&self, report: &dyn Report) -> Probe {
         let Some(store) = self.store_now() else {
-            return false;
+            return Probe::Away;
         };
         match self.breaker.state() {
-            BreakerState::Closed => return true,
+            BreakerState::Closed => return Probe::Closed,
             BreakerState::Open => {
                 if let Some(change) = self.breaker.half_open() {
                     self.breaker_changed(change);
@@ -104,18 +103,18 @@ impl SharedTier {
             }
             BreakerState::HalfOpen => {}
         }
-        let reopen = || {
+        let reopen = |probe| {
             if let Some(change) = self.breaker.reopen() {
                 self.breaker_changed(change);
             }
-            false
+            probe
         };
         if store.ping().await.is_err() {
-            return reopen();
+            return reopen(Probe::Away);
         }
         // Redirects on every key: closing would only open again.
         if store.is_cluster_node().await.unwrap_or(false) {
-            return reopen();
+            return reopen(Probe::Away);
         }
         loop {
             let next = {
@@ -128,7 +127,7 @@ impl SharedTier {
                         if let Some(change) = closed {
                             self.breaker_changed(change);
                         }
-                        return true;
+                        return Probe::Closed;
                     }
                 }
             };
@@ -138,28 +137,52 @@ impl SharedTier {
                 Err(e) => {
                     self.pending.lock().failed();
                     self.failed(report, "REPLAY", &e);
-                    return reopen();
+                    return reopen(Probe::ReplayFailed);
                 }
             }
         }
     }
 }
 
+/// What a probe found.
+enum Probe {
+    /// The queue is replayed and the breaker closed.
+    Closed,
+    /// Redis did not answer (or is a cluster node behind a single-server
+    /// URL).
+    Away,
+    /// Redis answered, and the replay of an invalidation failed.
+    ReplayFailed,
+}
+
+/// How many cool-downs a probe after failed replays waits, at most.
+const MAX_BACKOFF: u32 = 16;
+
 /// The probe task: after each cool-down, one probe, until the breaker
-/// closes or the cache is dropped.
+/// closes or the cache is dropped. After a replay that failed while Redis
+/// answered (an invalidation too costly for the timeout, say) the wait
+/// doubles, up to [`MAX_BACKOFF`] cool-downs, so that a failing replay does
+/// not weigh on Redis once a cool-down (and after a few failures the queue
+/// is one clear, see `pending`).
 async fn recover(weak: Weak<SharedTier>) {
+    let mut backoff = 1;
     loop {
         let Some(cooldown) = weak.upgrade().map(|tier| tier.breaker.cooldown) else {
             return;
         };
-        tokio::time::sleep(cooldown).await;
+        tokio::time::sleep(cooldown.saturating_mul(backoff)).await;
         let Some(tier) = weak.upgrade() else {
             return;
         };
         let Some(root) = tier.root() else {
             return;
         };
-        if tier.probe(&*root).await {
+        let probe = tier.probe(&*root).await;
+        backoff = match probe {
+            Probe::ReplayFailed => (backoff * 2).min(MAX_BACKOFF),
+            _ => 1,
+        };
+        if let Probe::Closed = probe {
             // Ends only with the breaker closed, under the lock that
             // `ensure_recovery` takes: a failure that opens it again either
             // comes before (and this probes on) or finds no task (and starts
