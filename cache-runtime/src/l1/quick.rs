@@ -194,10 +194,27 @@ impl L1Engine for QuickL1 {
     fn remove_matching(&self, pattern: &Pattern) -> u64 {
         let mut removed = 0;
         for shard in self.shards.iter() {
+            // The keys are copied under the read lock and matched without
+            // any: a match may cost a key's length times the pattern's (see
+            // `Pattern`), and no hit or insert waits for it. A key first
+            // stored since the copy is newer than the invalidation and
+            // stays; one stored again since is removed (a miss more).
+            let keys: Vec<Key> = shard.read().iter().map(|(key, _)| key.clone()).collect();
+            let matching: Vec<Key> = keys
+                .into_iter()
+                .filter(|key| pattern.matches(&key.text))
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
             let mut shard = shard.write();
-            let before = shard.len();
-            shard.retain(|key, _| !pattern.matches(&key.text));
-            removed += (before - shard.len()) as u64;
+            for key in &matching {
+                let probe = Probe {
+                    hash: key.hash,
+                    text: &key.text,
+                };
+                removed += u64::from(shard.remove(&probe).is_some());
+            }
         }
         removed
     }
