@@ -426,7 +426,7 @@ where
     Fut: Future<Output = R>,
 {
     let (cache, site) = handle_and_site(spec, slot);
-    if !cache.is_enabled() {
+    if !(cache.is_enabled() && cache.fits(key.as_str(), &site)) {
         return Box::pin(origin()).await;
     }
     let route = route(&cache, spec, &site, codec);
@@ -502,7 +502,7 @@ where
     Fut: Future<Output = R> + Send + 'static,
 {
     let (cache, site) = handle_and_site(spec, slot);
-    if !cache.is_enabled() {
+    if !(cache.is_enabled() && cache.fits(key.as_str(), &site)) {
         return Box::pin(make_origin()()).await;
     }
     let route = route(&cache, spec, &site, codec);
@@ -588,7 +588,7 @@ where
     F: FnOnce() -> R,
 {
     let (cache, site) = handle_and_site(spec, slot);
-    if !cache.is_enabled() {
+    if !(cache.is_enabled() && cache.fits(key.as_str(), &site)) {
         return origin();
     }
     let route = route(&cache, spec, &site, codec);

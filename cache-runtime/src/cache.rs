@@ -441,6 +441,9 @@ impl Cache {
     /// # });
     /// ```
     pub async fn delete(&self, key: &str) -> bool {
+        if !self.fits(key, self.inner.sites.handle()) {
+            return false; // nothing is ever stored under it
+        }
         // The pattern that names this key alone takes the path of every
         // invalidation (this process, Redis, this process again, and the
         // other instances).
@@ -461,6 +464,9 @@ impl Cache {
     /// # });
     /// ```
     pub async fn exists(&self, key: &str) -> bool {
+        if !self.fits(key, self.inner.sites.handle()) {
+            return false;
+        }
         if self.in_sync() {
             let now = self.inner.clock.now();
             if self.inner.l1.read(key, |e| now < e.fresh_until) == Some(true) {
@@ -683,6 +689,13 @@ impl Cache {
             fail_safe_served: sum(Counter::FailSafe),
             origin_timeouts: sum(Counter::OriginTimeout),
             local_only_functions: self.local_only_templates().len() as u64,
+            keys_too_long: sites
+                .iter()
+                .map(|site| {
+                    site.keys_too_long
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                })
+                .sum(),
             ..self.shared_stats()
         }
     }
@@ -722,6 +735,8 @@ impl Cache {
             in_sync: self.in_sync(),
             pending_invalidations: 0,
             local_only: self.local_only_templates(),
+            corrupt_seen: 0,
+            last_corrupt: None,
         };
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.inner.shared {

@@ -74,6 +74,13 @@ pub struct Health {
     /// them, or write `tier = "l1"` to say it is meant): what other
     /// instances never see. Empty for a `memory` cache.
     pub local_only: Vec<String>,
+    /// Markers or values in Redis that made no sense since the start (a
+    /// generation or a tag that is not a number or is out of range, a
+    /// value written for another key): each was read as an invalidation,
+    /// never served. The report is degraded for a minute after one.
+    pub corrupt_seen: u64,
+    /// The last of them, named: what to delete, or to invalidate.
+    pub last_corrupt: Option<String>,
 }
 
 impl fmt::Display for Health {
@@ -100,6 +107,10 @@ impl fmt::Display for Health {
             if !self.local_only.is_empty() {
                 let templates = self.local_only.join(", ");
                 write!(f, ", in process only (not serde): {templates}")?;
+            }
+            if let Some(what) = &self.last_corrupt {
+                let seen = self.corrupt_seen;
+                write!(f, ", {seen} corrupt in redis (last: {what})")?;
             }
         }
         Ok(())

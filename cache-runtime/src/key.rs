@@ -19,6 +19,32 @@ use std::fmt;
 
 use cache_grammar::is_escaped;
 
+/// The longest key the cache stores, in bytes, the same on every instance.
+///
+/// A call whose key is longer is not cached: a `#[cached]` function calls
+/// its origin and returns its value, the handle's `get` and `exists`
+/// answer `None` and `false`, `set` stores nothing; each such call is
+/// counted in [`Stats::keys_too_long`](crate::Stats::keys_too_long) and said
+/// once per key template. The bound keeps every pattern invalidation's cost
+/// per key bounded, in process and in Redis (see [`Pattern`](crate::Pattern)):
+/// a key built from user input (a search query, a filter) cannot make one
+/// `SCAN` block Redis. Keep a long part out of the key, or put a digest of
+/// it there.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use cache_runtime::{Cache, MAX_KEY_BYTES};
+///
+/// let cache = Cache::builder().build().unwrap();
+/// let long = format!("search:{}", "q".repeat(MAX_KEY_BYTES));
+/// cache.set(&long, 1u8, Duration::from_secs(60)).await;
+/// assert_eq!(cache.get::<u8>(&long).await, None);
+/// assert_eq!(cache.stats().keys_too_long, 2);
+/// # });
+/// ```
+pub const MAX_KEY_BYTES: usize = 1024;
+
 /// Bytes a key may take before [`KeyBuf`] spills to the heap.
 const INLINE_KEY: usize = 96;
 

@@ -89,7 +89,7 @@ pub use health::ReadyError;
 pub use health::{Health, HealthStatus};
 pub use hooks::{Event, Hooks, Tier};
 pub use invalidation::{Invalidation, SharedInvalidation};
-pub use key::{key_text, KeyBuf, KeyPart, KeyWriter};
+pub use key::{key_text, KeyBuf, KeyPart, KeyWriter, MAX_KEY_BYTES};
 #[cfg(feature = "metrics")]
 pub use metrics_hooks::MetricsHooks;
 pub use outcome::CachedValue;

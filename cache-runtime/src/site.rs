@@ -29,6 +29,9 @@ pub(crate) struct Site {
     /// A `#[cached]` function of this template has a shared tier at hand
     /// and keeps its values in process, its value type not being serde.
     pub(crate) local_only: std::sync::atomic::AtomicBool,
+    /// Calls not cached, their key being longer than
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES).
+    pub(crate) keys_too_long: AtomicU64,
 }
 
 impl Site {
@@ -38,6 +41,7 @@ impl Site {
             counters: Counters::new(),
             origin: Histogram::default(),
             local_only: std::sync::atomic::AtomicBool::new(false),
+            keys_too_long: AtomicU64::new(0),
         }
     }
 

@@ -174,8 +174,9 @@ pub struct Stats {
     pub invalidations_queued: u64,
     /// Invalidations waiting in that queue now.
     pub invalidations_pending: u64,
-    /// Times the queue was full: on recovery the namespace is cleared in
-    /// Redis instead of replaying it.
+    /// Times the queue was replaced by one clear of the namespace in Redis
+    /// (replayed on recovery instead of it): it was full, or the replay of
+    /// an invalidation failed three times in a row.
     pub invalidation_queue_overflows: u64,
     /// Calls whose origin failed and that were answered with an older
     /// value instead of the error (`fail_safe`, or within `stale`).
@@ -188,6 +189,12 @@ pub struct Stats {
     /// this process although the cache has a shared tier, their value type
     /// not being serde: see [`Health::local_only`](crate::Health::local_only).
     pub local_only_functions: u64,
+    /// Calls not cached because their key was longer than
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES).
+    pub keys_too_long: u64,
+    /// Markers or values in Redis that made no sense, each read as an
+    /// invalidation (see [`Health::last_corrupt`](crate::Health::last_corrupt)).
+    pub l2_corrupt: u64,
 }
 
 impl Stats {

@@ -281,6 +281,35 @@ impl Cache {
         });
     }
 
+    /// Whether the cache takes `key`: at most
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES) long. A longer key is
+    /// counted on `site` and said once per site; its call goes on uncached.
+    #[inline]
+    pub(crate) fn fits(&self, key: &str, site: &Site) -> bool {
+        if key.len() <= crate::MAX_KEY_BYTES {
+            return true;
+        }
+        self.key_too_long(site, key.len());
+        false
+    }
+
+    #[cold]
+    fn key_too_long(&self, site: &Site, len: usize) {
+        use std::sync::atomic::Ordering;
+        if site.keys_too_long.fetch_add(1, Ordering::Relaxed) > 0 {
+            return;
+        }
+        let message = format!(
+            "cache_runtime: `{}` made a key of {len} bytes, longer than the {} a key may have (cache_runtime::MAX_KEY_BYTES): such calls are not cached; keep the long part out of the key, or put a digest of it there",
+            site.template,
+            crate::MAX_KEY_BYTES,
+        );
+        #[cfg(feature = "tracing")]
+        tracing::warn!(target: "cache_runtime", cache = %self.inner.name, template = site.template, "{message}");
+        #[cfg(not(feature = "tracing"))]
+        eprintln!("{message}");
+    }
+
     /// Counts on the template's site (the cache's total is the sum of its
     /// sites: see [`Cache::sum`]), so a hit counts once.
     #[inline]

@@ -187,6 +187,9 @@ impl Cache {
         route: Route,
     ) -> Option<V> {
         let site = self.inner.sites.handle();
+        if !self.fits(key, site) {
+            return None;
+        }
         if let Lookup::Fresh(v) = self.lookup_on::<V>(route, key, site) {
             return Some(v);
         }
@@ -207,7 +210,10 @@ impl Cache {
         value: V,
         ttl: Duration,
         route: Route,
-    ) {
+    ) -> bool {
+        if !self.fits(key, self.inner.sites.handle()) {
+            return false;
+        }
         let policy = Policy::ttl(ttl);
         let life = self.life(&policy);
         let weight = Entry::weight_of(key, &value, None);
@@ -226,6 +232,7 @@ impl Cache {
                 shared.set(&*self.inner, key, &*value, codec, life).await;
             }
         }
+        true
     }
 
     pub(super) async fn get_or_insert_on<V, F, Fut>(
@@ -241,6 +248,9 @@ impl Cache {
         Fut: Future<Output = V>,
     {
         let site = self.inner.sites.handle();
+        if !self.fits(key, site) {
+            return init().await;
+        }
         let policy = Policy::ttl(ttl);
         let found = self.lookup_on(route, key, site);
         let init = || async { Plain(init().await) };
@@ -261,6 +271,9 @@ impl Cache {
         Fut: Future<Output = Result<V, E>>,
     {
         let site = self.inner.sites.handle();
+        if !self.fits(key, site) {
+            return init().await;
+        }
         let policy = Policy::ttl(ttl);
         let found = self.lookup_on(route, key, site);
         self.load(found, key, site, "get_or_insert_with", &policy, route, init)
@@ -275,8 +288,7 @@ impl Cache {
     {
         let mut stored = 0;
         for (key, value) in entries {
-            self.set_on(key.as_ref(), value, ttl, route).await;
-            stored += 1;
+            stored += u64::from(self.set_on(key.as_ref(), value, ttl, route).await);
         }
         stored
     }

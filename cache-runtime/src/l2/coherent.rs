@@ -61,7 +61,8 @@ use redis::Script;
 use super::batch::Batches;
 use super::builder::RedisL2Builder;
 use super::marks::{
-    millis, name, tag_prefix, tag_prefixes, BIRTH, GENERATION, LONGEST, SCAN_EPOCH, TAG, TOMBSTONE,
+    key_digest, millis, name, tag_prefix, tag_prefixes, BIRTH, GENERATION, LONGEST, MAX_PX,
+    SCAN_EPOCH, TAG, TOMBSTONE, VALUE_HEADER,
 };
 use super::read::Read;
 use super::redis::RedisL2;
@@ -69,18 +70,34 @@ use super::L2Error;
 use crate::invalidation::SharedInvalidation;
 use crate::pattern::Pattern;
 
-/// Lua shared by the scripts that invalidate: moves the generation to the
-/// larger of itself plus one and the server clock in microseconds, and
-/// returns it as decimal text. (Below 2^53 until the year 2255, so Lua
-/// numbers hold it exactly; `%.0f` prints it whole, where Lua's own
-/// conversion keeps 14 digits.)
+/// Lua shared by the scripts. `marker` reads a marker: 0 when absent,
+/// `false` when it makes no sense (another type, not decimal digits, above
+/// `max`: an hour ahead of the server clock, or 2^53). `bump` moves the
+/// generation to the larger of itself plus one and the server clock in
+/// microseconds, and returns it as decimal text (below 2^53 until the year
+/// 2255, so Lua numbers hold it exactly; `%.0f` prints it whole, where
+/// Lua's own conversion keeps 14 digits); a counter that makes no sense is
+/// made anew, so that no fill of a read before trusts it.
 ///
 /// KEYS[1] is the counter and KEYS[2] the time it was made.
 const SEED: &str = "if redis.replicate_commands then pcall(redis.replicate_commands) end
-local function bump()
+local LONGEST_MAX = MAX_PX
+local function limit()
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+  return now, math.min(now + 3600000000, 9007199254740992)
+end
+local function marker(key, max)
+  local v = redis.pcall('GET', key)
+  if not v then return 0 end
+  if type(v) ~= 'string' or #v > 16 or not string.match(v, '^%d+$') then return false end
+  local n = tonumber(v)
+  if n > max then return false end
+  return n
+end
+local function bump()
+  local now, max = limit()
+  local cur = marker(KEYS[1], max) or 0
   local text = string.format('%.0f', math.max(cur + 1, now))
   if cur == 0 then redis.call('SET', KEYS[2], text) end
   redis.call('SET', KEYS[1], text)
@@ -108,14 +125,15 @@ return existed
 /// KEYS: gen, its birth, the mark (a tag or the scan epoch), the longest
 /// value's lifetime; ARGV: the mark's lifetime (ms), what to add to the
 /// longest value's lifetime for a mark that must outlive every value (a
-/// tag) or -1, the channel to announce on ('' for none) and the
+/// tag: it then lives that long, as long as what it covers; the given
+/// lifetime when no value's lifetime is recorded) or -1, the channel to announce on ('' for none) and the
 /// announcement. Returns the generation.
 const MARK: &str = "
 local g = bump()
 local px = tonumber(ARGV[1])
 if tonumber(ARGV[2]) >= 0 then
-  local longest = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
-  px = math.max(px, longest + tonumber(ARGV[2]))
+  local longest = marker(KEYS[4], LONGEST_MAX) or 0
+  if longest > 0 then px = longest + tonumber(ARGV[2]) end
 end
 redis.call('SET', KEYS[3], g, 'PX', string.format('%.0f', px))
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
@@ -125,24 +143,30 @@ return g
 /// KEYS: the key, gen, its birth, the longest value's lifetime, then the
 /// marks that may cover the key (scan epoch, tombstone, tags); ARGV: the
 /// generation read before the origin call, the value, its lifetime (ms).
-/// Returns 1 when stored, 0 when not.
+/// Returns 1 when stored, 0 when not, `-i` when `KEYS[i]` is a marker that
+/// makes no sense (not stored: read as an invalidation).
 const FILL: &str = "
+local _, max = limit()
 local g0 = tonumber(ARGV[1])
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-local born = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
-if cur < g0 or born > g0 then return 0 end
-for i = 5, #KEYS do
-  local mark = redis.call('GET', KEYS[i])
-  if mark and tonumber(mark) > g0 then return 0 end
+local marks = {}
+for i = 2, #KEYS do
+  if i ~= 4 then
+    marks[i] = marker(KEYS[i], max)
+    if marks[i] == false then return -i end
+  end
 end
-local longest = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+if marks[2] < g0 or marks[3] > g0 then return 0 end
+for i = 5, #KEYS do
+  if marks[i] > g0 then return 0 end
+end
+local longest = marker(KEYS[4], LONGEST_MAX) or 0
 if tonumber(ARGV[3]) > longest then redis.call('SET', KEYS[4], ARGV[3]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
 /// KEYS: gen, its birth, the key, the longest value's lifetime, the key's
-/// tombstone; ARGV: the value (its envelope), its lifetime (ms), the
+/// tombstone; ARGV: the value (the digest of its key, then its envelope), its lifetime (ms), the
 /// tombstone's lifetime (ms), the channel to announce on ('' for none) and
 /// the announcement. Stores the value under a new generation, so that no
 /// tag older than the write hides it, and leaves a tombstone of that
@@ -151,7 +175,7 @@ return 1
 const SET: &str = "
 local g = bump()
 redis.call('SET', KEYS[5], g, 'PX', ARGV[3])
-local longest = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+local longest = marker(KEYS[4], LONGEST_MAX) or 0
 if tonumber(ARGV[2]) > longest then redis.call('SET', KEYS[4], ARGV[2]) end
 redis.call('SET', KEYS[3], struct.pack('>I8', tonumber(g)) .. ARGV[1], 'PX', ARGV[2])
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
@@ -168,13 +192,27 @@ struct Scripts {
 
 impl Scripts {
     fn new() -> Scripts {
+        let seed = SEED.replace("MAX_PX", &MAX_PX.to_string());
+        let script = |body: &str| Script::new(&format!("{seed}{body}"));
         Scripts {
-            invalidate_keys: Script::new(&format!("{SEED}{INVALIDATE_KEYS}")),
-            mark: Script::new(&format!("{SEED}{MARK}")),
-            fill: Script::new(FILL),
-            set: Script::new(&format!("{SEED}{SET}")),
+            invalidate_keys: script(INVALIDATE_KEYS),
+            mark: script(MARK),
+            fill: script(FILL),
+            set: script(SET),
         }
     }
+}
+
+/// What a fill did.
+#[derive(Debug)]
+pub(crate) enum Fill {
+    Stored,
+    /// An invalidation newer than the read covers the key, or the fill
+    /// came too late.
+    Refused,
+    /// Not stored: a marker it must respect makes no sense (said here),
+    /// which reads as an invalidation.
+    Corrupt(String),
 }
 
 /// The longest a leader may take between its read and its fill; a slower
@@ -229,8 +267,9 @@ impl RedisL2Builder {
 }
 
 impl Coherent {
-    /// At least this instance's longest value plus the fill window; the
-    /// mark script raises it to the longest value any instance wrote.
+    /// This instance's longest value plus the fill window: a tag's
+    /// lifetime when no value's is recorded (the mark script uses the
+    /// longest value any instance wrote, when it is).
     fn tag_lifetime(&self) -> Duration {
         self.max_ttl.saturating_add(FILL_WINDOW)
     }
@@ -243,7 +282,7 @@ impl Coherent {
 
     /// Stores `envelope` under `key` unless an invalidation newer than
     /// `generation` covers the key, or the fill comes later than the fill
-    /// window after `read_at`. Returns whether it stored.
+    /// window after `read_at`, or a marker it must respect makes no sense.
     pub(crate) async fn fill_checked(
         &self,
         key: &str,
@@ -251,27 +290,40 @@ impl Coherent {
         read_at: Instant,
         envelope: &[u8],
         ttl: Duration,
-    ) -> Result<bool, L2Error> {
+    ) -> Result<Fill, L2Error> {
         if read_at.elapsed() >= FILL_WINDOW {
-            return Ok(false);
+            return Ok(Fill::Refused);
         }
-        let mut value = Vec::with_capacity(8 + envelope.len());
+        let base = self.base(key);
+        let mut value = Vec::with_capacity(VALUE_HEADER + envelope.len());
         value.extend_from_slice(&generation.to_be_bytes());
+        value.extend_from_slice(&key_digest(base, key).to_be_bytes());
         value.extend_from_slice(envelope);
         let ttl = ttl.min(self.max_ttl);
-        let base = self.base(key);
-        let mut call = SCRIPTS.fill.key(self.redis_key(key));
-        call.key(name(base, GENERATION, ""))
-            .key(name(base, BIRTH, ""))
-            .key(name(base, LONGEST, ""))
-            .key(name(base, SCAN_EPOCH, ""))
-            .key(name(base, TOMBSTONE, key));
-        for prefix in tag_prefixes(key) {
-            call.key(name(base, TAG, prefix));
+        let mut names = vec![
+            self.redis_key(key),
+            name(base, GENERATION, ""),
+            name(base, BIRTH, ""),
+            name(base, LONGEST, ""),
+            name(base, SCAN_EPOCH, ""),
+            name(base, TOMBSTONE, key),
+        ];
+        names.extend(tag_prefixes(key).map(|prefix| name(base, TAG, prefix)));
+        let mut call = SCRIPTS.fill.prepare_invoke();
+        for name in &names {
+            call.key(name);
         }
         call.arg(generation).arg(value).arg(millis(ttl));
-        let stored: u8 = self.invoke("FILL", &call).await?;
-        Ok(stored == 1)
+        let outcome: i64 = self.invoke("FILL", &call).await?;
+        Ok(match outcome {
+            1 => Fill::Stored,
+            0 => Fill::Refused,
+            corrupt => {
+                let at = usize::try_from(-corrupt - 1).ok();
+                let marker = at.and_then(|at| names.get(at)).map_or("?", String::as_str);
+                Fill::Corrupt(format!("the marker `{marker}` is not a generation"))
+            }
+        })
     }
 
     /// Stores `envelope` under `key` as a write of the value itself: under
@@ -286,12 +338,15 @@ impl Coherent {
     ) -> Result<(), L2Error> {
         let ttl = ttl.min(self.max_ttl);
         let base = self.base(key);
+        let mut framed = Vec::with_capacity(VALUE_HEADER - 8 + envelope.len());
+        framed.extend_from_slice(&key_digest(base, key).to_be_bytes());
+        framed.extend_from_slice(envelope);
         let mut call = SCRIPTS.set.key(name(base, GENERATION, ""));
         call.key(name(base, BIRTH, ""))
             .key(self.redis_key(key))
             .key(name(base, LONGEST, ""))
             .key(name(base, TOMBSTONE, key))
-            .arg(envelope)
+            .arg(framed)
             .arg(millis(ttl))
             .arg(millis(TOMBSTONE_LIFETIME));
         match &self.bus {
@@ -319,6 +374,11 @@ impl Coherent {
                 .map(SharedInvalidation::Keys);
         }
         if let Some(prefix) = tag_prefix(pattern) {
+            if prefix.len() >= crate::MAX_KEY_BYTES {
+                // No key the cache takes is that long: nothing to mark, and
+                // no tag of that length left behind.
+                return Ok(SharedInvalidation::Keys(0));
+            }
             self.mark_tag(prefix, pattern.as_str()).await?;
             return Ok(SharedInvalidation::Prefix(prefix.to_owned()));
         }

@@ -77,12 +77,46 @@ pub(crate) fn tag_prefix(pattern: &Pattern) -> Option<&str> {
     (literal && aligned && shallow).then_some(prefix)
 }
 
-/// A lifetime in milliseconds for `PX`: at least 1, at most about three
-/// centuries (Redis refuses expiry times that overflow its clock).
+/// Generations stay below 2^53, so that Lua numbers hold them exactly
+/// (they follow the server clock in microseconds: 2^53 is in the year
+/// 2255). A marker above is corrupt.
+pub(crate) const MAX_GENERATION: u64 = 1 << 53;
+
+/// A marker's text as a generation: decimal digits, at most
+/// [`MAX_GENERATION`]; `None` for anything else.
+pub(super) fn parse_generation(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 16 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = std::str::from_utf8(text).ok()?.parse().ok()?;
+    (n <= MAX_GENERATION).then_some(n)
+}
+
+/// A stored value starts with the generation it was filled under and the
+/// digest of the key it was written for (see [`key_digest`]); its envelope
+/// follows.
+pub(super) const VALUE_HEADER: usize = 16;
+
+/// The digest of the Redis key `<base>:<key>` a value is written for, so
+/// that a value copied or renamed to another key reads as undecodable
+/// there: 64-bit FNV-1a.
+pub(super) fn key_digest(base: &str, key: &str) -> u64 {
+    [base, ":", key]
+        .iter()
+        .fold(crate::envelope::FNV_OFFSET, |hash, part| {
+            crate::envelope::fnv1a(hash, part.as_bytes())
+        })
+}
+
+/// The longest lifetime for `PX`, in milliseconds: about three centuries
+/// (Redis refuses expiry times that overflow its clock).
+pub(super) const MAX_PX: u64 = 10_000_000_000_000;
+
+/// A lifetime in milliseconds for `PX`: at least 1, at most [`MAX_PX`].
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis())
         .unwrap_or(u64::MAX)
-        .clamp(1, 10_000_000_000_000)
+        .clamp(1, MAX_PX)
 }
 
 /// The names of the protocol's keys in a group, after the group's base
@@ -114,6 +148,37 @@ mod tests {
         assert_eq!(tag_prefixes("plain").collect::<Vec<_>>(), [""]);
         let deep = "a:".repeat(20);
         assert_eq!(tag_prefixes(&deep).count(), 1 + MAX_TAG_DEPTH);
+    }
+
+    #[test]
+    fn markers_that_make_no_sense_are_not_generations() {
+        assert_eq!(parse_generation(b"0"), Some(0));
+        assert_eq!(
+            parse_generation(b"1733300000000000"),
+            Some(1_733_300_000_000_000)
+        );
+        assert_eq!(parse_generation(b"9007199254740992"), Some(MAX_GENERATION));
+        for corrupt in [
+            &b"9007199254740993"[..],
+            b"99999999999999999",
+            b"",
+            b"-1",
+            b"+1",
+            b" 1",
+            b"1e5",
+            b"0x10",
+            b"abc",
+        ] {
+            assert_eq!(parse_generation(corrupt), None, "{corrupt:?}");
+        }
+    }
+
+    #[test]
+    fn digests_tell_keys_apart() {
+        let a = key_digest("ns", "order:1");
+        assert_eq!(a, key_digest("ns", "order:1"));
+        assert_ne!(a, key_digest("ns", "order:2"));
+        assert_ne!(a, key_digest("other", "order:1"));
     }
 
     #[test]

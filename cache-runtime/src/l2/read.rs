@@ -8,17 +8,20 @@ use std::io::Write;
 use foldhash::fast::RandomState;
 use redis::{Cmd, RedisWrite, Value};
 
-use super::marks::{tag_prefixes, GENERATION, TAG};
+use super::marks::{
+    key_digest, parse_generation, tag_prefixes, GENERATION, MAX_GENERATION, TAG, VALUE_HEADER,
+};
 use super::redis::RedisL2;
 use super::L2Error;
 
 /// What a checked read found.
 #[derive(Debug)]
 pub(crate) enum Read {
-    /// A value no invalidation covers: the stored bytes, whose envelope
-    /// starts at `start` (after the generation it was filled under), and
-    /// the generation to fill with should the value turn out unusable
-    /// (expired, undecodable).
+    /// A value no invalidation covers, written for this key: the stored
+    /// bytes, whose envelope starts at `start` (after the generation it
+    /// was filled under and the digest of its key), and the generation to
+    /// fill with should the value turn out unusable (expired,
+    /// undecodable).
     Value {
         bytes: Vec<u8>,
         start: usize,
@@ -27,12 +30,15 @@ pub(crate) enum Read {
     /// Nothing usable (absent, or a value a newer tag invalidated): the
     /// generation to fill with.
     Absent { generation: u64 },
-}
-
-fn be_u64(bytes: &[u8]) -> Option<u64> {
-    let mut b = [0; 8];
-    b.copy_from_slice(bytes.get(..8)?);
-    Some(u64::from_be_bytes(b))
+    /// Bytes that are no value of this version for this key (too short,
+    /// under an impossible generation, written for another key, or in an
+    /// earlier version's framing): a miss, and the generation to fill with
+    /// (the fill replaces them).
+    Undecodable { generation: u64 },
+    /// A marker that makes no sense, said in `what`: the generation
+    /// counter or a tag is not a number, or is out of range. Read as
+    /// "invalidated": no value, and no fill.
+    Corrupt { what: String },
 }
 
 /// A reply item without the RESP3 attributes around it, if any.
@@ -43,37 +49,64 @@ fn bare(item: &Value) -> &Value {
     }
 }
 
-/// The generation a reply item holds: 0 when absent (or not a number,
-/// which only a foreign writer leaves); `None` for an item of another type
-/// than a `GET` returns.
-fn generation_in(item: &Value) -> Option<u64> {
-    match bare(item) {
+/// The generation a reply item holds: 0 when absent; `None` for anything
+/// else than a decimal number at most [`MAX_GENERATION`] (a marker only a
+/// foreign writer leaves, or a reply item that did not come back).
+fn generation_in(item: Option<&Value>) -> Option<u64> {
+    match bare(item?) {
         Value::Nil => Some(0),
-        Value::BulkString(bytes) => Some(
-            std::str::from_utf8(bytes)
-                .ok()
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(0),
-        ),
+        Value::BulkString(bytes) => parse_generation(bytes),
         _ => None,
     }
 }
 
-/// The group's generation in a checked read's reply.
-fn mark(reply: Option<&Value>) -> u64 {
-    reply.and_then(generation_in).unwrap_or(0)
+/// The markers of one key's read, sound: its group's generation and the
+/// newest tag of its prefixes.
+#[derive(Debug)]
+struct Marks {
+    generation: u64,
+    newest_tag: u64,
 }
 
-/// The tag at `at` of a checked read's reply; one that did not come back,
-/// or came back as something else than a `GET` returns, counts as newer
-/// than any value.
-fn tag_at(reply: &[Value], at: usize) -> u64 {
-    reply.get(at).and_then(generation_in).unwrap_or(u64::MAX)
+/// The markers of a key from a checked read's reply: the generation at
+/// `generation_at`, and each tag prefix with where its tag is; the first
+/// marker that makes no sense, named, when there is one.
+fn marks<'p>(
+    reply: &[Value],
+    base: &str,
+    generation_at: usize,
+    tags: impl Iterator<Item = (&'p str, usize)>,
+) -> Result<Marks, String> {
+    let Some(generation) = generation_in(reply.get(generation_at)) else {
+        return Err(format!("the generation counter `{base}{GENERATION}`"));
+    };
+    let mut newest_tag = 0;
+    for (prefix, at) in tags {
+        match generation_in(reply.get(at)) {
+            Some(tag) => newest_tag = newest_tag.max(tag),
+            None => return Err(format!("the tag `{base}{TAG}{prefix}`")),
+        }
+    }
+    Ok(Marks {
+        generation,
+        newest_tag,
+    })
 }
 
-/// What a checked read of one key found, from its value (if it came back)
-/// and the newest tag of its prefixes.
-fn judge(value: Option<Value>, generation: u64, newest_tag: u64) -> Read {
+/// What a checked read of one key found, from its value (if it came back),
+/// the markers, and the digest of the key it is for.
+fn judge(value: Option<Value>, marks: Result<Marks, String>, digest: u64) -> Read {
+    let Marks {
+        generation,
+        newest_tag,
+    } = match marks {
+        Ok(marks) => marks,
+        Err(what) => {
+            return Read::Corrupt {
+                what: format!("{what} is not a generation"),
+            }
+        }
+    };
     let mut value = value;
     while let Some(Value::Attribute { data, .. }) = value {
         value = Some(*data);
@@ -81,22 +114,26 @@ fn judge(value: Option<Value>, generation: u64, newest_tag: u64) -> Read {
     let Some(Value::BulkString(bytes)) = value else {
         return Read::Absent { generation };
     };
-    match be_u64(&bytes) {
-        Some(born) if born >= newest_tag => Read::Value {
-            bytes,
-            start: 8,
-            generation,
-        },
-        // Older than a tag (invalidated), or too short to carry a
-        // generation: the envelope check that follows would reject the
-        // latter anyway; a fill overwrites both.
-        Some(_) => Read::Absent { generation },
-        None => Read::Value {
-            bytes,
-            start: 0,
-            generation,
-        },
+    let (Some(born), Some(written_for)) = (be_u64(&bytes, 0), be_u64(&bytes, 8)) else {
+        return Read::Undecodable { generation };
+    };
+    if born > MAX_GENERATION || written_for != digest {
+        return Read::Undecodable { generation };
     }
+    if born < newest_tag {
+        return Read::Absent { generation };
+    }
+    Read::Value {
+        bytes,
+        start: VALUE_HEADER,
+        generation,
+    }
+}
+
+fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let mut b = [0; 8];
+    b.copy_from_slice(bytes.get(at..at + 8)?);
+    Some(u64::from_be_bytes(b))
 }
 
 impl RedisL2 {
@@ -104,15 +141,14 @@ impl RedisL2 {
     /// prefixes, in one `MGET`.
     pub(super) async fn read_checked_one(&self, key: &str) -> Result<Read, L2Error> {
         let prefixes = tag_prefixes(key);
-        let expected = 2 + prefixes.len();
-        let cmd = self.checked_read(&[key], prefixes);
+        let cmd = self.checked_read(&[key], prefixes.clone());
         let reply: Vec<Value> = self.query("MGET", &cmd).await?;
         // The prefixes of one key are distinct: the marks come back in
         // their order, the generation first.
-        let newest_tag = (2..expected).map(|at| tag_at(&reply, at)).max();
-        let generation = mark(reply.get(1));
+        let base = self.base(key);
+        let marks = marks(&reply, base, 1, prefixes.zip(2..));
         let value = reply.into_iter().next();
-        Ok(judge(value, generation, newest_tag.unwrap_or(0)))
+        Ok(judge(value, marks, key_digest(base, key)))
     }
 
     /// Reads `keys`, all of one group, with the group's generation and the
@@ -132,11 +168,15 @@ impl RedisL2 {
         }
         let cmd = self.checked_read(keys, prefixes.iter().copied());
         let mut reply: Vec<Value> = self.query("MGET", &cmd).await?;
-        let generation = mark(reply.get(keys.len()));
-        let tags: Vec<u64> = (0..prefixes.len())
-            .map(|i| tag_at(&reply, keys.len() + 1 + i))
+        let base = self.base(keys[0]);
+        let tags_at = keys.len() + 1;
+        let marks: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                let tags = tag_prefixes(key).map(|prefix| (prefix, tags_at + at[prefix]));
+                marks(&reply, base, keys.len(), tags)
+            })
             .collect();
-        let tag = |prefix: &str| at.get(prefix).map_or(u64::MAX, |&i| tags[i]);
         reply.truncate(keys.len());
         let values = reply
             .into_iter()
@@ -145,10 +185,8 @@ impl RedisL2 {
         Ok(keys
             .iter()
             .zip(values)
-            .map(|(key, value)| {
-                let newest_tag = tag_prefixes(key).map(tag).max().unwrap_or(0);
-                judge(value, generation, newest_tag)
-            })
+            .zip(marks)
+            .map(|((key, value), marks)| judge(value, marks, key_digest(base, key)))
             .collect())
     }
 
@@ -194,40 +232,75 @@ mod tests {
             data: Box::new(item),
             attributes: Vec::new(),
         };
-        let reply = [
-            bulk("17"),
-            Value::Nil,
-            wrapped(bulk("42")),
+        // generation, then the tags of "" and "orders:".
+        let reply = |tag: Value| vec![Value::Nil, wrapped(bulk("17")), Value::Nil, tag];
+        let tags = || [("", 2), ("orders:", 3)].into_iter();
+        let sound = marks(&reply(bulk("42")), "ns", 1, tags()).unwrap();
+        assert_eq!((sound.generation, sound.newest_tag), (17, 42));
+        let none = marks(&reply(Value::Nil), "ns", 1, tags()).unwrap();
+        assert_eq!(none.newest_tag, 0, "no tag: nothing invalidated");
+        for corrupt in [
             Value::Int(5),
             bulk("not a number"),
-        ];
-        assert_eq!(tag_at(&reply, 0), 17);
-        assert_eq!(tag_at(&reply, 1), 0, "no tag: nothing invalidated");
-        assert_eq!(tag_at(&reply, 2), 42, "RESP3 attributes are looked through");
-        assert_eq!(tag_at(&reply, 3), u64::MAX, "an unexpected type fails safe");
-        assert_eq!(tag_at(&reply, 4), 0);
-        assert_eq!(tag_at(&reply, 5), u64::MAX, "a tag that did not come back");
-        assert_eq!(mark(reply.get(3)), 0);
+            bulk("9007199254740993"),
+        ] {
+            let what = marks(&reply(corrupt), "ns", 1, tags()).unwrap_err();
+            assert_eq!(what, "the tag `ns[t]orders:`");
+        }
+        let short = vec![Value::Nil, bulk("17"), Value::Nil];
+        assert!(
+            marks(&short, "ns", 1, tags()).is_err(),
+            "a tag that did not come back"
+        );
+        let bad_generation = vec![Value::Nil, bulk("x"), Value::Nil, Value::Nil];
+        assert_eq!(
+            marks(&bad_generation, "ns", 1, tags()).unwrap_err(),
+            "the generation counter `ns[g]`"
+        );
+    }
 
-        let stored = |born: u64| {
+    #[test]
+    fn values_are_judged_by_their_generation_and_their_key() {
+        let digest = key_digest("ns", "k");
+        let stored = |born: u64, written_for: u64| {
             let mut bytes = born.to_be_bytes().to_vec();
+            bytes.extend_from_slice(&written_for.to_be_bytes());
             bytes.extend_from_slice(b"envelope");
-            Value::BulkString(bytes)
+            Some(Value::BulkString(bytes))
+        };
+        let at = |generation, newest_tag| {
+            Ok(Marks {
+                generation,
+                newest_tag,
+            })
         };
         let Read::Value {
             bytes,
             start,
             generation,
-        } = judge(Some(wrapped(stored(9))), 3, 9)
+        } = judge(stored(9, digest), at(3, 9), digest)
         else {
             panic!("a value as new as the newest tag is served");
         };
         assert_eq!((&bytes[start..], generation), (&b"envelope"[..], 3));
         assert!(matches!(
-            judge(Some(stored(8)), 3, 9),
+            judge(stored(8, digest), at(3, 9), digest),
             Read::Absent { generation: 3 }
         ));
-        assert!(matches!(judge(Some(Value::Nil), 3, 0), Read::Absent { .. }));
-        assert!(matches!(judge(None, 3, 0), Read::Absent { .. }));
+        let other_key = judge(stored(9, key_digest("ns", "other")), at(3, 0), digest);
+        assert!(matches!(other_key, Read::Undecodable { generation: 3 }));
+        let beyond = judge(stored(MAX_GENERATION + 1, digest), at(3, 0), digest);
+        assert!(matches!(beyond, Read::Undecodable { generation: 3 }));
+        let short = judge(Some(Value::BulkString(vec![0; 15])), at(3, 0), digest);
+        assert!(matches!(short, Read::Undecodable { generation: 3 }));
+        let corrupt_marks = judge(stored(9, digest), Err("the tag `x`".into()), digest);
+        assert!(
+            matches!(&corrupt_marks, Read::Corrupt { what } if what == "the tag `x` is not a generation")
+        );
+        assert!(matches!(
+            judge(Some(Value::Nil), at(3, 0), digest),
+            Read::Absent { .. }
+        ));
+        assert!(matches!(judge(None, at(3, 0), digest), Read::Absent { .. }));
     }
 }

@@ -1,13 +1,50 @@
 //! The shared tier's part of a health report, and of the statistics.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::{Report, SharedTier};
 use crate::breaker::BreakerState;
 use crate::health::{Health, HealthStatus, ReadyError};
 use crate::l2::redis::CLUSTER_NOT_DECLARED;
 use crate::l2::{L2Error, L2ErrorKind};
-use crate::stats::Stats;
+use crate::stats::{Counter, Stats};
+
+/// Markers or values in Redis that made no sense (see
+/// [`Read::Corrupt`](crate::l2::Read::Corrupt)): how many, and the last.
+#[derive(Default)]
+pub(crate) struct Corruption {
+    seen: AtomicU64,
+    last: parking_lot::Mutex<Option<(Instant, String)>>,
+}
+
+/// How long health reports a cache degraded after something in Redis
+/// made no sense.
+const CORRUPTION_DEGRADES: Duration = Duration::from_secs(60);
+
+impl SharedTier {
+    /// Counts something in Redis that made no sense (as an error of the
+    /// shared tier, not one that tells the breaker: Redis answers), keeps
+    /// it for `health()`, and says it at most once a minute.
+    pub(crate) fn corrupt(&self, report: &dyn Report, what: String) {
+        report.count(Counter::L2Error, 1);
+        self.corruption.seen.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.corruption.last.lock();
+        let quiet = last
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < CORRUPTION_DEGRADES);
+        if !quiet {
+            let message = format!(
+                "cache_runtime: something in Redis makes no sense, read as invalidated: {what}; a client other than this library wrote it (delete it, or invalidate what it covers)"
+            );
+            #[cfg(feature = "tracing")]
+            tracing::warn!(target: "cache_runtime", "{message}");
+            #[cfg(not(feature = "tracing"))]
+            eprintln!("{message}");
+        }
+        *last = Some((Instant::now(), what));
+    }
+}
 
 impl SharedTier {
     /// Pings Redis (unless the breaker is open: no call goes to Redis
@@ -37,7 +74,16 @@ impl SharedTier {
             health.redis_error = self.last_error.lock().clone();
         }
         health.in_sync = self.in_sync();
-        if breaker != BreakerState::Closed
+        health.corrupt_seen = self.corruption.seen.load(Ordering::Relaxed);
+        let recent = match &*self.corruption.last.lock() {
+            Some((at, what)) => {
+                health.last_corrupt = Some(what.clone());
+                at.elapsed() < CORRUPTION_DEGRADES
+            }
+            None => false,
+        };
+        if recent
+            || breaker != BreakerState::Closed
             || health.redis_rtt.is_none()
             || health.redis_error.is_some()
             || !health.in_sync
@@ -56,6 +102,7 @@ impl SharedTier {
             invalidations_queued: pending.queued,
             invalidations_pending: pending.len() as u64,
             invalidation_queue_overflows: pending.overflows,
+            l2_corrupt: self.corruption.seen.load(Ordering::Relaxed),
             ..Stats::default()
         }
     }

@@ -92,6 +92,8 @@ pub(crate) struct SharedTier {
     pub(crate) pending: parking_lot::Mutex<Queue>,
     /// The last failure of a call to Redis, for `health()`.
     pub(crate) last_error: parking_lot::Mutex<Option<String>>,
+    /// What in Redis made no sense, for `health()` and the stats.
+    pub(crate) corruption: health::Corruption,
     /// Every function that reaches Redis takes the distributed lock.
     pub(crate) lock_all: bool,
     /// The longest a distributed lock is held.
@@ -177,6 +179,7 @@ impl SharedTier {
             breaker: resilience.breaker,
             pending: parking_lot::Mutex::new(Queue::new(resilience.pending_bound)),
             last_error: parking_lot::Mutex::new(None),
+            corruption: health::Corruption::default(),
             lock_all: resilience.lock_all,
             lock_ttl: resilience.lock_ttl,
             recovery: parking_lot::Mutex::new(None),

@@ -84,6 +84,20 @@ impl SharedTier {
                 };
                 return Found::Miss(Some(ticket), None);
             }
+            Read::Undecodable { generation } => {
+                site.counters.add(Counter::L2Undecodable, 1);
+                missed();
+                let ticket = Ticket {
+                    generation,
+                    read_at,
+                };
+                return Found::Miss(Some(ticket), None);
+            }
+            Read::Corrupt { what } => {
+                self.corrupt(report, what);
+                missed();
+                return Found::Miss(None, None);
+            }
         };
         let ticket = Some(Ticket {
             generation,
@@ -161,8 +175,13 @@ impl SharedTier {
                     .header(&bytes[start..])
                     .is_ok_and(|header| header.deadlines.is_fresh(unix_ms()))
             }
-            Ok(Read::Absent { .. }) => {
+            Ok(Read::Absent { .. } | Read::Undecodable { .. }) => {
                 self.breaker.success();
+                false
+            }
+            Ok(Read::Corrupt { what, .. }) => {
+                self.breaker.success();
+                self.corrupt(report, what);
                 false
             }
             Err(e) => {

@@ -10,7 +10,7 @@ use super::{Report, SharedTier};
 use crate::entry::Life;
 use crate::envelope::Deadlines;
 use crate::invalidation::SharedInvalidation;
-use crate::l2::coherent::Coherent;
+use crate::l2::coherent::{Coherent, Fill};
 use crate::l2::L2Error;
 use crate::pattern::Pattern;
 use crate::pending::Pending;
@@ -48,15 +48,21 @@ impl SharedTier {
             .fill_checked(key, ticket.generation, ticket.read_at, &bytes, ttl)
             .await;
         match filled {
-            Ok(stored) => {
+            Ok(Fill::Stored) => {
                 self.breaker.success();
-                let counter = if stored {
-                    Counter::L2Set
-                } else {
-                    Counter::L2FillRejected
-                };
-                report.count(counter, 1);
-                stored
+                report.count(Counter::L2Set, 1);
+                true
+            }
+            Ok(Fill::Refused) => {
+                self.breaker.success();
+                report.count(Counter::L2FillRejected, 1);
+                false
+            }
+            Ok(Fill::Corrupt(what)) => {
+                self.breaker.success();
+                report.count(Counter::L2FillRejected, 1);
+                self.corrupt(report, what);
+                false
             }
             Err(e) => {
                 self.failed(report, "FILL", &e);
