@@ -57,8 +57,8 @@ const NAMESPACE: &str = "bench";
 /// id `t`.
 const HIT_ID: u64 = 42;
 /// Bytes in front of the envelope in the shared tier: the generation the
-/// value was filled under.
-const GENERATION_LEN: usize = 8;
+/// value was filled under, and the digest of the key it was written for.
+const FRAME_LEN: usize = 16;
 /// Requests in flight in the throughput benchmark.
 const IN_FLIGHT: u64 = 64;
 
@@ -188,13 +188,13 @@ impl Ctx {
 /// One hit through the store: GET and envelope decode.
 async fn store_get(l2: &RedisL2, key: &str, env: Envelope, fingerprint: TypeFingerprint) -> Order {
     let bytes = l2.get(key).await.expect("GET").expect("a hit");
-    env.decode_as::<Order>(&bytes[GENERATION_LEN..], fingerprint)
+    env.decode_as::<Order>(&bytes[FRAME_LEN..], fingerprint)
         .expect("decode")
         .value
 }
 
 /// One hit with the redis crate: GET of the same key, bincode decode of the
-/// payload behind the generation and the envelope header.
+/// payload behind the generation, the key's digest and the envelope header.
 async fn raw_get(conn: &mut ConnectionManager, redis_key: &str) -> Order {
     let bytes: Option<Vec<u8>> = redis::cmd("GET")
         .arg(redis_key)
@@ -203,7 +203,7 @@ async fn raw_get(conn: &mut ConnectionManager, redis_key: &str) -> Order {
         .expect("GET");
     let bytes = bytes.expect("a hit");
     Codec::Bincode
-        .decode::<Order>(&bytes[GENERATION_LEN + ENVELOPE_HEADER_LEN..])
+        .decode::<Order>(&bytes[FRAME_LEN + ENVELOPE_HEADER_LEN..])
         .expect("decode")
 }
 
@@ -217,7 +217,7 @@ async fn raw_mget(conn: &mut ConnectionManager, keys: &[String]) -> Order {
         .expect("MGET");
     let bytes = found.into_iter().next().flatten().expect("a hit");
     Codec::Bincode
-        .decode::<Order>(&bytes[GENERATION_LEN + ENVELOPE_HEADER_LEN..])
+        .decode::<Order>(&bytes[FRAME_LEN + ENVELOPE_HEADER_LEN..])
         .expect("decode")
 }
 
@@ -353,8 +353,8 @@ fn prepare_hit(ctx: &Ctx) -> usize {
         bytes.len()
     });
     println!(
-        "value: an Order of {} bytes in bincode, {len} bytes with the generation and the envelope header, under `{}`",
-        len - GENERATION_LEN - ENVELOPE_HEADER_LEN,
+        "value: an Order of {} bytes in bincode, {len} bytes with the generation, the key's digest and the envelope header, under `{}`",
+        len - FRAME_LEN - ENVELOPE_HEADER_LEN,
         ctx.l2.redis_key(&key(HIT_ID)),
     );
     len
