@@ -273,3 +273,134 @@ async fn the_invalidate_route_says_when_redis_only_queued_it() {
         "{body}"
     );
 }
+
+/// Sends an authorized `POST uri`; the status and the `"error"` of the answer.
+async fn refused(app: &axum::Router, uri: &str) -> (StatusCode, String) {
+    let (status, body) = send(app, post(uri, Some(TOKEN))).await;
+    let error = json(&body)["error"].as_str().unwrap_or_default().to_owned();
+    (status, error)
+}
+
+/// A cache with `orders:list:acme:p0..p2`, and its admin router.
+async fn three_orders() -> (Cache, axum::Router) {
+    let cache = Cache::builder().build().unwrap();
+    for page in 0..3 {
+        cache
+            .set(
+                &format!("orders:list:acme:p{page}"),
+                page,
+                Duration::from_secs(60),
+            )
+            .await;
+    }
+    let app = admin::router(cache.clone(), TOKEN);
+    (cache, app)
+}
+
+#[tokio::test]
+async fn a_repeated_pattern_is_refused_whatever_its_order() {
+    let (cache, app) = three_orders().await;
+    for uri in [
+        "/invalidate?pattern=nothing&pattern=*",
+        "/invalidate?pattern=*&pattern=nothing",
+        "/invalidate?pattern=*&pattern=*",
+    ] {
+        let (status, error) = refused(&app, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {error}");
+        assert!(
+            error.contains("`pattern` is given more than once"),
+            "{uri}: {error}"
+        );
+    }
+    assert_eq!(cache.stats().entries, 3, "nothing was invalidated");
+}
+
+#[tokio::test]
+async fn a_pattern_that_does_not_decode_is_refused() {
+    let (cache, app) = three_orders().await;
+    let (status, error) = refused(&app, "/invalidate?pattern=orders%FF*").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error.contains("`pattern` is not UTF-8"), "{error}");
+    let (status, error) = refused(&app, "/invalidate?pattern=orders%2*").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error.contains("two hex digits"), "{error}");
+    assert_eq!(cache.stats().entries, 3, "nothing was invalidated");
+
+    // What does decode is taken as forms have it: `%3A` is `:`, `%2A` `*`.
+    let (status, body) = send(
+        &app,
+        post(
+            "/invalidate?pattern=orders%3Alist%3Aacme%3A%2A",
+            Some(TOKEN),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["removed"], 3, "{body}");
+}
+
+#[tokio::test]
+async fn a_pattern_above_4096_bytes_is_refused_and_not_echoed() {
+    let (cache, app) = three_orders().await;
+    let long = format!("orders:{}*", "a".repeat(5000));
+    let (status, error) = refused(&app, &format!("/invalidate?pattern={long}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(
+        error.contains("longer than 4096 bytes") && error.contains("(5008 bytes)"),
+        "{error}"
+    );
+    assert!(
+        !error.contains(&"a".repeat(65)),
+        "echoes the pattern: {error}"
+    );
+    assert_eq!(cache.stats().entries, 3, "nothing was invalidated");
+
+    // At the limit, it is a pattern like any other.
+    let longest = format!("orders:list:acme:{}", "?".repeat(4096 - 17));
+    let (status, body) = send(
+        &app,
+        post(&format!("/invalidate?pattern={longest}"), Some(TOKEN)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_malformed_pattern_is_quoted_by_its_start_and_length() {
+    let (_cache, app) = three_orders().await;
+    let unclosed = format!("orders:[{}", "a".repeat(1000));
+    let (status, error) = refused(&app, &format!("/invalidate?pattern={unclosed}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(
+        error.contains("never closed") && error.contains("(1008 bytes)"),
+        "{error}"
+    );
+    assert!(
+        !error.contains(&"a".repeat(65)),
+        "echoes the pattern: {error}"
+    );
+}
+
+#[tokio::test]
+async fn the_mutating_routes_refuse_parameters_they_do_not_take() {
+    let (cache, app) = three_orders().await;
+    let (status, error) = refused(&app, "/invalidate?pattern=orders:*&tenant=acme").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(
+        error.contains("unknown query parameter `tenant`: this route takes `pattern`"),
+        "{error}"
+    );
+    // A clear that looks scoped is not taken for a clear of everything.
+    let (status, error) = refused(&app, "/clear?pattern=orders:list:acme:*").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error.contains("takes no query parameter"), "{error}");
+    let huge = "x".repeat(10_000);
+    let (status, error) = refused(&app, &format!("/clear?{huge}=1")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(!error.contains(&"x".repeat(65)), "echoes the name: {error}");
+    assert_eq!(cache.stats().entries, 3, "nothing was invalidated");
+
+    // Without the token, the answer is 401 whatever the query.
+    let (status, _) = send(&app, post("/clear?pattern=*&pattern=x", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -6,7 +6,7 @@
 //! | `GET /health` | [`Health`](crate::Health) as JSON, `"status"` `healthy` or `degraded`; always `200`: a degraded cache still answers every call (from process and the origin), so it is no reason to take an instance out of service | no |
 //! | `GET /metrics` | [`Cache::prometheus_text`] | no |
 //! | `POST /invalidate?pattern=orders:list:acme:*` | [`Cache::invalidate_report`]: `{"removed": n, "local": n, "shared": {"kind": .., "removed": n}, "report": ".."}` (`removed`: keys removed in both tiers, each once; `shared.kind`: `keys`, `prefix` (uncounted), `scanned`, `queued` (Redis away: with its `reason`), or `none` without Redis), `400` for a malformed pattern | yes |
-//! | `POST /clear` | [`Cache::clear`] | yes |
+//! | `POST /clear` | [`Cache::clear`]; takes no query parameter | yes |
 //!
 //! The mutating routes need `Authorization: Bearer <token>` (the scheme in
 //! any case, as HTTP has it: `bearer <token>` too): without it, `401`. A
@@ -14,6 +14,14 @@
 //! secret never opens them. Mount it where only operators reach it, under a
 //! prefix of your choosing (`Router::nest`). The same check guards routes
 //! of your own: [`RequireBearer`] with [`require_bearer`].
+//!
+//! Their query strings are read so that a proxy or an audit log in front
+//! cannot read another request in them: a parameter given twice
+//! (`pattern=nothing&pattern=*`), one the route does not take, a `%` not
+//! followed by two hex digits, a value that is not UTF-8 once decoded
+//! (`%FF`), or one longer than 4096 bytes is a `400` that says which. A
+//! message quotes at most the first 64 bytes of what was sent, and its
+//! length.
 //!
 //! ```
 //! use cache_runtime::{admin, Cache};
@@ -24,9 +32,9 @@
 //! # drop(app);
 //! ```
 
-use std::collections::HashMap;
+mod query;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
@@ -325,15 +333,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn invalidate(
-    State(admin): State<Admin>,
-    Query(mut query): Query<HashMap<String, String>>,
-) -> Response {
-    let Some(pattern) = query.remove("pattern") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "give the pattern as a query parameter: /invalidate?pattern=orders:list:acme:*",
-        );
+async fn invalidate(State(admin): State<Admin>, RawQuery(query): RawQuery) -> Response {
+    let pattern = match query::read(query.as_deref(), ["pattern"]) {
+        Ok([Some(pattern)]) => pattern,
+        Ok([None]) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give the pattern as a query parameter: /invalidate?pattern=orders:list:acme:*",
+            )
+        }
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     match admin.cache.invalidate_report(&pattern).await {
         Ok(report) => Json(json!({
@@ -344,7 +353,15 @@ async fn invalidate(
             "report": report.to_string(),
         }))
         .into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        // The error quotes the whole pattern: quote its start only.
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            e.to_string().replacen(
+                &format!("`{}`", pattern.escape_debug()),
+                &query::quote(&pattern),
+                1,
+            ),
+        ),
     }
 }
 
@@ -363,7 +380,10 @@ fn shared_json(shared: &SharedInvalidation) -> serde_json::Value {
     }
 }
 
-async fn clear(State(admin): State<Admin>) -> Response {
+async fn clear(State(admin): State<Admin>, RawQuery(query): RawQuery) -> Response {
+    if let Err(why) = query::read(query.as_deref(), []) {
+        return error(StatusCode::BAD_REQUEST, why);
+    }
     admin.cache.clear().await;
     Json(json!({ "cleared": admin.cache.name() })).into_response()
 }

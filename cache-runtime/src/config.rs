@@ -8,6 +8,7 @@ use std::time::Duration;
 use cache_grammar::{is_glob_meta, parse_duration, parse_size, SEPARATOR};
 
 use crate::codec::Codec;
+use crate::secret::redact;
 
 /// Where values live.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -153,7 +154,18 @@ impl NamespaceConfig {
 ///     .unwrap_err();
 /// assert!(err.to_string().contains("expected one of: memory, redis, hybrid"));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` shows the Redis URL without its password:
+///
+/// ```
+/// let config = cache_runtime::Config::from_lookup(|name| {
+///     (name == "REDIS_URL").then(|| "redis://:s3cret@10.0.0.1:6379/0".to_string())
+/// })
+/// .unwrap();
+/// let shown = format!("{config:?}");
+/// assert!(shown.contains("redis://***@10.0.0.1:6379/0") && !shown.contains("s3cret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
     /// `false`: every cached function calls its origin (pass-through).
@@ -237,6 +249,56 @@ impl Default for Config {
             engine: Engine::default(),
             namespaces: HashMap::new(),
         }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field named, so that a new one is not left out by accident.
+        let Config {
+            enabled,
+            backend,
+            redis_url,
+            key_prefix,
+            codec,
+            redis_timeout,
+            l2_max_value_bytes,
+            l2_compress_above,
+            backplane,
+            breaker_failures,
+            breaker_cooldown,
+            pending_invalidations,
+            lock,
+            lock_ttl,
+            default_ttl,
+            stale_ttl,
+            l1_max_bytes,
+            l1_max_entries,
+            engine,
+            namespaces,
+        } = self;
+        f.debug_struct("Config")
+            .field("enabled", enabled)
+            .field("backend", backend)
+            .field("redis_url", &redis_url.as_deref().map(redact))
+            .field("key_prefix", key_prefix)
+            .field("codec", codec)
+            .field("redis_timeout", redis_timeout)
+            .field("l2_max_value_bytes", l2_max_value_bytes)
+            .field("l2_compress_above", l2_compress_above)
+            .field("backplane", backplane)
+            .field("breaker_failures", breaker_failures)
+            .field("breaker_cooldown", breaker_cooldown)
+            .field("pending_invalidations", pending_invalidations)
+            .field("lock", lock)
+            .field("lock_ttl", lock_ttl)
+            .field("default_ttl", default_ttl)
+            .field("stale_ttl", stale_ttl)
+            .field("l1_max_bytes", l1_max_bytes)
+            .field("l1_max_entries", l1_max_entries)
+            .field("engine", engine)
+            .field("namespaces", namespaces)
+            .finish()
     }
 }
 

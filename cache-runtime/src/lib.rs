@@ -30,6 +30,7 @@ mod pattern;
 mod pending;
 mod prometheus;
 mod scope;
+mod secret;
 #[cfg(feature = "redis")]
 mod shared;
 mod site;

@@ -33,6 +33,24 @@ pub struct CacheBuilder {
     pub(super) root: Option<std::sync::Weak<Inner>>,
 }
 
+/// Shows the settings, the Redis URL without its password.
+///
+/// ```
+/// let builder = cache_runtime::Cache::builder().redis_url("redis://:s3cret@10.0.0.1:6379/0");
+/// assert!(!format!("{builder:?}").contains("s3cret"));
+/// ```
+impl std::fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = f.debug_struct("CacheBuilder");
+        shown
+            .field("name", &self.name)
+            .field("config", &self.config);
+        #[cfg(feature = "redis")]
+        shown.field("redis", &self.redis);
+        shown.finish_non_exhaustive()
+    }
+}
+
 impl CacheBuilder {
     pub(super) fn new() -> Self {
         Self::from_config(Config::default())

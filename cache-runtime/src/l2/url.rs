@@ -3,15 +3,7 @@
 
 use super::L2Error;
 
-/// `redis://user:pass@host` -> `redis://***@host`.
-pub(super) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub(super) use crate::secret::redact;
 
 /// Opens a client of one server, checking the URL.
 pub(super) fn open(url: &str) -> Result<redis::Client, L2Error> {
@@ -77,13 +69,6 @@ pub(super) fn cluster_nodes(url: &str) -> Result<Vec<String>, L2Error> {
 mod tests {
     use super::*;
     use crate::l2::redis::RedisL2;
-
-    #[test]
-    fn redaction() {
-        assert_eq!(redact("redis://:pw@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redact("redis://u:p@ss@h:1"), "redis://***@h:1");
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
-    }
 
     #[test]
     fn cluster_urls() {
