@@ -1,6 +1,12 @@
 //! Invalidation patterns: Redis glob syntax, parsed once and matched against
 //! keys byte by byte, so that the in-process tier and Redis agree on what a
 //! pattern covers.
+//!
+//! Redis reads a pattern with `stringmatchlen` (`src/util.c`). The parser
+//! here reads it the same way, and refuses the forms whose reading there is
+//! surprising or depends on the machine, so that an accepted pattern covers
+//! the same keys in both tiers (`tests/glob.rs` compares the two on
+//! generated patterns against a real redis-server).
 
 use std::fmt;
 
@@ -10,6 +16,20 @@ use std::fmt;
 /// across `:` segments), `?` one byte, `[abc]`, `[^abc]` and `[a-z]` one byte
 /// of a set, and `\` makes the next byte literal. A pattern without
 /// wildcards names one key.
+///
+/// Sets are read as Redis reads them, and the forms Redis reads in a
+/// surprising way are refused, each with what to write instead:
+///
+/// - `[]` and `[^]` (Redis closes the set at once): write `[\]]` for a
+///   literal `]`;
+/// - a `-` that is not between the two ends of a range, other than first
+///   in the set (`[a-]` is a range up to `]` in Redis, `[\a-z]` is `a`, `-`
+///   and `z`): write `\-` for a literal `-`;
+/// - a range ending in `\` (Redis does not escape there);
+/// - a byte that is not ASCII in a set (a set matches one byte; Redis
+///   compares bytes above 127 in ranges as signed on some machines).
+///
+/// `?` and sets match one byte: a character that is not ASCII is 2 to 4.
 ///
 /// ```
 /// use cache_runtime::Pattern;
@@ -21,6 +41,8 @@ use std::fmt;
 ///
 /// let err = Pattern::parse("orders:[a-").unwrap_err();
 /// assert_eq!(err.to_string(), "invalid pattern `orders:[a-`: `[` at byte 7 is never closed with `]`");
+/// let err = Pattern::parse("orders:[]]x").unwrap_err();
+/// assert!(err.to_string().contains(r"write `[\]]` for a literal `]`"));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pattern {
@@ -56,6 +78,22 @@ enum PatternErrorKind {
     Empty,
     UnclosedSet(usize),
     TrailingEscape,
+    /// `[]` or `[^]` at this byte.
+    EmptySet {
+        at: usize,
+        negated: bool,
+    },
+    /// The `-` of `[a-]`, a range up to `]` in Redis.
+    RangeToBracket(usize),
+    /// The `\` of `[a-\]`, the end of a range in Redis.
+    RangeToBackslash(usize),
+    /// A literal `-` that is not first in its set.
+    StrayDash(usize),
+    /// A character that is not ASCII in a set.
+    NotAsciiInSet {
+        at: usize,
+        c: char,
+    },
 }
 
 impl fmt::Display for PatternError {
@@ -71,6 +109,31 @@ impl fmt::Display for PatternError {
             PatternErrorKind::TrailingEscape => f.write_str(
                 "it ends with `\\`, which escapes nothing (write `\\\\` for a literal backslash)",
             ),
+            PatternErrorKind::EmptySet { at, negated: false } => write!(
+                f,
+                "`[]` at byte {at} is an empty set that matches nothing; write `[\\]]` for a literal `]`"
+            ),
+            PatternErrorKind::EmptySet { at, negated: true } => write!(
+                f,
+                "`[^]` at byte {at} is an empty set that Redis reads as any byte; write `?` for any byte, or `[^\\]]` for any byte but `]`"
+            ),
+            PatternErrorKind::RangeToBracket(at) => write!(
+                f,
+                "`-` at the end of a set (byte {at}) makes Redis read a range up to `]` and the set as running on; write `\\-` for a literal `-`"
+            ),
+            PatternErrorKind::RangeToBackslash(at) => write!(
+                f,
+                "`\\` at byte {at} ends a range, where Redis does not escape; end the range with the byte itself, or write `\\-` for a literal `-`"
+            ),
+            PatternErrorKind::StrayDash(at) => write!(
+                f,
+                "`-` at byte {at} is not between the two ends of a range; write `\\-` for a literal `-`"
+            ),
+            PatternErrorKind::NotAsciiInSet { at, c } => write!(
+                f,
+                "`{}` at byte {at} is not ASCII: a set matches one byte, so it holds ASCII characters only",
+                c.escape_debug()
+            ),
         }
     }
 }
@@ -81,7 +144,8 @@ impl Pattern {
     /// Parses `source`.
     ///
     /// # Errors
-    /// An empty pattern, a `[` that is never closed, or a trailing `\`.
+    /// An empty pattern, a `[` that is never closed, a trailing `\`, and the
+    /// sets that Redis reads in a surprising way (see [`Pattern`]).
     pub fn parse(source: &str) -> Result<Pattern, PatternError> {
         let error = |reason| PatternError {
             pattern: source.to_owned(),
@@ -94,85 +158,49 @@ impl Pattern {
         let mut tokens = Vec::new();
         let mut literal = Vec::new();
         let mut i = 0;
-        let flush = |literal: &mut Vec<u8>, tokens: &mut Vec<Token>| {
-            if !literal.is_empty() {
-                tokens.push(Token::Literal(std::mem::take(literal)));
-            }
-        };
         while i < bytes.len() {
-            match bytes[i] {
+            let token = match bytes[i] {
                 b'*' => {
-                    flush(&mut literal, &mut tokens);
-                    if tokens.last() != Some(&Token::AnyRun) {
-                        tokens.push(Token::AnyRun);
-                    }
                     i += 1;
+                    if tokens.last() == Some(&Token::AnyRun) && literal.is_empty() {
+                        continue;
+                    }
+                    Token::AnyRun
                 }
                 b'?' => {
-                    flush(&mut literal, &mut tokens);
-                    tokens.push(Token::AnyOne);
                     i += 1;
-                }
-                b'\\' => {
-                    let Some(&next) = bytes.get(i + 1) else {
-                        return Err(error(PatternErrorKind::TrailingEscape));
-                    };
-                    literal.push(next);
-                    i += 2;
+                    Token::AnyOne
                 }
                 b'[' => {
-                    flush(&mut literal, &mut tokens);
-                    let open = i;
-                    i += 1;
-                    let negated = bytes.get(i) == Some(&b'^');
-                    if negated {
-                        i += 1;
-                    }
-                    let mut items = Vec::new();
-                    loop {
-                        match bytes.get(i) {
-                            None => return Err(error(PatternErrorKind::UnclosedSet(open))),
-                            Some(b']') if !items.is_empty() => {
-                                i += 1;
-                                break;
-                            }
-                            Some(&b) => {
-                                let (low, width) = if b == b'\\' {
-                                    match bytes.get(i + 1) {
-                                        Some(&e) => (e, 2),
-                                        None => {
-                                            return Err(error(PatternErrorKind::UnclosedSet(open)))
-                                        }
-                                    }
-                                } else {
-                                    (b, 1)
-                                };
-                                i += width;
-                                if bytes.get(i) == Some(&b'-')
-                                    && bytes.get(i + 1).is_some_and(|&h| h != b']')
-                                {
-                                    let high = bytes[i + 1];
-                                    i += 2;
-                                    items.push(SetItem::Range(low.min(high), low.max(high)));
-                                } else {
-                                    items.push(SetItem::Byte(low));
-                                }
-                            }
-                        }
-                    }
-                    tokens.push(Token::Set { negated, items });
+                    let (set, end) = parse_set(source, i).map_err(error)?;
+                    i = end;
+                    set
+                }
+                b'\\' => {
+                    let &next = bytes
+                        .get(i + 1)
+                        .ok_or_else(|| error(PatternErrorKind::TrailingEscape))?;
+                    literal.push(next);
+                    i += 2;
+                    continue;
                 }
                 b => {
                     literal.push(b);
                     i += 1;
+                    continue;
                 }
+            };
+            if !literal.is_empty() {
+                tokens.push(Token::Literal(std::mem::take(&mut literal)));
             }
+            tokens.push(token);
         }
-        let exact = match tokens.as_slice() {
-            [] => Some(String::from_utf8_lossy(&literal).into()),
-            _ => None,
-        };
-        flush(&mut literal, &mut tokens);
+        let exact = tokens
+            .is_empty()
+            .then(|| String::from_utf8_lossy(&literal).into());
+        if !literal.is_empty() {
+            tokens.push(Token::Literal(literal));
+        }
         Ok(Pattern {
             source: source.into(),
             tokens,
@@ -239,6 +267,60 @@ impl fmt::Debug for Pattern {
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
+    }
+}
+
+/// Reads the set opening at byte `open` of `source` as Redis does; returns
+/// it and the byte after its `]`.
+///
+/// Redis's loop, item by item: `\` and a byte is that byte; `]` closes the
+/// set (even as its first item); `x-y` is a range whenever three bytes are
+/// left, whatever `y` is; any other byte is itself; the end of the pattern
+/// closes the set.
+fn parse_set(source: &str, open: usize) -> Result<(Token, usize), PatternErrorKind> {
+    let bytes = source.as_bytes();
+    let ascii = |at: usize| match bytes[at] {
+        b if b.is_ascii() => Ok(b),
+        _ => Err(PatternErrorKind::NotAsciiInSet {
+            at,
+            c: source[at..]
+                .chars()
+                .next()
+                .unwrap_or(char::REPLACEMENT_CHARACTER),
+        }),
+    };
+    let mut i = open + 1;
+    let negated = bytes.get(i) == Some(&b'^');
+    if negated {
+        i += 1;
+    }
+    let mut items = Vec::new();
+    loop {
+        let item = match &bytes[i..] {
+            // Redis reads a lone `\` as itself, then runs out of pattern.
+            [] | [b'\\'] => return Err(PatternErrorKind::UnclosedSet(open)),
+            [b']', ..] if items.is_empty() => {
+                return Err(PatternErrorKind::EmptySet { at: open, negated })
+            }
+            [b']', ..] => return Ok((Token::Set { negated, items }, i + 1)),
+            [b'\\', ..] => {
+                i += 2;
+                SetItem::Byte(ascii(i - 1)?)
+            }
+            [_, b'-', b']', ..] => return Err(PatternErrorKind::RangeToBracket(i + 1)),
+            [_, b'-', b'\\', ..] => return Err(PatternErrorKind::RangeToBackslash(i + 2)),
+            [_, b'-', _, ..] => {
+                let (low, high) = (ascii(i)?, ascii(i + 2)?);
+                i += 3;
+                SetItem::Range(low.min(high), low.max(high))
+            }
+            [b'-', ..] if !items.is_empty() => return Err(PatternErrorKind::StrayDash(i)),
+            [_, ..] => {
+                i += 1;
+                SetItem::Byte(ascii(i - 1)?)
+            }
+        };
+        items.push(item);
     }
 }
 
@@ -315,6 +397,61 @@ mod tests {
         assert!(!m("*a*a*b", "aaaa"));
         assert!(m("k", "k"));
         assert!(!m("k", "kk"));
+    }
+
+    /// Sets as Redis reads them (`stringmatchlen`): an escaped byte does not
+    /// start a range, a `-` first in a set is itself, ranges run either way.
+    #[test]
+    fn sets_are_read_as_redis_reads_them() {
+        assert!(m("[-a]x", "-x"));
+        assert!(m("[^-a]x", "bx") && !m("[^-a]x", "-x"));
+        assert!(m("[--/]", ".") && !m("[--/]", "0"));
+        assert!(m("[z-a]", "m"));
+        assert!(m(r"[\]]x", "]x") && !m(r"[\]]x", "x"));
+        assert!(m(r"[^\]]x", "ax") && !m(r"[^\]]x", "]x"));
+        assert!(m(r"[a\-]x", "-x") && !m(r"[a\-]x", "bx"));
+        assert!(m(r"[\a\-z]", "-") && !m(r"[\a\-z]", "b"));
+        assert!(m("[[*?]", "[") && m("[[*?]", "*") && !m("[[*?]", "a"));
+        assert!(m("[a-c][^b]", "ca") && !m("[a-c][^b]", "cb"));
+        assert!(m("a]", "a]"));
+    }
+
+    /// What Redis reads in a surprising way is refused, with the spelling
+    /// to use instead.
+    #[test]
+    fn surprising_sets_are_refused() {
+        let refused = |p: &str, says: &str| {
+            let err = Pattern::parse(p).unwrap_err().to_string();
+            assert!(err.contains(says), "{p}: {err}");
+        };
+        // Redis: `[]` matches nothing, then `]x`.
+        refused(
+            "[]]x",
+            r"`[]` at byte 0 is an empty set that matches nothing; write `[\]]`",
+        );
+        // Redis: `[^]` matches any byte, then `]x`.
+        refused(
+            "[^]]x",
+            r"`[^]` at byte 0 is an empty set that Redis reads as any byte",
+        );
+        // Redis: a range from `a` to `]`, then `x`, and the set runs on.
+        refused("[a-]x", r"`-` at the end of a set (byte 2)");
+        refused("[a-]x", r"write `\-` for a literal `-`");
+        refused("[--]", "`-` at the end of a set (byte 2)");
+        refused(r"[a-\]]", r"`\` at byte 3 ends a range");
+        // Redis: `a`, `-`, `z`.
+        refused(
+            r"[\a-z]",
+            "`-` at byte 3 is not between the two ends of a range",
+        );
+        refused("[a-c-e]", "`-` at byte 4 is not between");
+        refused(r"[ab\--]", "`-` at byte 5 is not between");
+        refused("[é]", "`é` at byte 1 is not ASCII");
+        refused(r"x[a\é]", "`é` at byte 4 is not ASCII");
+        refused("[a-é]", "`é` at byte 3 is not ASCII");
+        refused("[]", "`[]` at byte 0");
+        refused("[^]", "`[^]` at byte 0");
+        refused(r"[a\", "`[` at byte 0 is never closed");
     }
 
     #[test]
