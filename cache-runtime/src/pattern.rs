@@ -7,6 +7,10 @@
 //! surprising or depends on the machine, so that an accepted pattern covers
 //! the same keys in both tiers (`tests/glob.rs` compares the two on
 //! generated patterns against a real redis-server).
+//!
+//! Redis's `*` does not match an empty key, but Redis only ever sees a
+//! pattern after the namespace (`SCAN 0 MATCH <namespace>:<pattern>` over
+//! `<namespace>:<key>`), where `*` matches the empty rest, as it does here.
 
 use std::fmt;
 
