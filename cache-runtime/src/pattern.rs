@@ -1,6 +1,16 @@
 //! Invalidation patterns: Redis glob syntax, parsed once and matched against
 //! keys byte by byte, so that the in-process tier and Redis agree on what a
 //! pattern covers.
+//!
+//! Redis reads a pattern with `stringmatchlen` (`src/util.c`). The parser
+//! here reads it the same way, and refuses the forms whose reading there is
+//! surprising or depends on the machine, so that an accepted pattern covers
+//! the same keys in both tiers (`tests/glob.rs` compares the two on
+//! generated patterns against a real redis-server).
+//!
+//! Redis's `*` does not match an empty key, but Redis only ever sees a
+//! pattern after the namespace (`SCAN 0 MATCH <namespace>:<pattern>` over
+//! `<namespace>:<key>`), where `*` matches the empty rest, as it does here.
 
 use std::fmt;
 
@@ -10,6 +20,27 @@ use std::fmt;
 /// across `:` segments), `?` one byte, `[abc]`, `[^abc]` and `[a-z]` one byte
 /// of a set, and `\` makes the next byte literal. A pattern without
 /// wildcards names one key.
+///
+/// Sets are read as Redis reads them, and the forms Redis reads in a
+/// surprising way are refused, each with what to write instead:
+///
+/// - `[]` and `[^]` (Redis closes the set at once): write `[\]]` for a
+///   literal `]`;
+/// - a `-` that is not between the two ends of a range, other than first
+///   in the set (`[a-]` is a range up to `]` in Redis, `[\a-z]` is `a`, `-`
+///   and `z`): write `\-` for a literal `-`;
+/// - a range ending in `\` (Redis does not escape there);
+/// - a byte that is not ASCII in a set (a set matches one byte; Redis
+///   compares bytes above 127 in ranges as signed on some machines).
+///
+/// `?` and sets match one byte: a character that is not ASCII is 2 to 4.
+///
+/// Redis's glob works up to about key length × the length of the pattern
+/// after its first `*` on every key a `SCAN` looks at, and older versions
+/// of Redis take time exponential in the number of `*`. So a pattern has
+/// at most [`MAX_TAIL_LEN`](Pattern::MAX_TAIL_LEN) bytes after its first
+/// `*`, at most [`MAX_STARS`](Pattern::MAX_STARS) `*`, and, when it has a
+/// wildcard, at most [`MAX_LEN`](Pattern::MAX_LEN) bytes.
 ///
 /// ```
 /// use cache_runtime::Pattern;
@@ -21,6 +52,8 @@ use std::fmt;
 ///
 /// let err = Pattern::parse("orders:[a-").unwrap_err();
 /// assert_eq!(err.to_string(), "invalid pattern `orders:[a-`: `[` at byte 7 is never closed with `]`");
+/// let err = Pattern::parse("orders:[]]x").unwrap_err();
+/// assert!(err.to_string().contains(r"write `[\]]` for a literal `]`"));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pattern {
@@ -28,6 +61,8 @@ pub struct Pattern {
     tokens: Vec<Token>,
     /// The key, when the pattern has no wildcard.
     exact: Option<Box<str>>,
+    /// The bytes after the first run of `*` (0 without one).
+    tail_len: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,10 +80,43 @@ enum SetItem {
 }
 
 /// Why a pattern could not be parsed.
+///
+/// Its message quotes at most the first 64 bytes of the pattern, and then
+/// says how long the pattern was.
+///
+/// ```
+/// use cache_runtime::Pattern;
+///
+/// let huge = format!("q:*{}b", "a".repeat(10_000));
+/// let err = Pattern::parse(&huge).unwrap_err().to_string();
+/// assert!(err.starts_with("invalid pattern `q:*aaa"));
+/// assert!(err.contains("(its first 64 of 10004 bytes)"));
+/// assert!(err.len() < 500);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatternError {
-    pattern: String,
+    /// The pattern's first [`SHOWN`] bytes at most, cut at a character.
+    shown: Box<str>,
+    /// The pattern's length in bytes.
+    len: usize,
     reason: PatternErrorKind,
+}
+
+/// How many bytes of a pattern its error quotes.
+const SHOWN: usize = 64;
+
+impl PatternError {
+    fn new(pattern: &str, reason: PatternErrorKind) -> PatternError {
+        let mut end = pattern.len().min(SHOWN);
+        while !pattern.is_char_boundary(end) {
+            end -= 1;
+        }
+        PatternError {
+            shown: pattern[..end].into(),
+            len: pattern.len(),
+            reason,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,11 +124,40 @@ enum PatternErrorKind {
     Empty,
     UnclosedSet(usize),
     TrailingEscape,
+    /// `[]` or `[^]` at this byte.
+    EmptySet {
+        at: usize,
+        negated: bool,
+    },
+    /// The `-` of `[a-]`, a range up to `]` in Redis.
+    RangeToBracket(usize),
+    /// The `\` of `[a-\]`, the end of a range in Redis.
+    RangeToBackslash(usize),
+    /// A literal `-` that is not first in its set.
+    StrayDash(usize),
+    /// A character that is not ASCII in a set.
+    NotAsciiInSet {
+        at: usize,
+        c: char,
+    },
+    /// A pattern with a wildcard longer than [`Pattern::MAX_LEN`].
+    TooLong,
+    /// More runs of `*` than [`Pattern::MAX_STARS`].
+    TooManyStars(usize),
+    /// More than [`Pattern::MAX_TAIL_LEN`] bytes after the first `*`.
+    TailTooLong {
+        star: usize,
+        tail: usize,
+    },
 }
 
 impl fmt::Display for PatternError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid pattern `{}`: ", self.pattern.escape_debug())?;
+        write!(f, "invalid pattern `{}`", self.shown.escape_debug())?;
+        if self.shown.len() < self.len {
+            write!(f, " (its first {} of {} bytes)", self.shown.len(), self.len)?;
+        }
+        f.write_str(": ")?;
         match self.reason {
             PatternErrorKind::Empty => {
                 f.write_str("a pattern cannot be empty (use `*` to match every key)")
@@ -71,6 +168,46 @@ impl fmt::Display for PatternError {
             PatternErrorKind::TrailingEscape => f.write_str(
                 "it ends with `\\`, which escapes nothing (write `\\\\` for a literal backslash)",
             ),
+            PatternErrorKind::EmptySet { at, negated: false } => write!(
+                f,
+                "`[]` at byte {at} is an empty set that matches nothing; write `[\\]]` for a literal `]`"
+            ),
+            PatternErrorKind::EmptySet { at, negated: true } => write!(
+                f,
+                "`[^]` at byte {at} is an empty set that Redis reads as any byte; write `?` for any byte, or `[^\\]]` for any byte but `]`"
+            ),
+            PatternErrorKind::RangeToBracket(at) => write!(
+                f,
+                "`-` at the end of a set (byte {at}) makes Redis read a range up to `]` and the set as running on; write `\\-` for a literal `-`"
+            ),
+            PatternErrorKind::RangeToBackslash(at) => write!(
+                f,
+                "`\\` at byte {at} ends a range, where Redis does not escape; end the range with the byte itself, or write `\\-` for a literal `-`"
+            ),
+            PatternErrorKind::StrayDash(at) => write!(
+                f,
+                "`-` at byte {at} is not between the two ends of a range; write `\\-` for a literal `-`"
+            ),
+            PatternErrorKind::NotAsciiInSet { at, c } => write!(
+                f,
+                "`{}` at byte {at} is not ASCII: a set matches one byte, so it holds ASCII characters only",
+                c.escape_debug()
+            ),
+            PatternErrorKind::TooLong => write!(
+                f,
+                "a pattern with wildcards may be at most {} bytes long (one that names a single key may be longer); invalidate by a prefix instead",
+                Pattern::MAX_LEN
+            ),
+            PatternErrorKind::TooManyStars(stars) => write!(
+                f,
+                "it has {stars} `*` (a run of them counts once), more than {}, and each one can multiply the time Redis's glob takes; invalidate by a prefix instead",
+                Pattern::MAX_STARS
+            ),
+            PatternErrorKind::TailTooLong { star, tail } => write!(
+                f,
+                "{tail} bytes follow the `*` at byte {star}, more than {}: Redis's glob works up to key length × that on every key it scans; invalidate by a prefix instead (end the pattern at its first `*`)",
+                Pattern::MAX_TAIL_LEN
+            ),
         }
     }
 }
@@ -78,15 +215,53 @@ impl fmt::Display for PatternError {
 impl std::error::Error for PatternError {}
 
 impl Pattern {
+    /// The longest pattern with a wildcard, in bytes. A pattern without
+    /// wildcards names one key, and is as long as the key.
+    ///
+    /// ```
+    /// use cache_runtime::Pattern;
+    ///
+    /// let prefix = "a".repeat(Pattern::MAX_LEN - 1);
+    /// assert!(Pattern::parse(&format!("{prefix}*")).is_ok());
+    /// assert!(Pattern::parse(&format!("{prefix}a*")).is_err());
+    /// assert!(Pattern::parse(&Pattern::escape(&"a".repeat(100_000))).is_ok());
+    /// ```
+    pub const MAX_LEN: usize = 4096;
+
+    /// The most `*` a pattern may have; a run of `*` counts once.
+    ///
+    /// ```
+    /// use cache_runtime::Pattern;
+    ///
+    /// assert!(Pattern::parse(&"a*".repeat(Pattern::MAX_STARS)).is_ok());
+    /// assert!(Pattern::parse(&"a*".repeat(Pattern::MAX_STARS + 1)).is_err());
+    /// assert!(Pattern::parse(&"a**".repeat(Pattern::MAX_STARS)).is_ok());
+    /// ```
+    pub const MAX_STARS: usize = 16;
+
+    /// The most bytes a pattern may have after its first `*` (or its
+    /// first run of `*`): Redis's glob works up to about key length × that
+    /// many bytes on every key it scans.
+    ///
+    /// ```
+    /// use cache_runtime::Pattern;
+    ///
+    /// let tail = "a".repeat(Pattern::MAX_TAIL_LEN);
+    /// assert!(Pattern::parse(&format!("orders:*{tail}")).is_ok());
+    /// assert!(Pattern::parse(&format!("orders:*{tail}b")).is_err());
+    /// // A prefix pattern has no tail, however long the prefix.
+    /// assert!(Pattern::parse(&format!("orders:{tail}{tail}:*")).is_ok());
+    /// ```
+    pub const MAX_TAIL_LEN: usize = 256;
+
     /// Parses `source`.
     ///
     /// # Errors
-    /// An empty pattern, a `[` that is never closed, or a trailing `\`.
+    /// An empty pattern, a `[` that is never closed, a trailing `\`, the
+    /// sets that Redis reads in a surprising way, and a pattern beyond the
+    /// limits on its cost (see [`Pattern`]).
     pub fn parse(source: &str) -> Result<Pattern, PatternError> {
-        let error = |reason| PatternError {
-            pattern: source.to_owned(),
-            reason,
-        };
+        let error = |reason| PatternError::new(source, reason);
         if source.is_empty() {
             return Err(error(PatternErrorKind::Empty));
         }
@@ -94,89 +269,70 @@ impl Pattern {
         let mut tokens = Vec::new();
         let mut literal = Vec::new();
         let mut i = 0;
-        let flush = |literal: &mut Vec<u8>, tokens: &mut Vec<Token>| {
-            if !literal.is_empty() {
-                tokens.push(Token::Literal(std::mem::take(literal)));
-            }
-        };
+        let mut stars = 0;
+        // The first `*`, and how many bytes follow its run.
+        let mut first_star = None;
         while i < bytes.len() {
-            match bytes[i] {
+            let token = match bytes[i] {
                 b'*' => {
-                    flush(&mut literal, &mut tokens);
-                    if tokens.last() != Some(&Token::AnyRun) {
-                        tokens.push(Token::AnyRun);
-                    }
-                    i += 1;
+                    let run = bytes[i..].iter().take_while(|&&b| b == b'*').count();
+                    first_star.get_or_insert((i, bytes.len() - i - run));
+                    stars += 1;
+                    i += run;
+                    Token::AnyRun
                 }
                 b'?' => {
-                    flush(&mut literal, &mut tokens);
-                    tokens.push(Token::AnyOne);
                     i += 1;
-                }
-                b'\\' => {
-                    let Some(&next) = bytes.get(i + 1) else {
-                        return Err(error(PatternErrorKind::TrailingEscape));
-                    };
-                    literal.push(next);
-                    i += 2;
+                    Token::AnyOne
                 }
                 b'[' => {
-                    flush(&mut literal, &mut tokens);
-                    let open = i;
-                    i += 1;
-                    let negated = bytes.get(i) == Some(&b'^');
-                    if negated {
-                        i += 1;
-                    }
-                    let mut items = Vec::new();
-                    loop {
-                        match bytes.get(i) {
-                            None => return Err(error(PatternErrorKind::UnclosedSet(open))),
-                            Some(b']') if !items.is_empty() => {
-                                i += 1;
-                                break;
-                            }
-                            Some(&b) => {
-                                let (low, width) = if b == b'\\' {
-                                    match bytes.get(i + 1) {
-                                        Some(&e) => (e, 2),
-                                        None => {
-                                            return Err(error(PatternErrorKind::UnclosedSet(open)))
-                                        }
-                                    }
-                                } else {
-                                    (b, 1)
-                                };
-                                i += width;
-                                if bytes.get(i) == Some(&b'-')
-                                    && bytes.get(i + 1).is_some_and(|&h| h != b']')
-                                {
-                                    let high = bytes[i + 1];
-                                    i += 2;
-                                    items.push(SetItem::Range(low.min(high), low.max(high)));
-                                } else {
-                                    items.push(SetItem::Byte(low));
-                                }
-                            }
-                        }
-                    }
-                    tokens.push(Token::Set { negated, items });
+                    let (set, end) = parse_set(source, i).map_err(error)?;
+                    i = end;
+                    set
+                }
+                b'\\' => {
+                    let &next = bytes
+                        .get(i + 1)
+                        .ok_or_else(|| error(PatternErrorKind::TrailingEscape))?;
+                    literal.push(next);
+                    i += 2;
+                    continue;
                 }
                 b => {
                     literal.push(b);
                     i += 1;
+                    continue;
                 }
+            };
+            if !literal.is_empty() {
+                tokens.push(Token::Literal(std::mem::take(&mut literal)));
             }
+            tokens.push(token);
         }
-        let exact = match tokens.as_slice() {
-            [] => Some(String::from_utf8_lossy(&literal).into()),
-            _ => None,
-        };
-        flush(&mut literal, &mut tokens);
+        let exact = tokens
+            .is_empty()
+            .then(|| String::from_utf8_lossy(&literal).into());
+        if !literal.is_empty() {
+            tokens.push(Token::Literal(literal));
+        }
+        if exact.is_none() && source.len() > Self::MAX_LEN {
+            return Err(error(PatternErrorKind::TooLong));
+        }
+        if stars > Self::MAX_STARS {
+            return Err(error(PatternErrorKind::TooManyStars(stars)));
+        }
+        let (star, tail_len) = first_star.unwrap_or_default();
+        if tail_len > Self::MAX_TAIL_LEN {
+            return Err(error(PatternErrorKind::TailTooLong {
+                star,
+                tail: tail_len,
+            }));
+        }
         Ok(Pattern {
             source: source.into(),
             tokens,
             exact,
+            tail_len,
         })
     }
 
@@ -224,6 +380,16 @@ impl Pattern {
         }
     }
 
+    /// What Redis's glob costs per key byte of a `SCAN` over this pattern:
+    /// the bytes after its first run of `*`, 0 for a prefix pattern
+    /// (`abc*`) and for a pattern without `*`; at most
+    /// [`MAX_TAIL_LEN`](Pattern::MAX_TAIL_LEN). The shared tier's scans
+    /// are to size their `COUNT` by it.
+    #[allow(dead_code)] // until the shared tier's scans read it
+    pub(crate) fn cost_factor(&self) -> usize {
+        self.tail_len
+    }
+
     /// Whether `key` matches.
     pub fn matches(&self, key: &str) -> bool {
         matches_tokens(&self.tokens, key.as_bytes())
@@ -239,6 +405,60 @@ impl fmt::Debug for Pattern {
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
+    }
+}
+
+/// Reads the set opening at byte `open` of `source` as Redis does; returns
+/// it and the byte after its `]`.
+///
+/// Redis's loop, item by item: `\` and a byte is that byte; `]` closes the
+/// set (even as its first item); `x-y` is a range whenever three bytes are
+/// left, whatever `y` is; any other byte is itself; the end of the pattern
+/// closes the set. An item read in a surprising way is refused once the
+/// set is known to close, so that an unclosed set is reported as such
+/// (but for a range up to `]`, which is why the set does not close).
+fn parse_set(source: &str, open: usize) -> Result<(Token, usize), PatternErrorKind> {
+    use PatternErrorKind::{NotAsciiInSet, RangeToBackslash, RangeToBracket, StrayDash};
+    let bytes = source.as_bytes();
+    let not_ascii = |at: usize| {
+        (!bytes[at].is_ascii()).then(|| NotAsciiInSet {
+            at,
+            c: (source.get(at..).and_then(|rest| rest.chars().next()))
+                .unwrap_or(char::REPLACEMENT_CHARACTER),
+        })
+    };
+    let mut i = open + 1;
+    let negated = bytes.get(i) == Some(&b'^');
+    if negated {
+        i += 1;
+    }
+    let mut items = Vec::new();
+    let mut surprise = None;
+    loop {
+        let (item, width, refused) = match &bytes[i..] {
+            // Redis reads a lone `\` as itself, then runs out of pattern.
+            [] | [b'\\'] => return Err(PatternErrorKind::UnclosedSet(open)),
+            [b']', ..] if items.is_empty() => {
+                return Err(PatternErrorKind::EmptySet { at: open, negated })
+            }
+            [b']', ..] => return surprise.map_or(Ok((Token::Set { negated, items }, i + 1)), Err),
+            [b'\\', escaped, ..] => (SetItem::Byte(*escaped), 2, not_ascii(i + 1)),
+            [low, b'-', high, ..] => {
+                let refused = match high {
+                    // The `]` meant to close the set: whether another one
+                    // does or not, this is what to report.
+                    b']' => return Err(RangeToBracket(i + 1)),
+                    b'\\' => Some(RangeToBackslash(i + 2)),
+                    _ => not_ascii(i).or_else(|| not_ascii(i + 2)),
+                };
+                (SetItem::Range(*low.min(high), *low.max(high)), 3, refused)
+            }
+            [b'-', ..] if !items.is_empty() => (SetItem::Byte(b'-'), 1, Some(StrayDash(i))),
+            [byte, ..] => (SetItem::Byte(*byte), 1, not_ascii(i)),
+        };
+        surprise = surprise.or(refused);
+        items.push(item);
+        i += width;
     }
 }
 
@@ -317,6 +537,64 @@ mod tests {
         assert!(!m("k", "kk"));
     }
 
+    /// Sets as Redis reads them (`stringmatchlen`): an escaped byte does not
+    /// start a range, a `-` first in a set is itself, ranges run either way.
+    #[test]
+    fn sets_are_read_as_redis_reads_them() {
+        assert!(m("[-a]x", "-x"));
+        assert!(m("[^-a]x", "bx") && !m("[^-a]x", "-x"));
+        assert!(m("[--/]", ".") && !m("[--/]", "0"));
+        assert!(m("[z-a]", "m"));
+        assert!(m(r"[\]]x", "]x") && !m(r"[\]]x", "x"));
+        assert!(m(r"[^\]]x", "ax") && !m(r"[^\]]x", "]x"));
+        assert!(m(r"[a\-]x", "-x") && !m(r"[a\-]x", "bx"));
+        assert!(m(r"[\a\-z]", "-") && !m(r"[\a\-z]", "b"));
+        assert!(m("[[*?]", "[") && m("[[*?]", "*") && !m("[[*?]", "a"));
+        assert!(m("[a-c][^b]", "ca") && !m("[a-c][^b]", "cb"));
+        assert!(m("a]", "a]"));
+    }
+
+    /// What Redis reads in a surprising way is refused, with the spelling
+    /// to use instead.
+    #[test]
+    fn surprising_sets_are_refused() {
+        let refused = |p: &str, says: &str| {
+            let err = Pattern::parse(p).unwrap_err().to_string();
+            assert!(err.contains(says), "{p}: {err}");
+        };
+        // Redis: `[]` matches nothing, then `]x`.
+        refused(
+            "[]]x",
+            r"`[]` at byte 0 is an empty set that matches nothing; write `[\]]`",
+        );
+        // Redis: `[^]` matches any byte, then `]x`.
+        refused(
+            "[^]]x",
+            r"`[^]` at byte 0 is an empty set that Redis reads as any byte",
+        );
+        // Redis: a range from `a` to `]`, then `x`, and the set runs on.
+        refused("[a-]x", r"`-` at the end of a set (byte 2)");
+        refused("[a-]x", r"write `\-` for a literal `-`");
+        refused("[--]", "`-` at the end of a set (byte 2)");
+        refused(r"[a-\]]", r"`\` at byte 3 ends a range");
+        // Redis: `a`, `-`, `z`.
+        refused(
+            r"[\a-z]",
+            "`-` at byte 3 is not between the two ends of a range",
+        );
+        refused("[a-c-e]", "`-` at byte 4 is not between");
+        refused(r"[ab\--]", "`-` at byte 5 is not between");
+        refused("[é]", "`é` at byte 1 is not ASCII");
+        refused(r"x[a\é]", "`é` at byte 4 is not ASCII");
+        refused("[a-é]", "`é` at byte 3 is not ASCII");
+        refused("[]", "`[]` at byte 0");
+        refused("[^]", "`[^]` at byte 0");
+        refused(r"[a\", "`[` at byte 0 is never closed");
+        // An unclosed set is reported as such, whatever it holds.
+        refused("x[a-c-", "`[` at byte 1 is never closed");
+        refused("x[é", "`[` at byte 1 is never closed");
+    }
+
     #[test]
     fn malformed_patterns_are_errors() {
         assert!(Pattern::parse("").is_err());
@@ -341,6 +619,73 @@ mod tests {
                 assert_eq!(literal.exact_key(), Some(text.as_str()), "{c:?}");
             }
         }
+    }
+
+    #[test]
+    fn costly_patterns_are_refused_at_their_limits() {
+        let error = |p: &str| Pattern::parse(p).unwrap_err().to_string();
+        let tail = "a".repeat(Pattern::MAX_TAIL_LEN);
+        assert!(Pattern::parse(&format!("q:*{tail}")).is_ok());
+        assert!(Pattern::parse(&format!("q:***{tail}")).is_ok());
+        let err = error(&format!("q:**{tail}b"));
+        assert!(
+            err.contains("257 bytes follow the `*` at byte 2, more than 256"),
+            "{err}"
+        );
+        assert!(err.contains("invalidate by a prefix instead"), "{err}");
+        // A `*` in a set or escaped is not one.
+        assert!(Pattern::parse(&format!(r"q:[*]\*{tail}{tail}")).is_ok());
+
+        let stars = "a*".repeat(Pattern::MAX_STARS);
+        assert!(Pattern::parse(&stars).is_ok());
+        let err = error(&format!("{stars}*b*"));
+        assert!(
+            err.contains("it has 17 `*` (a run of them counts once), more than 16"),
+            "{err}"
+        );
+
+        let long = format!("{}*", "a".repeat(Pattern::MAX_LEN));
+        let err = error(&long);
+        assert!(err.contains("at most 4096 bytes long"), "{err}");
+        assert!(Pattern::parse(&long[1..]).is_ok());
+        assert!(Pattern::parse(&format!("{}?", "a".repeat(Pattern::MAX_LEN))).is_err());
+        // One key, however long, is one pattern.
+        let key = "k*".repeat(Pattern::MAX_LEN);
+        let exact = Pattern::parse(&Pattern::escape(&key)).unwrap();
+        assert_eq!(exact.exact_key(), Some(key.as_str()));
+    }
+
+    #[test]
+    fn the_cost_factor_is_what_follows_the_first_star() {
+        let cost = |p: &str| Pattern::parse(p).unwrap().cost_factor();
+        assert_eq!(cost("abc"), 0);
+        assert_eq!(cost("a?[bc]"), 0);
+        assert_eq!(cost("abc*"), 0);
+        assert_eq!(cost("abc**"), 0);
+        assert_eq!(cost("*"), 0);
+        assert_eq!(cost("a*bc"), 2);
+        assert_eq!(cost("a**b*c"), 3);
+        assert_eq!(cost(r"a\**b"), 1);
+    }
+
+    /// An error quotes 64 bytes at most, cut at a character, and says how
+    /// long the pattern was.
+    #[test]
+    fn errors_never_echo_a_long_pattern() {
+        let short = Pattern::parse("a[").unwrap_err().to_string();
+        assert_eq!(
+            short,
+            "invalid pattern `a[`: `[` at byte 1 is never closed with `]`"
+        );
+        let long = format!("{}{}[", "a".repeat(63), "é".repeat(5000));
+        let err = Pattern::parse(&long).unwrap_err().to_string();
+        let expected = format!(
+            "invalid pattern `{}` (its first 63 of 10064 bytes): `[` at byte 10063 is never closed with `]`",
+            "a".repeat(63)
+        );
+        assert_eq!(err, expected);
+        let debug = format!("{:?}", Pattern::parse(&long).unwrap_err());
+        assert!(debug.len() < 200, "{debug}");
     }
 
     #[test]
