@@ -372,7 +372,7 @@ async fn a_malformed_pattern_is_quoted_by_its_start_and_length() {
     let (status, error) = refused(&app, &format!("/invalidate?pattern={unclosed}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert!(
-        error.contains("never closed") && error.contains("(1008 bytes)"),
+        error.contains("never closed") && error.contains("(its first 64 of 1008 bytes)"),
         "{error}"
     );
     assert!(

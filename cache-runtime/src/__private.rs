@@ -238,10 +238,20 @@ pub fn invalidate_blocking(name: Option<&'static str>, slot: &'static Slot, patt
     }
 }
 
+/// The macro checked the literal text and placeholders are escaped, so the
+/// pattern parses, unless the arguments make it too costly (a long one
+/// after a `*`, see [`Pattern::MAX_TAIL_LEN`]): it is then widened to its
+/// literal prefix and `*`, which covers all it did, and said.
 fn parse(pattern: &KeyBuf) -> Pattern {
-    // The macro checked the literal text; placeholders are escaped, so the
-    // pattern always parses.
-    Pattern::parse(pattern.as_str()).expect("`#[invalidates]` pattern parses")
+    Pattern::parse(pattern.as_str()).unwrap_or_else(|e| {
+        let wide = Pattern::widened(pattern.as_str());
+        let message = format!("cache_runtime: {e}; invalidating `{wide}` instead, which covers it");
+        #[cfg(feature = "tracing")]
+        tracing::warn!(target: "cache_runtime", "{message}");
+        #[cfg(not(feature = "tracing"))]
+        eprintln!("{message}");
+        wide
+    })
 }
 
 /// Picks how a return type is cached from the type itself (not from how it

@@ -107,16 +107,22 @@ const SHOWN: usize = 64;
 
 impl PatternError {
     fn new(pattern: &str, reason: PatternErrorKind) -> PatternError {
-        let mut end = pattern.len().min(SHOWN);
-        while !pattern.is_char_boundary(end) {
-            end -= 1;
-        }
         PatternError {
-            shown: pattern[..end].into(),
+            shown: start_of(pattern, SHOWN).into(),
             len: pattern.len(),
             reason,
         }
     }
+}
+
+/// The longest start of `text` of at most `max` bytes that ends at a
+/// character: what a message quotes of a long input.
+pub(crate) fn start_of(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -372,6 +378,33 @@ impl Pattern {
         self.exact.as_deref()
     }
 
+    /// The cheapest pattern that covers every key `source` covers: the
+    /// literal text before its first wildcard, then `*` (a prefix pattern,
+    /// whose cost does not depend on the keys). What an invalidation built
+    /// from a template takes when the pattern it made is refused for its
+    /// cost: wider, never narrower.
+    pub(crate) fn widened(source: &str) -> Pattern {
+        let bytes = source.as_bytes();
+        let mut literal = Vec::new();
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                b'*' | b'?' | b'[' => break,
+                b'\\' => {
+                    literal.extend(bytes.get(i + 1));
+                    i += 2;
+                }
+                _ => {
+                    literal.push(b);
+                    i += 1;
+                }
+            }
+        }
+        let literal = String::from_utf8_lossy(&literal);
+        Pattern::parse(&format!("{}*", Pattern::escape(&literal)))
+            .expect("an escaped literal and `*` parse")
+    }
+
     /// The literal text every matching key starts with.
     pub fn literal_prefix(&self) -> &str {
         match self.tokens.first() {
@@ -385,7 +418,6 @@ impl Pattern {
     /// (`abc*`) and for a pattern without `*`; at most
     /// [`MAX_TAIL_LEN`](Pattern::MAX_TAIL_LEN). The shared tier's scans
     /// are to size their `COUNT` by it.
-    #[allow(dead_code)] // until the shared tier's scans read it
     pub(crate) fn cost_factor(&self) -> usize {
         self.tail_len
     }
@@ -686,6 +718,17 @@ mod tests {
         assert_eq!(err, expected);
         let debug = format!("{:?}", Pattern::parse(&long).unwrap_err());
         assert!(debug.len() < 200, "{debug}");
+    }
+
+    #[test]
+    fn a_widened_pattern_is_its_literal_prefix_and_a_star() {
+        let costly = format!("q:{}:*{}b", "x\\*", "a".repeat(Pattern::MAX_TAIL_LEN + 1));
+        assert!(Pattern::parse(&costly).is_err());
+        let wide = Pattern::widened(&costly);
+        assert_eq!(wide.as_str(), "q:x\\*:*");
+        assert_eq!(wide.cost_factor(), 0);
+        assert!(wide.matches(&format!("q:x*:{}b", "a".repeat(300))));
+        assert_eq!(Pattern::widened("?x").as_str(), "*");
     }
 
     #[test]

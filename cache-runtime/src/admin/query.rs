@@ -59,11 +59,8 @@ pub(super) fn quote(text: &str) -> String {
     if text.len() <= QUOTED_BYTES {
         return format!("`{}`", text.escape_debug());
     }
-    let mut end = QUOTED_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("`{}`... ({} bytes)", text[..end].escape_debug(), text.len())
+    let start = crate::pattern::start_of(text, QUOTED_BYTES);
+    format!("`{}`... ({} bytes)", start.escape_debug(), text.len())
 }
 
 /// One name or value of the query, decoded; `Err` completes "`name` ...".
