@@ -387,7 +387,10 @@ impl Coherent {
         // Announced once the matches are gone, not with the mark: an
         // instance told earlier could read a match back from Redis. Also
         // when the walk failed half-way: an extra announcement costs little.
-        let removed = self.scan_unlink(&self.scan_pattern(pattern.as_str())).await;
+        let redis_pattern = self.scan_pattern(pattern.as_str());
+        let removed = self
+            .scan_unlink(&redis_pattern, pattern.cost_factor())
+            .await;
         self.announce(pattern.as_str()).await;
         Ok(SharedInvalidation::Scanned(removed?))
     }
@@ -444,7 +447,7 @@ impl Coherent {
     /// values to give the memory back. Returns how many it removed.
     pub(crate) async fn clear_checked(&self) -> Result<u64, L2Error> {
         self.mark_tag("", "*").await?;
-        self.scan_unlink(&self.scan_pattern("*")).await
+        self.scan_unlink(&self.scan_pattern("*"), 0).await
     }
 
     /// Sets the tag of `prefix`, to live as long as any value it covers,

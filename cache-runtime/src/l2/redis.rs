@@ -18,6 +18,16 @@ use super::diagnose::{map_error, Probe};
 use super::L2Error;
 use crate::pattern::Pattern;
 
+/// Pattern bytes times key bytes one `SCAN` of a costly pattern may
+/// match: about 10 ms of the server's time at its glob's pace (see
+/// `benches/glob.rs` and `benches/l2.rs`, the worst scan).
+const SCAN_BUDGET: usize = 8 << 20;
+/// The fewest keys a `SCAN` asks for, however costly the pattern.
+const MIN_SCAN_COUNT: usize = 10;
+/// What a stored key adds to the namespace and the key: `:`, or on a
+/// cluster `{<group>}:`.
+const SCAN_KEY_OVERHEAD: usize = 8;
+
 /// The shared tier over Redis.
 ///
 /// Keys are stored as `<namespace>:<key>` (on a cluster
@@ -47,8 +57,8 @@ use crate::pattern::Pattern;
 /// A [`Cache`](crate::Cache) with a Redis backend keeps its own protocol on
 /// top of these keys (a generation counter, tombstones and prefix tags in
 /// keys of the form `<namespace>[..]`, or `<namespace>{<group>}[..]` on a
-/// cluster, and an 8-byte generation in front of
-/// each envelope it writes) so that invalidations on one instance bind
+/// cluster, and in front of each envelope it writes the generation it was
+/// filled under and a digest of its key, 16 bytes) so that invalidations on one instance bind
 /// fills on every other. Writing or removing its keys through this type
 /// directly bypasses that protocol.
 ///
@@ -326,7 +336,10 @@ impl RedisL2 {
         let parsed = Pattern::parse(pattern)?;
         match parsed.exact_key() {
             Some(key) => self.delete(&[key]).await,
-            None => self.scan_unlink(&self.scan_pattern(parsed.as_str())).await,
+            None => {
+                let redis_pattern = self.scan_pattern(parsed.as_str());
+                self.scan_unlink(&redis_pattern, parsed.cost_factor()).await
+            }
         }
     }
 
@@ -342,18 +355,37 @@ impl RedisL2 {
     /// # Ok(()) }
     /// ```
     pub async fn clear(&self) -> Result<u64, L2Error> {
-        self.scan_unlink(&self.scan_pattern("*")).await
+        self.scan_unlink(&self.scan_pattern("*"), 0).await
     }
 
-    /// Removes the keys `redis_pattern` matches: on each primary of a
-    /// cluster, or on the one server.
-    pub(super) async fn scan_unlink(&self, redis_pattern: &str) -> Result<u64, L2Error> {
+    /// The `COUNT` of each `SCAN` of a pattern whose glob costs `cost`
+    /// (see `Pattern::cost_factor`) per key byte: the configured count, cut
+    /// so that one `SCAN` matches at most [`SCAN_BUDGET`] pattern bytes
+    /// against key bytes for keys this library writes (at most
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES) after the namespace), so
+    /// that no `SCAN` of a costly pattern holds the server for long.
+    pub(crate) fn scan_count_for(&self, cost: usize) -> usize {
+        let longest_key = crate::MAX_KEY_BYTES + self.namespace.len() + SCAN_KEY_OVERHEAD;
+        let per_key = cost.saturating_mul(longest_key).max(1);
+        (SCAN_BUDGET / per_key).clamp(MIN_SCAN_COUNT, self.scan_count.max(MIN_SCAN_COUNT))
+    }
+
+    /// Removes the keys `redis_pattern` matches, whose glob costs `cost`
+    /// per key byte: on each primary of a cluster, or on the one server.
+    pub(super) async fn scan_unlink(
+        &self,
+        redis_pattern: &str,
+        cost: usize,
+    ) -> Result<u64, L2Error> {
+        let count = self.scan_count_for(cost);
         if !self.is_cluster() {
-            return self.scan_unlink_on(None, redis_pattern).await;
+            return self.scan_unlink_on(None, redis_pattern, count).await;
         }
         let mut removed = 0;
         for slot in self.primaries().await? {
-            removed += self.scan_unlink_on(Some(slot), redis_pattern).await?;
+            removed += self
+                .scan_unlink_on(Some(slot), redis_pattern, count)
+                .await?;
         }
         Ok(removed)
     }
@@ -391,7 +423,12 @@ impl RedisL2 {
 
     /// `SCAN` + `UNLINK` on one server: this store's, or the cluster's
     /// primary of `slot`.
-    async fn scan_unlink_on(&self, slot: Option<u16>, redis_pattern: &str) -> Result<u64, L2Error> {
+    async fn scan_unlink_on(
+        &self,
+        slot: Option<u16>,
+        redis_pattern: &str,
+        count: usize,
+    ) -> Result<u64, L2Error> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
@@ -400,7 +437,7 @@ impl RedisL2 {
                 .arg("MATCH")
                 .arg(redis_pattern)
                 .arg("COUNT")
-                .arg(self.scan_count);
+                .arg(count);
             let (next, keys): (u64, Vec<Vec<u8>>) = match (slot, &self.conn) {
                 (Some(slot), Conn::Cluster(conn)) => {
                     let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
