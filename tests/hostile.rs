@@ -10,7 +10,7 @@ mod support;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cache_runtime::{cached, Backend, Cache, MAX_KEY_BYTES};
+use cache_runtime::{cached, invalidates, Backend, Cache, MAX_KEY_BYTES};
 use redis::Commands;
 use support::RedisServer;
 
@@ -294,4 +294,26 @@ async fn an_invalidation_redis_keeps_refusing_is_widened_to_a_clear() {
     let fresh = reader(&server, "widen");
     assert_eq!(fresh.get::<u8>("other:1").await, None);
     assert_eq!(fresh.get::<u8>("order:1:lines").await, None);
+}
+
+#[invalidates("search:*:<query>")]
+async fn forget_searches_ending(query: &str) {
+    let _ = query;
+}
+
+#[tokio::test]
+async fn an_invalidation_made_too_costly_by_its_argument_is_widened_not_lost() {
+    let server = RedisServer::start();
+    let cache = hybrid(&server, "wide").await;
+    let other = reader(&server, "wide");
+    cache.set("search:books:rust", 1u8, MIN).await;
+    cache.set("orders:1", 2u8, MIN).await;
+    // 300 bytes after the `*`: more than a pattern may have
+    // (`Pattern::MAX_TAIL_LEN`); what it covers is invalidated through its
+    // literal prefix, `search:*`.
+    let long = "r".repeat(300);
+    cache.scope(forget_searches_ending(&long)).await;
+    assert_eq!(cache.get::<u8>("search:books:rust").await, None);
+    assert_eq!(other.get::<u8>("search:books:rust").await, None);
+    assert_eq!(other.get::<u8>("orders:1").await, Some(2));
 }
