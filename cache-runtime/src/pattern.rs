@@ -102,6 +102,10 @@ pub struct PatternError {
     reason: PatternErrorKind,
 }
 
+/// The longest pattern without a `*` before its end whose match is cheap
+/// enough to run under a lock (see [`Pattern::is_cheap`]).
+const CHEAP_LEN: usize = 256;
+
 /// How many bytes of a pattern its error quotes.
 const SHOWN: usize = 64;
 
@@ -420,6 +424,14 @@ impl Pattern {
     /// are to size their `COUNT` by it.
     pub(crate) fn cost_factor(&self) -> usize {
         self.tail_len
+    }
+
+    /// Whether matching a key costs at most [`CHEAP_LEN`] steps, whatever
+    /// the key: no `*` before the end (see
+    /// [`cost_factor`](Pattern::cost_factor)) and a short pattern, as a
+    /// prefix invalidation (`orders:list:acme:*`) is.
+    pub(crate) fn is_cheap(&self) -> bool {
+        self.tail_len == 0 && self.source.len() <= CHEAP_LEN
     }
 
     /// Whether `key` matches.
