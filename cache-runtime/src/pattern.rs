@@ -422,6 +422,7 @@ impl Pattern {
     /// (`abc*`) and for a pattern without `*`; at most
     /// [`MAX_TAIL_LEN`](Pattern::MAX_TAIL_LEN). The shared tier's scans
     /// are to size their `COUNT` by it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn cost_factor(&self) -> usize {
         self.tail_len
     }
