@@ -254,13 +254,15 @@ async fn an_invalidation_redis_keeps_refusing_is_widened_to_a_clear() {
 
     // Redis answers, but refuses SCAN: a pattern that is neither a key nor
     // a prefix cannot be replayed.
-    let mut admin = server.connection();
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("-scan")
-        .query(&mut admin)
-        .unwrap();
+    let acl = |rule: &str| {
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg(rule)
+            .query(&mut server.connection())
+            .unwrap();
+    };
+    acl("-scan");
     cache.invalidate("order:*:lines").await.unwrap();
     let mut widened = false;
     for _ in 0..400 {
@@ -271,12 +273,7 @@ async fn an_invalidation_redis_keeps_refusing_is_widened_to_a_clear() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(widened, "never widened: {:?}", cache.stats());
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("+scan")
-        .query(&mut admin)
-        .unwrap();
+    acl("+scan");
     let mut replayed = false;
     for _ in 0..400 {
         if cache.stats().invalidations_pending == 0 && cache.in_sync() {

@@ -70,22 +70,17 @@ impl SharedTier {
                 return Found::Miss(None, None);
             }
         };
+        let undecodable = matches!(read, Read::Undecodable { .. });
         let (stored, start, generation) = match read {
             Read::Value {
                 bytes,
                 start,
                 generation,
             } => (bytes, start, generation),
-            Read::Absent { generation } => {
-                missed();
-                let ticket = Ticket {
-                    generation,
-                    read_at,
-                };
-                return Found::Miss(Some(ticket), None);
-            }
-            Read::Undecodable { generation } => {
-                site.counters.add(Counter::L2Undecodable, 1);
+            Read::Absent { generation } | Read::Undecodable { generation } => {
+                if undecodable {
+                    site.counters.add(Counter::L2Undecodable, 1);
+                }
                 missed();
                 let ticket = Ticket {
                     generation,
