@@ -108,6 +108,35 @@ async fn patterns_remove_what_they_match_and_count_it() {
     }
 }
 
+/// A prefix invalidation reads the keys under its prefix only (an index
+/// the first one builds): keys stored, replaced, deleted and evicted after
+/// it are seen by the next one exactly as a walk over the tier would.
+#[tokio::test]
+async fn prefix_invalidations_see_every_key_stored_since_the_first() {
+    for (engine, builder) in builders() {
+        // About 2,000 entries of ~120 bytes fit: the loop below evicts.
+        let cache = builder.l1_max_bytes(256 * 1024).build().unwrap();
+        assert_eq!(cache.invalidate("t0:*").await.unwrap(), 0, "{engine:?}");
+        for round in 0..5u32 {
+            for i in 0..3_000u32 {
+                cache.set(&format!("t{}:{i}", i % 7), round, MIN).await;
+            }
+            cache.delete("t3:3").await;
+            for t in 0..7u32 {
+                let pattern = format!("t{t}:*");
+                let mut held = 0;
+                for i in (t..3_000).step_by(7) {
+                    held += u64::from(cache.exists(&format!("t{t}:{i}")).await);
+                }
+                let removed = cache.invalidate(&pattern).await.unwrap();
+                assert_eq!(removed, held, "{engine:?} round {round}: {pattern}");
+                assert!(held > 0, "{engine:?}: nothing left of {pattern}");
+            }
+            assert_eq!(cache.stats().entries, 0, "{engine:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn pattern_invalidation_reaches_named_caches() {
     let cache = Cache::builder().build().unwrap();

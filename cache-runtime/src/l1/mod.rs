@@ -2,8 +2,11 @@
 //!
 //! Both engines bound the tier by estimated bytes (the entry weight) and keep
 //! the deadlines inside the entry, so that the freshness check is the same
-//! whatever the engine. Pattern removal scans the tier once and removes the
-//! matching keys before it returns: nothing is left for later reads to check.
+//! whatever the engine. Pattern removal removes the matching keys before it
+//! returns: nothing is left for later reads to check. The quick_cache
+//! engine reads only the keys under a pattern's literal prefix, from an
+//! ordered index of its keys; moka's engine, and a pattern with no literal
+//! prefix (`*:roles`), walk every key.
 
 mod moka_engine;
 mod quick;
@@ -24,7 +27,7 @@ pub(crate) trait L1Engine: Send + Sync {
     /// can hold), in which case any older entry of `key` is gone too.
     fn insert(&self, key: &str, entry: Entry) -> bool;
     fn remove(&self, key: &str) -> bool;
-    /// Removes every key `pattern` matches; returns how many.
+    /// Removes every key `pattern` matches; returns how many (exactly).
     fn remove_matching(&self, pattern: &Pattern) -> u64;
     fn clear(&self);
     fn entry_count(&self) -> u64;
