@@ -7,9 +7,10 @@
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use cache_runtime::{cached, invalidates, Backend, Cache};
+use cache_runtime::{cached, invalidates, Backend, Cache, Event, Hooks};
 use support::{RedisServer, Target};
 
 #[derive(Default)]
@@ -151,6 +152,72 @@ async fn a_restarted_redis_resynchronises_before_serving_from_process() {
     let (a, db) = before_the_cut(&server).await;
     server.restart();
     after_the_cut(&server, a, db).await;
+}
+
+/// Counts the invalidations a cache applies, and makes each slow.
+struct SlowInvalidations(Arc<AtomicU64>);
+
+impl Hooks for SlowInvalidations {
+    fn on_event(&self, event: &Event<'_>) {
+        if let Event::Invalidate { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// A flood of invalidations that an instance applies slower than they
+/// arrive: it drops them, subscribes again and empties its in-process tier
+/// (counted in `backplane_resyncs`), instead of queueing them all; then it
+/// is in step again and follows the next invalidation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_behind_a_flood_resynchronises_instead_of_queueing_it() {
+    const FLOOD: u64 = 50_000;
+    let server = RedisServer::start();
+    let applied = Arc::new(AtomicU64::new(0));
+    let b = Cache::builder()
+        .backend(Backend::Hybrid)
+        .redis_url(server.url())
+        .key_prefix("app")
+        .hooks(SlowInvalidations(Arc::clone(&applied)))
+        .build()
+        .unwrap();
+    assert!(b.wait_in_sync(Duration::from_secs(10)).await);
+    let a = hybrid(&server).await;
+    let db = Db::default();
+    assert_eq!(b.scope(profile(&db, 1)).await, 0);
+    assert!(b.local().get::<u64>("profile:1").await.is_some());
+
+    // Invalidations of keys nobody holds, from another instance, as fast
+    // as Redis takes them.
+    let mut flood = redis::pipe();
+    for i in 0..FLOOD {
+        flood
+            .cmd("PUBLISH")
+            .arg("app[bus]")
+            .arg(format!("1:flood:{i}"))
+            .ignore();
+    }
+    let () = flood.query(&mut server.connection()).unwrap();
+
+    assert!(
+        eventually(async || b.stats().backplane_resyncs >= 1).await,
+        "b never caught up: {} of {FLOOD} applied",
+        applied.load(Ordering::Relaxed)
+    );
+    assert!(
+        applied.load(Ordering::Relaxed) < FLOOD,
+        "b applied the whole flood"
+    );
+    assert!(b.local().get::<u64>("profile:1").await.is_none());
+    assert!(b.wait_in_sync(Duration::from_secs(10)).await);
+    assert_eq!(b.scope(profile(&db, 1)).await, 0);
+    a.scope(update_profile(&db, 1)).await;
+    assert!(
+        eventually(async || b.local().get::<u64>("profile:1").await.is_none()).await,
+        "b missed the invalidation after the flood"
+    );
+    assert_eq!(b.scope(profile(&db, 1)).await, 1);
 }
 
 on_server_and_cluster! {

@@ -182,6 +182,12 @@ pub(crate) fn render(root: &Cache) -> String {
                 s.breaker_opens,
             ),
             (
+                "cache_backplane_resyncs_total",
+                "counter",
+                "Times this instance fell behind the others' invalidations and emptied its in-process tier to catch up.",
+                s.backplane_resyncs,
+            ),
+            (
                 "cache_invalidations_pending",
                 "gauge",
                 "Invalidations waiting for Redis to come back.",

@@ -195,6 +195,11 @@ pub struct Stats {
     /// Markers or values in Redis that made no sense, each read as an
     /// invalidation (see [`Health::last_corrupt`](crate::Health::last_corrupt)).
     pub l2_corrupt: u64,
+    /// Times this instance fell behind the other instances' invalidations
+    /// (a flood of them, or hooks slower than they arrive) and caught up
+    /// by subscribing again and emptying its in-process tier, instead of
+    /// queueing them without end.
+    pub backplane_resyncs: u64,
 }
 
 impl Stats {

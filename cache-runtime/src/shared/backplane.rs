@@ -5,11 +5,11 @@
 //! dropped) may have missed messages: it does not serve from its in-process
 //! tier until it has subscribed again and emptied it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::{Root, SharedTier};
 use crate::pattern::Pattern;
@@ -28,6 +28,18 @@ const PING_WITHIN: Duration = Duration::from_secs(1);
 /// A subscription that lived at least this long resets the backoff; one
 /// that keeps dying at once does not make the cache empty itself in a loop.
 const STABLE_AFTER: Duration = Duration::from_secs(2);
+/// The subscriber is behind when it finds this many messages waiting one
+/// after another, or keeps finding one waiting for this long: the others
+/// publish faster than this instance applies (a flood of invalidations, a
+/// slow hook). It then drops its subscription, with every message queued
+/// behind it, and subscribes again, emptying its in-process tier: the
+/// messages waiting in memory are bounded by what arrives in that time,
+/// and no invalidation is applied later than that.
+const BACKLOG_LIMIT: u32 = 10_000;
+const BEHIND_LIMIT: Duration = Duration::from_secs(1);
+/// While messages are waiting, the subscriber lets the runtime's other
+/// tasks run after this many.
+const YIELD_EVERY: u32 = 256;
 
 impl SharedTier {
     /// Starts the backplane, once, in the current tokio runtime (nothing
@@ -54,6 +66,7 @@ impl SharedTier {
             channel: self.channel.clone(),
             instance: self.instance,
             in_sync: Arc::clone(&self.in_sync),
+            resyncs: Arc::clone(&self.resyncs),
         };
         *task = Some(runtime.spawn(subscriber.run()).abort_handle());
     }
@@ -109,6 +122,16 @@ struct Subscriber {
     channel: String,
     instance: u64,
     in_sync: Arc<AtomicBool>,
+    /// Times this subscriber fell behind and resubscribed.
+    resyncs: Arc<AtomicU64>,
+}
+
+/// Why a subscription ended.
+enum Ended {
+    /// It dropped, stopped answering, or its cache is gone.
+    Lost,
+    /// This instance fell behind the messages (see [`BACKLOG_LIMIT`]).
+    Behind,
 }
 
 impl Subscriber {
@@ -134,10 +157,15 @@ impl Subscriber {
                 let Some(root) = self.root() else { return };
                 root.clear_local();
                 self.in_sync.store(true, Ordering::Release);
-                self.listen(pubsub).await;
+                let ended = self.listen(pubsub).await;
                 self.in_sync.store(false, Ordering::Release);
                 if since.elapsed() >= STABLE_AFTER {
                     retry = RETRY_FIRST;
+                }
+                if let Ended::Behind = ended {
+                    // The server answers: subscribe again at once.
+                    self.resyncs.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
             }
             tokio::time::sleep(retry).await;
@@ -145,22 +173,52 @@ impl Subscriber {
         }
     }
 
-    /// Applies messages until the subscription ends or stops answering.
-    async fn listen(&self, pubsub: redis::aio::PubSub) {
+    /// Applies messages until the subscription ends or stops answering, or
+    /// this instance falls behind them.
+    async fn listen(&self, pubsub: redis::aio::PubSub) -> Ended {
         let (mut sink, mut messages) = pubsub.split();
+        // Messages found waiting one after another, and since when.
+        let mut waiting = 0;
+        let mut behind_since = tokio::time::Instant::now();
         loop {
-            let message = tokio::select! {
-                message = messages.next() => message,
-                () = tokio::time::sleep(PING_EVERY) => {
-                    let alive = tokio::time::timeout(PING_WITHIN, sink.ping::<redis::Value>()).await;
-                    if !matches!(alive, Ok(Ok(_))) {
-                        return;
+            // A message already queued is taken without waiting (and
+            // without the runtime's budget, which would make the queue look
+            // empty when it is not).
+            let queued = tokio::task::unconstrained(messages.next()).now_or_never();
+            let message = match queued {
+                Some(message) => {
+                    if waiting == 0 {
+                        behind_since = tokio::time::Instant::now();
                     }
-                    continue;
+                    waiting += 1;
+                    if waiting > BACKLOG_LIMIT || behind_since.elapsed() > BEHIND_LIMIT {
+                        return Ended::Behind;
+                    }
+                    if waiting % YIELD_EVERY == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    message
+                }
+                None => {
+                    waiting = 0;
+                    tokio::select! {
+                        message = messages.next() => message,
+                        () = tokio::time::sleep(PING_EVERY) => {
+                            let alive = tokio::time::timeout(PING_WITHIN, sink.ping::<redis::Value>()).await;
+                            if !matches!(alive, Ok(Ok(_))) {
+                                return Ended::Lost;
+                            }
+                            continue;
+                        }
+                    }
                 }
             };
-            let Some(message) = message else { return };
-            let Some(root) = self.root() else { return };
+            let Some(message) = message else {
+                return Ended::Lost;
+            };
+            let Some(root) = self.root() else {
+                return Ended::Lost;
+            };
             // A hook that panics must not take the subscription with it.
             let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 apply(

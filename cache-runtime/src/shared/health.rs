@@ -103,6 +103,7 @@ impl SharedTier {
             invalidations_pending: pending.len() as u64,
             invalidation_queue_overflows: pending.overflows,
             l2_corrupt: self.corruption.seen.load(Ordering::Relaxed),
+            backplane_resyncs: self.resyncs.load(Ordering::Relaxed),
             ..Stats::default()
         }
     }

@@ -79,6 +79,9 @@ pub(crate) struct SharedTier {
     /// Whether the in-process tier may be trusted: subscribed to the
     /// backplane, and emptied since the last time it was not.
     pub(crate) in_sync: Arc<AtomicBool>,
+    /// Times the backplane's subscriber fell behind the others'
+    /// invalidations and resubscribed, emptying the in-process tier.
+    pub(crate) resyncs: Arc<std::sync::atomic::AtomicU64>,
     /// The root cache, which the backplane applies invalidations to.
     pub(crate) root: OnceLock<Weak<dyn Root>>,
     /// The backplane's task, once started.
@@ -173,6 +176,7 @@ impl SharedTier {
             instance,
             channel,
             in_sync: Arc::new(AtomicBool::new(!backplane)),
+            resyncs: Arc::default(),
             subscribe: backplane,
             root: OnceLock::new(),
             backplane: parking_lot::Mutex::new(None),
