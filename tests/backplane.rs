@@ -32,6 +32,11 @@ async fn update_profile(db: &Db, id: u64) {
     db.version.fetch_add(1, Ordering::SeqCst);
 }
 
+#[invalidates("profile:*")]
+async fn update_all_profiles(db: &Db) {
+    db.version.fetch_add(1, Ordering::SeqCst);
+}
+
 async fn hybrid(server: &impl Target) -> Cache {
     let cache = Cache::builder()
         .backend(Backend::Hybrid)
@@ -198,7 +203,12 @@ async fn a_subscriber_behind_a_flood_resynchronises_instead_of_queueing_it() {
             .arg(format!("1:flood:{i}"))
             .ignore();
     }
-    let () = flood.query(&mut server.connection()).unwrap();
+    // Sent from a blocking thread: the runtime's workers stay free.
+    let mut publisher = server.connection();
+    tokio::task::spawn_blocking(move || flood.query::<()>(&mut publisher))
+        .await
+        .unwrap()
+        .unwrap();
 
     assert!(
         eventually(async || b.stats().backplane_resyncs >= 1).await,
@@ -218,6 +228,133 @@ async fn a_subscriber_behind_a_flood_resynchronises_instead_of_queueing_it() {
         "b missed the invalidation after the flood"
     );
     assert_eq!(b.scope(profile(&db, 1)).await, 1);
+}
+
+/// A Redis that answers but refuses writes: over `maxmemory` under
+/// `noeviction` (2 MB held, the limit set to 1 MB). A prefix
+/// invalidation's script cannot run there (it writes its tag); the
+/// invalidating instance still removes the values (`SCAN` + `UNLINK`,
+/// which a full Redis takes) and announces the pattern at once, so the
+/// other instance stops serving the old values, from process and from
+/// Redis, while the invalidation waits in the first instance's queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_still_lets_a_prefix_invalidation_reach_the_other_instance() {
+    let server = RedisServer::start_with_args(&["--maxmemory-policy", "noeviction"]);
+    let (a, b) = (hybrid(&server).await, hybrid(&server).await);
+    let db = Db::default();
+    for id in 0..5 {
+        assert_eq!(b.scope(profile(&db, id)).await, 0);
+        assert_eq!(a.get::<u64>(&format!("profile:{id}")).await, Some(0));
+    }
+    let mut raw = server.connection();
+    let pad = vec![b'x'; 64 * 1024];
+    for i in 0..32 {
+        let () = redis::cmd("SET")
+            .arg(format!("pad:{i}"))
+            .arg(&pad)
+            .query(&mut raw)
+            .unwrap();
+    }
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1mb")
+        .query(&mut raw)
+        .unwrap();
+    let write = |raw: &mut redis::Connection| redis::cmd("SET").arg("w").arg(1).query::<()>(raw);
+    let refused = write(&mut raw).expect_err("a write past maxmemory");
+    assert!(refused.to_string().contains("OOM"), "{refused}");
+
+    a.scope(update_all_profiles(&db)).await;
+    assert_eq!(a.stats().invalidations_pending, 1, "{:?}", a.stats());
+    assert!(
+        eventually(async || {
+            let mut gone = true;
+            for id in 0..5 {
+                gone &= b
+                    .local()
+                    .get::<u64>(&format!("profile:{id}"))
+                    .await
+                    .is_none();
+            }
+            gone || a.stats().invalidations_pending == 0
+        })
+        .await,
+        "b still serves the old values from process"
+    );
+    // Still queued: what reached b came from the invalidation itself, not
+    // from its replay (which cannot run while Redis is full).
+    assert_eq!(a.stats().invalidations_pending, 1, "{:?}", a.stats());
+    for id in 0..5 {
+        assert_eq!(b.scope(profile(&db, id)).await, 1, "b read an old value");
+    }
+    assert!(write(&mut raw).is_err(), "Redis took writes again");
+}
+
+/// The most this runtime wakes a task late: the largest lateness of 200
+/// sleeps of 1 ms, measured in the run that uses it.
+async fn wake_up_noise() -> Duration {
+    let mut worst = Duration::ZERO;
+    for _ in 0..200 {
+        let started = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        worst = worst.max(started.elapsed().saturating_sub(Duration::from_millis(1)));
+    }
+    worst
+}
+
+/// Redis paused (SIGSTOP) under a subscribed instance: its subscription
+/// stalls without a word. An invalidation made meanwhile on another
+/// instance cannot reach it; the subscribed instance stops serving its
+/// in-process copy at most `STALE_BOUND` (250 ms) after that invalidation
+/// returned, because its lease on the in-process tier lapses (no ping is
+/// answered). The bound is asserted with a margin measured in the same
+/// run: the runtime's own wake-up lateness (twice: the poll here, and the
+/// subscriber's), and the coarse clock's tick (at most 10 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscription_stops_in_process_hits_within_the_stale_bound() {
+    let server = RedisServer::start();
+    let a = Cache::builder()
+        .backend(Backend::Hybrid)
+        .redis_url(server.url())
+        .key_prefix("app")
+        .redis_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    assert!(a.wait_in_sync(Duration::from_secs(10)).await);
+    let b = hybrid(&server).await;
+    let db = Db::default();
+    assert_eq!(b.scope(profile(&db, 1)).await, 0);
+    let noise = wake_up_noise().await;
+    // Several pings answered in a row: the subscription is live.
+    for _ in 0..30 {
+        assert!(b.local().get::<u64>("profile:1").await.is_some());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    server.pause();
+    a.scope(update_profile(&db, 1)).await;
+    let returned = std::time::Instant::now();
+    let mut window = None;
+    for _ in 0..5_000 {
+        if b.local().get::<u64>("profile:1").await.is_none() {
+            window = Some(returned.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    server.resume();
+    let window = window.expect("b served its in-process copy for 5 s of a paused server");
+    let margin = noise * 2 + Duration::from_millis(10);
+    eprintln!("stale window after the invalidation returned: {window:?} (bound 250 ms, margin {margin:?})");
+    assert!(
+        window <= Duration::from_millis(250) + margin,
+        "b served the invalidated value {window:?} after the invalidation returned (margin {margin:?})"
+    );
+    assert!(
+        b.wait_in_sync(Duration::from_secs(20)).await,
+        "b never came back in step"
+    );
 }
 
 on_server_and_cluster! {

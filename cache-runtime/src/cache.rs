@@ -601,9 +601,11 @@ impl Cache {
     }
 
     /// Whether this cache's in-process tier is in step with the other
-    /// instances: subscribed to their invalidations (always `true` for a
-    /// `memory` cache, or with the backplane turned off). A readiness or
-    /// health check can report it.
+    /// instances: subscribed to their invalidations, and the subscription
+    /// shown alive within the last 250 ms (always `true` for a `memory`
+    /// cache, or with the backplane turned off). While it is not, nothing
+    /// is served from the in-process tier. A readiness or health check can
+    /// report it.
     ///
     /// ```
     /// let cache = cache_runtime::Cache::builder().build().unwrap();

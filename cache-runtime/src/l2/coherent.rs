@@ -379,11 +379,15 @@ impl Coherent {
                 // no tag of that length left behind.
                 return Ok(SharedInvalidation::Keys(0));
             }
-            self.mark_tag(prefix, pattern.as_str()).await?;
-            return Ok(SharedInvalidation::Prefix(prefix.to_owned()));
+            let marked = self.mark_tag(prefix, pattern.as_str()).await;
+            return match marked {
+                Ok(()) => Ok(SharedInvalidation::Prefix(prefix.to_owned())),
+                Err(e) => Err(self.unmarked(pattern, e).await),
+            };
         }
-        self.mark(SCAN_EPOCH, TOMBSTONE_LIFETIME, None, None)
-            .await?;
+        if let Err(e) = self.mark(SCAN_EPOCH, TOMBSTONE_LIFETIME, None, None).await {
+            return Err(self.unmarked(pattern, e).await);
+        }
         // Announced once the matches are gone, not with the mark: an
         // instance told earlier could read a match back from Redis. Also
         // when the walk failed half-way: an extra announcement costs little.
@@ -393,6 +397,24 @@ impl Coherent {
             .await;
         self.announce(pattern.as_str()).await;
         Ok(SharedInvalidation::Scanned(removed?))
+    }
+
+    /// When the script that marks `pattern` could not run although Redis
+    /// answered (out of memory, it refuses writes; a marker of the wrong
+    /// type), the matching values are still removed (`SCAN` + `UNLINK`,
+    /// which Redis takes when full) and the pattern announced, so that
+    /// every instance stops serving what it removed; `e` is returned, for
+    /// the invalidation to be queued and marked once Redis takes writes.
+    /// Fills that were running may land meanwhile, as for exact keys.
+    async fn unmarked(&self, pattern: &Pattern, e: L2Error) -> L2Error {
+        if let L2Error::Command { .. } = e {
+            let redis_pattern = self.scan_pattern(pattern.as_str());
+            let _ = self
+                .scan_unlink(&redis_pattern, pattern.cost_factor())
+                .await;
+            self.announce(pattern.as_str()).await;
+        }
+        e
     }
 
     /// Removes each of `keys` and leaves its tombstone; returns how many

@@ -4,26 +4,43 @@
 //! own. An instance that is not subscribed (not yet, or its subscription
 //! dropped) may have missed messages: it does not serve from its in-process
 //! tier until it has subscribed again and emptied it.
+//!
+//! Being subscribed is not enough: a subscription can stall without a word
+//! (a paused server, a dropped route), and the messages it would bring are
+//! then late by however long that lasts. So the in-process tier is trusted
+//! on a [`Lease`]: each ping the subscription answers, once every message
+//! that arrived before the answer is applied, shows that every invalidation
+//! published before the ping was sent has been applied, and extends the
+//! lease to [`STALE_BOUND`] after that. An instance whose subscription
+//! stalls stops serving from process at most that long after the last
+//! invalidation it may have missed was published.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::future::{self, MaybeDone};
 use futures_util::{FutureExt, StreamExt};
 
 use super::{Root, SharedTier};
+use crate::clock::{self, Ticks};
 use crate::pattern::Pattern;
 
 /// Waits between attempts to subscribe: doubles from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(20);
 const RETRY_LAST: Duration = Duration::from_secs(1);
-/// The time limit of connecting and subscribing, and of a liveness ping.
+/// The time limit of connecting and subscribing.
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
-/// How often an idle subscription is pinged: a connection that died
-/// without a word (a dropped route, a paused server) is noticed within
-/// this plus the ping's time limit, and the in-process tier is not trusted
-/// from then on.
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// The longest the in-process tier is trusted after the last ping that
+/// showed the subscription alive was sent: the bound on how late this
+/// instance can apply another's invalidation, whatever fails.
+const STALE_BOUND: Duration = Duration::from_millis(250);
+/// How often the subscription is pinged, busy or idle: the lease is
+/// renewed about three times within its length, so that a round trip or a
+/// busy runtime does not let it lapse.
+const PING_EVERY: Duration = Duration::from_millis(80);
+/// A ping unanswered this long ends the subscription (the lease has long
+/// lapsed by then): it is made again, and the in-process tier emptied.
 const PING_WITHIN: Duration = Duration::from_secs(1);
 /// A subscription that lived at least this long resets the backoff; one
 /// that keeps dying at once does not make the cache empty itself in a loop.
@@ -33,13 +50,17 @@ const STABLE_AFTER: Duration = Duration::from_secs(2);
 /// publish faster than this instance applies (a flood of invalidations, a
 /// slow hook). It then drops its subscription, with every message queued
 /// behind it, and subscribes again, emptying its in-process tier: the
-/// messages waiting in memory are bounded by what arrives in that time,
-/// and no invalidation is applied later than that.
+/// messages waiting in memory are bounded by what arrives in that time.
+/// (The lease has lapsed long before: a ping's answer renews it only once
+/// the queue is found empty.) Shorter than [`PING_WITHIN`], whose answer
+/// can be held up by the same flood.
 const BACKLOG_LIMIT: u32 = 10_000;
-const BEHIND_LIMIT: Duration = Duration::from_secs(1);
+const BEHIND_LIMIT: Duration = Duration::from_millis(500);
 /// While messages are waiting, the subscriber lets the runtime's other
-/// tasks run after this many.
-const YIELD_EVERY: u32 = 256;
+/// tasks run after this many: among them the connection's own task, which
+/// reads the messages and the pings' answers, and may be waiting on this
+/// worker thread.
+const YIELD_EVERY: u32 = 16;
 
 impl SharedTier {
     /// Starts the backplane, once, in the current tokio runtime (nothing
@@ -102,13 +123,49 @@ fn apply(root: Arc<dyn Root>, payload: &[u8], instance: u64) {
     }
 }
 
+/// Until when the in-process tier may be trusted, on the real clock
+/// (whatever clock the cache's freshness reads): renewed by the
+/// subscriber, ended when it is not subscribed.
+pub(crate) struct Lease(AtomicU64);
+
+impl Lease {
+    /// A lease that never lapses (no backplane: a single instance), or
+    /// one not yet granted.
+    pub(crate) fn new(forever: bool) -> Lease {
+        Lease(AtomicU64::new(if forever { u64::MAX } else { 0 }))
+    }
+
+    fn now() -> Ticks {
+        coarsetime::Instant::now_without_cache_update().as_ticks()
+    }
+
+    #[inline]
+    pub(crate) fn holds(&self) -> bool {
+        let until = self.0.load(Ordering::Acquire);
+        until == u64::MAX || Lease::now() < until
+    }
+
+    /// Extends the lease to [`STALE_BOUND`] after `from`: every message
+    /// published before `from` has been applied.
+    fn renew(&self, from: Ticks) {
+        self.0.fetch_max(
+            from.saturating_add(clock::ticks(STALE_BOUND)),
+            Ordering::AcqRel,
+        );
+    }
+
+    pub(crate) fn end(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
 /// Marks the in-process tier out of step when the subscriber stops, however
 /// it stops (its cache dropped, its runtime shut down, a panic).
-struct OutOfStepOnExit(Arc<AtomicBool>);
+struct OutOfStepOnExit(Arc<Lease>);
 
 impl Drop for OutOfStepOnExit {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.end();
     }
 }
 
@@ -121,9 +178,75 @@ struct Subscriber {
     clients: Vec<redis::Client>,
     channel: String,
     instance: u64,
-    in_sync: Arc<AtomicBool>,
+    in_sync: Arc<Lease>,
     /// Times this subscriber fell behind and resubscribed.
     resyncs: Arc<AtomicU64>,
+}
+
+/// The subscription's pings: one in flight at a time, sent every
+/// [`PING_EVERY`], awaited alongside the messages (its answer comes after
+/// every message published before it, which may be many).
+struct Ping {
+    sink: redis::aio::PubSubSink,
+    next: tokio::time::Instant,
+    /// The ping in flight: when it was sent, on the lease's clock and the
+    /// runtime's, and its answer.
+    in_flight: Option<(Ticks, tokio::time::Instant, MaybeDone<PingReply>)>,
+}
+
+type PingReply =
+    std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<redis::Value>> + Send>>;
+
+impl Ping {
+    fn new(sink: redis::aio::PubSubSink) -> Ping {
+        Ping {
+            sink,
+            next: tokio::time::Instant::now() + PING_EVERY,
+            in_flight: None,
+        }
+    }
+
+    /// Sends the next ping when it is due, and takes its answer if it has
+    /// come: `Some(sent)` for an answer, `Err` for a ping failed or
+    /// unanswered within [`PING_WITHIN`].
+    fn check(&mut self) -> Result<Option<Ticks>, ()> {
+        let now = tokio::time::Instant::now();
+        if self.in_flight.is_none() && now >= self.next {
+            let mut sink = self.sink.clone();
+            let reply: PingReply = Box::pin(async move { sink.ping::<redis::Value>().await });
+            self.in_flight = Some((Lease::now(), now, future::maybe_done(reply)));
+        }
+        let Some((sent, at, reply)) = &mut self.in_flight else {
+            return Ok(None);
+        };
+        let answer = match reply.now_or_never() {
+            Some(()) => std::pin::Pin::new(reply).take_output(),
+            None => None,
+        };
+        match answer {
+            Some(Ok(_)) => {
+                let sent = *sent;
+                self.in_flight = None;
+                self.next = now + PING_EVERY;
+                Ok(Some(sent))
+            }
+            Some(Err(_)) => Err(()),
+            None if now.duration_since(*at) >= PING_WITHIN => Err(()),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns when there is something to do: a ping to send, an answer
+    /// come, or one overdue.
+    async fn due(&mut self) {
+        match &mut self.in_flight {
+            None => tokio::time::sleep_until(self.next).await,
+            // The answer is kept for `check` to take.
+            Some((_, at, reply)) => {
+                let _ = tokio::time::timeout_at(*at + PING_WITHIN, reply).await;
+            }
+        }
+    }
 }
 
 /// Why a subscription ended.
@@ -155,10 +278,11 @@ impl Subscriber {
                 // loads are marked too, so none stores a value it read
                 // before).
                 let Some(root) = self.root() else { return };
+                let subscribed = Lease::now();
                 root.clear_local();
-                self.in_sync.store(true, Ordering::Release);
+                self.in_sync.renew(subscribed);
                 let ended = self.listen(pubsub).await;
-                self.in_sync.store(false, Ordering::Release);
+                self.in_sync.end();
                 if since.elapsed() >= STABLE_AFTER {
                     retry = RETRY_FIRST;
                 }
@@ -174,13 +298,24 @@ impl Subscriber {
     }
 
     /// Applies messages until the subscription ends or stops answering, or
-    /// this instance falls behind them.
+    /// this instance falls behind them; renews the lease on every ping
+    /// answered.
     async fn listen(&self, pubsub: redis::aio::PubSub) -> Ended {
-        let (mut sink, mut messages) = pubsub.split();
+        let (sink, mut messages) = pubsub.split();
         // Messages found waiting one after another, and since when.
         let mut waiting = 0;
         let mut behind_since = tokio::time::Instant::now();
+        let mut ping = Ping::new(sink);
+        // When the last ping answered was sent: the lease runs from there
+        // once the messages queued before its answer are applied, that is
+        // once the queue is next found empty.
+        let mut answered = None;
         loop {
+            match ping.check() {
+                Err(()) => return Ended::Lost,
+                Ok(Some(sent)) => answered = Some(sent),
+                Ok(None) => {}
+            }
             // A message already queued is taken without waiting (and
             // without the runtime's budget, which would make the queue look
             // empty when it is not).
@@ -201,15 +336,12 @@ impl Subscriber {
                 }
                 None => {
                     waiting = 0;
+                    if let Some(sent) = answered.take() {
+                        self.in_sync.renew(sent);
+                    }
                     tokio::select! {
                         message = messages.next() => message,
-                        () = tokio::time::sleep(PING_EVERY) => {
-                            let alive = tokio::time::timeout(PING_WITHIN, sink.ping::<redis::Value>()).await;
-                            if !matches!(alive, Ok(Ok(_))) {
-                                return Ended::Lost;
-                            }
-                            continue;
-                        }
+                        () = ping.due() => continue,
                     }
                 }
             };

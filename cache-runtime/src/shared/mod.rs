@@ -14,7 +14,7 @@
 //! recovery apply invalidations to).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::{Arc, OnceLock, Weak};
 
 use crate::breaker::Breaker;
@@ -78,7 +78,7 @@ pub(crate) struct SharedTier {
     pub(crate) channel: String,
     /// Whether the in-process tier may be trusted: subscribed to the
     /// backplane, and emptied since the last time it was not.
-    pub(crate) in_sync: Arc<AtomicBool>,
+    pub(crate) in_sync: Arc<backplane::Lease>,
     /// Times the backplane's subscriber fell behind the others'
     /// invalidations and resubscribed, emptying the in-process tier.
     pub(crate) resyncs: Arc<std::sync::atomic::AtomicU64>,
@@ -175,7 +175,7 @@ impl SharedTier {
             fill_l1,
             instance,
             channel,
-            in_sync: Arc::new(AtomicBool::new(!backplane)),
+            in_sync: Arc::new(backplane::Lease::new(!backplane)),
             resyncs: Arc::default(),
             subscribe: backplane,
             root: OnceLock::new(),
@@ -299,7 +299,7 @@ impl SharedTier {
     /// Whether the in-process tier may be trusted (see `backplane`).
     #[inline]
     pub(crate) fn in_sync(&self) -> bool {
-        self.in_sync.load(Ordering::Acquire)
+        self.in_sync.holds()
     }
 
     /// The store (see [`SharedTier::store`]), with the backplane started.

@@ -13,7 +13,6 @@
 //! them): queued, they would return at once, and a caller invalidating in
 //! a loop would keep the queue from ever emptying. Reads still skip Redis.
 
-use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
 use super::write::send;
@@ -62,7 +61,7 @@ impl SharedTier {
             return;
         }
         if self.subscribe {
-            self.in_sync.store(false, Ordering::Release);
+            self.in_sync.end();
             if let Some(task) = self.backplane.lock().as_ref() {
                 task.abort();
             }
