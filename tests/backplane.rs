@@ -38,11 +38,16 @@ async fn update_all_profiles(db: &Db) {
 }
 
 async fn hybrid(server: &impl Target) -> Cache {
+    hybrid_within(server, Duration::from_secs(2)).await
+}
+
+/// A hybrid instance whose Redis calls time out after `timeout`.
+async fn hybrid_within(server: &impl Target, timeout: Duration) -> Cache {
     let cache = Cache::builder()
         .backend(Backend::Hybrid)
         .redis_url(server.url())
         .key_prefix("app")
-        .redis_timeout(Duration::from_secs(2))
+        .redis_timeout(timeout)
         .build()
         .unwrap();
     assert!(cache.wait_in_sync(Duration::from_secs(10)).await);
@@ -314,14 +319,7 @@ async fn wake_up_noise() -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscription_stops_in_process_hits_within_the_stale_bound() {
     let server = RedisServer::start();
-    let a = Cache::builder()
-        .backend(Backend::Hybrid)
-        .redis_url(server.url())
-        .key_prefix("app")
-        .redis_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    assert!(a.wait_in_sync(Duration::from_secs(10)).await);
+    let a = hybrid_within(&server, Duration::from_millis(50)).await;
     let b = hybrid(&server).await;
     let db = Db::default();
     assert_eq!(b.scope(profile(&db, 1)).await, 0);
