@@ -296,6 +296,65 @@ async fn a_full_redis_still_lets_a_prefix_invalidation_reach_the_other_instance(
     assert!(write(&mut raw).is_err(), "Redis took writes again");
 }
 
+/// Degraded mode: out of step with the others (Redis paused under it),
+/// an instance with `degraded_l1_ttl` keeps answering from process: the
+/// values it held, for that long after it fell out of step, and the values
+/// it loads meanwhile, each for at most that long. Without the setting,
+/// every read goes to the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn degraded_mode_keeps_answering_from_process_while_out_of_step() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // Each its own key prefix: none reads what another loaded.
+    let degraded = |prefix: &'static str, ttl: Duration| {
+        let url = url.clone();
+        async move {
+            let cache = Cache::builder()
+                .backend(Backend::Hybrid)
+                .redis_url(url)
+                .key_prefix(prefix)
+                .redis_timeout(Duration::from_millis(50))
+                .degraded_l1_ttl(ttl)
+                .build()
+                .unwrap();
+            assert!(cache.wait_in_sync(Duration::from_secs(10)).await);
+            cache
+        }
+    };
+    let long = degraded("long", Duration::from_secs(60)).await;
+    let short = degraded("short", Duration::from_millis(300)).await;
+    let plain = hybrid_within(&server, Duration::from_millis(50)).await;
+    let dbs = [Db::default(), Db::default(), Db::default()];
+    let caches = [&long, &short, &plain];
+    for (cache, db) in caches.iter().zip(&dbs) {
+        assert_eq!(cache.scope(profile(db, 1)).await, 0);
+    }
+    let reads = |db: &Db| db.reads.load(Ordering::SeqCst);
+    assert_eq!(dbs.iter().map(reads).sum::<u64>(), 3);
+
+    server.pause();
+    assert!(
+        eventually(async || caches.iter().all(|c| !c.in_sync())).await,
+        "an instance still in step with its Redis paused"
+    );
+    // `long` answers from process: what it held, and what it loads once.
+    for _ in 0..10 {
+        long.scope(profile(&dbs[0], 1)).await;
+        long.scope(profile(&dbs[0], 2)).await;
+        plain.scope(profile(&dbs[2], 1)).await;
+    }
+    assert_eq!(reads(&dbs[0]), 2, "profile:1 held, profile:2 loaded once");
+    assert_eq!(reads(&dbs[2]), 11, "without the setting, every read");
+    // Past its 300 ms, `short` no longer serves what it held before, and
+    // keeps what it loads again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    short.scope(profile(&dbs[1], 1)).await;
+    short.scope(profile(&dbs[1], 1)).await;
+    assert_eq!(reads(&dbs[1]), 2, "one load after the 300 ms, then kept");
+    server.resume();
+    assert!(long.wait_in_sync(Duration::from_secs(20)).await);
+}
+
 /// The most this runtime wakes a task late: the largest lateness of 200
 /// sleeps of 1 ms, measured in the run that uses it.
 async fn wake_up_noise() -> Duration {

@@ -199,6 +199,14 @@ pub struct Config {
     pub breaker_failures: u32,
     /// How long the breaker stays open before it probes Redis.
     pub breaker_cooldown: Duration,
+    /// How long the in-process tier keeps answering while this instance is
+    /// out of step with the others (Redis away, its subscription stalled or
+    /// lost): values it held when it fell out of step are served for this
+    /// long after, and values loaded meanwhile live at most this long.
+    /// Zero (the default) serves nothing from process while out of step.
+    /// What it allows is staleness: an invalidation made elsewhere
+    /// meanwhile is missed for up to this long.
+    pub degraded_l1_ttl: Duration,
     /// How many invalidations that could not reach Redis are kept to be
     /// replayed; past this, the namespace is cleared in Redis on recovery
     /// instead.
@@ -239,6 +247,7 @@ impl Default for Config {
             backplane: true,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(1),
+            degraded_l1_ttl: Duration::ZERO,
             pending_invalidations: 10_000,
             lock: false,
             lock_ttl: Duration::from_secs(10),
@@ -267,6 +276,7 @@ impl fmt::Debug for Config {
             backplane,
             breaker_failures,
             breaker_cooldown,
+            degraded_l1_ttl,
             pending_invalidations,
             lock,
             lock_ttl,
@@ -289,6 +299,7 @@ impl fmt::Debug for Config {
             .field("backplane", backplane)
             .field("breaker_failures", breaker_failures)
             .field("breaker_cooldown", breaker_cooldown)
+            .field("degraded_l1_ttl", degraded_l1_ttl)
             .field("pending_invalidations", pending_invalidations)
             .field("lock", lock)
             .field("lock_ttl", lock_ttl)
@@ -357,6 +368,7 @@ impl Config {
     /// | `CACHE_BACKPLANE` | `true`, `false`: subscribe to other instances' invalidations | `true` |
     /// | `CACHE_BREAKER_FAILURES` | consecutive failed Redis calls that open the breaker | `5` |
     /// | `CACHE_BREAKER_COOLDOWN` | a duration: open this long before a probe | `1s` |
+    /// | `CACHE_DEGRADED_L1_TTL` | a duration: how long the in-process tier answers while out of step with the other instances (the staleness it allows) | `0s` |
     /// | `CACHE_PENDING_INVALIDATIONS` | invalidations kept while Redis is away; past it, a clear on recovery | `10000` |
     /// | `CACHE_LOCK` | `true`, `false`: single flight across instances for every function that reaches Redis | `false` |
     /// | `CACHE_LOCK_TTL` | a duration: the lifetime of a distributed lock, renewed while its holder calls | `10s` |
@@ -452,6 +464,10 @@ impl Config {
                         format!("`{v}` is not a positive duration: write e.g. 500ms or 2s"),
                     )
                 })?;
+        }
+        if let Some(v) = lookup("CACHE_DEGRADED_L1_TTL") {
+            config.degraded_l1_ttl =
+                parse_duration(&v).map_err(|e| ConfigError::new("CACHE_DEGRADED_L1_TTL", e))?;
         }
         if let Some(v) = lookup("CACHE_PENDING_INVALIDATIONS") {
             config.pending_invalidations = parse_count("CACHE_PENDING_INVALIDATIONS", &v)?;
@@ -726,8 +742,10 @@ mod tests {
             ("CACHE_PENDING_INVALIDATIONS", "1_000"),
             ("CACHE_LOCK", "yes"),
             ("CACHE_LOCK_TTL", "3s"),
+            ("CACHE_DEGRADED_L1_TTL", "5s"),
         ])
         .unwrap();
+        assert_eq!(c.degraded_l1_ttl, Duration::from_secs(5));
         assert!(c.lock);
         assert_eq!(c.lock_ttl, Duration::from_secs(3));
         assert_eq!(c.breaker_failures, 3);
@@ -756,6 +774,7 @@ mod tests {
             ("CACHE_PENDING_INVALIDATIONS", "many"),
             ("CACHE_LOCK", "sometimes"),
             ("CACHE_LOCK_TTL", "0s"),
+            ("CACHE_DEGRADED_L1_TTL", "a while"),
         ] {
             let err = from(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable(), var, "{err}");

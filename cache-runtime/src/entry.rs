@@ -32,7 +32,8 @@ pub(crate) struct Entry {
     pub(crate) weight: u32,
     /// Whole seconds it is kept after `stale_until`, served only when the
     /// origin fails (`fail_safe`); see [`Entry::keep_until`]. (Seconds in
-    /// 32 bits keep the entry as small as without it: a hit reads it.)
+    /// 32 bits keep the entry as small as without it: a hit reads it.) The
+    /// top bit is [`Entry::DEGRADED`].
     pub(crate) kept_secs: u32,
 }
 
@@ -40,18 +41,40 @@ pub(crate) struct Entry {
 const SECOND: Ticks = 1 << 32;
 
 impl Entry {
+    /// The bit of `kept_secs` that marks an entry stored while its cache
+    /// was out of step with the other instances: its own deadlines bound
+    /// it (see `Cache::degraded`), and it is kept no longer.
+    pub(crate) const DEGRADED: u32 = 1 << 31;
+
     /// Kept until this instant (at least `stale_until`).
     #[inline]
     pub(crate) fn keep_until(&self) -> Ticks {
         self.stale_until
-            .saturating_add(Ticks::from(self.kept_secs) * SECOND)
+            .saturating_add(Ticks::from(self.kept_secs & !Entry::DEGRADED) * SECOND)
+    }
+
+    /// Whether it was stored while out of step ([`Entry::DEGRADED`]).
+    pub(crate) fn is_degraded(&self) -> bool {
+        self.kept_secs & Entry::DEGRADED != 0
     }
 
     /// The `kept_secs` of an entry stale until `stale_until` and kept until
-    /// `keep_until`: rounded up to whole seconds.
+    /// `keep_until`: rounded up to whole seconds (at most 2^31 - 1: 68
+    /// years).
     pub(crate) fn kept_secs(stale_until: Ticks, keep_until: Ticks) -> u32 {
         let secs = keep_until.saturating_sub(stale_until).div_ceil(SECOND);
-        u32::try_from(secs).unwrap_or(u32::MAX)
+        u32::try_from(secs)
+            .unwrap_or(u32::MAX)
+            .min(Entry::DEGRADED - 1)
+    }
+
+    /// This entry as stored out of step, at `now`: fresh for at most
+    /// `ttl`, with no stale or fail-safe time.
+    pub(crate) fn degraded(mut self, now: Ticks, ttl: Ticks) -> Entry {
+        self.fresh_until = self.fresh_until.min(now.saturating_add(ttl));
+        self.stale_until = self.fresh_until;
+        self.kept_secs = Entry::DEGRADED;
+        self
     }
 }
 

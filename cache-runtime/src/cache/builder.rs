@@ -287,6 +287,30 @@ impl CacheBuilder {
         self
     }
 
+    /// How long the in-process tier keeps answering while this instance is
+    /// out of step with the others (`CACHE_DEGRADED_L1_TTL`; default 0:
+    /// it answers nothing). Out of step means Redis is away or the
+    /// subscription to the others' invalidations stalled or dropped: the
+    /// values held then are served for `ttl` more (each within its own
+    /// TTL), and values loaded meanwhile are kept at most `ttl`, so that an
+    /// outage does not hand every read to the origin. The price is the
+    /// staleness it allows: an invalidation made on another instance
+    /// meanwhile may be missed for up to `ttl` (and the 250 ms bound of
+    /// the lease on top).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .degraded_l1_ttl(Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.config().degraded_l1_ttl, Duration::from_secs(5));
+    /// ```
+    pub fn degraded_l1_ttl(mut self, ttl: Duration) -> Self {
+        self.config.degraded_l1_ttl = ttl;
+        self
+    }
+
     /// Single flight across instances for every function whose values
     /// reach Redis, as `#[cached(lock = true)]` does for one (default:
     /// off). A cold key then costs one origin call in the whole fleet: the

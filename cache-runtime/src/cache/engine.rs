@@ -143,7 +143,7 @@ impl Cache {
         // Not in step with the other instances: the in-process tier may hold
         // what they invalidated meanwhile.
         if !self.in_sync() {
-            return Lookup::Miss;
+            return self.lookup_degraded(key, site);
         }
         let now = self.inner.clock.now();
         let found = self.inner.l1.read(key, |entry| {
@@ -172,6 +172,66 @@ impl Cache {
             Some(other) => other,
             None => Lookup::Miss,
         }
+    }
+
+    /// [`lookup`](Self::lookup) out of step with the other instances: a
+    /// fresh value, with `degraded_l1_ttl`, if it was stored out of step
+    /// (its deadlines were cut to that) or before, less than that long
+    /// ago; a miss otherwise.
+    #[cold]
+    #[inline(never)]
+    fn lookup_degraded<V: Clone + 'static>(&self, key: &str, site: &Site) -> Lookup<V> {
+        let Some(ttl) = self.degraded_ttl() else {
+            return Lookup::Miss;
+        };
+        let held_before = self.lapsed_within(ttl);
+        let now = self.inner.clock.now();
+        let found = self.inner.l1.read(key, |entry| {
+            let trusted = entry.is_degraded() || held_before;
+            (trusted && now < entry.fresh_until)
+                .then(|| entry.value.downcast_ref::<V>().cloned())
+                .flatten()
+        });
+        match found.flatten() {
+            Some(value) => {
+                self.count(site, Counter::Hit, 1);
+                if self.inner.hooks.is_some() {
+                    self.emit(Event::Hit {
+                        template: site.template,
+                        tier: Tier::L1,
+                    });
+                }
+                Lookup::Fresh(value)
+            }
+            None => Lookup::Miss,
+        }
+    }
+
+    /// `degraded_l1_ttl`, when set.
+    fn degraded_ttl(&self) -> Option<Duration> {
+        let ttl = self.inner.config.degraded_l1_ttl;
+        (!ttl.is_zero()).then_some(ttl)
+    }
+
+    /// Whether this cache fell out of step less than `grace` ago.
+    fn lapsed_within(&self, grace: Duration) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            return shared.lapsed_within(grace);
+        }
+        let _ = grace;
+        false
+    }
+
+    /// `entry`, to store in process now: as it is while in step with the
+    /// other instances; out of step, with `degraded_l1_ttl`, fresh for at
+    /// most that long and marked so, and without it, not at all.
+    pub(super) fn storable(&self, entry: Entry) -> Option<Entry> {
+        if self.in_sync() {
+            return Some(entry);
+        }
+        let ttl = self.degraded_ttl()?;
+        Some(entry.degraded(self.inner.clock.now(), clock::ticks(ttl)))
     }
 
     /// [`lookup`](Self::lookup) for a function whose values take `route`:
@@ -626,11 +686,12 @@ impl Cache {
                 let life = self.life(policy);
                 let shared: AnyValue = Arc::new(v.clone());
                 // Out of step with the other instances, the in-process tier
-                // serves nothing, and is emptied before it serves again.
-                let entry = (route.l1 && self.in_sync()).then(|| {
+                // keeps it for `degraded_l1_ttl` at most (or not at all).
+                let entry = route.l1.then(|| {
                     let weight = self.weigh(&leader, key, &v, policy);
                     self.entry(Arc::clone(&shared), weight, life, policy)
                 });
+                let entry = entry.and_then(|entry| self.storable(entry));
                 let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));
                 let (stored, held) = leader.finish_held(Arc::clone(&shared), insert);
                 if stored == Some(true) {

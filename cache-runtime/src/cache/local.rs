@@ -220,11 +220,13 @@ impl Cache {
         // A load of the key running now read older data: it stores nothing.
         self.inner.flights.invalidate_key(key);
         let value: AnyValue = Arc::new(value);
-        // Out of step with the other instances, the in-process tier is
-        // emptied before it serves again: the value goes to Redis only.
-        if route.l1 && self.in_sync() {
+        // Out of step with the other instances, the value goes to Redis
+        // only, or is kept in process for `degraded_l1_ttl` at most.
+        if route.l1 {
             let entry = self.entry(Arc::clone(&value), weight, life, &policy);
-            self.store(key, entry, self.inner.sites.handle());
+            if let Some(entry) = self.storable(entry) {
+                self.store(key, entry, self.inner.sites.handle());
+            }
         }
         #[cfg(feature = "redis")]
         if let Some(codec) = route.l2 {

@@ -218,7 +218,7 @@ impl Cache {
         deadlines: Deadlines,
         encoded_len: usize,
     ) -> Option<V> {
-        let entry = (route.l1 && self.in_sync()).then(|| {
+        let entry = route.l1.then(|| {
             let now_ms = unix_ms();
             let fresh = Duration::from_millis(deadlines.fresh_until_ms.saturating_sub(now_ms));
             // The envelope's stale deadline is the end of the window its
@@ -251,6 +251,7 @@ impl Cache {
                 kept_secs: Entry::kept_secs(stale_until, until(kept)),
             }
         });
+        let entry = entry.and_then(|entry| self.storable(entry));
         let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));
         if leader.finish(Arc::clone(&shared), insert) == Some(true) {
             self.stored(site);

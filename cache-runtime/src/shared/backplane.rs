@@ -125,7 +125,9 @@ fn apply(root: Arc<dyn Root>, payload: &[u8], instance: u64) {
 
 /// Until when the in-process tier may be trusted, on the real clock
 /// (whatever clock the cache's freshness reads): renewed by the
-/// subscriber, ended when it is not subscribed.
+/// subscriber, ended when it is not subscribed. Once it lapses or ends,
+/// it says when: the start of a degraded period (see
+/// [`Lease::lapsed_within`]).
 pub(crate) struct Lease(AtomicU64);
 
 impl Lease {
@@ -154,8 +156,16 @@ impl Lease {
         );
     }
 
+    /// Ends the lease now (or keeps an earlier end).
     pub(crate) fn end(&self) {
-        self.0.store(0, Ordering::Release);
+        self.0.fetch_min(Lease::now(), Ordering::AcqRel);
+    }
+
+    /// Whether the lease lapsed or ended less than `grace` ago (never
+    /// granted: no).
+    pub(crate) fn lapsed_within(&self, grace: Duration) -> bool {
+        let until = self.0.load(Ordering::Acquire);
+        until != 0 && Lease::now() < until.saturating_add(clock::ticks(grace))
     }
 }
 
@@ -192,6 +202,10 @@ struct Ping {
     /// The ping in flight: when it was sent, on the lease's clock and the
     /// runtime's, and its answer.
     in_flight: Option<(Ticks, tokio::time::Instant, MaybeDone<PingReply>)>,
+    /// Whether a message came since the ping in flight was sent: then an
+    /// answer that does not come is held up behind the messages (this
+    /// instance is behind), not lost.
+    messages_since: bool,
 }
 
 type PingReply =
@@ -203,18 +217,20 @@ impl Ping {
             sink,
             next: tokio::time::Instant::now() + PING_EVERY,
             in_flight: None,
+            messages_since: false,
         }
     }
 
     /// Sends the next ping when it is due, and takes its answer if it has
     /// come: `Some(sent)` for an answer, `Err` for a ping failed or
     /// unanswered within [`PING_WITHIN`].
-    fn check(&mut self) -> Result<Option<Ticks>, ()> {
+    fn check(&mut self) -> Result<Option<Ticks>, Ended> {
         let now = tokio::time::Instant::now();
         if self.in_flight.is_none() && now >= self.next {
             let mut sink = self.sink.clone();
             let reply: PingReply = Box::pin(async move { sink.ping::<redis::Value>().await });
             self.in_flight = Some((Lease::now(), now, future::maybe_done(reply)));
+            self.messages_since = false;
         }
         let Some((sent, at, reply)) = &mut self.in_flight else {
             return Ok(None);
@@ -230,8 +246,12 @@ impl Ping {
                 self.next = now + PING_EVERY;
                 Ok(Some(sent))
             }
-            Some(Err(_)) => Err(()),
-            None if now.duration_since(*at) >= PING_WITHIN => Err(()),
+            Some(Err(_)) => Err(Ended::Lost),
+            None if now.duration_since(*at) >= PING_WITHIN => Err(if self.messages_since {
+                Ended::Behind
+            } else {
+                Ended::Lost
+            }),
             None => Ok(None),
         }
     }
@@ -253,7 +273,8 @@ impl Ping {
 enum Ended {
     /// It dropped, stopped answering, or its cache is gone.
     Lost,
-    /// This instance fell behind the messages (see [`BACKLOG_LIMIT`]).
+    /// This instance fell behind the messages (see [`BACKLOG_LIMIT`]), or
+    /// a ping's answer was held up behind them for [`PING_WITHIN`].
     Behind,
 }
 
@@ -312,7 +333,7 @@ impl Subscriber {
         let mut answered = None;
         loop {
             match ping.check() {
-                Err(()) => return Ended::Lost,
+                Err(ended) => return ended,
                 Ok(Some(sent)) => answered = Some(sent),
                 Ok(None) => {}
             }
@@ -348,6 +369,7 @@ impl Subscriber {
             let Some(message) = message else {
                 return Ended::Lost;
             };
+            ping.messages_since = true;
             let Some(root) = self.root() else {
                 return Ended::Lost;
             };

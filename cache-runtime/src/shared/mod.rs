@@ -302,6 +302,11 @@ impl SharedTier {
         self.in_sync.holds()
     }
 
+    /// Whether the in-process tier fell out of step less than `grace` ago.
+    pub(crate) fn lapsed_within(&self, grace: std::time::Duration) -> bool {
+        self.in_sync.lapsed_within(grace)
+    }
+
     /// The store (see [`SharedTier::store`]), with the backplane started.
     pub(crate) fn store_now(&self) -> Option<&Coherent> {
         let store = self.store()?;
