@@ -9,7 +9,12 @@
 //!
 //! ```sh
 //! cargo run --release --example chaos -- 60
+//! cargo run --release --example chaos -- 60 2s   # with degraded_l1_ttl = 2s
 //! ```
+//!
+//! Also prints the origin calls per second of the two instances with an
+//! in-process tier in each phase (healthy, Redis away, recovering), the
+//! figure a degraded mode is for.
 //!
 //! Needs `redis-server` on the PATH (or `REDIS_SERVER`); it starts its own
 //! on a free loopback port and stops it at the end.
@@ -39,9 +44,47 @@ async fn main() {
             std::process::exit(2)
         }),
     };
+    let degraded = match std::env::args().nth(2) {
+        None => Duration::ZERO,
+        Some(arg) => {
+            let millis = arg.strip_suffix("ms").and_then(|n| n.parse().ok());
+            let secs = arg.strip_suffix('s').and_then(|n| n.parse().ok());
+            millis
+                .map(Duration::from_millis)
+                .or(secs.map(Duration::from_secs))
+                .unwrap_or_else(|| {
+                    eprintln!(
+                        "usage: chaos [seconds] [degraded_l1_ttl: e.g. 500ms, 2s]   (got `{arg}`)"
+                    );
+                    std::process::exit(2)
+                })
+        }
+    };
     let transitions = Arc::new(BreakerChanges::default());
     let mut server = RedisServer::start();
-    let load = Load::start_with(&server, |b| b.hooks(Arc::clone(&transitions))).await;
+    let load = Load::start_with(&server, |b| {
+        b.hooks(Arc::clone(&transitions)).degraded_l1_ttl(degraded)
+    })
+    .await;
+    // The origin calls of the two instances with an in-process tier (the
+    // others have none: every read they make while Redis is away is an
+    // origin call, whatever the setting), and seconds, by phase.
+    let hybrid_loads = || load.a.stats().loads + load.b.stats().loads;
+    let mut phases: Vec<(&str, f64, u64)> = Vec::new();
+    let mut mark = (Instant::now(), hybrid_loads());
+    let mut close = |name: &'static str| {
+        let reads = hybrid_loads();
+        let entry = match phases.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(entry) => entry,
+            None => {
+                phases.push((name, 0.0, 0));
+                phases.last_mut().unwrap()
+            }
+        };
+        entry.1 += mark.0.elapsed().as_secs_f64();
+        entry.2 += reads - mark.1;
+        mark = (Instant::now(), reads);
+    };
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let (mut kills, mut pauses, mut cuts) = (0u32, 0u32, 0u32);
@@ -51,11 +94,13 @@ async fn main() {
         // A healthy stretch, then a fault.
         phase("healthy");
         tokio::time::sleep(Duration::from_secs(2)).await;
+        close("healthy");
         match round % 3 {
             0 => {
                 phase("killed");
                 blocking(|| server.kill());
                 tokio::time::sleep(Duration::from_secs(2)).await;
+                close("redis away");
                 phase("restarting");
                 blocking(|| server.restart());
                 phase("restarted");
@@ -65,6 +110,7 @@ async fn main() {
                 phase("paused");
                 blocking(|| server.pause());
                 tokio::time::sleep(Duration::from_secs(3)).await;
+                close("redis away");
                 server.resume();
                 phase("resumed");
                 pauses += 1;
@@ -89,6 +135,7 @@ async fn main() {
         }
         round += 1;
         load.recovers().await;
+        close("recovering");
     }
     let db = Arc::clone(&load.db);
     let (tally, caches) = load.stop().await;
@@ -108,6 +155,14 @@ async fn main() {
         db.reads.load(Ordering::SeqCst),
         100.0 * hits as f64 / (hits + misses).max(1) as f64,
         transitions.seen().len(),
+    );
+    let rates: Vec<String> = phases
+        .iter()
+        .map(|(name, secs, reads)| format!("{name} {:.0}/s", *reads as f64 / secs.max(0.001)))
+        .collect();
+    println!(
+        "origin calls of the instances with an in-process tier, by phase (degraded_l1_ttl {degraded:?}): {}",
+        rates.join(", ")
     );
     if errors > 0 || stale > 0 {
         eprintln!("first problem: {:?}", tally.first_problem.lock().unwrap());

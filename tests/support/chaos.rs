@@ -14,7 +14,8 @@
 //! read started: the bound the README states (250 ms: the lease on the
 //! in-process tier, which a stalled subscription lets lapse), and 50 ms
 //! for this harness's own bookkeeping (it raises the floors every 5 ms)
-//! and scheduling on a loaded machine.
+//! and scheduling on a loaded machine; with `degraded_l1_ttl` set on the
+//! instances, that long more (the staleness it allows, by design).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -273,7 +274,10 @@ impl Load {
         let own = [Arc::new(Floors::new()), Arc::new(Floors::new())];
         let remote_floors = Arc::new(Floors::new());
         // Invalidations that reached Redis, and when; `settled` has those
-        // older than `SETTLED`, which bind every instance.
+        // older than `SETTLED` (plus the instances' degraded mode, when
+        // they have one: the staleness it allows), which bind every
+        // instance.
+        let tolerance = SETTLED + a.config().degraded_l1_ttl;
         let reached: Arc<Mutex<VecDeque<(Instant, u64, u64)>>> = Arc::default();
         let settled = Arc::new(Floors::new());
         let reached_redis = {
@@ -356,7 +360,7 @@ impl Load {
                         let mut reached = reached.lock().unwrap();
                         while reached
                             .front()
-                            .is_some_and(|(at, _, _)| at.elapsed() >= SETTLED)
+                            .is_some_and(|(at, _, _)| at.elapsed() >= tolerance)
                         {
                             let (_, id, version) = reached.pop_front().unwrap();
                             settled.raise(id, version);
