@@ -43,7 +43,7 @@ const SECOND: Ticks = 1 << 32;
 impl Entry {
     /// The bit of `kept_secs` that marks an entry stored while its cache
     /// was out of step with the other instances: its own deadlines bound
-    /// it (see `Cache::degraded`), and it is kept no longer.
+    /// it (see `Cache::storable`), and it is kept no longer.
     pub(crate) const DEGRADED: u32 = 1 << 31;
 
     /// Kept until this instant (at least `stale_until`).

@@ -160,17 +160,23 @@ impl Cache {
         });
         match found {
             Some(fresh @ Lookup::Fresh(_)) => {
-                self.count(site, Counter::Hit, 1);
-                if self.inner.hooks.is_some() {
-                    self.emit(Event::Hit {
-                        template: site.template,
-                        tier: Tier::L1,
-                    });
-                }
+                self.hit(site);
                 fresh
             }
             Some(other) => other,
             None => Lookup::Miss,
+        }
+    }
+
+    /// Counts and reports a hit in process.
+    #[inline]
+    fn hit(&self, site: &Site) {
+        self.count(site, Counter::Hit, 1);
+        if self.inner.hooks.is_some() {
+            self.emit(Event::Hit {
+                template: site.template,
+                tier: Tier::L1,
+            });
         }
     }
 
@@ -194,13 +200,7 @@ impl Cache {
         });
         match found.flatten() {
             Some(value) => {
-                self.count(site, Counter::Hit, 1);
-                if self.inner.hooks.is_some() {
-                    self.emit(Event::Hit {
-                        template: site.template,
-                        tier: Tier::L1,
-                    });
-                }
+                self.hit(site);
                 Lookup::Fresh(value)
             }
             None => Lookup::Miss,
