@@ -114,30 +114,33 @@ fn through_cache(trace: &Trace, capacity: usize, engine: Engine, names: &[String
     })
 }
 
+/// The hit ratio of a raw cache: `hit(id)` looks `id` up, and stores it
+/// on a miss.
+fn replay(trace: &Trace, mut hit: impl FnMut(u32) -> bool) -> f64 {
+    let hits = trace.accesses.iter().filter(|&&id| hit(id)).count();
+    hits as f64 / trace.accesses.len() as f64
+}
+
 fn raw_quick_cache(trace: &Trace, capacity: usize) -> f64 {
     let mut cache = quick_cache::unsync::Cache::<u32, ()>::new(capacity);
-    let mut hits = 0u64;
-    for &id in &trace.accesses {
-        if cache.get(&id).is_some() {
-            hits += 1;
-        } else {
+    replay(trace, |id| {
+        let hit = cache.get(&id).is_some();
+        if !hit {
             cache.insert(id, ());
         }
-    }
-    hits as f64 / trace.accesses.len() as f64
+        hit
+    })
 }
 
 fn raw_moka(trace: &Trace, capacity: usize) -> f64 {
     let cache = moka::sync::Cache::<u32, ()>::new(capacity as u64);
-    let mut hits = 0u64;
-    for &id in &trace.accesses {
-        if cache.get(&id).is_some() {
-            hits += 1;
-        } else {
+    replay(trace, |id| {
+        let hit = cache.get(&id).is_some();
+        if !hit {
             cache.insert(id, ());
         }
-    }
-    hits as f64 / trace.accesses.len() as f64
+        hit
+    })
 }
 
 fn main() {
