@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_runtime::{cached, invalidates, Backend, Cache, Event, Hooks};
+use cache_runtime::{cached, invalidates, Backend, BreakerState, Cache, Event, Hooks};
 use support::{RedisServer, Target};
 
 #[derive(Default)]
@@ -28,6 +28,19 @@ async fn profile(db: &Db, id: u64) -> u64 {
 
 #[invalidates("profile:<id>")]
 async fn update_profile(db: &Db, id: u64) {
+    let _ = id;
+    db.version.fetch_add(1, Ordering::SeqCst);
+}
+
+#[cached(ttl = "10m", key = "avatar:<id>", skip(db))]
+async fn avatar(db: &Db, id: u64) -> u64 {
+    let _ = id;
+    db.reads.fetch_add(1, Ordering::SeqCst);
+    db.version.load(Ordering::SeqCst)
+}
+
+#[invalidates("avatar:<id>")]
+async fn update_avatar(db: &Db, id: u64) {
     let _ = id;
     db.version.fetch_add(1, Ordering::SeqCst);
 }
@@ -241,7 +254,9 @@ async fn a_subscriber_behind_a_flood_resynchronises_instead_of_queueing_it() {
 /// invalidating instance still removes the values (`SCAN` + `UNLINK`,
 /// which a full Redis takes) and announces the pattern at once, so the
 /// other instance stops serving the old values, from process and from
-/// Redis, while the invalidation waits in the first instance's queue.
+/// Redis, while the invalidation waits in the first instance's queue. The
+/// next invalidation, queued at once (the failure opened the breaker), is
+/// still removed and announced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_redis_still_lets_a_prefix_invalidation_reach_the_other_instance() {
     let server = RedisServer::start_with_args(&["--maxmemory-policy", "noeviction"]);
@@ -251,6 +266,7 @@ async fn a_full_redis_still_lets_a_prefix_invalidation_reach_the_other_instance(
         assert_eq!(b.scope(profile(&db, id)).await, 0);
         assert_eq!(a.get::<u64>(&format!("profile:{id}")).await, Some(0));
     }
+    assert_eq!(b.scope(avatar(&db, 3)).await, 0);
     let mut raw = server.connection();
     let pad = vec![b'x'; 64 * 1024];
     for i in 0..32 {
@@ -293,6 +309,16 @@ async fn a_full_redis_still_lets_a_prefix_invalidation_reach_the_other_instance(
     for id in 0..5 {
         assert_eq!(b.scope(profile(&db, id)).await, 1, "b read an old value");
     }
+    // a's breaker is open now: the next invalidation is queued at once,
+    // and still removed and announced.
+    assert_ne!(a.stats().breaker, BreakerState::Closed);
+    a.scope(update_avatar(&db, 3)).await;
+    assert_eq!(a.stats().invalidations_pending, 2, "{:?}", a.stats());
+    assert!(
+        eventually(async || b.local().get::<u64>("avatar:3").await.is_none()).await,
+        "b still serves avatar:3 from process"
+    );
+    assert_eq!(b.scope(avatar(&db, 3)).await, 2, "b read an old value");
     assert!(write(&mut raw).is_err(), "Redis took writes again");
 }
 

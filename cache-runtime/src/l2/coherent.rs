@@ -408,13 +408,29 @@ impl Coherent {
     /// Fills that were running may land meanwhile, as for exact keys.
     async fn unmarked(&self, pattern: &Pattern, e: L2Error) -> L2Error {
         if let L2Error::Command { .. } = e {
-            let redis_pattern = self.scan_pattern(pattern.as_str());
-            let _ = self
-                .scan_unlink(&redis_pattern, pattern.cost_factor())
-                .await;
-            self.announce(pattern.as_str()).await;
+            self.remove_and_announce(pattern).await;
         }
         e
+    }
+
+    /// Removes what `pattern` matches (`UNLINK`, or `SCAN` + `UNLINK`) and
+    /// announces it, without marking it: commands a Redis that refuses
+    /// writes still takes. What an invalidation that cannot be marked now
+    /// (queued) still does, so that every instance stops serving what it
+    /// removed; its marks come when it is replayed.
+    pub(crate) async fn remove_and_announce(&self, pattern: &Pattern) {
+        match pattern.exact_key() {
+            Some(key) => {
+                let _ = self.delete(&[key]).await;
+            }
+            None => {
+                let redis_pattern = self.scan_pattern(pattern.as_str());
+                let _ = self
+                    .scan_unlink(&redis_pattern, pattern.cost_factor())
+                    .await;
+            }
+        }
+        self.announce(pattern.as_str()).await;
     }
 
     /// Removes each of `keys` and leaves its tombstone; returns how many

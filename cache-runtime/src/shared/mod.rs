@@ -104,7 +104,10 @@ pub(crate) struct SharedTier {
     /// The task that probes Redis while the breaker is open.
     pub(crate) recovery: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
     /// This tier, for the tasks it starts.
-    this: Weak<SharedTier>,
+    pub(super) this: Weak<SharedTier>,
+    /// Whether an invalidation queued while the breaker is open is being
+    /// removed and announced (see `deliver_unmarked`).
+    pub(super) delivering: std::sync::atomic::AtomicBool,
     /// The runtime and connection of plain `fn`s called where no
     /// multi-threaded tokio runtime runs (see [`SharedTier::block_on`]).
     own: OnceLock<Option<OwnRuntime>>,
@@ -168,6 +171,7 @@ impl SharedTier {
         let channel = format!("{}[bus]", builder.namespace());
         Arc::new_cyclic(|this| SharedTier {
             this: this.clone(),
+            delivering: Default::default(),
             builder,
             store: OnceLock::new(),
             runtime: OnceLock::new(),

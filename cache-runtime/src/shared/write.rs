@@ -160,6 +160,7 @@ impl SharedTier {
         for _ in 0..2 {
             if !self.breaker.takes_invalidations() {
                 if self.defer(&item, false) {
+                    self.deliver_unmarked(&item);
                     return SharedInvalidation::Queued("the circuit breaker is open".into());
                 }
                 continue;
@@ -180,6 +181,38 @@ impl SharedTier {
         // The breaker changed twice meanwhile: queue it regardless.
         self.defer(&item, true);
         SharedInvalidation::Queued("the circuit breaker is changing state".into())
+    }
+
+    /// Still removes and announces an invalidation queued while the
+    /// breaker is open, in the background (the caller does not wait), in
+    /// case Redis answers although this instance's breaker is open: a full
+    /// Redis refuses the invalidation's marks but takes `UNLINK` and
+    /// `PUBLISH`. One at a time: while one runs, the next is only queued
+    /// (as all are, to be marked on replay).
+    fn deliver_unmarked(&self, item: &Pending) {
+        let Pending::Pattern(pattern) = item else {
+            return;
+        };
+        if self
+            .delivering
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let (tier, pattern) = (self.this.clone(), pattern.clone());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.delivering
+                .store(false, std::sync::atomic::Ordering::Release);
+            return;
+        };
+        runtime.spawn(async move {
+            let Some(tier) = tier.upgrade() else { return };
+            if let Some(store) = tier.store() {
+                store.remove_and_announce(&pattern).await;
+            }
+            tier.delivering
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// Invalidates `pattern` from a plain `fn`, and waits for it (see
