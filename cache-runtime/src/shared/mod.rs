@@ -14,7 +14,7 @@
 //! recovery apply invalidations to).
 
 use std::future::Future;
-
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock, Weak};
 
 use crate::breaker::Breaker;
@@ -77,11 +77,12 @@ pub(crate) struct SharedTier {
     /// The backplane's channel: `<namespace>[bus]`.
     pub(crate) channel: String,
     /// Whether the in-process tier may be trusted: subscribed to the
-    /// backplane, and emptied since the last time it was not.
+    /// backplane, emptied since the last time it was not, and the
+    /// subscription shown alive lately (the lease, see `backplane`).
     pub(crate) in_sync: Arc<backplane::Lease>,
     /// Times the backplane's subscriber fell behind the others'
     /// invalidations and resubscribed, emptying the in-process tier.
-    pub(crate) resyncs: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) resyncs: Arc<AtomicU64>,
     /// The root cache, which the backplane applies invalidations to.
     pub(crate) root: OnceLock<Weak<dyn Root>>,
     /// The backplane's task, once started.
@@ -107,7 +108,7 @@ pub(crate) struct SharedTier {
     pub(super) this: Weak<SharedTier>,
     /// Whether an invalidation queued while the breaker is open is being
     /// removed and announced (see `deliver_unmarked`).
-    pub(super) delivering: std::sync::atomic::AtomicBool,
+    pub(super) delivering: AtomicBool,
     /// The runtime and connection of plain `fn`s called where no
     /// multi-threaded tokio runtime runs (see [`SharedTier::block_on`]).
     own: OnceLock<Option<OwnRuntime>>,

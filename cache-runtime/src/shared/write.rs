@@ -3,6 +3,7 @@
 //! and invalidations, queued when Redis cannot take them (see `recovery`).
 
 use std::any::Any;
+use std::sync::atomic::Ordering;
 
 use super::codec::{unix_ms, ValueCodec};
 use super::read::{millis, Ticket};
@@ -193,16 +194,12 @@ impl SharedTier {
         let Pending::Pattern(pattern) = item else {
             return;
         };
-        if self
-            .delivering
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
+        if self.delivering.swap(true, Ordering::AcqRel) {
             return;
         }
         let (tier, pattern) = (self.this.clone(), pattern.clone());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.delivering
-                .store(false, std::sync::atomic::Ordering::Release);
+            self.delivering.store(false, Ordering::Release);
             return;
         };
         runtime.spawn(async move {
@@ -210,8 +207,7 @@ impl SharedTier {
             if let Some(store) = tier.store() {
                 store.remove_and_announce(&pattern).await;
             }
-            tier.delivering
-                .store(false, std::sync::atomic::Ordering::Release);
+            tier.delivering.store(false, Ordering::Release);
         });
     }
 
