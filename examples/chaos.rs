@@ -44,20 +44,18 @@ async fn main() {
             std::process::exit(2)
         }),
     };
+    // Read as `CACHE_DEGRADED_L1_TTL` is, by the configuration's parser.
     let degraded = match std::env::args().nth(2) {
         None => Duration::ZERO,
         Some(arg) => {
-            let millis = arg.strip_suffix("ms").and_then(|n| n.parse().ok());
-            let secs = arg.strip_suffix('s').and_then(|n| n.parse().ok());
-            millis
-                .map(Duration::from_millis)
-                .or(secs.map(Duration::from_secs))
-                .unwrap_or_else(|| {
-                    eprintln!(
-                        "usage: chaos [seconds] [degraded_l1_ttl: e.g. 500ms, 2s]   (got `{arg}`)"
-                    );
-                    std::process::exit(2)
-                })
+            cache_runtime::Config::from_lookup(|var| {
+                (var == "CACHE_DEGRADED_L1_TTL").then(|| arg.clone())
+            })
+            .unwrap_or_else(|e| {
+                eprintln!("usage: chaos [seconds] [degraded_l1_ttl]   ({e})");
+                std::process::exit(2)
+            })
+            .degraded_l1_ttl
         }
     };
     let transitions = Arc::new(BreakerChanges::default());

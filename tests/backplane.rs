@@ -19,35 +19,44 @@ struct Db {
     reads: AtomicU64,
 }
 
+impl Db {
+    fn read(&self) -> u64 {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.version.load(Ordering::SeqCst)
+    }
+
+    fn write(&self) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 #[cached(ttl = "10m", key = "profile:<id>", skip(db))]
 async fn profile(db: &Db, id: u64) -> u64 {
     let _ = id;
-    db.reads.fetch_add(1, Ordering::SeqCst);
-    db.version.load(Ordering::SeqCst)
+    db.read()
 }
 
 #[invalidates("profile:<id>")]
 async fn update_profile(db: &Db, id: u64) {
     let _ = id;
-    db.version.fetch_add(1, Ordering::SeqCst);
+    db.write();
 }
 
 #[cached(ttl = "10m", key = "avatar:<id>", skip(db))]
 async fn avatar(db: &Db, id: u64) -> u64 {
     let _ = id;
-    db.reads.fetch_add(1, Ordering::SeqCst);
-    db.version.load(Ordering::SeqCst)
+    db.read()
 }
 
 #[invalidates("avatar:<id>")]
 async fn update_avatar(db: &Db, id: u64) {
     let _ = id;
-    db.version.fetch_add(1, Ordering::SeqCst);
+    db.write();
 }
 
 #[invalidates("profile:*")]
 async fn update_all_profiles(db: &Db) {
-    db.version.fetch_add(1, Ordering::SeqCst);
+    db.write();
 }
 
 async fn hybrid(server: &impl Target) -> Cache {
