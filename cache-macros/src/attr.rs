@@ -28,6 +28,7 @@ mod kw {
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(before);
     syn::custom_keyword!(skip);
+    syn::custom_keyword!(batch);
 }
 
 /// The options of `#[cached]`, in the order the messages list them.
@@ -44,6 +45,7 @@ const CACHED_OPTIONS: &[&str] = &[
     "cache",
     "jitter",
     "skip",
+    "batch",
     "crate",
 ];
 
@@ -67,6 +69,8 @@ pub(crate) struct CachedArgs {
     pub(crate) skip: Option<Skip>,
     /// Whether a `skip` was written but did not parse.
     pub(crate) skip_failed: bool,
+    /// `batch = "ids"`: the parameter holding the ids of a batch load.
+    pub(crate) batch: Option<LitStr>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -164,6 +168,10 @@ pub(crate) fn parse_cached(tokens: TokenStream, ctxt: &mut Ctxt) -> CachedArgs {
                 let value = skip_value(input, name.span)?;
                 args.skip_failed = false;
                 set_once(ctxt, &mut args.skip, "skip", name.span, value);
+            } else if lookahead.peek(kw::batch) {
+                let name: kw::batch = input.parse()?;
+                let value = string_value(input, "batch", name.span, "\"ids\"")?;
+                set_once(ctxt, &mut args.batch, "batch", name.span, value);
             } else if lookahead.peek(Token![crate]) {
                 let name: Token![crate] = input.parse()?;
                 let value = crate_value(input, name.span)?;

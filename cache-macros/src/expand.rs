@@ -76,6 +76,9 @@ fn emit(func: &Function, body: TokenStream) -> TokenStream {
 
 /// The body of a `#[cached]` function.
 fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
+    if let Some(batch) = &plan.batch {
+        return crate::batch::expand(func, plan, batch);
+    }
     // Errors about the value type (not `Clone`, not `Send`, ..) are reported
     // once, on the return type: every generated token of the call is there.
     let span = func.output.span;
@@ -109,35 +112,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
         })
     };
 
-    // Values that are `Serialize` are weighed by their encoded length.
-    let weigher = quote_spanned! {span=>
-        {
-            #[allow(unused_imports)]
-            use #rt::{WeighInline as _, WeighItself as _, WeighStored as _};
-            (&&&#rt::Weigh::<#ret>::new()).__cache_runtime_weigher()
-        }
-    };
-
-    // Values that are serde are also encoded for the shared tier; an explicit
-    // `tier = "l2"` or `"both"`, or `lock = true`, requires it.
-    // The requirement is checked by a function of the crate's root, so that
-    // its error names no internal item.
-    let codec = match (plan.spec.tier, plan.spec.lock) {
-        (Some(Tier::L2 | Tier::Both), _) | (_, Some(true)) => quote_spanned! {span=>
-            #root::codec_for_redis({
-                #[allow(unused_imports)]
-                use #rt::{CodecItself as _, CodecNone as _, CodecStored as _};
-                (&&&#rt::Codecs::<#ret>::new()).__cache_runtime_codec_required()
-            })
-        },
-        _ => quote_spanned! {span=>
-            {
-                #[allow(unused_imports)]
-                use #rt::{CodecItself as _, CodecNone as _, CodecStored as _};
-                (&&&#rt::Codecs::<#ret>::new()).__cache_runtime_codec()
-            }
-        },
-    };
+    let (codec, weigher) = value_codec(plan, &rt, &root, &ret, span);
 
     let fetch = |block: &Block| {
         quote_spanned! {span=>
@@ -232,8 +207,49 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
     }
 }
 
+/// How the values of a function returning `ret` are encoded for the shared
+/// tier (see `__private::Codecs`), and weighed (`__private::Weigh`).
+pub(crate) fn value_codec(
+    plan: &CachedPlan,
+    rt: &TokenStream,
+    root: &TokenStream,
+    ret: &TokenStream,
+    span: Span,
+) -> (TokenStream, TokenStream) {
+    // Values that are `Serialize` are weighed by their encoded length.
+    let weigher = quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use #rt::{WeighInline as _, WeighItself as _, WeighStored as _};
+            (&&&#rt::Weigh::<#ret>::new()).__cache_runtime_weigher()
+        }
+    };
+
+    // Values that are serde are also encoded for the shared tier; an explicit
+    // `tier = "l2"` or `"both"`, or `lock = true`, requires it.
+    // The requirement is checked by a function of the crate's root, so that
+    // its error names no internal item.
+    let codec = match (plan.spec.tier, plan.spec.lock) {
+        (Some(Tier::L2 | Tier::Both), _) | (_, Some(true)) => quote_spanned! {span=>
+            #root::codec_for_redis({
+                #[allow(unused_imports)]
+                use #rt::{CodecItself as _, CodecNone as _, CodecStored as _};
+                (&&&#rt::Codecs::<#ret>::new()).__cache_runtime_codec_required()
+            })
+        },
+        _ => quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #rt::{CodecItself as _, CodecNone as _, CodecStored as _};
+                (&&&#rt::Codecs::<#ret>::new()).__cache_runtime_codec()
+            }
+        },
+    };
+    (codec, weigher)
+}
+
 /// `tokens` with `span`, for paths that resolve from the root.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|mut tt| {
@@ -372,12 +388,12 @@ fn used_params(steps: &[KeyStep]) -> Vec<&Ident> {
 /// A local variable of the generated code. `mixed_site` hygiene keeps it
 /// apart from the user's names: a parameter called `__cache_key` neither
 /// sees nor hides it.
-fn local(name: &str) -> Ident {
+pub(crate) fn local(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
 }
 
 /// `<crate>::__private`.
-fn private(krate: &syn::Path) -> TokenStream {
+pub(crate) fn private(krate: &syn::Path) -> TokenStream {
     quote!(#krate::__private)
 }
 
@@ -408,7 +424,7 @@ fn names_lifetime_or_type_param(tokens: &TokenStream, generics: &syn::Generics) 
     })
 }
 
-fn return_type(func: &Function) -> TokenStream {
+pub(crate) fn return_type(func: &Function) -> TokenStream {
     match &func.output.ty {
         Some(ty) => ty.to_token_stream(),
         None => quote!(()),
@@ -416,7 +432,7 @@ fn return_type(func: &Function) -> TokenStream {
 }
 
 /// `static __CACHE_SPEC` and `static __CACHE_SLOT` of a `#[cached]` function.
-fn spec_statics(func: &Function, spec: &SpecPlan, rt: &TokenStream) -> TokenStream {
+pub(crate) fn spec_statics(func: &Function, spec: &SpecPlan, rt: &TokenStream) -> TokenStream {
     let name = func.sig.ident.to_string();
     let name = name.strip_prefix("r#").unwrap_or(&name);
     let template = match &spec.template {
@@ -474,7 +490,7 @@ fn spec_statics(func: &Function, spec: &SpecPlan, rt: &TokenStream) -> TokenStre
 }
 
 /// `let mut __cache_key = KeyBuf::new();` and the pushes of `steps`.
-fn build_key(steps: &[KeyStep], rt: &TokenStream) -> TokenStream {
+pub(crate) fn build_key(steps: &[KeyStep], rt: &TokenStream) -> TokenStream {
     let key_var = local("__cache_key");
     let pushes = steps.iter().map(|step| match step {
         KeyStep::ModulePath(rest) => {

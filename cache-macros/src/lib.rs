@@ -11,6 +11,7 @@
 
 mod ast;
 mod attr;
+mod batch;
 mod ctxt;
 mod derive;
 mod expand;

@@ -23,6 +23,8 @@ pub(crate) struct CachedPlan {
     pub(crate) krate: Path,
     pub(crate) spec: SpecPlan,
     pub(crate) key: Vec<KeyStep>,
+    /// `batch = ".."`: a key per id of this parameter.
+    pub(crate) batch: Option<crate::batch::BatchPlan>,
 }
 
 /// The `Spec` of a `#[cached]` function: only what was given.
@@ -233,7 +235,7 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
             }
         });
 
-    if let Some(none) = &args.none {
+    if let Some(none) = args.none.as_ref().filter(|_| args.batch.is_none()) {
         if none.value
             && func.output.kind != ReturnKind::Option
             && func.output.kind != ReturnKind::Unit
@@ -248,6 +250,7 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
         }
     }
 
+    let mut batch_key = None;
     let (key, template) = match &args.key {
         Some(lit) => {
             let before = ctxt.count();
@@ -258,6 +261,7 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
             // checked for what it leaves out only when both are sound.
             let key_is_sound = ctxt.count() == before;
             let in_key = placeholder_heads(&template.segments);
+            batch_key = Some((lit, in_key.clone()));
             let before = ctxt.count();
             let skipped = check_skip(args.skip.as_ref(), &in_key, func, ctxt);
             let skip_is_sound = ctxt.count() == before && !args.skip_failed;
@@ -272,7 +276,9 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
         }
     };
 
+    let batch = crate::batch::check(&args, func, batch_key, ctxt);
     CachedPlan {
+        batch,
         krate: runtime_path(args.krate),
         spec: SpecPlan {
             template,

@@ -613,6 +613,53 @@ where
     K::unwrap(cache.load_blocking(found, key.as_str(), &site, function, &policy, route, origin))
 }
 
+/// The body of an `async fn` under `#[cached(batch = "..")]`: `ids` are its
+/// ids, `key_of` makes an id's key, `origin` calls the body with the ids
+/// no tier had (possibly more than once, see
+/// [`Cache::load_batch`](crate::Cache)). Each id's value is stored as
+/// `Option<V>` under its own key.
+#[allow(clippy::too_many_arguments)]
+pub async fn fetch_batch<R, F, Fut>(
+    codec: Option<ValueCodec>,
+    weigher: Option<Weigher>,
+    spec: &'static Spec,
+    slot: &'static Slot,
+    ids: Vec<R::Id>,
+    key_of: impl Fn(&R::Id) -> KeyBuf,
+    mut origin: F,
+) -> R
+where
+    R: crate::BatchReturn,
+    R::Id: Eq + std::hash::Hash + Clone,
+    R::Value: CachedValue,
+    F: FnMut(Vec<R::Id>) -> Fut,
+    Fut: Future<Output = R>,
+{
+    let (cache, site) = handle_and_site(spec, slot);
+    if !cache.is_enabled() {
+        return origin(ids).await;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let ids: Vec<R::Id> = ids
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect();
+    drop(seen);
+    let keys: Vec<KeyBuf> = ids.iter().map(key_of).collect();
+    let keys: Vec<&str> = keys.iter().map(KeyBuf::as_str).collect();
+    let route = route(&cache, spec, &site, codec);
+    let policy = spec.policy_with(weigher);
+    let origin = |asked| {
+        let call = origin(asked);
+        async move { call.await.into_pairs() }
+    };
+    let loaded = cache.load_batch(ids, &keys, &site, &policy, route, origin);
+    match Box::pin(loaded).await {
+        Ok(pairs) => R::from_pairs(pairs),
+        Err(error) => R::from_error(error),
+    }
+}
+
 /// Finds how to measure the stored values of a return type `R`: by their
 /// encoded length when they are `serde::Serialize`, else not at all (the
 /// inline size counts). Autoref specialization, as [`Dispatch`]: the macro

@@ -22,6 +22,7 @@ use crate::scope;
 use crate::site::{Site, Sites};
 use crate::stats::{Counter, Counters, Stats};
 
+mod batch;
 mod builder;
 mod engine;
 mod local;
@@ -321,6 +322,58 @@ impl Cache {
     /// ```
     pub async fn set<V: Shareable>(&self, key: &str, value: V, ttl: Duration) {
         self.set_on(key, value, ttl, self.shared_route::<V>()).await;
+    }
+
+    /// The fresh value of each of `keys`, in order, as [`Cache::get`]
+    /// reads one: from process, then the keys it misses from Redis in one
+    /// round trip (one `MGET` per cluster slot group), with the same
+    /// coherence checks. A key twice is read once.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// cache.set("user:1", "Ada".to_string(), Duration::from_secs(60)).await;
+    /// let found = cache.get_many::<String, _>(["user:1", "user:2"]).await;
+    /// assert_eq!(found, [Some("Ada".to_string()), None]);
+    /// # });
+    /// ```
+    pub async fn get_many<V, K>(&self, keys: impl IntoIterator<Item = K>) -> Vec<Option<V>>
+    where
+        V: Shareable,
+        K: AsRef<str>,
+    {
+        let keys: Vec<K> = keys.into_iter().collect();
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        let (unique, at) = distinct(&keys);
+        let values = self
+            .get_many_on::<V>(&unique, self.shared_route::<V>())
+            .await;
+        at.into_iter().map(|at| values[at].clone()).collect()
+    }
+
+    /// Stores every `(key, value)` of `entries` for `ttl`, as
+    /// [`Cache::set`] stores one, the writes to Redis sent together
+    /// (pipelined on one connection) instead of one after another; returns
+    /// how many it stored.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().build().unwrap();
+    /// let rates = [("rate:EUR", 1.08f64), ("rate:GBP", 1.27)];
+    /// assert_eq!(cache.set_many(rates, Duration::from_secs(300)).await, 2);
+    /// assert_eq!(cache.get::<f64>("rate:GBP").await, Some(1.27));
+    /// # });
+    /// ```
+    pub async fn set_many<K, V, I>(&self, entries: I, ttl: Duration) -> u64
+    where
+        K: AsRef<str>,
+        V: Shareable,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        self.set_many_on(entries, ttl, self.shared_route::<V>())
+            .await
     }
 
     /// The fresh value of `key`, or the value `init` computes, stored for
@@ -855,4 +908,20 @@ impl std::fmt::Debug for Cache {
             .field("engine", &self.inner.config.engine)
             .finish_non_exhaustive()
     }
+}
+
+/// `keys` without repeats, and where each of `keys` is among them.
+fn distinct<'k>(keys: &[&'k str]) -> (Vec<&'k str>, Vec<usize>) {
+    let mut unique: Vec<&str> = Vec::with_capacity(keys.len());
+    let mut index: HashMap<&str, usize, foldhash::fast::RandomState> = HashMap::default();
+    let at = keys
+        .iter()
+        .map(|&key| {
+            *index.entry(key).or_insert_with(|| {
+                unique.push(key);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    (unique, at)
 }

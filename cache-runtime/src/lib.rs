@@ -3,6 +3,7 @@
 
 #[cfg(feature = "axum")]
 pub mod admin;
+mod batch;
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 mod breaker;
 mod cache;
@@ -71,6 +72,26 @@ where
     codec.codec()
 }
 
+/// Called by `#[cached(batch = "..")]` with its ids: a collection that is
+/// not [`BatchIds`] is reported here, in that trait's words.
+#[doc(hidden)]
+#[inline(always)]
+pub fn batch_ids<I: BatchIds>(ids: I) -> Vec<I::Id> {
+    ids.into_ids()
+}
+
+/// Called by `#[cached(batch = "..")]` before anything else: a return type
+/// that is not a [`BatchReturn`], or whose values are not a
+/// [`CachedValue`], is reported here, in those traits' words.
+#[doc(hidden)]
+#[inline(always)]
+pub fn batch_return<R>()
+where
+    R: BatchReturn,
+    R::Value: CachedValue,
+{
+}
+
 #[doc(hidden)]
 /// Implemented only by a marker of the runtime: the bound that `tier = "l2"` and `tier = "both"` put
 /// on a value that is not serde, so that the mistake is a compile error.
@@ -82,6 +103,7 @@ where
 )]
 pub trait StorableInRedis {}
 
+pub use batch::{BatchIds, BatchReturn};
 pub use breaker::BreakerState;
 pub use cache::{Cache, CacheBuilder, Local, Shareable};
 pub use config::{Backend, Config, ConfigError, Engine, NamespaceConfig};

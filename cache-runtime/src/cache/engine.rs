@@ -40,7 +40,7 @@ impl Route {
 /// flight stays registered (done) until this drops, so that callers arriving
 /// while the leader writes to the shared tier get its value.
 pub(super) struct Settled<'a, O> {
-    out: O,
+    pub(super) out: O,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(super) fill: Option<(AnyValue, Life)>,
     _held: Option<Held<'a>>,

@@ -9,9 +9,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{Cache, Lookup, Policy, Route};
-use crate::entry::{AnyValue, Entry};
+use crate::entry::{AnyValue, Entry, Life};
 use crate::outcome::Plain;
 use crate::stats::Counter;
+
+/// How many entries a warm writes to Redis at once.
+const WARM_BATCH: usize = 128;
 
 /// A value the [`Cache`] handle can share with the other instances
 /// through the shared tier: `Clone + Send + Sync + 'static`, and serde, so
@@ -211,8 +214,29 @@ impl Cache {
         ttl: Duration,
         route: Route,
     ) -> bool {
-        if !self.fits(key, self.inner.sites.handle()) {
+        let Some((value, life)) = self.set_in_process(key, value, ttl, route) else {
             return false;
+        };
+        #[cfg(feature = "redis")]
+        if let (Some(codec), Some(shared)) = (route.l2, &self.inner.shared) {
+            shared.set(&*self.inner, key, &*value, codec, life).await;
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = (value, life);
+        true
+    }
+
+    /// The in-process half of a `set`: the value, and its life, to write
+    /// to the shared tier; `None` for a key the cache does not take.
+    pub(super) fn set_in_process<V: Clone + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        value: V,
+        ttl: Duration,
+        route: Route,
+    ) -> Option<(AnyValue, Life)> {
+        if !self.fits(key, self.inner.sites.handle()) {
+            return None;
         }
         let policy = Policy::ttl(ttl);
         let life = self.life(&policy);
@@ -228,13 +252,7 @@ impl Cache {
                 self.store(key, entry, self.inner.sites.handle());
             }
         }
-        #[cfg(feature = "redis")]
-        if let Some(codec) = route.l2 {
-            if let Some(shared) = &self.inner.shared {
-                shared.set(&*self.inner, key, &*value, codec, life).await;
-            }
-        }
-        true
+        Some((value, life))
     }
 
     pub(super) async fn get_or_insert_on<V, F, Fut>(
@@ -288,9 +306,12 @@ impl Cache {
         V: Clone + Send + Sync + 'static,
         I: IntoIterator<Item = (K, V)>,
     {
+        // In batches, each written to Redis at once.
+        let mut entries = entries.into_iter().peekable();
         let mut stored = 0;
-        for (key, value) in entries {
-            stored += u64::from(self.set_on(key.as_ref(), value, ttl, route).await);
+        while entries.peek().is_some() {
+            let batch: Vec<(K, V)> = entries.by_ref().take(WARM_BATCH).collect();
+            stored += self.set_many_on(batch, ttl, route).await;
         }
         stored
     }

@@ -293,4 +293,45 @@ impl Cache {
             None => value.downcast_ref::<V>().cloned(),
         }
     }
+
+    /// [`l2_get`](Self::l2_get) for many keys (no key twice), in one round
+    /// trip per group: a value per key, in order.
+    pub(super) async fn l2_get_many<V: Clone + Send + Sync + 'static>(
+        &self,
+        keys: &[&str],
+        site: &Site,
+        codec: ValueCodec,
+        route: Route,
+    ) -> Vec<Option<V>> {
+        let policy = Policy::ttl(self.inner.config.default_ttl);
+        let leaders: Vec<Option<Leader<'_>>> = keys
+            .iter()
+            .map(|key| match self.inner.flights.join(key) {
+                crate::flight::Join::Leader(leader) => Some(leader),
+                crate::flight::Join::Waiter(_) => None,
+            })
+            .collect();
+        let Some(shared) = self.inner.shared.as_deref() else {
+            return keys.iter().map(|_| None).collect();
+        };
+        let (_, keep) = self.stale_and_keep(&policy);
+        let finds = shared
+            .lookup_many::<V>(&*self.inner, keys, site, codec, keep)
+            .await;
+        keys.iter()
+            .zip(leaders)
+            .zip(finds)
+            .map(|((key, leader), find)| {
+                let Found::Value(value, deadlines, len) = find else {
+                    return None;
+                };
+                match leader {
+                    Some(leader) => {
+                        self.settle_l2_hit(leader, key, site, &policy, route, value, deadlines, len)
+                    }
+                    None => value.downcast_ref::<V>().cloned(),
+                }
+            })
+            .collect()
+    }
 }

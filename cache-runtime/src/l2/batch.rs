@@ -25,7 +25,7 @@ use super::redis::RedisL2;
 use super::L2Error;
 
 /// The most reads one `MGET` carries; more wait for the next.
-const MAX_BATCH: usize = 128;
+pub(super) const MAX_BATCH: usize = 128;
 
 /// The reads of each group (one on a single server).
 pub(crate) struct Batches {

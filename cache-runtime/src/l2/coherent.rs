@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::try_join_all;
 use redis::Script;
 
-use super::batch::Batches;
+use super::batch::{Batches, MAX_BATCH};
 use super::builder::RedisL2Builder;
 use super::marks::{
     key_digest, millis, name, tag_prefix, tag_prefixes, BIRTH, GENERATION, LONGEST, MAX_PX,
@@ -278,6 +278,35 @@ impl Coherent {
     /// reads of its group that come while another is on its way.
     pub(crate) async fn read_checked(&self, key: &str) -> Result<Read, L2Error> {
         self.batches.read(&self.store, key).await
+    }
+
+    /// Reads `keys` as [`read_checked`](Self::read_checked) reads one, a
+    /// read per key in order: one `MGET` per group they fall in (one on a
+    /// single server), at most [`MAX_BATCH`] keys each, all sent at once.
+    pub(crate) async fn read_checked_batch(&self, keys: &[&str]) -> Result<Vec<Read>, L2Error> {
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (at, key) in keys.iter().enumerate() {
+            groups.entry(self.group_index(key)).or_default().push(at);
+        }
+        let chunks: Vec<&[usize]> = groups
+            .values()
+            .flat_map(|ats| ats.chunks(MAX_BATCH))
+            .collect();
+        let reads = try_join_all(chunks.iter().map(|ats| {
+            let keys: Vec<&str> = ats.iter().map(|&at| keys[at]).collect();
+            async move { self.read_checked_many(&keys).await }
+        }))
+        .await?;
+        let mut found: Vec<Option<Read>> = keys.iter().map(|_| None).collect();
+        for (ats, reads) in chunks.iter().zip(reads) {
+            for (&at, read) in ats.iter().zip(reads) {
+                found[at] = Some(read);
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|read| read.expect("a read for every key"))
+            .collect())
     }
 
     /// Stores `envelope` under `key` unless an invalidation newer than

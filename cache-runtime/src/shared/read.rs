@@ -49,25 +49,73 @@ impl SharedTier {
         keep: Duration,
         poll: bool,
     ) -> Found {
-        let missed = || {
-            if !poll {
-                site.counters.add(Counter::L2Miss, 1);
-            }
-        };
         let Some(store) = self.guarded_store(report) else {
             return Found::Miss(None, None);
         };
         let read_at = Instant::now();
-        let read = match store.read_checked(key).await {
+        match store.read_checked(key).await {
             Ok(read) => {
                 if !poll {
                     self.breaker.success();
                 }
-                read
+                self.found::<V>(report, read, read_at, site, codec, keep, poll)
             }
             Err(e) => {
                 self.failed(report, "GET", &e);
-                return Found::Miss(None, None);
+                Found::Miss(None, None)
+            }
+        }
+    }
+
+    /// Looks each of `keys` up as [`lookup`](Self::lookup) does, in one
+    /// `MGET` per group (see
+    /// [`read_checked_batch`](crate::l2::coherent::Coherent::read_checked_batch)):
+    /// what it found, per key in order.
+    pub(crate) async fn lookup_many<V: 'static>(
+        &self,
+        report: &dyn Report,
+        keys: &[&str],
+        site: &Site,
+        codec: ValueCodec,
+        keep: Duration,
+    ) -> Vec<Found> {
+        let misses = || keys.iter().map(|_| Found::Miss(None, None)).collect();
+        let Some(store) = self.guarded_store(report) else {
+            return misses();
+        };
+        let read_at = Instant::now();
+        match store.read_checked_batch(keys).await {
+            Ok(reads) => {
+                self.breaker.success();
+                reads
+                    .into_iter()
+                    .map(|read| self.found::<V>(report, read, read_at, site, codec, keep, false))
+                    .collect()
+            }
+            Err(e) => {
+                self.failed(report, "MGET", &e);
+                misses()
+            }
+        }
+    }
+
+    /// What a checked read made at `read_at` found for a function of
+    /// `codec` that keeps values `keep` past their freshness; counted
+    /// unless `poll` (see [`lookup`](Self::lookup)).
+    #[allow(clippy::too_many_arguments)] // the lookup's, and the read
+    fn found<V: 'static>(
+        &self,
+        report: &dyn Report,
+        read: Read,
+        read_at: Instant,
+        site: &Site,
+        codec: ValueCodec,
+        keep: Duration,
+        poll: bool,
+    ) -> Found {
+        let missed = || {
+            if !poll {
+                site.counters.add(Counter::L2Miss, 1);
             }
         };
         let undecodable = matches!(read, Read::Undecodable { .. });

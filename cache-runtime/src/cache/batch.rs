@@ -1,0 +1,348 @@
+//! Batch loads: many keys at once, through the same tiers, flights and
+//! coherence checks as one key, with one origin call for the keys that no
+//! tier holds and no other caller is loading.
+
+use std::hash::Hash;
+
+use super::engine::{SharedMiss, Waited};
+use super::*;
+
+/// How many times a batch joins the flights of keys whose loads another
+/// caller led and that gave it nothing to use (that caller's origin failed,
+/// or it left): after that, those keys are loaded without storing them.
+const MAX_ROUNDS: usize = 4;
+
+/// What a batch knows of one id: nothing yet, or its answer (`None` when
+/// the origin has no value for it).
+type Slot<V> = Option<Option<V>>;
+
+impl Cache {
+    /// The values of `ids`, whose keys are `keys` (same order, no id
+    /// twice), each stored under its own key as `Option<V>`: `Some` for an
+    /// id the origin returned a value for, `None` (with `none = true`) for
+    /// one it did not.
+    ///
+    /// The in-process tier answers first, then, in one round trip per
+    /// group, the shared tier; `origin` is called once with the ids left.
+    /// Each key has its own flight: an id another caller (a batch or a
+    /// single load) is loading is waited for, after this batch's own
+    /// origin call, so that two batches never wait on each other. Ids
+    /// whose wait gave nothing to use go round again; after
+    /// [`MAX_ROUNDS`], they are loaded and not stored.
+    pub(crate) async fn load_batch<K, V, E, F, Fut>(
+        &self,
+        ids: Vec<K>,
+        keys: &[&str],
+        site: &Site,
+        policy: &Policy,
+        route: Route,
+        mut origin: F,
+    ) -> Result<Vec<(K, V)>, E>
+    where
+        K: Eq + Hash + Clone,
+        V: Clone + Send + Sync + 'static,
+        F: FnMut(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<Vec<(K, V)>, E>>,
+    {
+        let mut found: Vec<Slot<V>> = ids.iter().map(|_| None).collect();
+        let mut uncached = Vec::new();
+        let mut open = Vec::new();
+        for (at, key) in keys.iter().enumerate() {
+            if !self.fits(key, site) {
+                uncached.push(at);
+                continue;
+            }
+            match self.lookup_on::<Option<V>>(route, key, site) {
+                Lookup::Fresh(value) => found[at] = Some(value),
+                _ => open.push(at),
+            }
+        }
+        for _ in 0..MAX_ROUNDS {
+            if open.is_empty() {
+                break;
+            }
+            open = self
+                .batch_round(
+                    &ids,
+                    keys,
+                    site,
+                    policy,
+                    route,
+                    &mut origin,
+                    open,
+                    &mut found,
+                )
+                .await?;
+        }
+        uncached.append(&mut open);
+        if !uncached.is_empty() {
+            let asked = uncached.iter().map(|&at| ids[at].clone()).collect();
+            let mut got = self.call_batch_origin(site, &mut origin, asked).await?;
+            for at in uncached {
+                found[at] = Some(got.remove(&ids[at]));
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .zip(found)
+            .filter_map(|(id, slot)| Some((id, slot.flatten()?)))
+            .collect())
+    }
+
+    /// One round of a batch over the ids at `open`: leads the flights of
+    /// the keys nobody is loading (the shared tier, then one origin call),
+    /// then waits for the others. Returns the ids to go round again.
+    #[allow(clippy::too_many_arguments)] // the batch's, and its state
+    async fn batch_round<K, V, E, F, Fut>(
+        &self,
+        ids: &[K],
+        keys: &[&str],
+        site: &Site,
+        policy: &Policy,
+        route: Route,
+        origin: &mut F,
+        open: Vec<usize>,
+        found: &mut [Slot<V>],
+    ) -> Result<Vec<usize>, E>
+    where
+        K: Eq + Hash + Clone,
+        V: Clone + Send + Sync + 'static,
+        F: FnMut(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<Vec<(K, V)>, E>>,
+    {
+        #[cfg(feature = "redis")]
+        self.ensure_backplane();
+        let mut again = Vec::new();
+        let mut led = Vec::new();
+        let mut waits = Vec::new();
+        for at in open {
+            let key = keys[at];
+            match self.inner.flights.join(key) {
+                Join::Leader(leader) => {
+                    // A load may have finished between the lookup and the join.
+                    if let Lookup::Fresh(value) = self.lookup_on::<Option<V>>(route, key, site) {
+                        let _ = leader.finish(Arc::new(value.clone()), || false);
+                        found[at] = Some(value);
+                        continue;
+                    }
+                    self.count(site, Counter::Miss, 1);
+                    self.emit(Event::Miss {
+                        template: site.template,
+                    });
+                    led.push((at, leader));
+                }
+                Join::Waiter(flight) => {
+                    if flight.is_led_here() {
+                        panic!(
+                            "cache_runtime: a batch of `{}` asked for key `{key}` while computing that same key; \
+                             it would wait for itself forever",
+                            site.template
+                        );
+                    }
+                    waits.push((at, flight));
+                }
+            }
+        }
+        let misses = self
+            .batch_shared(keys, site, policy, route, led, found, &mut again)
+            .await;
+        if !misses.is_empty() {
+            self.batch_origin(ids, keys, site, policy, route, origin, misses, found)
+                .await?;
+        }
+        // Waited for only now: this batch leads nothing any more, so no
+        // other batch waits on it while it waits.
+        for (at, flight) in waits {
+            match self.joined::<Option<V>>(flight.wait().await, site) {
+                Waited::Done(value) => found[at] = Some(value),
+                Waited::CallOrigin | Waited::TryAgain => again.push(at),
+            }
+        }
+        Ok(again)
+    }
+
+    /// The shared tier's answers for the keys this batch leads, in one
+    /// round trip per group: a value found is published and kept in
+    /// process; the rest, with what the read left for their fill, go to
+    /// the origin.
+    #[allow(clippy::too_many_arguments)] // the batch's, and its state
+    async fn batch_shared<'a, V: Clone + Send + Sync + 'static>(
+        &'a self,
+        keys: &[&str],
+        site: &Site,
+        policy: &Policy,
+        route: Route,
+        led: Vec<(usize, Leader<'a>)>,
+        found: &mut [Slot<V>],
+        again: &mut Vec<usize>,
+    ) -> Vec<(usize, Leader<'a>, SharedMiss)> {
+        #[cfg(feature = "redis")]
+        if let (Some(codec), Some(shared), false) = (route.l2, &self.inner.shared, led.is_empty()) {
+            let asked: Vec<&str> = led.iter().map(|(at, _)| keys[*at]).collect();
+            let (_, keep) = self.stale_and_keep(policy);
+            let finds = shared
+                .lookup_many::<Option<V>>(&*self.inner, &asked, site, codec, keep)
+                .await;
+            let mut misses = Vec::new();
+            for ((at, leader), find) in led.into_iter().zip(finds) {
+                match self.led(leader, keys[at], site, policy, route, codec, (find, None)) {
+                    Led::Value(value) => found[at] = Some(value),
+                    Led::Retry => again.push(at),
+                    Led::Origin(leader, miss) => misses.push((at, leader, miss)),
+                }
+            }
+            return misses;
+        }
+        let _ = (keys, site, policy, route, found, again);
+        led.into_iter()
+            .map(|(at, leader)| (at, leader, SharedMiss::default()))
+            .collect()
+    }
+
+    /// The origin call for the keys this batch leads and no tier holds:
+    /// each answer is published, stored in process, and written to the
+    /// shared tier (all at once) unless an invalidation came after its
+    /// read. When the origin fails, the waiters of these keys are told,
+    /// and the error is this batch's answer.
+    #[allow(clippy::too_many_arguments)] // the batch's, and its state
+    async fn batch_origin<K, V, E, F, Fut>(
+        &self,
+        ids: &[K],
+        keys: &[&str],
+        site: &Site,
+        policy: &Policy,
+        route: Route,
+        origin: &mut F,
+        misses: Vec<(usize, Leader<'_>, SharedMiss)>,
+        found: &mut [Slot<V>],
+    ) -> Result<(), E>
+    where
+        K: Eq + Hash + Clone,
+        V: Clone + Send + Sync + 'static,
+        F: FnMut(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<Vec<(K, V)>, E>>,
+    {
+        let asked = misses.iter().map(|(at, ..)| ids[*at].clone()).collect();
+        let mut got = match self.call_batch_origin(site, origin, asked).await {
+            Ok(got) => got,
+            Err(e) => {
+                for (_, leader, miss) in misses {
+                    leader.fail(None);
+                    #[cfg(feature = "redis")]
+                    miss.release(false);
+                    #[cfg(not(feature = "redis"))]
+                    drop(miss);
+                }
+                return Err(e);
+            }
+        };
+        let settled: Vec<_> = misses
+            .into_iter()
+            .map(|(at, leader, miss)| {
+                let value = got.remove(&ids[at]);
+                let settled = self.settle(leader, keys[at], site, policy, route, value);
+                found[at] = Some(settled.out.clone());
+                (at, settled, miss)
+            })
+            .collect();
+        #[cfg(feature = "redis")]
+        {
+            let fills = settled.iter().map(|(at, settled, miss)| {
+                let fill = self.fill_of(keys[*at], settled, miss);
+                async move {
+                    match fill {
+                        Some(fill) => fill.await,
+                        None => false,
+                    }
+                }
+            });
+            let stored = futures_util::future::join_all(fills).await;
+            for ((_, _, miss), stored) in settled.into_iter().zip(stored) {
+                miss.release(stored);
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        drop(settled);
+        Ok(())
+    }
+
+    /// Calls a batch's origin with `asked`, counted as one origin call;
+    /// its answers by id.
+    async fn call_batch_origin<K, V, E, F, Fut>(
+        &self,
+        site: &Site,
+        origin: &mut F,
+        asked: Vec<K>,
+    ) -> Result<HashMap<K, V, foldhash::fast::RandomState>, E>
+    where
+        K: Eq + Hash,
+        F: FnMut(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<Vec<(K, V)>, E>>,
+    {
+        let started = self.origin_call(site);
+        let out = origin(asked).await;
+        self.origin_returned(site, started);
+        Ok(out?.into_iter().collect())
+    }
+
+    /// The handle's `get_many`: each key's fresh value of type `V`, from
+    /// process, then from the shared tier in one round trip per group.
+    pub(super) async fn get_many_on<V: Clone + Send + Sync + 'static>(
+        &self,
+        keys: &[&str],
+        route: Route,
+    ) -> Vec<Option<V>> {
+        let site = self.inner.sites.handle();
+        let mut values: Vec<Option<V>> = keys.iter().map(|_| None).collect();
+        let mut remote = Vec::new();
+        for (at, key) in keys.iter().enumerate() {
+            if !self.fits(key, site) {
+                continue;
+            }
+            match self.lookup_on::<V>(route, key, site) {
+                Lookup::Fresh(value) => values[at] = Some(value),
+                _ => {
+                    self.count(site, Counter::Miss, 1);
+                    remote.push(at);
+                }
+            }
+        }
+        #[cfg(feature = "redis")]
+        if let (Some(codec), false) = (route.l2, remote.is_empty()) {
+            self.ensure_backplane();
+            let asked: Vec<&str> = remote.iter().map(|&at| keys[at]).collect();
+            let got = Box::pin(self.l2_get_many::<V>(&asked, site, codec, route)).await;
+            for (at, value) in remote.into_iter().zip(got) {
+                values[at] = value;
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        drop(remote);
+        values
+    }
+
+    /// The handle's `set_many`: each value stored as [`Cache::set`] stores
+    /// one, the writes to the shared tier sent all at once.
+    pub(super) async fn set_many_on<K, V, I>(&self, entries: I, ttl: Duration, route: Route) -> u64
+    where
+        K: AsRef<str>,
+        V: Clone + Send + Sync + 'static,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let written: Vec<(K, AnyValue, Life)> = entries
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let (value, life) = self.set_in_process(key.as_ref(), value, ttl, route)?;
+                Some((key, value, life))
+            })
+            .collect();
+        #[cfg(feature = "redis")]
+        if let (Some(codec), Some(shared)) = (route.l2, &self.inner.shared) {
+            let writes = written.iter().map(|(key, value, life)| {
+                shared.set(&*self.inner, key.as_ref(), &**value, codec, *life)
+            });
+            futures_util::future::join_all(writes).await;
+        }
+        written.len() as u64
+    }
+}
