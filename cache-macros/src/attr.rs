@@ -29,6 +29,7 @@ mod kw {
     syn::custom_keyword!(before);
     syn::custom_keyword!(skip);
     syn::custom_keyword!(batch);
+    syn::custom_keyword!(refresh_ahead);
 }
 
 /// The options of `#[cached]`, in the order the messages list them.
@@ -44,6 +45,7 @@ const CACHED_OPTIONS: &[&str] = &[
     "lock",
     "cache",
     "jitter",
+    "refresh_ahead",
     "skip",
     "batch",
     "crate",
@@ -66,6 +68,7 @@ pub(crate) struct CachedArgs {
     pub(crate) lock: Option<LitBool>,
     pub(crate) cache: Option<LitStr>,
     pub(crate) jitter: Option<LitStr>,
+    pub(crate) refresh_ahead: Option<LitStr>,
     pub(crate) skip: Option<Skip>,
     /// Whether a `skip` was written but did not parse.
     pub(crate) skip_failed: bool,
@@ -168,6 +171,16 @@ pub(crate) fn parse_cached(tokens: TokenStream, ctxt: &mut Ctxt) -> CachedArgs {
                 let value = skip_value(input, name.span)?;
                 args.skip_failed = false;
                 set_once(ctxt, &mut args.skip, "skip", name.span, value);
+            } else if lookahead.peek(kw::refresh_ahead) {
+                let name: kw::refresh_ahead = input.parse()?;
+                let value = string_value(input, "refresh_ahead", name.span, "\"80%\"")?;
+                set_once(
+                    ctxt,
+                    &mut args.refresh_ahead,
+                    "refresh_ahead",
+                    name.span,
+                    value,
+                );
             } else if lookahead.peek(kw::batch) {
                 let name: kw::batch = input.parse()?;
                 let value = string_value(input, "batch", name.span, "\"ids\"")?;

@@ -53,6 +53,11 @@ pub(crate) fn check(
             "the batch waits for its origin call",
         ),
         (
+            "refresh_ahead",
+            args.refresh_ahead.as_ref().map(LitStr::span),
+            "an id due for a refresh is served and loaded again once expired",
+        ),
+        (
             "lock",
             args.lock
                 .as_ref()

@@ -128,7 +128,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
         Body::Direct {
             is_async: true,
             block,
-        } if plan.spec.timeout_ms.is_some() => {
+        } if plan.spec.timeout_ms.is_some() || plan.spec.refresh_ahead.is_some() => {
             let mut copies = TokenStream::new();
             let mut borrows = TokenStream::new();
             // A `mut` binding is mutated in the origin call's copy, not in
@@ -481,6 +481,9 @@ pub(crate) fn spec_statics(func: &Function, spec: &SpecPlan, rt: &TokenStream) -
     }
     if let Some(yes) = spec.lock {
         set("lock", quote!(#yes));
+    }
+    if let Some(percent) = spec.refresh_ahead {
+        set("refresh_ahead_percent", quote!(#percent));
     }
 
     quote! {

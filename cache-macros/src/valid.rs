@@ -40,6 +40,7 @@ pub(crate) struct SpecPlan {
     pub(crate) fail_safe_ms: Option<u64>,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) lock: Option<bool>,
+    pub(crate) refresh_ahead: Option<u8>,
 }
 
 /// The template's name, for metrics labels.
@@ -204,8 +205,31 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
         }
     );
     if let Some((_, timeout_lit)) = &timeout {
-        timeout_needs_owned_origin(ctxt, func, timeout_lit, is_async);
+        origin_must_own(ctxt, func, "timeout", timeout_lit, is_async);
     }
+    let refresh_ahead = args.refresh_ahead.as_ref().and_then(|lit| {
+        origin_must_own(ctxt, func, "refresh_ahead", lit, is_async);
+        if let Some(Tier::L2) = tier {
+            ctxt.error(
+                lit.span(),
+                "`refresh_ahead` watches the value kept in process, and `tier = \"l2\"` keeps none; remove one of them",
+            );
+        }
+        match parse_percent(&lit.value()) {
+            Ok(percent @ 1..=99) => Some(percent),
+            Ok(percent) => {
+                ctxt.error(
+                    lit.span(),
+                    format!("`refresh_ahead = \"{percent}%\"` would {}: give the share of the TTL after which a hit refreshes the value, from 1% to 99%, e.g. \"80%\"", if percent == 0 { "refresh on every hit" } else { "never refresh" }),
+                );
+                None
+            }
+            Err(message) => {
+                ctxt.error(lit.span(), message);
+                None
+            }
+        }
+    });
     if let Some(lock) = args.lock.as_ref().filter(|lock| lock.value) {
         if let (Some(Tier::L1), Some(lit)) = (tier, &args.tier) {
             ctxt.error(
@@ -292,6 +316,7 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
             fail_safe_ms: fail_safe.map(|(d, _)| millis(d)),
             timeout_ms: timeout.map(|(d, _)| millis(d)),
             lock: args.lock.as_ref().map(|b| b.value),
+            refresh_ahead,
         },
         key,
     }
@@ -871,23 +896,24 @@ fn default_key(
     (steps, TemplateName::Default(template))
 }
 
-/// With `timeout`, the origin call may outlive its caller: it runs in a
-/// task of its own, so it must own what it uses. Borrowed arguments are
-/// copied (`ToOwned`); a receiver, a mutable borrow, an argument bound by a
-/// pattern, or a type the generated code cannot name cannot be.
-fn timeout_needs_owned_origin(ctxt: &mut Ctxt, func: &Function, lit: &LitStr, is_async: bool) {
+/// With `timeout` or `refresh_ahead` (`option`), the origin call may
+/// outlive its caller: it runs in a task of its own, so it must own what it
+/// uses. Borrowed arguments are copied (`ToOwned`); a receiver, a mutable
+/// borrow, an argument bound by a pattern, or a type the generated code
+/// cannot name cannot be.
+fn origin_must_own(ctxt: &mut Ctxt, func: &Function, option: &str, lit: &LitStr, is_async: bool) {
     let name = &func.sig.ident;
     if !is_async {
         ctxt.error(
             lit.span(),
-            format!("`timeout` needs an `async fn`: the origin call goes on in a task after the caller has its answer; make `{name}` async, or remove `timeout`"),
+            format!("`{option}` needs an `async fn`: the origin call goes on in a task after the caller has its answer; make `{name}` async, or remove `{option}`"),
         );
         return;
     }
     if func.receiver.is_some() || matches!(func.body, crate::ast::Body::AsyncTrait { .. }) {
         ctxt.error(
             lit.span(),
-            format!("`timeout` lets the origin call go on after the caller has its answer, so it cannot borrow `self`; move the body of `{name}` into a free `async fn` that takes what it needs by value or by `&` (borrowed arguments are copied), and cache that"),
+            format!("`{option}` lets the origin call go on after the caller has its answer, so it cannot borrow `self`; move the body of `{name}` into a free `async fn` that takes what it needs by value or by `&` (borrowed arguments are copied), and cache that"),
         );
         return;
     }
@@ -908,7 +934,7 @@ fn timeout_needs_owned_origin(ctxt: &mut Ctxt, func: &Function, lit: &LitStr, is
         if let Some(problem) = problem {
             ctxt.error(
                 syn::spanned::Spanned::span(&param.ty),
-                format!("`timeout` runs the origin call in a task of its own, which owns copies of the arguments: this is {problem}, or remove `timeout`"),
+                format!("`{option}` runs the origin call in a task of its own, which owns copies of the arguments: this is {problem}, or remove `{option}`"),
             );
         }
     }

@@ -27,6 +27,7 @@ pub struct Spec {
     policy: Policy,
     tier: TierChoice,
     timeout: Option<Duration>,
+    refresh_ahead: Option<u8>,
 }
 
 impl Spec {
@@ -47,6 +48,7 @@ impl Spec {
             },
             tier: TierChoice::Default,
             timeout: None,
+            refresh_ahead: None,
         }
     }
     pub const fn ttl_ms(mut self, ms: u64) -> Spec {
@@ -88,6 +90,19 @@ impl Spec {
     pub const fn lock(mut self, yes: bool) -> Spec {
         self.policy.lock = yes;
         self
+    }
+    pub const fn refresh_ahead_percent(mut self, percent: u8) -> Spec {
+        self.refresh_ahead = Some(percent);
+        self
+    }
+    /// How long before its expiry a value of this function is refreshed
+    /// (`refresh_ahead` of its TTL past): zero without `refresh_ahead`.
+    fn ahead(&self, cache: &Cache) -> Duration {
+        let Some(percent) = self.refresh_ahead else {
+            return Duration::ZERO;
+        };
+        let ttl = self.policy.ttl.unwrap_or(cache.config().default_ttl);
+        ttl.mul_f64(f64::from(100 - percent.min(100)) / 100.0)
     }
     /// This function's policy, measuring values with `weigher`.
     fn policy_with(&self, weigher: Option<Weigher>) -> Policy {
@@ -516,11 +531,27 @@ where
         return Box::pin(make_origin()()).await;
     }
     let route = route(&cache, spec, &site, codec);
-    let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), &site)
-    {
-        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
-        other => other,
-    };
+    let ahead = spec.ahead(&cache);
+    let found =
+        match cache.lookup_due::<<K::Outcome as Outcome>::Value>(route, key.as_str(), &site, ahead)
+        {
+            (Lookup::Fresh(v), due) => {
+                if due {
+                    refresh_ahead::<K, R, M, F, Fut>(
+                        &cache,
+                        spec,
+                        &site,
+                        key,
+                        weigher,
+                        route,
+                        ahead,
+                        make_origin,
+                    );
+                }
+                return K::unwrap(K::Outcome::from_value(v));
+            }
+            (other, _) => other,
+        };
     let at_hand = match &found {
         Lookup::Stale(_) => true,
         _ => cache.is_kept::<<K::Outcome as Outcome>::Value>(key.as_str()),
@@ -570,6 +601,44 @@ where
         Ok(out) => K::unwrap(out),
         Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
         Err(_) => cancelled(spec),
+    }
+}
+
+/// Starts the refresh of `key` ahead of its expiry, in a task of its own
+/// (in the caller's scope), when the caller runs in a tokio runtime: see
+/// [`Cache::refresh_ahead`].
+#[allow(clippy::too_many_arguments)]
+fn refresh_ahead<K, R, M, F, Fut>(
+    cache: &Cache,
+    spec: &'static Spec,
+    site: &SiteRef,
+    key: &KeyBuf,
+    weigher: Option<Weigher>,
+    route: Route,
+    ahead: Duration,
+    make_origin: M,
+) where
+    K: Kind<R>,
+    K::Outcome: Send + 'static,
+    M: FnOnce() -> F,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let origin = make_origin();
+    let origin = || async { K::wrap(origin().await) };
+    let (cache, site, key) = (Cache::clone(cache), site.clone(), key.as_str().to_owned());
+    let policy = spec.policy_with(weigher);
+    let refresh = async move {
+        cache
+            .refresh_ahead::<K::Outcome, _, _>(&key, &site, &policy, route, ahead, origin)
+            .await;
+    };
+    match scope::current() {
+        Some(scoped) => drop(runtime.spawn(scoped.scope(refresh))),
+        None => drop(runtime.spawn(refresh)),
     }
 }
 

@@ -283,6 +283,7 @@ fn stats_json(stats: &Stats) -> Value {
         "invalidation_queue_overflows": stats.invalidation_queue_overflows,
         "fail_safe_served": stats.fail_safe_served,
         "origin_timeouts": stats.origin_timeouts,
+        "refreshes_ahead": stats.refreshes_ahead,
         "keys_too_long": stats.keys_too_long,
         "l2_corrupt": stats.l2_corrupt,
         "backplane_resyncs": stats.backplane_resyncs,

@@ -743,6 +743,7 @@ impl Cache {
             l2_skipped: sum(Counter::L2Skipped),
             fail_safe_served: sum(Counter::FailSafe),
             origin_timeouts: sum(Counter::OriginTimeout),
+            refreshes_ahead: sum(Counter::RefreshAhead),
             local_only_functions: self.local_only_templates().len() as u64,
             keys_too_long: sites
                 .iter()
@@ -863,7 +864,7 @@ impl Cache {
     /// | `cache_misses_total` | cache, template | calls with no fresh value in process |
     /// | `cache_sets_total` | cache, template | values stored in process |
     /// | `cache_origin_calls_total` | cache, template | origin calls |
-    /// | `cache_stale_served_total`, `cache_fail_safe_served_total`, `cache_origin_timeouts_total`, `cache_l2_misses_total` | cache, template | as in [`Stats`] |
+    /// | `cache_stale_served_total`, `cache_fail_safe_served_total`, `cache_origin_timeouts_total`, `cache_refreshes_ahead_total`, `cache_l2_misses_total` | cache, template | as in [`Stats`] |
     /// | `cache_deletes_total` | cache | keys removed |
     /// | `cache_errors_total` | cache, kind (`l2`, `l2_undecodable`, `internal`) | errors of the cache, never the origin's |
     /// | `cache_l2_sets_total`, `cache_l2_fills_rejected_total`, `cache_l2_skipped_total` | cache | the Redis tier |

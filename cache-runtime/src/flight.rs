@@ -42,6 +42,17 @@ pub(crate) struct Flights {
 pub(crate) struct Flight {
     state: Mutex<State>,
     done: Event,
+    /// What the origin call chose for its value (see [`crate::context`]).
+    adapted: Mutex<Adapted>,
+}
+
+/// The life an origin call chose for the value it computes, through
+/// [`crate::context`]: each part overrides the function's own.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Adapted {
+    pub(crate) ttl: Option<std::time::Duration>,
+    pub(crate) stale: Option<std::time::Duration>,
+    pub(crate) fail_safe: Option<std::time::Duration>,
 }
 
 enum State {
@@ -91,6 +102,7 @@ impl Flights {
         let flight = Arc::new(Flight {
             state: Mutex::new(State::Running { invalidated: false }),
             done: Event::new(),
+            adapted: Mutex::default(),
         });
         let key: Arc<str> = key.into();
         shard.insert(Arc::clone(&key), Arc::clone(&flight));
@@ -192,7 +204,7 @@ impl Flight {
     /// Whether this thread is, right now, computing this flight's value:
     /// joining it would wait forever.
     pub(crate) fn is_led_here(self: &Arc<Self>) -> bool {
-        LEADING.with(|leading| leading.borrow().contains(&(Arc::as_ptr(self) as usize)))
+        LEADING.with(|leading| leading.borrow().iter().any(|led| Arc::ptr_eq(led, self)))
     }
 }
 
@@ -246,6 +258,12 @@ impl<'a> Leader<'a> {
         (stored, held)
     }
 
+    /// What the origin call chose for its value through
+    /// [`crate::context`].
+    pub(crate) fn adapted(&self) -> Adapted {
+        *self.flight.adapted.lock()
+    }
+
     /// Whether an invalidation covered this flight since it started.
     pub(crate) fn is_invalidated(&self) -> bool {
         matches!(
@@ -269,7 +287,7 @@ impl<'a> Leader<'a> {
 
     /// Runs `f` marked as this flight's leader on this thread.
     pub(crate) fn lead<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _mark = LeadMark::enter(Arc::as_ptr(&self.flight) as usize);
+        let _mark = LeadMark::enter(&self.flight);
         f()
     }
 
@@ -277,7 +295,7 @@ impl<'a> Leader<'a> {
     /// flight's leader on the polling thread.
     pub(crate) fn lead_future<F: Future>(&self, future: F) -> LeadFuture<F> {
         LeadFuture {
-            flight: Arc::as_ptr(&self.flight) as usize,
+            flight: Arc::clone(&self.flight),
             future,
         }
     }
@@ -305,16 +323,28 @@ impl Drop for Leader<'_> {
     }
 }
 
+/// Changes the life of the value the innermost origin call running on
+/// this thread computes; `false` outside one.
+pub(crate) fn adapt(change: impl FnOnce(&mut Adapted)) -> bool {
+    LEADING.with(|leading| match leading.borrow().last() {
+        Some(flight) => {
+            change(&mut flight.adapted.lock());
+            true
+        }
+        None => false,
+    })
+}
+
 thread_local! {
     /// The flights this thread is computing, innermost last.
-    static LEADING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    static LEADING: RefCell<Vec<Arc<Flight>>> = const { RefCell::new(Vec::new()) };
 }
 
 struct LeadMark;
 
 impl LeadMark {
-    fn enter(flight: usize) -> LeadMark {
-        LEADING.with(|l| l.borrow_mut().push(flight));
+    fn enter(flight: &Arc<Flight>) -> LeadMark {
+        LEADING.with(|l| l.borrow_mut().push(Arc::clone(flight)));
         LeadMark
     }
 }
@@ -329,8 +359,7 @@ impl Drop for LeadMark {
 
 pin_project_lite::pin_project! {
     pub(crate) struct LeadFuture<F> {
-        // The flight's address, only ever compared.
-        flight: usize,
+        flight: Arc<Flight>,
         #[pin]
         future: F,
     }
@@ -341,7 +370,7 @@ impl<F: Future> Future for LeadFuture<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _mark = LeadMark::enter(*this.flight);
+        let _mark = LeadMark::enter(this.flight);
         this.future.poll(cx)
     }
 }

@@ -78,6 +78,12 @@ pub enum Event<'a> {
         /// The key template.
         template: &'a str,
     },
+    /// A hit on a value past `refresh_ahead` of its TTL started a refresh
+    /// in the background.
+    RefreshAhead {
+        /// The key template.
+        template: &'a str,
+    },
 }
 
 /// Receives every [`Event`] of a cache. Keep it cheap: it runs on the

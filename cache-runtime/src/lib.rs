@@ -12,6 +12,7 @@ mod codec;
 #[cfg(feature = "http")]
 pub mod conditional;
 mod config;
+pub mod context;
 mod entry;
 #[cfg(feature = "redis")]
 mod envelope;

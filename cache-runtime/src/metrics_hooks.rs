@@ -14,6 +14,7 @@ use crate::BreakerState;
 /// names and labels of [`Cache::prometheus_text`](crate::Cache::prometheus_text):
 /// `cache_hits_total{cache, template, tier}`, `cache_misses_total`,
 /// `cache_stale_served_total`, `cache_fail_safe_served_total`,
+/// `cache_refreshes_ahead_total`,
 /// `cache_sets_total`, `cache_origin_calls_total` and the histogram
 /// `cache_operation_duration_seconds{operation="origin"}` by cache and
 /// template; `cache_deletes_total{cache}`, `cache_errors_total{cache,
@@ -43,6 +44,7 @@ struct SiteHandles {
     misses: Counter,
     stale: Counter,
     fail_safe: Counter,
+    refreshes_ahead: Counter,
     sets: Counter,
     origin_calls: Counter,
     origin_time: Histogram,
@@ -71,6 +73,7 @@ impl SiteHandles {
             misses: metrics::counter!("cache_misses_total", &labels()),
             stale: metrics::counter!("cache_stale_served_total", &labels()),
             fail_safe: metrics::counter!("cache_fail_safe_served_total", &labels()),
+            refreshes_ahead: metrics::counter!("cache_refreshes_ahead_total", &labels()),
             sets: metrics::counter!("cache_sets_total", &labels()),
             origin_calls: metrics::counter!("cache_origin_calls_total", &labels()),
             origin_time: {
@@ -141,6 +144,9 @@ impl Hooks for MetricsHooks {
             }
             Event::FailSafe { template } => {
                 self.with_site(cache, template, |s| s.fail_safe.increment(1))
+            }
+            Event::RefreshAhead { template } => {
+                self.with_site(cache, template, |s| s.refreshes_ahead.increment(1))
             }
             Event::Set { template } => self.with_site(cache, template, |s| s.sets.increment(1)),
             Event::OriginCall { template, elapsed } => self.with_site(cache, template, |s| {

@@ -14,7 +14,7 @@ use crate::{BreakerState, Cache, Stats};
 type Family<S> = (&'static str, &'static str, &'static [(S, &'static str)]);
 
 /// The families with a `template` label; a series is a site counter.
-const BY_TEMPLATE: [Family<Counter>; 8] = [
+const BY_TEMPLATE: [Family<Counter>; 9] = [
     (
         "cache_hits_total",
         "Calls answered from the cache, by tier (stale answers included).",
@@ -41,6 +41,11 @@ const BY_TEMPLATE: [Family<Counter>; 8] = [
         "cache_origin_timeouts_total",
         "Calls answered with the value at hand after the origin's time-out.",
         &[(Counter::OriginTimeout, "")],
+    ),
+    (
+        "cache_refreshes_ahead_total",
+        "Refreshes started ahead of expiry by a hit (refresh_ahead).",
+        &[(Counter::RefreshAhead, "")],
     ),
     (
         "cache_l2_misses_total",

@@ -31,9 +31,10 @@ pub(crate) enum Counter {
     L2Skipped,
     FailSafe,
     OriginTimeout,
+    RefreshAhead,
 }
 
-const COUNTERS: usize = 16;
+const COUNTERS: usize = 17;
 
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -185,6 +186,9 @@ pub struct Stats {
     /// than `timeout` (counted in `stale_served` too); the origin call went
     /// on and filled the cache.
     pub origin_timeouts: u64,
+    /// Refreshes started ahead of expiry (`refresh_ahead`): a hit on a
+    /// value past that share of its TTL answered at once and started one.
+    pub refreshes_ahead: u64,
     /// `#[cached]` functions (key templates) that keep their values in
     /// this process although the cache has a shared tier, their value type
     /// not being serde: see [`Health::local_only`](crate::Health::local_only).

@@ -62,5 +62,11 @@ pub(crate) fn event(cache: &str, event: &Event<'_>) {
             template,
             "origin failed; answered with an older value"
         ),
+        Event::RefreshAhead { template } => tracing::debug!(
+            target: "cache_runtime",
+            cache,
+            template,
+            "refresh ahead of expiry started"
+        ),
     }
 }

@@ -251,6 +251,74 @@ impl Cache {
         }
     }
 
+    /// [`lookup_on`](Self::lookup_on) for a function with
+    /// `refresh_ahead`: also whether a fresh value found is due for its
+    /// refresh (fresh for less than `ahead` more).
+    pub(crate) fn lookup_due<V: Clone + 'static>(
+        &self,
+        route: Route,
+        key: &str,
+        site: &Site,
+        ahead: Duration,
+    ) -> (Lookup<V>, bool) {
+        let found = self.lookup_on::<V>(route, key, site);
+        if !matches!(found, Lookup::Fresh(_)) || ahead.is_zero() {
+            return (found, false);
+        }
+        let due_at = self.inner.clock.now().saturating_add(clock::ticks(ahead));
+        let due = self.inner.l1.read(key, |entry| due_at >= entry.fresh_until);
+        (found, due.unwrap_or(false))
+    }
+
+    /// Refreshes `key` ahead of its expiry while its value is still
+    /// served, unless a load of it is running: as a leader whose look in
+    /// the shared tier takes a value there only if it is fresh for at least
+    /// `ahead` more (another instance refreshed it), and otherwise calls
+    /// the origin and stores its value as any load does (no stale fill;
+    /// with `lock`, one instance at a time). A failed origin leaves the
+    /// value in place.
+    pub(crate) async fn refresh_ahead<O, F, Fut>(
+        &self,
+        key: &str,
+        site: &Site,
+        policy: &Policy,
+        route: Route,
+        ahead: Duration,
+        origin: F,
+    ) where
+        O: Outcome,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let Join::Leader(leader) = self.inner.flights.join(key) else {
+            return;
+        };
+        // Another refresh may have landed since the hit that started this.
+        let due_at = self.inner.clock.now().saturating_add(clock::ticks(ahead));
+        if self.inner.l1.read(key, |entry| due_at < entry.fresh_until) == Some(true) {
+            return;
+        }
+        self.count(site, Counter::RefreshAhead, 1);
+        self.emit(Event::RefreshAhead {
+            template: site.template,
+        });
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let (mut leader, mut miss) = (leader, SharedMiss::default());
+        #[cfg(feature = "redis")]
+        if let Some(codec) = route.l2 {
+            self.ensure_backplane();
+            let found = Box::pin(self.l2_lead::<O::Value>(key, site, codec, policy, ahead)).await;
+            match self.led::<O::Value>(leader, key, site, policy, route, codec, found) {
+                Led::Value(_) | Led::Retry => return,
+                Led::Origin(still, found) => (leader, miss) = (still, found),
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = ahead;
+        let refreshed = self.lead_origin::<O, _, _>(leader, key, site, policy, route, origin, miss);
+        drop(Box::pin(refreshed).await);
+    }
+
     /// Decides what this caller does next for `key`.
     /// `found` is what a lookup of `key` just returned.
     pub(super) fn step<V: Clone + Send + Sync + 'static>(
@@ -421,7 +489,13 @@ impl Cache {
                         // stays small (moved and freed on every call).
                         // (A `let`: a temporary would live, unboxed, across
                         // the await.)
-                        let lead = Box::pin(self.l2_lead::<O::Value>(key, site, codec, policy));
+                        let lead = Box::pin(self.l2_lead::<O::Value>(
+                            key,
+                            site,
+                            codec,
+                            policy,
+                            Duration::ZERO,
+                        ));
                         match self.led(leader, key, site, policy, route, codec, lead.await) {
                             Led::Value(value) => return O::from_value(value),
                             Led::Retry => continue,
@@ -559,7 +633,8 @@ impl Cache {
                     let mut miss = SharedMiss::default();
                     #[cfg(feature = "redis")]
                     if let Some(codec) = route.l2 {
-                        let lead = self.l2_lead::<O::Value>(key, site, codec, policy);
+                        let lead =
+                            self.l2_lead::<O::Value>(key, site, codec, policy, Duration::ZERO);
                         if let Some(found) = self.block_on_shared(lead) {
                             match self.led(leader, key, site, policy, route, codec, found) {
                                 Led::Value(value) => return O::from_value(value),
@@ -683,7 +758,7 @@ impl Cache {
     ) -> Settled<'a, O> {
         match out.split(policy.cache_none) {
             Split::Store(v) => {
-                let life = self.life(policy);
+                let life = self.adapted_life(policy, leader.adapted());
                 let shared: AnyValue = Arc::new(v.clone());
                 // Out of step with the other instances, the in-process tier
                 // keeps it for `degraded_l1_ttl` at most (or not at all).
@@ -781,6 +856,19 @@ impl Cache {
             stale,
             keep,
         }
+    }
+
+    /// How long a value stored now under `policy` lives, with what its
+    /// origin call chose through [`crate::context`] in place of the
+    /// function's own.
+    fn adapted_life(&self, policy: &Policy, adapted: crate::flight::Adapted) -> Life {
+        let policy = Policy {
+            ttl: adapted.ttl.or(policy.ttl),
+            stale: adapted.stale.or(policy.stale),
+            fail_safe: adapted.fail_safe.or(policy.fail_safe),
+            ..*policy
+        };
+        self.life(&policy)
     }
 
     /// How long past its freshness a value of `policy` is served while it

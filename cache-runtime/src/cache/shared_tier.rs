@@ -59,20 +59,23 @@ impl Cache {
         }
     }
 
-    /// The leader's look in the shared tier for a function of `policy`.
+    /// The leader's look in the shared tier for a function of `policy`;
+    /// a value fresh for less than `ahead` more is looked past (see
+    /// [`SharedTier::lookup`](crate::shared::SharedTier::lookup)).
     pub(super) async fn l2_lead<V: 'static>(
         &self,
         key: &str,
         site: &Site,
         codec: ValueCodec,
         policy: &Policy,
+        ahead: Duration,
     ) -> (Found, Option<LockGuard>) {
         let Some(shared) = &self.inner.shared else {
             return (Found::Miss(None, None), None);
         };
         let (_, keep) = self.stale_and_keep(policy);
         shared
-            .lead::<V>(&*self.inner, key, site, codec, keep, policy.lock)
+            .lead::<V>(&*self.inner, key, site, codec, (keep, ahead), policy.lock)
             .await
     }
 
@@ -281,7 +284,7 @@ impl Cache {
         };
         let shared = self.inner.shared.as_deref()?;
         let (_, keep) = self.stale_and_keep(&policy);
-        let found = shared.lookup::<V>(&*self.inner, key, site, codec, keep, false);
+        let found = shared.lookup::<V>(&*self.inner, key, site, codec, keep, Duration::ZERO, false);
         let Found::Value(value, deadlines, len) = found.await else {
             // A leader dropped unfinished: waiters look again.
             return None;

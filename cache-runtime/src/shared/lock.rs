@@ -98,6 +98,7 @@ impl SharedTier {
     /// lock is free (then takes it), or vacated (its holder stored nothing:
     /// then it calls the origin). Past ten lock lifetimes, or when Redis
     /// fails, it goes on without the lock.
+    #[allow(clippy::too_many_arguments)] // the lookup's, and the lookup found
     pub(super) async fn wait_for_lock<V: 'static>(
         self: &Arc<Self>,
         report: &dyn Report,
@@ -105,6 +106,7 @@ impl SharedTier {
         site: &Site,
         codec: ValueCodec,
         keep: Duration,
+        ahead: Duration,
         mut found: Found,
     ) -> (Found, Option<LockGuard>) {
         let holder = format!("{:016x}-{:016x}", self.instance, fastrand::u64(..));
@@ -128,7 +130,9 @@ impl SharedTier {
                     let guard = LockGuard::new(Arc::clone(self), store, key, holder);
                     // The previous holder may have filled and released
                     // between the look and the lock.
-                    let again = self.lookup::<V>(report, key, site, codec, keep, true).await;
+                    let again = self
+                        .lookup::<V>(report, key, site, codec, keep, ahead, true)
+                        .await;
                     if let Found::Value(..) = again {
                         return (again, None);
                     }
@@ -148,7 +152,9 @@ impl SharedTier {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LOCK_POLL_LAST);
-            found = self.lookup::<V>(report, key, site, codec, keep, true).await;
+            found = self
+                .lookup::<V>(report, key, site, codec, keep, ahead, true)
+                .await;
         }
     }
 }

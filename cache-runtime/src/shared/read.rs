@@ -36,10 +36,13 @@ pub(crate) enum Found {
 
 impl SharedTier {
     /// Looks `key` up, as the leader of its flight, for a function that
-    /// keeps values `keep` past their freshness. With `poll` (a leader
+    /// keeps values `keep` past their freshness; a value fresh for less
+    /// than `ahead` more counts as past it (a refresh ahead of expiry
+    /// looks for a newer one). With `poll` (a leader
     /// waiting for another instance's lock, looking again and again) no
     /// miss is counted and the breaker is not told: one miss was counted,
     /// and its looks say nothing new about Redis's health.
+    #[allow(clippy::too_many_arguments)] // the lookup's, and its windows
     pub(crate) async fn lookup<V: 'static>(
         &self,
         report: &dyn Report,
@@ -47,6 +50,7 @@ impl SharedTier {
         site: &Site,
         codec: ValueCodec,
         keep: Duration,
+        ahead: Duration,
         poll: bool,
     ) -> Found {
         let Some(store) = self.guarded_store(report) else {
@@ -58,7 +62,7 @@ impl SharedTier {
                 if !poll {
                     self.breaker.success();
                 }
-                self.found::<V>(report, read, read_at, site, codec, keep, poll)
+                self.found::<V>(report, read, read_at, site, codec, (keep, ahead), poll)
             }
             Err(e) => {
                 self.failed(report, "GET", &e);
@@ -89,7 +93,17 @@ impl SharedTier {
                 self.breaker.success();
                 reads
                     .into_iter()
-                    .map(|read| self.found::<V>(report, read, read_at, site, codec, keep, false))
+                    .map(|read| {
+                        self.found::<V>(
+                            report,
+                            read,
+                            read_at,
+                            site,
+                            codec,
+                            (keep, Duration::ZERO),
+                            false,
+                        )
+                    })
                     .collect()
             }
             Err(e) => {
@@ -100,8 +114,8 @@ impl SharedTier {
     }
 
     /// What a checked read made at `read_at` found for a function of
-    /// `codec` that keeps values `keep` past their freshness; counted
-    /// unless `poll` (see [`lookup`](Self::lookup)).
+    /// `codec` that keeps values `keep` past their freshness, looking
+    /// `ahead` (see [`lookup`](Self::lookup)); counted unless `poll`.
     #[allow(clippy::too_many_arguments)] // the lookup's, and the read
     fn found<V: 'static>(
         &self,
@@ -110,7 +124,7 @@ impl SharedTier {
         read_at: Instant,
         site: &Site,
         codec: ValueCodec,
-        keep: Duration,
+        (keep, ahead): (Duration, Duration),
         poll: bool,
     ) -> Found {
         let missed = || {
@@ -154,7 +168,9 @@ impl SharedTier {
             .unwrap_or(Err(EnvelopeError::Panicked));
         let now = unix_ms();
         match decoded {
-            Ok((value, deadlines)) if value.is::<V>() && deadlines.is_fresh(now) => {
+            Ok((value, deadlines))
+                if value.is::<V>() && deadlines.is_fresh(now + millis(ahead)) =>
+            {
                 site.counters.add(Counter::L2Hit, 1);
                 report.emit(Event::Hit {
                     template: site.template,
@@ -191,18 +207,18 @@ impl SharedTier {
         key: &str,
         site: &Site,
         codec: ValueCodec,
-        keep: Duration,
+        (keep, ahead): (Duration, Duration),
         lock: bool,
     ) -> (Found, Option<LockGuard>) {
         let found = self
-            .lookup::<V>(report, key, site, codec, keep, false)
+            .lookup::<V>(report, key, site, codec, keep, ahead, false)
             .await;
         // A value, or Redis failing: nothing to coordinate.
         if !(lock || self.lock_all) || !matches!(found, Found::Miss(Some(_), _)) {
             return (found, None);
         }
         // Boxed: the wait would otherwise weigh on every lookup's future.
-        Box::pin(self.wait_for_lock::<V>(report, key, site, codec, keep, found)).await
+        Box::pin(self.wait_for_lock::<V>(report, key, site, codec, keep, ahead, found)).await
     }
 
     /// Whether the shared tier holds a fresh value under `key`, of any

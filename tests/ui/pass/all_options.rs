@@ -13,6 +13,7 @@ use cache_runtime::{cached, invalidates, Cache};
     lock = true,
     cache = "lookups",
     jitter = "10%",
+    refresh_ahead = "80%",
     crate = "::cache_runtime",
 )]
 async fn rate(currency: &str) -> Result<u64, String> {

@@ -1,0 +1,68 @@
+//! What the body of a `#[cached]` function says about the value it is
+//! computing, from inside: how long it lives, chosen from the result
+//! itself (an order that is delivered can live an hour, one that is
+//! pending ten seconds). The attribute's `ttl`, `stale` and `fail_safe`
+//! stay the defaults.
+//!
+//! Each call applies to the value that the innermost `#[cached]` (or
+//! [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with)) origin
+//! call running on this task computes, and returns whether there is one:
+//! outside an origin call (a hit, plain code, a batch function's body)
+//! it changes nothing and returns `false`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_runtime::{cached, context};
+//!
+//! #[derive(Clone)]
+//! struct Order { delivered: bool }
+//!
+//! #[cached(ttl = "10s", key = "order:<id>")]
+//! async fn order(id: u64) -> Order {
+//!     let order = Order { delivered: id % 2 == 0 };
+//!     if order.delivered {
+//!         context::ttl(Duration::from_secs(3600));
+//!     }
+//!     order
+//! }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! assert!(order(2).await.delivered);
+//! assert!(!context::ttl(Duration::from_secs(1))); // not computing a value here
+//! # });
+//! ```
+
+use std::time::Duration;
+
+use crate::flight;
+
+/// Sets how long the value being computed is fresh, in place of the
+/// function's `ttl` (the in-process copy still lives at most `l1_ttl`,
+/// and `jitter` still applies); `false` outside an origin call. See the
+/// [module](self).
+pub fn ttl(ttl: Duration) -> bool {
+    flight::adapt(|adapted| adapted.ttl = Some(ttl))
+}
+
+/// Sets how long past its freshness the value being computed is served
+/// while one caller refreshes it, in place of the function's `stale`;
+/// `false` outside an origin call.
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(!cache_runtime::context::stale(Duration::from_secs(60)));
+/// ```
+pub fn stale(stale: Duration) -> bool {
+    flight::adapt(|adapted| adapted.stale = Some(stale))
+}
+
+/// Sets how long past its freshness the value being computed answers
+/// when the origin fails, in place of the function's `fail_safe`;
+/// `false` outside an origin call.
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(!cache_runtime::context::fail_safe(Duration::from_secs(3600)));
+/// ```
+pub fn fail_safe(window: Duration) -> bool {
+    flight::adapt(|adapted| adapted.fail_safe = Some(window))
+}
