@@ -58,6 +58,8 @@ const INVALIDATES_OPTIONS: &[&str] = &["before", "cache", "crate"];
 #[derive(Default)]
 pub(crate) struct CachedArgs {
     pub(crate) ttl: Option<LitStr>,
+    /// `ttl = PRESET`: the path of a `TtlPreset` constant.
+    pub(crate) ttl_preset: Option<Path>,
     pub(crate) key: Option<LitStr>,
     pub(crate) stale: Option<LitStr>,
     pub(crate) l1_ttl: Option<LitStr>,
@@ -123,6 +125,16 @@ pub(crate) fn parse_cached(tokens: TokenStream, ctxt: &mut Ctxt) -> CachedArgs {
             let lookahead = input.lookahead1();
             if lookahead.peek(kw::ttl) {
                 let name: kw::ttl = input.parse()?;
+                // A path names a `TtlPreset` constant of the application.
+                let ahead = input.fork();
+                if ahead.parse::<Token![=]>().is_ok()
+                    && (ahead.peek(Ident::peek_any) || ahead.peek(Token![::]))
+                {
+                    input.parse::<Token![=]>()?;
+                    let preset: Path = input.parse()?;
+                    set_once(ctxt, &mut args.ttl_preset, "ttl", name.span, preset);
+                    return Ok(());
+                }
                 let value = string_value(input, "ttl", name.span, "\"2m\"")?;
                 set_once(ctxt, &mut args.ttl, "ttl", name.span, value);
             } else if lookahead.peek(kw::key) {

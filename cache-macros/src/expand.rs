@@ -450,6 +450,9 @@ pub(crate) fn spec_statics(func: &Function, spec: &SpecPlan, rt: &TokenStream) -
     if let Some(ms) = spec.ttl_ms {
         set("ttl_ms", millis(ms));
     }
+    if let Some(preset) = &spec.ttl_preset {
+        set("ttl_preset", preset.clone());
+    }
     if let Some(ms) = spec.stale_ms {
         set("stale_ms", millis(ms));
     }

@@ -31,6 +31,9 @@ pub(crate) struct CachedPlan {
 pub(crate) struct SpecPlan {
     pub(crate) template: TemplateName,
     pub(crate) ttl_ms: Option<u64>,
+    /// A `TtlPreset` constant: `ttl = "@list"` or `ttl = PRESET`, as
+    /// `<crate>::ttl_preset(&PRESET)`.
+    pub(crate) ttl_preset: Option<proc_macro2::TokenStream>,
     pub(crate) stale_ms: Option<u64>,
     pub(crate) l1_ttl_ms: Option<u64>,
     pub(crate) jitter_percent: Option<u8>,
@@ -112,9 +115,12 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
         }
     }
 
+    let ttl_preset = ttl_preset(&args, ctxt);
     let ttl = positive_duration(
         ctxt,
-        args.ttl.as_ref(),
+        args.ttl
+            .as_ref()
+            .filter(|lit| !lit.value().starts_with('@')),
         "ttl",
         "remove `#[cached]` or give a positive duration such as \"30s\"",
         "caches nothing",
@@ -307,6 +313,7 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
         spec: SpecPlan {
             template,
             ttl_ms: ttl.map(|(d, _)| millis(d)),
+            ttl_preset,
             stale_ms: stale.map(|(d, _)| millis(d)),
             l1_ttl_ms: l1_ttl.map(|(d, _)| millis(d)),
             jitter_percent,
@@ -320,6 +327,58 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
         },
         key,
     }
+}
+
+/// The built-in TTL presets (`ttl = "@name"`), with their defaults, as the
+/// runtime's `ttl` module has them.
+const TTL_PRESETS: [(&str, &str); 6] = [
+    ("short", "1m"),
+    ("medium", "10m"),
+    ("long", "1h"),
+    ("list", "30s"),
+    ("report", "15m"),
+    ("lookup", "24h"),
+];
+
+/// `ttl = "@name"` (a built-in preset, checked here) or `ttl = PRESET` (a
+/// constant of the application, checked by rustc): the preset's path.
+fn ttl_preset(args: &CachedArgs, ctxt: &mut Ctxt) -> Option<proc_macro2::TokenStream> {
+    if let (Some(lit), Some(_)) = (&args.ttl, &args.ttl_preset) {
+        ctxt.error(lit.span(), "`ttl` is given twice; keep one of them");
+        return None;
+    }
+    let krate = runtime_path(args.krate.clone());
+    // Through a function of the crate's root, so that a path to what is
+    // not a preset is reported in words naming no internal item.
+    if let Some(path) = &args.ttl_preset {
+        let span = syn::spanned::Spanned::span(path);
+        return Some(quote::quote_spanned!(span=> #krate::ttl_preset(&#path)));
+    }
+    let lit = args.ttl.as_ref()?;
+    let value = lit.value();
+    let name = value.strip_prefix('@')?;
+    if TTL_PRESETS.iter().any(|(preset, _)| *preset == name) {
+        let constant = Ident::new(&name.to_ascii_uppercase(), lit.span());
+        return Some(quote::quote!(#krate::ttl_preset(&#krate::ttl::#constant)));
+    }
+    let known: Vec<String> = TTL_PRESETS
+        .iter()
+        .map(|(preset, default)| format!("`@{preset}` ({default})"))
+        .collect();
+    let hint = match suggest::closest(name, TTL_PRESETS.iter().map(|(preset, _)| *preset)) {
+        Some(close) => format!("did you mean `@{close}`? "),
+        None => String::new(),
+    };
+    ctxt.error(
+        lit.span(),
+        format!(
+            "`@{name}` is not a built-in TTL preset; {hint}the built-in ones are {}; for one of your own, declare `const {}: cache_runtime::TtlPreset = cache_runtime::TtlPreset::new(\"{name}\", ..);` and write `ttl = {}`",
+            known.join(", "),
+            name.to_ascii_uppercase(),
+            name.to_ascii_uppercase(),
+        ),
+    );
+    None
 }
 
 /// Checks `#[invalidates]` on `func`.

@@ -28,6 +28,7 @@ pub struct Spec {
     tier: TierChoice,
     timeout: Option<Duration>,
     refresh_ahead: Option<u8>,
+    ttl_preset: Option<&'static crate::TtlPreset>,
 }
 
 impl Spec {
@@ -49,10 +50,15 @@ impl Spec {
             tier: TierChoice::Default,
             timeout: None,
             refresh_ahead: None,
+            ttl_preset: None,
         }
     }
     pub const fn ttl_ms(mut self, ms: u64) -> Spec {
         self.policy.ttl = Some(Duration::from_millis(ms));
+        self
+    }
+    pub const fn ttl_preset(mut self, preset: &'static crate::TtlPreset) -> Spec {
+        self.ttl_preset = Some(preset);
         self
     }
     pub const fn stale_ms(mut self, ms: u64) -> Spec {
@@ -101,14 +107,23 @@ impl Spec {
         let Some(percent) = self.refresh_ahead else {
             return Duration::ZERO;
         };
-        let ttl = self.policy.ttl.unwrap_or(cache.config().default_ttl);
+        let ttl = self.ttl_in(cache).unwrap_or(cache.config().default_ttl);
         ttl.mul_f64(f64::from(100 - percent.min(100)) / 100.0)
     }
-    /// This function's policy, measuring values with `weigher`.
-    fn policy_with(&self, weigher: Option<Weigher>) -> Policy {
+    /// This function's policy in `cache`, measuring values with
+    /// `weigher`.
+    fn policy_in(&self, cache: &Cache, weigher: Option<Weigher>) -> Policy {
         Policy {
             weigher,
+            ttl: self.ttl_in(cache),
             ..self.policy
+        }
+    }
+    /// This function's TTL in `cache`: its preset's there, or its own.
+    fn ttl_in(&self, cache: &Cache) -> Option<Duration> {
+        match self.ttl_preset {
+            Some(preset) => Some(preset.resolve(cache)),
+            None => self.policy.ttl,
         }
     }
 
@@ -460,7 +475,7 @@ where
         Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
         other => other,
     };
-    let policy = spec.policy_with(weigher);
+    let policy = spec.policy_in(&cache, weigher);
     let origin = || async { K::wrap(origin().await) };
     K::unwrap(
         load(
@@ -556,7 +571,7 @@ where
         Lookup::Stale(_) => true,
         _ => cache.is_kept::<<K::Outcome as Outcome>::Value>(key.as_str()),
     };
-    let policy = spec.policy_with(weigher);
+    let policy = spec.policy_in(&cache, weigher);
     let origin = make_origin();
     let origin = || async { K::wrap(origin().await) };
     let (true, Some(timeout), Ok(runtime)) =
@@ -630,7 +645,7 @@ fn refresh_ahead<K, R, M, F, Fut>(
     let origin = make_origin();
     let origin = || async { K::wrap(origin().await) };
     let (cache, site, key) = (Cache::clone(cache), site.clone(), key.as_str().to_owned());
-    let policy = spec.policy_with(weigher);
+    let policy = spec.policy_in(&cache, weigher);
     let refresh = async move {
         cache
             .refresh_ahead::<K::Outcome, _, _>(&key, &site, &policy, route, ahead, origin)
@@ -676,7 +691,7 @@ where
         Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
         other => other,
     };
-    let policy = spec.policy_with(weigher);
+    let policy = spec.policy_in(&cache, weigher);
     let origin = || K::wrap(origin());
     let function = spec.function;
     K::unwrap(cache.load_blocking(found, key.as_str(), &site, function, &policy, route, origin))
@@ -717,7 +732,7 @@ where
     let keys: Vec<KeyBuf> = ids.iter().map(key_of).collect();
     let keys: Vec<&str> = keys.iter().map(KeyBuf::as_str).collect();
     let route = route(&cache, spec, &site, codec);
-    let policy = spec.policy_with(weigher);
+    let policy = spec.policy_in(&cache, weigher);
     let origin = |asked| {
         let call = origin(asked);
         async move { call.await.into_pairs() }

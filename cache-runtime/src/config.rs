@@ -231,6 +231,9 @@ pub struct Config {
     pub engine: Engine,
     /// Settings by namespace (named cache).
     pub namespaces: HashMap<String, NamespaceConfig>,
+    /// Durations of TTL presets by name ([`TtlPreset`](crate::TtlPreset)),
+    /// in place of their defaults in code.
+    pub ttl_presets: HashMap<String, Duration>,
 }
 
 impl Default for Config {
@@ -257,6 +260,7 @@ impl Default for Config {
             l1_max_entries: 1_000_000,
             engine: Engine::default(),
             namespaces: HashMap::new(),
+            ttl_presets: HashMap::new(),
         }
     }
 }
@@ -286,6 +290,7 @@ impl fmt::Debug for Config {
             l1_max_entries,
             engine,
             namespaces,
+            ttl_presets,
         } = self;
         f.debug_struct("Config")
             .field("enabled", enabled)
@@ -309,6 +314,7 @@ impl fmt::Debug for Config {
             .field("l1_max_entries", l1_max_entries)
             .field("engine", engine)
             .field("namespaces", namespaces)
+            .field("ttl_presets", ttl_presets)
             .finish()
     }
 }
@@ -351,6 +357,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 const NAMESPACE_PREFIX: &str = "CACHE_NAMESPACE_";
+/// The variables of TTL presets: `CACHE_TTL_<NAME>`.
+const TTL_PRESET_PREFIX: &str = "CACHE_TTL_";
 
 impl Config {
     /// Reads the process environment:
@@ -379,6 +387,7 @@ impl Config {
     /// | `CACHE_NAMESPACE_<NAME>_ENABLED` | as `CACHE_ENABLED`, for the named cache `<name>` | |
     /// | `CACHE_NAMESPACE_<NAME>_DEFAULT_TTL` | a duration | |
     /// | `CACHE_NAMESPACE_<NAME>_L1_MAX_BYTES` | bytes | |
+    /// | `CACHE_TTL_<PRESET>` | a duration: the TTL preset `<preset>` ([`TtlPreset`](crate::TtlPreset)); `from_lookup` reads the built-in ones | its default in code |
     ///
     /// `<NAME>` is the cache name upper-cased, with `-` as `_`.
     ///
@@ -396,6 +405,8 @@ impl Config {
         for (name, value) in std::env::vars() {
             if let Some(rest) = name.strip_prefix(NAMESPACE_PREFIX) {
                 config.apply_namespace_var(&name, rest, &value)?;
+            } else if let Some(rest) = name.strip_prefix(TTL_PRESET_PREFIX) {
+                config.apply_ttl_preset_var(&name, rest, &value)?;
             }
         }
         Ok(config)
@@ -484,6 +495,12 @@ impl Config {
         if let Some(v) = lookup("CACHE_DEFAULT_TTL") {
             config.default_ttl = parse_ttl("CACHE_DEFAULT_TTL", &v)?;
         }
+        for preset in crate::ttl::ALL {
+            let var = format!("{TTL_PRESET_PREFIX}{}", preset.name().to_ascii_uppercase());
+            if let Some(v) = lookup(&var) {
+                config.apply_ttl_preset_var(&var, preset.name(), &v)?;
+            }
+        }
         if let Some(v) = lookup("CACHE_STALE_TTL") {
             config.stale_ttl =
                 parse_duration(&v).map_err(|e| ConfigError::new("CACHE_STALE_TTL", e))?;
@@ -505,6 +522,24 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// `CACHE_TTL_<NAME>`: the duration of the preset `<name>`.
+    fn apply_ttl_preset_var(
+        &mut self,
+        var: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        let name = name.to_ascii_lowercase();
+        if !crate::preset::is_preset_name(&name) {
+            return Err(ConfigError::new(
+                var,
+                "expected CACHE_TTL_<NAME>, <NAME> the name of a TTL preset (letters, digits and `_`)",
+            ));
+        }
+        self.ttl_presets.insert(name, parse_ttl(var, value)?);
+        Ok(())
     }
 
     fn apply_namespace_var(
@@ -536,6 +571,18 @@ impl Config {
 
     /// Checks that the settings fit together.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        for (name, ttl) in &self.ttl_presets {
+            let var = format!("{TTL_PRESET_PREFIX}{}", name.to_ascii_uppercase());
+            if !crate::preset::is_preset_name(name) {
+                return Err(ConfigError::new(
+                    &var,
+                    format!("`{name}` is not a TTL preset's name: lower-case letters, digits and `_`, starting with a letter"),
+                ));
+            }
+            if ttl.is_zero() {
+                return Err(ConfigError::new(&var, "a TTL of zero would cache nothing"));
+            }
+        }
         if matches!(self.backend, Backend::Redis | Backend::Hybrid) && self.redis_url.is_none() {
             return Err(ConfigError::new(
                 "REDIS_URL",

@@ -30,6 +30,7 @@ mod outcome;
 mod pattern;
 #[cfg(feature = "redis")]
 mod pending;
+mod preset;
 mod prometheus;
 mod scope;
 mod secret;
@@ -93,6 +94,14 @@ where
 {
 }
 
+/// Called by `#[cached(ttl = PRESET)]` with its preset: a path to what is
+/// not a [`TtlPreset`] is reported here.
+#[doc(hidden)]
+#[inline(always)]
+pub const fn ttl_preset(preset: &'static TtlPreset) -> &'static TtlPreset {
+    preset
+}
+
 #[doc(hidden)]
 /// Implemented only by a marker of the runtime: the bound that `tier = "l2"` and `tier = "both"` put
 /// on a value that is not serde, so that the mistake is a compile error.
@@ -118,6 +127,7 @@ pub use key::{key_text, KeyBuf, KeyPart, KeyWriter, MAX_KEY_BYTES};
 pub use metrics_hooks::MetricsHooks;
 pub use outcome::CachedValue;
 pub use pattern::{Pattern, PatternError};
+pub use preset::{ttl, TtlPreset};
 pub use stats::Stats;
 
 pub use codec::{Codec, CodecError};

@@ -101,6 +101,24 @@ impl CacheBuilder {
         self
     }
 
+    /// The duration of the TTL preset `name` (built-in, as `"list"`, or
+    /// the application's own [`TtlPreset`](crate::TtlPreset)), in place of
+    /// its default in code. `CACHE_TTL_<NAME>` sets the same from the
+    /// environment.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .ttl_preset("list", Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache_runtime::ttl::LIST.resolve(&cache), Duration::from_secs(5));
+    /// ```
+    pub fn ttl_preset(mut self, name: &str, ttl: Duration) -> Self {
+        self.config.ttl_presets.insert(name.to_owned(), ttl);
+        self
+    }
+
     /// Stale window of functions that give none.
     ///
     /// ```
