@@ -737,7 +737,8 @@ where
         let call = origin(asked);
         async move { call.await.into_pairs() }
     };
-    let loaded = cache.load_batch(ids, &keys, &site, &policy, route, origin);
+    let loaded = cache
+        .load_batch::<_, _, Option<R::Value>, _, _, _>(ids, &keys, &site, &policy, route, origin);
     match Box::pin(loaded).await {
         Ok(pairs) => R::from_pairs(pairs),
         Err(error) => R::from_error(error),

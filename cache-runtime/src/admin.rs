@@ -7,6 +7,7 @@
 //! | `GET /metrics` | [`Cache::prometheus_text`] | no |
 //! | `POST /invalidate?pattern=orders:list:acme:*` | [`Cache::invalidate_report`]: `{"removed": n, "local": n, "shared": {"kind": .., "removed": n}, "report": ".."}` (`removed`: keys removed in both tiers, each once; `shared.kind`: `keys`, `prefix` (uncounted), `scanned`, `queued` (Redis away: with its `reason`), or `none` without Redis), `400` for a malformed pattern | yes |
 //! | `POST /clear` | [`Cache::clear`]; takes no query parameter | yes |
+//! | `POST /warm`, `POST /warm?warmer=lookups` | runs every warmer now ([`Cache::run_warmer`]), or the one named: `{"warmed": {"lookups": {"stored": n, "skipped": n, "failed": n}}}`; `404` for a name no warmer has, `409` while it runs | yes |
 //!
 //! The mutating routes need `Authorization: Bearer <token>` (the scheme in
 //! any case, as HTTP has it: `bearer <token>` too): without it, `401`. A
@@ -244,6 +245,7 @@ pub fn router(cache: Cache, token: impl Into<String>) -> Router {
     let guarded = Router::new()
         .route("/invalidate", post(invalidate))
         .route("/clear", post(clear))
+        .route("/warm", post(warm))
         .route_layer(from_fn_with_state(
             RequireBearer::new(token),
             require_bearer,
@@ -284,6 +286,7 @@ fn stats_json(stats: &Stats) -> Value {
         "fail_safe_served": stats.fail_safe_served,
         "origin_timeouts": stats.origin_timeouts,
         "refreshes_ahead": stats.refreshes_ahead,
+        "warmed": stats.warmed,
         "keys_too_long": stats.keys_too_long,
         "l2_corrupt": stats.l2_corrupt,
         "backplane_resyncs": stats.backplane_resyncs,
@@ -313,8 +316,45 @@ async fn health(State(admin): State<Admin>) -> Json<Value> {
         "breaker": health.breaker.map(|b| b.to_string()),
         "in_sync": health.in_sync,
         "pending_invalidations": health.pending_invalidations,
+        "warmers": health.warmers.iter().map(warmer_json).collect::<Vec<_>>(),
     });
     Json(body)
+}
+
+fn warmer_json(warmer: &crate::WarmerHealth) -> Value {
+    json!({
+        "name": warmer.name,
+        "every_ms": warmer.every.as_millis() as u64,
+        "running": warmer.running,
+        "runs": warmer.runs,
+        "last": warmer.last.map(report_json),
+    })
+}
+
+fn report_json(report: crate::WarmReport) -> Value {
+    json!({ "stored": report.stored, "skipped": report.skipped, "failed": report.failed })
+}
+
+/// `POST /warm`: runs every warmer now, or the one `?warmer=name` names.
+async fn warm(State(admin): State<Admin>, RawQuery(query): RawQuery) -> Response {
+    let names = match query::read(query.as_deref(), ["warmer"]) {
+        Ok([Some(name)]) => vec![name],
+        Ok([None]) => admin.cache.warmer_names(),
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    let mut ran = serde_json::Map::new();
+    for name in names {
+        match admin.cache.run_warmer(&name).await {
+            Ok(report) => {
+                ran.insert(name, report_json(report));
+            }
+            Err(e @ crate::WarmerError::Unknown(_)) => {
+                return error(StatusCode::NOT_FOUND, e.to_string())
+            }
+            Err(e) => return error(StatusCode::CONFLICT, e.to_string()),
+        }
+    }
+    Json(json!({ "warmed": ran })).into_response()
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {

@@ -30,6 +30,7 @@ mod local;
 mod ready;
 #[cfg(feature = "redis")]
 mod shared_tier;
+mod warm;
 #[cfg(feature = "redis")]
 use crate::shared::{SharedTier, ValueCodec};
 #[cfg(feature = "redis")]
@@ -39,6 +40,8 @@ pub use builder::CacheBuilder;
 pub use engine::TierChoice;
 pub(crate) use engine::{Lookup, Policy, Route};
 pub use local::{Local, Shareable};
+pub(crate) use warm::Warmer;
+pub use warm::{WarmOptions, WarmReport, WarmerError, WarmerHealth};
 
 /// The name of a cache that is not a named one (the `cache` label of its
 /// metrics).
@@ -114,6 +117,8 @@ struct Inner {
     /// in-process tier an invalidation through the shared tier reaches on
     /// every instance.
     root: std::sync::Weak<Inner>,
+    /// The warmers registered on this cache.
+    warmers: parking_lot::Mutex<Vec<Arc<Warmer>>>,
 }
 
 impl Inner {
@@ -744,6 +749,7 @@ impl Cache {
             fail_safe_served: sum(Counter::FailSafe),
             origin_timeouts: sum(Counter::OriginTimeout),
             refreshes_ahead: sum(Counter::RefreshAhead),
+            warmed: sum(Counter::Warmed),
             local_only_functions: self.local_only_templates().len() as u64,
             keys_too_long: sites
                 .iter()
@@ -793,6 +799,7 @@ impl Cache {
             local_only: self.local_only_templates(),
             corrupt_seen: 0,
             last_corrupt: None,
+            warmers: self.warmers_health(),
         };
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.inner.shared {

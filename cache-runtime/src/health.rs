@@ -81,6 +81,9 @@ pub struct Health {
     pub corrupt_seen: u64,
     /// The last of them, named: what to delete, or to invalidate.
     pub last_corrupt: Option<String>,
+    /// The warmers registered on the cache
+    /// ([`Cache::add_warmer`](crate::Cache::add_warmer)).
+    pub warmers: Vec<crate::WarmerHealth>,
 }
 
 impl fmt::Display for Health {

@@ -84,6 +84,16 @@ pub enum Event<'a> {
         /// The key template.
         template: &'a str,
     },
+    /// A batch of warming ended ([`Cache::warm_ids`](crate::Cache::warm_ids)):
+    /// its progress.
+    Warmed {
+        /// Values stored.
+        stored: u64,
+        /// Ids already cached or being loaded.
+        skipped: u64,
+        /// Ids the loader failed or returned nothing for.
+        failed: u64,
+    },
 }
 
 /// Receives every [`Event`] of a cache. Keep it cheap: it runs on the

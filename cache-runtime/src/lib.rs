@@ -115,7 +115,9 @@ pub trait StorableInRedis {}
 
 pub use batch::{BatchIds, BatchReturn};
 pub use breaker::BreakerState;
-pub use cache::{Cache, CacheBuilder, Local, Shareable};
+pub use cache::{
+    Cache, CacheBuilder, Local, Shareable, WarmOptions, WarmReport, WarmerError, WarmerHealth,
+};
 pub use config::{Backend, Config, ConfigError, Engine, NamespaceConfig};
 #[cfg(feature = "redis")]
 pub use health::ReadyError;

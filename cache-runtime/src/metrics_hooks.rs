@@ -18,7 +18,7 @@ use crate::BreakerState;
 /// `cache_sets_total`, `cache_origin_calls_total` and the histogram
 /// `cache_operation_duration_seconds{operation="origin"}` by cache and
 /// template; `cache_deletes_total{cache}`, `cache_errors_total{cache,
-/// kind="l2", op}` and the gauge `cache_breaker_open{cache}` (1 while the
+/// kind="l2", op}`, `cache_warmed_total{cache}` and the gauge `cache_breaker_open{cache}` (1 while the
 /// breaker is not closed) by cache. Labels are templates, never keys.
 ///
 /// The handles of a cache and template are registered with the recorder
@@ -52,6 +52,7 @@ struct SiteHandles {
 
 struct CacheHandles {
     deletes: Counter,
+    warmed: Counter,
     breaker_open: Gauge,
 }
 
@@ -120,6 +121,7 @@ impl MetricsHooks {
             let label = [("cache", cache.to_owned())];
             CacheHandles {
                 deletes: metrics::counter!("cache_deletes_total", &label),
+                warmed: metrics::counter!("cache_warmed_total", &label),
                 breaker_open: metrics::gauge!("cache_breaker_open", &label),
             }
         });
@@ -153,6 +155,7 @@ impl Hooks for MetricsHooks {
                 s.origin_calls.increment(1);
                 s.origin_time.record(elapsed.as_secs_f64());
             }),
+            Event::Warmed { stored, .. } => self.with_cache(cache, |c| c.warmed.increment(stored)),
             Event::Invalidate { removed, .. } => {
                 self.with_cache(cache, |c| c.deletes.increment(removed))
             }

@@ -14,7 +14,7 @@ use crate::{BreakerState, Cache, Stats};
 type Family<S> = (&'static str, &'static str, &'static [(S, &'static str)]);
 
 /// The families with a `template` label; a series is a site counter.
-const BY_TEMPLATE: [Family<Counter>; 9] = [
+const BY_TEMPLATE: [Family<Counter>; 10] = [
     (
         "cache_hits_total",
         "Calls answered from the cache, by tier (stale answers included).",
@@ -46,6 +46,11 @@ const BY_TEMPLATE: [Family<Counter>; 9] = [
         "cache_refreshes_ahead_total",
         "Refreshes started ahead of expiry by a hit (refresh_ahead).",
         &[(Counter::RefreshAhead, "")],
+    ),
+    (
+        "cache_warmed_total",
+        "Values stored by warming.",
+        &[(Counter::Warmed, "")],
     ),
     (
         "cache_l2_misses_total",

@@ -32,9 +32,10 @@ pub(crate) enum Counter {
     FailSafe,
     OriginTimeout,
     RefreshAhead,
+    Warmed,
 }
 
-const COUNTERS: usize = 17;
+const COUNTERS: usize = 18;
 
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -189,6 +190,9 @@ pub struct Stats {
     /// Refreshes started ahead of expiry (`refresh_ahead`): a hit on a
     /// value past that share of its TTL answered at once and started one.
     pub refreshes_ahead: u64,
+    /// Values stored by warming ([`Cache::warm_ids`](crate::Cache::warm_ids)
+    /// and the warmers).
+    pub warmed: u64,
     /// `#[cached]` functions (key templates) that keep their values in
     /// this process although the cache has a shared tier, their value type
     /// not being serde: see [`Health::local_only`](crate::Health::local_only).

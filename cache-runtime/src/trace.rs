@@ -62,6 +62,18 @@ pub(crate) fn event(cache: &str, event: &Event<'_>) {
             template,
             "origin failed; answered with an older value"
         ),
+        Event::Warmed {
+            stored,
+            skipped,
+            failed,
+        } => tracing::debug!(
+            target: "cache_runtime",
+            cache,
+            stored,
+            skipped,
+            failed,
+            "warming batch done"
+        ),
         Event::RefreshAhead { template } => tracing::debug!(
             target: "cache_runtime",
             cache,

@@ -6,6 +6,7 @@ use std::hash::Hash;
 
 use super::engine::{SharedMiss, Waited};
 use super::*;
+use crate::outcome::Plain;
 
 /// How many times a batch joins the flights of keys whose loads another
 /// caller led and that gave it nothing to use (that caller's origin failed,
@@ -16,11 +17,48 @@ const MAX_ROUNDS: usize = 4;
 /// the origin has no value for it).
 type Slot<V> = Option<Option<V>>;
 
+/// How a batch stores the answer for one id, as the outcome of a load of
+/// its key: `Option<V>` (a batch function's: an id without a value is
+/// remembered with `none = true`), or `V` itself ([`Plain`], warming: an
+/// id without a value stores nothing).
+pub(crate) trait BatchSlot<V>: Outcome + Clone {
+    /// The outcome of an id's load from what the origin answered for it;
+    /// `None` to store nothing.
+    fn answer(found: Option<V>) -> Option<Self>;
+    /// The value a stored outcome holds for its id.
+    fn value(stored: Self::Value) -> Option<V>;
+    /// What the outcome stores.
+    fn into_stored(self) -> Self::Value;
+}
+
+impl<V: Clone + Send + Sync + 'static> BatchSlot<V> for Option<V> {
+    fn answer(found: Option<V>) -> Option<Self> {
+        Some(found)
+    }
+    fn value(stored: Option<V>) -> Option<V> {
+        stored
+    }
+    fn into_stored(self) -> Option<V> {
+        self
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> BatchSlot<V> for Plain<V> {
+    fn answer(found: Option<V>) -> Option<Self> {
+        found.map(Plain)
+    }
+    fn value(stored: V) -> Option<V> {
+        Some(stored)
+    }
+    fn into_stored(self) -> V {
+        self.0
+    }
+}
+
 impl Cache {
     /// The values of `ids`, whose keys are `keys` (same order, no id
-    /// twice), each stored under its own key as `Option<V>`: `Some` for an
-    /// id the origin returned a value for, `None` (with `none = true`) for
-    /// one it did not.
+    /// twice), each stored under its own key as `O` says (see
+    /// [`BatchSlot`]).
     ///
     /// The in-process tier answers first, then, in one round trip per
     /// group, the shared tier; `origin` is called once with the ids left.
@@ -29,7 +67,7 @@ impl Cache {
     /// origin call, so that two batches never wait on each other. Ids
     /// whose wait gave nothing to use go round again; after
     /// [`MAX_ROUNDS`], they are loaded and not stored.
-    pub(crate) async fn load_batch<K, V, E, F, Fut>(
+    pub(crate) async fn load_batch<K, V, O, E, F, Fut>(
         &self,
         ids: Vec<K>,
         keys: &[&str],
@@ -41,6 +79,7 @@ impl Cache {
     where
         K: Eq + Hash + Clone,
         V: Clone + Send + Sync + 'static,
+        O: BatchSlot<V>,
         F: FnMut(Vec<K>) -> Fut,
         Fut: Future<Output = Result<Vec<(K, V)>, E>>,
     {
@@ -52,8 +91,8 @@ impl Cache {
                 uncached.push(at);
                 continue;
             }
-            match self.lookup_on::<Option<V>>(route, key, site) {
-                Lookup::Fresh(value) => found[at] = Some(value),
+            match self.lookup_on::<O::Value>(route, key, site) {
+                Lookup::Fresh(value) => found[at] = Some(O::value(value)),
                 _ => open.push(at),
             }
         }
@@ -62,7 +101,7 @@ impl Cache {
                 break;
             }
             open = self
-                .batch_round(
+                .batch_round::<K, V, O, E, F, Fut>(
                     &ids,
                     keys,
                     site,
@@ -93,7 +132,7 @@ impl Cache {
     /// the keys nobody is loading (the shared tier, then one origin call),
     /// then waits for the others. Returns the ids to go round again.
     #[allow(clippy::too_many_arguments)] // the batch's, and its state
-    async fn batch_round<K, V, E, F, Fut>(
+    async fn batch_round<K, V, O, E, F, Fut>(
         &self,
         ids: &[K],
         keys: &[&str],
@@ -107,6 +146,7 @@ impl Cache {
     where
         K: Eq + Hash + Clone,
         V: Clone + Send + Sync + 'static,
+        O: BatchSlot<V>,
         F: FnMut(Vec<K>) -> Fut,
         Fut: Future<Output = Result<Vec<(K, V)>, E>>,
     {
@@ -120,9 +160,9 @@ impl Cache {
             match self.inner.flights.join(key) {
                 Join::Leader(leader) => {
                     // A load may have finished between the lookup and the join.
-                    if let Lookup::Fresh(value) = self.lookup_on::<Option<V>>(route, key, site) {
+                    if let Lookup::Fresh(value) = self.lookup_on::<O::Value>(route, key, site) {
                         let _ = leader.finish(Arc::new(value.clone()), || false);
-                        found[at] = Some(value);
+                        found[at] = Some(O::value(value));
                         continue;
                     }
                     self.count(site, Counter::Miss, 1);
@@ -144,17 +184,19 @@ impl Cache {
             }
         }
         let misses = self
-            .batch_shared(keys, site, policy, route, led, found, &mut again)
+            .batch_shared::<V, O>(keys, site, policy, route, led, found, &mut again)
             .await;
         if !misses.is_empty() {
-            self.batch_origin(ids, keys, site, policy, route, origin, misses, found)
-                .await?;
+            self.batch_origin::<K, V, O, E, F, Fut>(
+                ids, keys, site, policy, route, origin, misses, found,
+            )
+            .await?;
         }
         // Waited for only now: this batch leads nothing any more, so no
         // other batch waits on it while it waits.
         for (at, flight) in waits {
-            match self.joined::<Option<V>>(flight.wait().await, site) {
-                Waited::Done(value) => found[at] = Some(value),
+            match self.joined::<O>(flight.wait().await, site) {
+                Waited::Done(out) => found[at] = Some(O::value(out.into_stored())),
                 Waited::CallOrigin | Waited::TryAgain => again.push(at),
             }
         }
@@ -166,7 +208,7 @@ impl Cache {
     /// process; the rest, with what the read left for their fill, go to
     /// the origin.
     #[allow(clippy::too_many_arguments)] // the batch's, and its state
-    async fn batch_shared<'a, V: Clone + Send + Sync + 'static>(
+    async fn batch_shared<'a, V: Clone + Send + Sync + 'static, O: BatchSlot<V>>(
         &'a self,
         keys: &[&str],
         site: &Site,
@@ -181,12 +223,12 @@ impl Cache {
             let asked: Vec<&str> = led.iter().map(|(at, _)| keys[*at]).collect();
             let (_, keep) = self.stale_and_keep(policy);
             let finds = shared
-                .lookup_many::<Option<V>>(&*self.inner, &asked, site, codec, keep)
+                .lookup_many::<O::Value>(&*self.inner, &asked, site, codec, keep)
                 .await;
             let mut misses = Vec::new();
             for ((at, leader), find) in led.into_iter().zip(finds) {
                 match self.led(leader, keys[at], site, policy, route, codec, (find, None)) {
-                    Led::Value(value) => found[at] = Some(value),
+                    Led::Value(value) => found[at] = Some(O::value(value)),
                     Led::Retry => again.push(at),
                     Led::Origin(leader, miss) => misses.push((at, leader, miss)),
                 }
@@ -205,7 +247,7 @@ impl Cache {
     /// read. When the origin fails, the waiters of these keys are told,
     /// and the error is this batch's answer.
     #[allow(clippy::too_many_arguments)] // the batch's, and its state
-    async fn batch_origin<K, V, E, F, Fut>(
+    async fn batch_origin<K, V, O, E, F, Fut>(
         &self,
         ids: &[K],
         keys: &[&str],
@@ -219,6 +261,7 @@ impl Cache {
     where
         K: Eq + Hash + Clone,
         V: Clone + Send + Sync + 'static,
+        O: BatchSlot<V>,
         F: FnMut(Vec<K>) -> Fut,
         Fut: Future<Output = Result<Vec<(K, V)>, E>>,
     {
@@ -236,15 +279,20 @@ impl Cache {
                 return Err(e);
             }
         };
-        let settled: Vec<_> = misses
-            .into_iter()
-            .map(|(at, leader, miss)| {
-                let value = got.remove(&ids[at]);
-                let settled = self.settle(leader, keys[at], site, policy, route, value);
-                found[at] = Some(settled.out.clone());
-                (at, settled, miss)
-            })
-            .collect();
+        let mut settled = Vec::with_capacity(misses.len());
+        for (at, leader, miss) in misses {
+            let Some(answer) = O::answer(got.remove(&ids[at])) else {
+                // Nothing to store: waiters load it themselves.
+                found[at] = Some(None);
+                leader.fail(None);
+                #[cfg(feature = "redis")]
+                miss.release(false);
+                continue;
+            };
+            let done = self.settle(leader, keys[at], site, policy, route, answer);
+            found[at] = Some(O::value(done.out.clone().into_stored()));
+            settled.push((at, done, miss));
+        }
         #[cfg(feature = "redis")]
         {
             let fills = settled.iter().map(|(at, settled, miss)| {

@@ -518,6 +518,7 @@ impl CacheBuilder {
                 clock: self.clock,
                 hooks: self.hooks,
                 children: RwLock::new(HashMap::new()),
+                warmers: parking_lot::Mutex::default(),
                 #[cfg(feature = "redis")]
                 shared: self.shared,
             }),
