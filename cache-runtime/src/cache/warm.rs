@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, Stream, StreamExt};
 use parking_lot::Mutex;
 
 use super::{Cache, Inner, Policy, Shareable};
@@ -137,16 +137,49 @@ impl Cache {
         F: Fn(Vec<K>) -> Fut,
         Fut: Future<Output = Result<Vec<(K, V)>, E>>,
     {
-        let mut ids = ids.into_iter().peekable();
-        let batches = std::iter::from_fn(|| {
-            ids.peek()?;
-            Some(ids.by_ref().take(options.batch).collect::<Vec<K>>())
-        });
+        self.warm_stream(stream::iter(ids), key, ttl, options, load)
+            .await
+    }
+
+    /// [`Cache::warm_ids`] for ids that arrive as a [`Stream`] (rows of a
+    /// query read as they come, a file read line by line): batches are
+    /// made as ids arrive, so a long stream is never held whole.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use cache_runtime::{Cache, WarmOptions};
+    ///
+    /// let cache = Cache::builder().build().unwrap();
+    /// let ids = futures_util::stream::iter(1..=10u32);
+    /// let load = |ids: Vec<u32>| async move {
+    ///     Ok::<_, std::io::Error>(ids.into_iter().map(|id| (id, id)).collect())
+    /// };
+    /// let report = cache
+    ///     .warm_stream(ids, |id| format!("n:{id}"), Duration::from_secs(60), WarmOptions::default(), load)
+    ///     .await;
+    /// assert_eq!(report.stored, 10);
+    /// # });
+    /// ```
+    pub async fn warm_stream<K, V, E, S, F, Fut>(
+        &self,
+        ids: S,
+        key: impl Fn(&K) -> String,
+        ttl: Duration,
+        options: WarmOptions,
+        load: F,
+    ) -> WarmReport
+    where
+        S: Stream<Item = K>,
+        K: Eq + Hash + Clone,
+        V: Shareable,
+        F: Fn(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<Vec<(K, V)>, E>>,
+    {
         let (key, load) = (&key, &load);
-        let reports = stream::iter(batches)
+        ids.chunks(options.batch)
             .map(|batch| self.warm_batch(batch, key, ttl, load))
-            .buffer_unordered(options.concurrency);
-        reports
+            .buffer_unordered(options.concurrency)
             .fold(WarmReport::default(), |mut total, report| async move {
                 total.add(report);
                 total
@@ -333,15 +366,18 @@ impl Cache {
     /// use cache_runtime::{Cache, WarmOptions};
     ///
     /// let cache = Cache::builder().build().unwrap();
+    /// fn key(id: &u32) -> String {
+    ///     format!("currency:{id}")
+    /// }
     /// cache.add_warmer("currencies", Duration::from_secs(300), 10, |cache| async move {
-    ///     let load = |ids: Vec<&'static str>| async move {
-    ///         Ok::<_, std::io::Error>(ids.into_iter().map(|c| (c, c.len())).collect())
+    ///     let load = |ids: Vec<u32>| async move {
+    ///         Ok::<_, std::io::Error>(ids.into_iter().map(|id| (id, id * 10)).collect())
     ///     };
-    ///     cache.warm_ids(["EUR", "USD"], |c| format!("currency:{c}"),
-    ///         Duration::from_secs(3600), WarmOptions::default(), load).await
+    ///     cache.warm_ids([978, 840], key, Duration::from_secs(3600), WarmOptions::default(), load).await
     /// });
-    /// let report = cache.run_warmer("currencies").await;
-    /// assert!(report.is_ok() || cache.get::<usize>("currency:EUR").await.is_some());
+    /// // The task's first run has not started yet on this one-thread runtime.
+    /// assert_eq!(cache.run_warmer("currencies").await.unwrap().stored, 2);
+    /// assert_eq!(cache.get::<u32>("currency:978").await, Some(9780));
     /// # });
     /// ```
     pub fn add_warmer<F, Fut>(&self, name: &str, every: Duration, jitter_percent: u8, job: F)
