@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cache_runtime::{admin, Backend, Cache, Event, Hooks, WarmOptions};
+use futures_util::StreamExt;
 use support::Target;
 use tower::ServiceExt;
 
@@ -111,6 +112,33 @@ async fn ids_are_loaded_in_bounded_batches_with_a_report_and_progress() {
     let report = cache.warm_ids([998, 999], key, HOUR, options, load).await;
     assert_eq!((report.stored, report.failed), (0, 2));
     assert_eq!(cache.get::<String>("country:998").await, None);
+}
+
+#[tokio::test]
+async fn ids_from_a_stream_are_batched_as_they_arrive() {
+    let cache = Cache::builder().build().unwrap();
+    let loader = Loader::new();
+    let load = |ids| {
+        let loader = Arc::clone(&loader);
+        async move { loader.load(ids).await }
+    };
+    // Ids that arrive one by one, with pauses, as rows of a query would.
+    let ids = futures_util::stream::iter(1..=25u32).then(|id| async move {
+        tokio::task::yield_now().await;
+        id
+    });
+    let options = WarmOptions::default().batch(10).concurrency(1);
+    let report = cache.warm_stream(ids, key, HOUR, options, load).await;
+    assert_eq!((report.stored, report.skipped, report.failed), (23, 0, 2));
+    assert_eq!(
+        loader.calls.load(Ordering::SeqCst),
+        3,
+        "batches of 10, 10 and 5"
+    );
+    assert_eq!(
+        cache.get::<String>("country:25").await.as_deref(),
+        Some("row 25")
+    );
 }
 
 #[tokio::test]

@@ -269,12 +269,10 @@ impl Cache {
         let mut got = match self.call_batch_origin(site, origin, asked).await {
             Ok(got) => got,
             Err(e) => {
-                for (_, leader, miss) in misses {
+                for (_, leader, _miss) in misses {
                     leader.fail(None);
                     #[cfg(feature = "redis")]
-                    miss.release(false);
-                    #[cfg(not(feature = "redis"))]
-                    drop(miss);
+                    _miss.release(false);
                 }
                 return Err(e);
             }
