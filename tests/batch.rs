@@ -173,6 +173,58 @@ async fn a_single_load_running_is_waited_for_not_repeated() {
     assert_eq!(asked("join"), [vec![3], vec![1, 2]]);
 }
 
+/// One price, through the batch function on the same key: the batch is
+/// asked for the very key this call computes.
+#[cached(ttl = "10m", key = "price:<id>")]
+async fn price(id: u64) -> Option<u64> {
+    prices(&[id]).await.remove(&id).flatten()
+}
+
+#[cached(ttl = "10m", key = "price:<ids>", batch = "ids")]
+async fn prices(ids: &[u64]) -> HashMap<u64, Option<u64>> {
+    ASKED.lock().unwrap().push(("price".into(), ids.to_vec()));
+    ids.iter().map(|&id| (id, Some(id * 100))).collect()
+}
+
+/// A batch whose body asks, one at a time, for the keys it is loading.
+#[cached(ttl = "10m", key = "loop:<ids>", batch = "ids")]
+async fn looping(ids: &[u64]) -> HashMap<u64, Option<u64>> {
+    let mut found = HashMap::new();
+    for &id in ids {
+        found.insert(id, looped(id).await);
+    }
+    found
+}
+
+#[cached(ttl = "10m", key = "loop:<id>")]
+async fn looped(id: u64) -> Option<u64> {
+    Some(id)
+}
+
+#[tokio::test]
+async fn a_single_call_may_ask_the_batch_for_its_own_key() {
+    let cache = memory();
+    assert_eq!(cache.scope(price(3)).await, Some(300));
+    assert_eq!(cache.scope(price(3)).await, Some(300));
+    assert_eq!(
+        asked("price"),
+        [vec![3]],
+        "loaded once, stored by the single call"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_body_asking_for_a_key_it_loads_panics_instead_of_hanging() {
+    let cache = memory();
+    let task = tokio::spawn(async move { cache.scope(looping(&[1, 2])).await });
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("no hang");
+    let panic = outcome.expect_err("a panic").into_panic();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("loop:1"), "{message}");
+}
+
 #[tokio::test]
 async fn disabled_the_body_gets_every_id() {
     let cache = Cache::builder().enabled(false).build().unwrap();

@@ -57,6 +57,32 @@ async fn a_hit_past_the_share_answers_at_once_and_refreshes_once() {
     );
 }
 
+static FLAKY_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Answers the first call, fails every later one.
+#[cached(ttl = "10s", key = "flaky:<id>", refresh_ahead = "50%")]
+async fn flaky(id: u32) -> Result<u64, String> {
+    let _ = id;
+    match FLAKY_CALLS.fetch_add(1, Ordering::SeqCst) {
+        0 => Ok(1),
+        _ => Err("down".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_refresh_leaves_the_value_and_serves_nobody_an_error() {
+    let clock = ManualClock::new();
+    let cache = Cache::builder().clock(clock.clone()).build().unwrap();
+    assert_eq!(cache.scope(flaky(1)).await, Ok(1));
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(cache.scope(flaky(1)).await, Ok(1));
+    loads_reach(&cache, 2).await;
+    tokio::task::yield_now().await;
+    assert_eq!(cache.scope(flaky(1)).await, Ok(1), "the value stays");
+    let stats = cache.stats();
+    assert_eq!((stats.fail_safe_served, stats.errors), (0, 0), "{stats:?}");
+}
+
 static STEADY_CALLS: AtomicU64 = AtomicU64::new(0);
 
 #[cached(ttl = "10s", key = "steady:<id>", refresh_ahead = "70%")]

@@ -108,6 +108,8 @@ impl Spec {
             return Duration::ZERO;
         };
         let ttl = self.ttl_in(cache).unwrap_or(cache.config().default_ttl);
+        // The in-process copy lives at most `l1_ttl`.
+        let ttl = self.policy.l1_ttl.map_or(ttl, |l1| l1.min(ttl));
         ttl.mul_f64(f64::from(100 - percent.min(100)) / 100.0)
     }
     /// This function's policy in `cache`, measuring values with

@@ -7,8 +7,9 @@
 //! Each call applies to the value that the innermost `#[cached]` (or
 //! [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with)) origin
 //! call running on this task computes, and returns whether there is one:
-//! outside an origin call (a hit, plain code, a batch function's body)
-//! it changes nothing and returns `false`.
+//! outside an origin call (a hit, plain code) or in a batch function's
+//! body (which computes many values) it changes nothing and returns
+//! `false`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -39,6 +40,11 @@ use crate::flight;
 /// function's `ttl` (the in-process copy still lives at most `l1_ttl`,
 /// and `jitter` still applies); `false` outside an origin call. See the
 /// [module](self).
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(!cache_runtime::context::ttl(Duration::from_secs(60))); // no value computed here
+/// ```
 pub fn ttl(ttl: Duration) -> bool {
     flight::adapt(|adapted| adapted.ttl = Some(ttl))
 }

@@ -204,7 +204,7 @@ impl Flight {
     /// Whether this thread is, right now, computing this flight's value:
     /// joining it would wait forever.
     pub(crate) fn is_led_here(self: &Arc<Self>) -> bool {
-        LEADING.with(|leading| leading.borrow().iter().any(|led| Arc::ptr_eq(led, self)))
+        LEADING.with(|leading| leading.borrow().iter().any(|led| led.leads(self)))
     }
 }
 
@@ -287,7 +287,7 @@ impl<'a> Leader<'a> {
 
     /// Runs `f` marked as this flight's leader on this thread.
     pub(crate) fn lead<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _mark = LeadMark::enter(&self.flight);
+        let _mark = LeadMark::enter(&Led::One(Arc::clone(&self.flight)));
         f()
     }
 
@@ -295,7 +295,7 @@ impl<'a> Leader<'a> {
     /// flight's leader on the polling thread.
     pub(crate) fn lead_future<F: Future>(&self, future: F) -> LeadFuture<F> {
         LeadFuture {
-            flight: Arc::clone(&self.flight),
+            led: Led::One(Arc::clone(&self.flight)),
             future,
         }
     }
@@ -327,24 +327,58 @@ impl Drop for Leader<'_> {
 /// this thread computes; `false` outside one.
 pub(crate) fn adapt(change: impl FnOnce(&mut Adapted)) -> bool {
     LEADING.with(|leading| match leading.borrow().last() {
-        Some(flight) => {
+        Some(Led::One(flight)) => {
             change(&mut flight.adapted.lock());
             true
         }
-        None => false,
+        // A batch's origin computes many values: none is "the" value.
+        Some(Led::Many(_)) | None => false,
     })
+}
+
+/// What an origin call running on a thread computes: one flight's value,
+/// or a batch's.
+#[derive(Clone)]
+pub(crate) enum Led {
+    One(Arc<Flight>),
+    Many(Arc<[Arc<Flight>]>),
+}
+
+impl Led {
+    fn leads(&self, flight: &Arc<Flight>) -> bool {
+        match self {
+            Led::One(one) => Arc::ptr_eq(one, flight),
+            Led::Many(many) => many.iter().any(|one| Arc::ptr_eq(one, flight)),
+        }
+    }
+}
+
+/// Wraps a batch's origin future so that each poll runs marked as the
+/// leader of all of `leaders`' flights (see [`Leader::lead_future`]).
+pub(crate) fn lead_all<'l, F: Future>(
+    leaders: impl IntoIterator<Item = &'l Leader<'l>>,
+    future: F,
+) -> LeadFuture<F> {
+    let flights: Arc<[Arc<Flight>]> = leaders
+        .into_iter()
+        .map(|leader| Arc::clone(&leader.flight))
+        .collect();
+    LeadFuture {
+        led: Led::Many(flights),
+        future,
+    }
 }
 
 thread_local! {
     /// The flights this thread is computing, innermost last.
-    static LEADING: RefCell<Vec<Arc<Flight>>> = const { RefCell::new(Vec::new()) };
+    static LEADING: RefCell<Vec<Led>> = const { RefCell::new(Vec::new()) };
 }
 
 struct LeadMark;
 
 impl LeadMark {
-    fn enter(flight: &Arc<Flight>) -> LeadMark {
-        LEADING.with(|l| l.borrow_mut().push(Arc::clone(flight)));
+    fn enter(led: &Led) -> LeadMark {
+        LEADING.with(|l| l.borrow_mut().push(led.clone()));
         LeadMark
     }
 }
@@ -359,7 +393,7 @@ impl Drop for LeadMark {
 
 pin_project_lite::pin_project! {
     pub(crate) struct LeadFuture<F> {
-        flight: Arc<Flight>,
+        led: Led,
         #[pin]
         future: F,
     }
@@ -370,7 +404,7 @@ impl<F: Future> Future for LeadFuture<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _mark = LeadMark::enter(this.flight);
+        let _mark = LeadMark::enter(this.led);
         this.future.poll(cx)
     }
 }

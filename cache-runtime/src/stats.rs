@@ -190,8 +190,10 @@ pub struct Stats {
     /// Refreshes started ahead of expiry (`refresh_ahead`): a hit on a
     /// value past that share of its TTL answered at once and started one.
     pub refreshes_ahead: u64,
-    /// Values stored by warming ([`Cache::warm_ids`](crate::Cache::warm_ids)
-    /// and the warmers).
+    /// Values stored by [`Cache::warm_ids`](crate::Cache::warm_ids) and
+    /// [`Cache::warm_stream`](crate::Cache::warm_stream) (see
+    /// [`WarmReport::stored`](crate::WarmReport::stored)); not those of
+    /// [`Cache::warm`](crate::Cache::warm), which are sets.
     pub warmed: u64,
     /// `#[cached]` functions (key templates) that keep their values in
     /// this process although the cache has a shared tier, their value type

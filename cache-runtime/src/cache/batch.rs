@@ -110,13 +110,14 @@ impl Cache {
                     &mut origin,
                     open,
                     &mut found,
+                    &mut uncached,
                 )
                 .await?;
         }
         uncached.append(&mut open);
         if !uncached.is_empty() {
             let asked = uncached.iter().map(|&at| ids[at].clone()).collect();
-            let mut got = self.call_batch_origin(site, &mut origin, asked).await?;
+            let mut got = self.call_batch_origin(site, &mut origin, asked, []).await?;
             for at in uncached {
                 found[at] = Some(got.remove(&ids[at]));
             }
@@ -142,6 +143,7 @@ impl Cache {
         origin: &mut F,
         open: Vec<usize>,
         found: &mut [Slot<V>],
+        uncached: &mut Vec<usize>,
     ) -> Result<Vec<usize>, E>
     where
         K: Eq + Hash + Clone,
@@ -171,16 +173,11 @@ impl Cache {
                     });
                     led.push((at, leader));
                 }
-                Join::Waiter(flight) => {
-                    if flight.is_led_here() {
-                        panic!(
-                            "cache_runtime: a batch of `{}` asked for key `{key}` while computing that same key; \
-                             it would wait for itself forever",
-                            site.template
-                        );
-                    }
-                    waits.push((at, flight));
-                }
+                // This very call is computing the key (a single-id
+                // function whose body asks the batch for its id): it is
+                // loaded here, and stored by that call.
+                Join::Waiter(flight) if flight.is_led_here() => uncached.push(at),
+                Join::Waiter(flight) => waits.push((at, flight)),
             }
         }
         let misses = self
@@ -266,7 +263,8 @@ impl Cache {
         Fut: Future<Output = Result<Vec<(K, V)>, E>>,
     {
         let asked = misses.iter().map(|(at, ..)| ids[*at].clone()).collect();
-        let mut got = match self.call_batch_origin(site, origin, asked).await {
+        let leaders = misses.iter().map(|(_, leader, _)| leader);
+        let mut got = match self.call_batch_origin(site, origin, asked, leaders).await {
             Ok(got) => got,
             Err(e) => {
                 for (_, leader, _miss) in misses {
@@ -312,13 +310,16 @@ impl Cache {
         Ok(())
     }
 
-    /// Calls a batch's origin with `asked`, counted as one origin call;
-    /// its answers by id.
-    async fn call_batch_origin<K, V, E, F, Fut>(
+    /// Calls a batch's origin with `asked`, counted as one origin call,
+    /// marked as leading the flights of `leaders` (a cached call in it on
+    /// one of their keys panics instead of waiting for itself); its
+    /// answers by id.
+    async fn call_batch_origin<'l, K, V, E, F, Fut>(
         &self,
         site: &Site,
         origin: &mut F,
         asked: Vec<K>,
+        leaders: impl IntoIterator<Item = &'l Leader<'l>>,
     ) -> Result<HashMap<K, V, foldhash::fast::RandomState>, E>
     where
         K: Eq + Hash,
@@ -326,7 +327,7 @@ impl Cache {
         Fut: Future<Output = Result<Vec<(K, V)>, E>>,
     {
         let started = self.origin_call(site);
-        let out = origin(asked).await;
+        let out = crate::flight::lead_all(leaders, origin(asked)).await;
         self.origin_returned(site, started);
         Ok(out?.into_iter().collect())
     }

@@ -262,7 +262,9 @@ impl Cache {
         ahead: Duration,
     ) -> (Lookup<V>, bool) {
         let found = self.lookup_on::<V>(route, key, site);
-        if !matches!(found, Lookup::Fresh(_)) || ahead.is_zero() {
+        // Out of step, an in-process value lives `degraded_l1_ttl` at
+        // most: refreshing it ahead would call the origin on every hit.
+        if !matches!(found, Lookup::Fresh(_)) || ahead.is_zero() || !self.in_sync() {
             return (found, false);
         }
         let due_at = self.inner.clock.now().saturating_add(clock::ticks(ahead));
@@ -276,7 +278,7 @@ impl Cache {
     /// `ahead` more (another instance refreshed it), and otherwise calls
     /// the origin and stores its value as any load does (no stale fill;
     /// with `lock`, one instance at a time). A failed origin leaves the
-    /// value in place.
+    /// value in place, and answers nobody (no fail-safe is counted).
     pub(crate) async fn refresh_ahead<O, F, Fut>(
         &self,
         key: &str,
@@ -314,9 +316,26 @@ impl Cache {
             }
         }
         #[cfg(not(feature = "redis"))]
-        let _ = ahead;
-        let refreshed = self.lead_origin::<O, _, _>(leader, key, site, policy, route, origin, miss);
-        drop(Box::pin(refreshed).await);
+        let _ = (ahead, &miss);
+        let started = self.origin_call(site);
+        let out = Box::pin(leader.lead_future(origin())).await;
+        self.origin_returned(site, started);
+        if out.is_failure() {
+            leader.fail(None);
+            #[cfg(feature = "redis")]
+            miss.release(false);
+            return;
+        }
+        let settled = self.settle(leader, key, site, policy, route, out);
+        #[cfg(feature = "redis")]
+        {
+            let stored = match self.fill_of(key, &settled, &miss) {
+                Some(fill) => fill.await,
+                None => false,
+            };
+            miss.release(stored);
+        }
+        drop(settled);
     }
 
     /// Decides what this caller does next for `key`.

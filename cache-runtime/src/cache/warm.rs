@@ -44,23 +44,39 @@ impl Default for WarmOptions {
 
 impl WarmOptions {
     /// Ids per loader call (at least 1).
+    ///
+    /// ```
+    /// assert_eq!(cache_runtime::WarmOptions::default().batch(0).batch_size(), 1);
+    /// ```
     pub fn batch(mut self, ids: usize) -> Self {
         self.batch = ids.max(1);
         self
     }
 
     /// Loader calls at a time (at least 1).
+    ///
+    /// ```
+    /// assert_eq!(cache_runtime::WarmOptions::default().concurrency(8).max_concurrency(), 8);
+    /// ```
     pub fn concurrency(mut self, calls: usize) -> Self {
         self.concurrency = calls.max(1);
         self
     }
 
-    /// Ids per loader call.
+    /// Ids per loader call (100 by default).
+    ///
+    /// ```
+    /// assert_eq!(cache_runtime::WarmOptions::default().batch_size(), 100);
+    /// ```
     pub fn batch_size(&self) -> usize {
         self.batch
     }
 
-    /// Loader calls at a time.
+    /// Loader calls at a time (4 by default).
+    ///
+    /// ```
+    /// assert_eq!(cache_runtime::WarmOptions::default().max_concurrency(), 4);
+    /// ```
     pub fn max_concurrency(&self) -> usize {
         self.concurrency
     }
@@ -75,13 +91,18 @@ impl WarmOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WarmReport {
-    /// Values the loader returned, stored in both tiers (unless an
-    /// invalidation came after the loader's read).
+    /// Ids the loader returned a value for, written to both tiers: an
+    /// invalidation after the loader's read keeps a value out, as does a
+    /// key longer than [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), and an
+    /// instance out of step with the others keeps it in Redis only (or
+    /// for `degraded_l1_ttl` in process).
     pub stored: u64,
     /// Ids already cached, or being loaded by another caller: left as
     /// they are.
     pub skipped: u64,
     /// Ids whose loader call failed, or for which it returned no value.
+    /// (When a batch's call fails, the ids it had not asked for yet count
+    /// as skipped.)
     pub failed: u64,
 }
 
@@ -215,12 +236,21 @@ impl Cache {
         let (asked, answered) = (AtomicU64::new(0), AtomicU64::new(0));
         let origin = |ids: Vec<K>| {
             asked.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            let wanted: std::collections::HashSet<K> = ids.iter().cloned().collect();
             let call = load(ids);
             let answered = &answered;
             async move {
                 let out = call.await;
+                // Each id asked for once, whatever else the loader sent.
                 if let Ok(pairs) = &out {
-                    answered.fetch_add(pairs.len() as u64, Ordering::Relaxed);
+                    let mut answers = std::collections::HashSet::with_capacity(pairs.len());
+                    answers.extend(
+                        pairs
+                            .iter()
+                            .map(|(id, _)| id)
+                            .filter(|id| wanted.contains(*id)),
+                    );
+                    answered.fetch_add(answers.len() as u64, Ordering::Relaxed);
                 }
                 out
             }
@@ -269,6 +299,16 @@ pub(crate) struct Warmer {
 }
 
 /// A warmer as [`Health::warmers`](crate::Health::warmers) shows it.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// let cache = cache_runtime::Cache::builder().build().unwrap();
+/// cache.add_warmer("none", Duration::from_secs(60), 0, |_| async { Default::default() });
+/// let warmer = &cache.health().await.warmers[0];
+/// assert_eq!((warmer.name.as_str(), warmer.runs), ("none", 0));
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WarmerHealth {
@@ -285,6 +325,16 @@ pub struct WarmerHealth {
 }
 
 /// Why a warmer did not run.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use cache_runtime::{Cache, WarmerError};
+/// let cache = Cache::builder().build().unwrap();
+/// let error = cache.run_warmer("lookups").await.unwrap_err();
+/// assert_eq!(error, WarmerError::Unknown("lookups".into()));
+/// assert_eq!(error.to_string(), "no warmer is named `lookups`");
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WarmerError {
@@ -342,8 +392,8 @@ impl Warmer {
     /// The pause before the next run: `every`, less up to `jitter`%.
     fn pause(&self) -> Duration {
         let cut = self.every.as_secs_f64() * f64::from(self.jitter_percent.min(100)) / 100.0;
-        self.every
-            .saturating_sub(Duration::from_secs_f64(cut * fastrand::f64()))
+        let cut = Duration::try_from_secs_f64(cut * fastrand::f64()).unwrap_or_default();
+        self.every.saturating_sub(cut)
     }
 }
 

@@ -169,7 +169,7 @@ impl SharedTier {
         let now = unix_ms();
         match decoded {
             Ok((value, deadlines))
-                if value.is::<V>() && deadlines.is_fresh(now + millis(ahead)) =>
+                if value.is::<V>() && deadlines.is_fresh(now.saturating_add(millis(ahead))) =>
             {
                 site.counters.add(Counter::L2Hit, 1);
                 report.emit(Event::Hit {
