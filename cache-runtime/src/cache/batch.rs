@@ -55,6 +55,21 @@ impl<V: Clone + Send + Sync + 'static> BatchSlot<V> for Plain<V> {
     }
 }
 
+/// One batch load: its ids and their keys, where it counts, how it
+/// stores, and what it knows so far.
+struct Batch<'a, K, V, F> {
+    ids: &'a [K],
+    keys: &'a [&'a str],
+    site: &'a Site,
+    policy: &'a Policy,
+    route: Route,
+    origin: F,
+    /// By id: its answer, once known.
+    found: Vec<Slot<V>>,
+    /// The ids to load without a flight, and not store.
+    uncached: Vec<usize>,
+}
+
 impl Cache {
     /// The values of `ids`, whose keys are `keys` (same order, no id
     /// twice), each stored under its own key as `O` says (see
@@ -74,7 +89,7 @@ impl Cache {
         site: &Site,
         policy: &Policy,
         route: Route,
-        mut origin: F,
+        origin: F,
     ) -> Result<Vec<(K, V)>, E>
     where
         K: Eq + Hash + Clone,
@@ -83,16 +98,24 @@ impl Cache {
         F: FnMut(Vec<K>) -> Fut,
         Fut: Future<Output = Result<Vec<(K, V)>, E>>,
     {
-        let mut found: Vec<Slot<V>> = ids.iter().map(|_| None).collect();
-        let mut uncached = Vec::new();
+        let mut batch = Batch {
+            ids: &ids,
+            keys,
+            site,
+            policy,
+            route,
+            origin,
+            found: ids.iter().map(|_| None).collect(),
+            uncached: Vec::new(),
+        };
         let mut open = Vec::new();
         for (at, key) in keys.iter().enumerate() {
             if !self.fits(key, site) {
-                uncached.push(at);
+                batch.uncached.push(at);
                 continue;
             }
             match self.lookup_on::<O::Value>(route, key, site) {
-                Lookup::Fresh(value) => found[at] = Some(O::value(value)),
+                Lookup::Fresh(value) => batch.found[at] = Some(O::value(value)),
                 _ => open.push(at),
             }
         }
@@ -101,27 +124,20 @@ impl Cache {
                 break;
             }
             open = self
-                .batch_round::<K, V, O, E, F, Fut>(
-                    &ids,
-                    keys,
-                    site,
-                    policy,
-                    route,
-                    &mut origin,
-                    open,
-                    &mut found,
-                    &mut uncached,
-                )
+                .batch_round::<K, V, O, E, F, Fut>(&mut batch, open)
                 .await?;
         }
-        uncached.append(&mut open);
-        if !uncached.is_empty() {
-            let asked = uncached.iter().map(|&at| ids[at].clone()).collect();
-            let mut got = self.call_batch_origin(site, &mut origin, asked, []).await?;
-            for at in uncached {
-                found[at] = Some(got.remove(&ids[at]));
+        batch.uncached.append(&mut open);
+        if !batch.uncached.is_empty() {
+            let asked = batch.uncached.iter().map(|&at| ids[at].clone()).collect();
+            let mut got = self
+                .call_batch_origin(site, &mut batch.origin, asked, [])
+                .await?;
+            for &at in &batch.uncached {
+                batch.found[at] = Some(got.remove(&ids[at]));
             }
         }
+        let found = batch.found;
         Ok(ids
             .into_iter()
             .zip(found)
@@ -132,18 +148,10 @@ impl Cache {
     /// One round of a batch over the ids at `open`: leads the flights of
     /// the keys nobody is loading (the shared tier, then one origin call),
     /// then waits for the others. Returns the ids to go round again.
-    #[allow(clippy::too_many_arguments)] // the batch's, and its state
     async fn batch_round<K, V, O, E, F, Fut>(
         &self,
-        ids: &[K],
-        keys: &[&str],
-        site: &Site,
-        policy: &Policy,
-        route: Route,
-        origin: &mut F,
+        batch: &mut Batch<'_, K, V, F>,
         open: Vec<usize>,
-        found: &mut [Slot<V>],
-        uncached: &mut Vec<usize>,
     ) -> Result<Vec<usize>, E>
     where
         K: Eq + Hash + Clone,
@@ -154,17 +162,18 @@ impl Cache {
     {
         #[cfg(feature = "redis")]
         self.ensure_backplane();
+        let (site, route) = (batch.site, batch.route);
         let mut again = Vec::new();
         let mut led = Vec::new();
         let mut waits = Vec::new();
         for at in open {
-            let key = keys[at];
+            let key = batch.keys[at];
             match self.inner.flights.join(key) {
                 Join::Leader(leader) => {
                     // A load may have finished between the lookup and the join.
                     if let Lookup::Fresh(value) = self.lookup_on::<O::Value>(route, key, site) {
                         let _ = leader.finish(Arc::new(value.clone()), || false);
-                        found[at] = Some(O::value(value));
+                        batch.found[at] = Some(O::value(value));
                         continue;
                     }
                     self.count(site, Counter::Miss, 1);
@@ -176,24 +185,22 @@ impl Cache {
                 // This very call is computing the key (a single-id
                 // function whose body asks the batch for its id): it is
                 // loaded here, and stored by that call.
-                Join::Waiter(flight) if flight.is_led_here() => uncached.push(at),
+                Join::Waiter(flight) if flight.is_led_here() => batch.uncached.push(at),
                 Join::Waiter(flight) => waits.push((at, flight)),
             }
         }
         let misses = self
-            .batch_shared::<V, O>(keys, site, policy, route, led, found, &mut again)
+            .batch_shared::<K, V, O, F>(batch, led, &mut again)
             .await;
         if !misses.is_empty() {
-            self.batch_origin::<K, V, O, E, F, Fut>(
-                ids, keys, site, policy, route, origin, misses, found,
-            )
-            .await?;
+            self.batch_origin::<K, V, O, E, F, Fut>(batch, misses)
+                .await?;
         }
         // Waited for only now: this batch leads nothing any more, so no
         // other batch waits on it while it waits.
         for (at, flight) in waits {
             match self.joined::<O>(flight.wait().await, site) {
-                Waited::Done(out) => found[at] = Some(O::value(out.into_stored())),
+                Waited::Done(out) => batch.found[at] = Some(O::value(out.into_stored())),
                 Waited::CallOrigin | Waited::TryAgain => again.push(at),
             }
         }
@@ -204,35 +211,38 @@ impl Cache {
     /// round trip per group: a value found is published and kept in
     /// process; the rest, with what the read left for their fill, go to
     /// the origin.
-    #[allow(clippy::too_many_arguments)] // the batch's, and its state
-    async fn batch_shared<'a, V: Clone + Send + Sync + 'static, O: BatchSlot<V>>(
-        &'a self,
-        keys: &[&str],
-        site: &Site,
-        policy: &Policy,
-        route: Route,
-        led: Vec<(usize, Leader<'a>)>,
-        found: &mut [Slot<V>],
+    async fn batch_shared<'c, K, V, O, F>(
+        &'c self,
+        batch: &mut Batch<'_, K, V, F>,
+        led: Vec<(usize, Leader<'c>)>,
         again: &mut Vec<usize>,
-    ) -> Vec<(usize, Leader<'a>, SharedMiss)> {
+    ) -> Vec<(usize, Leader<'c>, SharedMiss)>
+    where
+        V: Clone + Send + Sync + 'static,
+        O: BatchSlot<V>,
+    {
         #[cfg(feature = "redis")]
-        if let (Some(codec), Some(shared), false) = (route.l2, &self.inner.shared, led.is_empty()) {
-            let asked: Vec<&str> = led.iter().map(|(at, _)| keys[*at]).collect();
+        if let (Some(codec), Some(shared), false) =
+            (batch.route.l2, &self.inner.shared, led.is_empty())
+        {
+            let (site, policy, route) = (batch.site, batch.policy, batch.route);
+            let asked: Vec<&str> = led.iter().map(|(at, _)| batch.keys[*at]).collect();
             let (_, keep) = self.stale_and_keep(policy);
             let finds = shared
                 .lookup_many::<O::Value>(&*self.inner, &asked, site, codec, keep)
                 .await;
             let mut misses = Vec::new();
             for ((at, leader), find) in led.into_iter().zip(finds) {
-                match self.led(leader, keys[at], site, policy, route, codec, (find, None)) {
-                    Led::Value(value) => found[at] = Some(O::value(value)),
+                let key = batch.keys[at];
+                match self.led(leader, key, site, policy, route, codec, (find, None)) {
+                    Led::Value(value) => batch.found[at] = Some(O::value(value)),
                     Led::Retry => again.push(at),
                     Led::Origin(leader, miss) => misses.push((at, leader, miss)),
                 }
             }
             return misses;
         }
-        let _ = (keys, site, policy, route, found, again);
+        let _ = (batch, again);
         led.into_iter()
             .map(|(at, leader)| (at, leader, SharedMiss::default()))
             .collect()
@@ -243,17 +253,10 @@ impl Cache {
     /// shared tier (all at once) unless an invalidation came after its
     /// read. When the origin fails, the waiters of these keys are told,
     /// and the error is this batch's answer.
-    #[allow(clippy::too_many_arguments)] // the batch's, and its state
     async fn batch_origin<K, V, O, E, F, Fut>(
         &self,
-        ids: &[K],
-        keys: &[&str],
-        site: &Site,
-        policy: &Policy,
-        route: Route,
-        origin: &mut F,
+        batch: &mut Batch<'_, K, V, F>,
         misses: Vec<(usize, Leader<'_>, SharedMiss)>,
-        found: &mut [Slot<V>],
     ) -> Result<(), E>
     where
         K: Eq + Hash + Clone,
@@ -262,9 +265,18 @@ impl Cache {
         F: FnMut(Vec<K>) -> Fut,
         Fut: Future<Output = Result<Vec<(K, V)>, E>>,
     {
+        let Batch {
+            ids,
+            keys,
+            site,
+            policy,
+            route,
+            ..
+        } = *batch;
         let asked = misses.iter().map(|(at, ..)| ids[*at].clone()).collect();
         let leaders = misses.iter().map(|(_, leader, _)| leader);
-        let mut got = match self.call_batch_origin(site, origin, asked, leaders).await {
+        let called = self.call_batch_origin(site, &mut batch.origin, asked, leaders);
+        let mut got = match called.await {
             Ok(got) => got,
             Err(e) => {
                 for (_, leader, _miss) in misses {
@@ -279,14 +291,14 @@ impl Cache {
         for (at, leader, miss) in misses {
             let Some(answer) = O::answer(got.remove(&ids[at])) else {
                 // Nothing to store: waiters load it themselves.
-                found[at] = Some(None);
+                batch.found[at] = Some(None);
                 leader.fail(None);
                 #[cfg(feature = "redis")]
                 miss.release(false);
                 continue;
             };
             let done = self.settle(leader, keys[at], site, policy, route, answer);
-            found[at] = Some(O::value(done.out.clone().into_stored()));
+            batch.found[at] = Some(O::value(done.out.clone().into_stored()));
             settled.push((at, done, miss));
         }
         #[cfg(feature = "redis")]
