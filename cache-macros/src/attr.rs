@@ -30,6 +30,7 @@ mod kw {
     syn::custom_keyword!(skip);
     syn::custom_keyword!(batch);
     syn::custom_keyword!(refresh_ahead);
+    syn::custom_keyword!(tags);
 }
 
 /// The options of `#[cached]`, in the order the messages list them.
@@ -46,13 +47,14 @@ const CACHED_OPTIONS: &[&str] = &[
     "cache",
     "jitter",
     "refresh_ahead",
+    "tags",
     "skip",
     "batch",
     "crate",
 ];
 
 /// The options of `#[invalidates]`, after its patterns.
-const INVALIDATES_OPTIONS: &[&str] = &["before", "cache", "crate"];
+const INVALIDATES_OPTIONS: &[&str] = &["tags", "before", "cache", "crate"];
 
 /// `#[cached(..)]`, as written.
 #[derive(Default)]
@@ -76,7 +78,15 @@ pub(crate) struct CachedArgs {
     pub(crate) skip_failed: bool,
     /// `batch = "ids"`: the parameter holding the ids of a batch load.
     pub(crate) batch: Option<LitStr>,
+    /// `tags = ["product:<id>", ..]`: the value's tags.
+    pub(crate) tags: Option<Tags>,
     pub(crate) krate: Option<Path>,
+}
+
+/// `tags = ["product:<id>", "catalog"]`: templates, with the span of `tags`.
+pub(crate) struct Tags {
+    pub(crate) span: Span,
+    pub(crate) templates: Vec<LitStr>,
 }
 
 /// `skip(db, self)`: the parameters that are not part of an explicit key.
@@ -89,6 +99,7 @@ pub(crate) struct Skip {
 #[derive(Default)]
 pub(crate) struct InvalidatesArgs {
     pub(crate) patterns: Vec<LitStr>,
+    pub(crate) tags: Option<Tags>,
     pub(crate) before: Option<LitBool>,
     pub(crate) cache: Option<LitStr>,
     pub(crate) krate: Option<Path>,
@@ -193,6 +204,10 @@ pub(crate) fn parse_cached(tokens: TokenStream, ctxt: &mut Ctxt) -> CachedArgs {
                     name.span,
                     value,
                 );
+            } else if lookahead.peek(kw::tags) {
+                let name: kw::tags = input.parse()?;
+                let value = tags_value(input, name.span)?;
+                set_once(ctxt, &mut args.tags, "tags", name.span, value);
             } else if lookahead.peek(kw::batch) {
                 let name: kw::batch = input.parse()?;
                 let value = string_value(input, "batch", name.span, "\"ids\"")?;
@@ -224,7 +239,7 @@ pub(crate) fn parse_invalidates(tokens: TokenStream, ctxt: &mut Ctxt) -> Invalid
                 if seen_option {
                     return Err(syn::Error::new(
                         pattern.span(),
-                        "patterns come first: move this pattern before `before`, `cache` and `crate`",
+                        "patterns come first: move this pattern before `tags`, `before`, `cache` and `crate`",
                     ));
                 }
                 args.patterns.push(pattern);
@@ -232,7 +247,11 @@ pub(crate) fn parse_invalidates(tokens: TokenStream, ctxt: &mut Ctxt) -> Invalid
             }
             seen_option = true;
             let lookahead = input.lookahead1();
-            if lookahead.peek(kw::before) {
+            if lookahead.peek(kw::tags) {
+                let name: kw::tags = input.parse()?;
+                let value = tags_value(input, name.span)?;
+                set_once(ctxt, &mut args.tags, "tags", name.span, value);
+            } else if lookahead.peek(kw::before) {
                 let name: kw::before = input.parse()?;
                 let value = bool_value(input, "before", name.span)?;
                 set_once(ctxt, &mut args.before, "before", name.span, value);
@@ -386,6 +405,57 @@ fn bool_value(input: ParseStream, name: &str, name_span: Span) -> syn::Result<Li
         format!("`{name}` takes `true` or `false`, e.g. `{name} = true`"),
     ))
 }
+
+/// `= ["tag", ..]` after `tags`: string templates.
+fn tags_value(input: ParseStream, name_span: Span) -> syn::Result<Tags> {
+    expect_eq(input, "tags", name_span, TAGS_EXAMPLE)?;
+    let mistake = |span| {
+        syn::Error::new(
+            span,
+            format!("`tags` takes a list of strings, e.g. `tags = {TAGS_EXAMPLE}`"),
+        )
+    };
+    if input.peek(LitStr) {
+        let one: LitStr = input.parse()?;
+        return Err(syn::Error::new(
+            one.span(),
+            format!(
+                "`tags` takes a list: write `tags = [{}]`",
+                quote::ToTokens::to_token_stream(&one)
+            ),
+        ));
+    }
+    if !input.peek(syn::token::Bracket) {
+        return Err(mistake(value_span(input)));
+    }
+    let content;
+    syn::bracketed!(content in input);
+    let mut templates = Vec::new();
+    while !content.is_empty() {
+        if !content.peek(LitStr) {
+            let error = mistake(value_span(&content));
+            // The rest of the list goes with this error.
+            content.step(|cursor| {
+                let mut rest = *cursor;
+                while let Some((_, next)) = rest.token_tree() {
+                    rest = next;
+                }
+                Ok(((), rest))
+            })?;
+            return Err(error);
+        }
+        templates.push(content.parse::<LitStr>()?);
+        if !content.is_empty() {
+            content.parse::<Token![,]>()?;
+        }
+    }
+    Ok(Tags {
+        span: name_span,
+        templates,
+    })
+}
+
+const TAGS_EXAMPLE: &str = "[\"product:<id>\", \"catalog\"]";
 
 /// `(name, name, ..)` after `skip`: parameter names, `self` included.
 fn skip_value(input: ParseStream, name_span: Span) -> syn::Result<Skip> {

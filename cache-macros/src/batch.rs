@@ -65,6 +65,11 @@ pub(crate) fn check(
                 .map(|lock| lock.span),
             "ids are single-flight in each process, not across instances",
         ),
+        (
+            "tags",
+            args.tags.as_ref().map(|tags| tags.span),
+            "invalidate the ids' keys, e.g. `#[invalidates(\"product:<id>\")]`",
+        ),
     ];
     for (option, at, instead) in unsupported {
         if let Some(at) = at {

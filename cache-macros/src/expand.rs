@@ -114,7 +114,15 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
 
     let (codec, weigher) = value_codec(plan, &rt, &root, &ret, span);
 
+    // The attribute's tags, named first thing in the origin call: built
+    // only when the origin is called, never on a hit.
+    let tag = tag_value(&plan.tags, &private(&plan.krate));
+    let tagged = |block: &Block| {
+        let stmts = &block.stmts;
+        quote!({ #tag #(#stmts)* })
+    };
     let fetch = |block: &Block| {
+        let block = tagged(block);
         quote_spanned! {span=>
             #rt::fetch_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move #block)).await
         }
@@ -163,7 +171,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
                 #marks
                 #rt::fetch_detached_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, || {
                     #copies
-                    move || #rt::typed::<#ret, _>(async move { #borrows #(#stmts)* })
+                    move || #rt::typed::<#ret, _>(async move { #borrows #tag #(#stmts)* })
                 }).await
             }
         }
@@ -182,6 +190,7 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
             is_async: false,
             block,
         } => {
+            let block = tagged(block);
             let fetch = quote_spanned! {span=>
                 #rt::fetch_blocking_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || -> #ret #block)
             };
@@ -292,9 +301,16 @@ fn gen_invalidates(func: &Function, plan: &InvalidatesPlan) -> TokenStream {
         let build = build_key(steps, &rt);
         quote!({ #build #key_var })
     });
+    let tags_var = local("__cache_tags");
+    let tags = plan.tags.iter().map(|steps| {
+        let build = build_key(steps, &rt);
+        quote!({ #build #key_var })
+    });
+    let tag_count = plan.tags.len();
     let setup = quote! {
         static __CACHE_SLOT: #rt::Slot = #rt::Slot::new();
         let #keys_var = [#(#keys),*];
+        let #tags_var: [#rt::KeyBuf; #tag_count] = [#(#tags),*];
     };
     let name = match &plan.cache {
         Some(name) => quote!(::core::option::Option::Some(#name)),
@@ -314,8 +330,9 @@ fn gen_invalidates(func: &Function, plan: &InvalidatesPlan) -> TokenStream {
     let run_async = |block: &Block| {
         let before = plan
             .before
-            .then(|| quote!(#rt::invalidate(#name, &__CACHE_SLOT, &#keys_var).await;));
-        let after = guard(quote!(#rt::invalidate(#name, &__CACHE_SLOT, &#keys_var).await;));
+            .then(|| quote!(#rt::invalidate(#name, &__CACHE_SLOT, &#keys_var, &#tags_var).await;));
+        let after =
+            guard(quote!(#rt::invalidate(#name, &__CACHE_SLOT, &#keys_var, &#tags_var).await;));
         quote! {
             #before
             let #ret_var = #rt::typed::<#ret, _>(async move #block).await;
@@ -339,10 +356,12 @@ fn gen_invalidates(func: &Function, plan: &InvalidatesPlan) -> TokenStream {
             is_async: false,
             block,
         } => {
-            let before = plan
-                .before
-                .then(|| quote!(#rt::invalidate_blocking(#name, &__CACHE_SLOT, &#keys_var);));
-            let after = guard(quote!(#rt::invalidate_blocking(#name, &__CACHE_SLOT, &#keys_var);));
+            let before = plan.before.then(
+                || quote!(#rt::invalidate_blocking(#name, &__CACHE_SLOT, &#keys_var, &#tags_var);),
+            );
+            let after = guard(
+                quote!(#rt::invalidate_blocking(#name, &__CACHE_SLOT, &#keys_var, &#tags_var);),
+            );
             quote! {
                 #setup
                 #before
@@ -359,6 +378,7 @@ fn gen_invalidates(func: &Function, plan: &InvalidatesPlan) -> TokenStream {
             let used: Vec<&Ident> = plan
                 .patterns
                 .iter()
+                .chain(&plan.tags)
                 .flat_map(|steps| used_params(steps))
                 .collect();
             let run = run_async(&ast::quiet_rebindings(inner, &used));
@@ -369,6 +389,20 @@ fn gen_invalidates(func: &Function, plan: &InvalidatesPlan) -> TokenStream {
             }
         }
     }
+}
+
+/// `tag_value(&[..])`: names the tags of `tags` for the value being
+/// computed; nothing without tags.
+fn tag_value(tags: &[Vec<KeyStep>], rt: &TokenStream) -> TokenStream {
+    if tags.is_empty() {
+        return TokenStream::new();
+    }
+    let key_var = local("__cache_key");
+    let built = tags.iter().map(|steps| {
+        let build = build_key(steps, rt);
+        quote!({ #build #key_var })
+    });
+    quote!(#rt::tag_value(&[#(#built),*]);)
 }
 
 /// The parameters that `steps` read.

@@ -22,6 +22,8 @@ pub(crate) enum Flavor {
     Key,
     /// An `#[invalidates]` pattern: `*` is a wildcard.
     Pattern,
+    /// A tag (`tags = [..]` of either macro): named exactly, no wildcards.
+    Tag,
 }
 
 /// A parsed template.
@@ -82,11 +84,13 @@ pub(crate) fn parse(lit: &LitStr, flavor: Flavor, ctxt: &mut Ctxt) -> Template {
     let what = match flavor {
         Flavor::Key => "key",
         Flavor::Pattern => "pattern",
+        Flavor::Tag => "tag",
     };
     if text.is_empty() {
         let message = match flavor {
             Flavor::Key => "empty key: write literal text and placeholders, e.g. `key = \"order:<id>\"`, or remove `key` for the default",
             Flavor::Pattern => "empty pattern: it matches no key; write a key or a pattern, e.g. \"orders:list:<tenant>:*\"",
+            Flavor::Tag => "empty tag: write literal text and placeholders, e.g. \"product:<id>\"",
         };
         ctxt.error(lit.span(), message);
         return Template {
@@ -229,6 +233,10 @@ fn reserved_message(c: char, reserved: Reserved, flavor: Flavor, text: &str) -> 
         _ => format!("`{c}`"),
     };
     match (reserved, flavor) {
+        (Reserved::Wildcard, Flavor::Tag) => "`*` cannot appear in a tag: a tag is invalidated by its exact name, never by a pattern; give each value every tag it should be invalidated by, e.g. `tags = [\"product:<id>\", \"products\"]`".to_owned(),
+        (Reserved::GlobSyntax, Flavor::Tag) => format!(
+            "{shown} cannot appear in a tag: tags read like keys; use `:` or `-` to structure the tag"
+        ),
         (Reserved::Wildcard, _) => "`*` is a wildcard; it belongs in `#[invalidates]` patterns, not in a cached key".to_owned(),
         (Reserved::Brace, _) => format!(
             "{shown} cannot appear in \"{text}\": placeholders are written `<name>`, not `{{name}}`"

@@ -23,6 +23,8 @@ pub(crate) struct CachedPlan {
     pub(crate) krate: Path,
     pub(crate) spec: SpecPlan,
     pub(crate) key: Vec<KeyStep>,
+    /// `tags = [..]`: each tag's template.
+    pub(crate) tags: Vec<Vec<KeyStep>>,
     /// `batch = ".."`: a key per id of this parameter.
     pub(crate) batch: Option<crate::batch::BatchPlan>,
 }
@@ -100,6 +102,8 @@ pub(crate) struct InvalidatesPlan {
     pub(crate) cache: Option<String>,
     pub(crate) before: bool,
     pub(crate) patterns: Vec<Vec<KeyStep>>,
+    /// `tags = [..]`: each tag's template.
+    pub(crate) tags: Vec<Vec<KeyStep>>,
 }
 
 /// Checks `#[cached]` on `func`.
@@ -307,8 +311,10 @@ pub(crate) fn cached(args: CachedArgs, func: &Function, ctxt: &mut Ctxt) -> Cach
     };
 
     let batch = crate::batch::check(&args, func, batch_key, ctxt);
+    let tags = tags(args.tags.as_ref(), func, ctxt);
     CachedPlan {
         batch,
+        tags,
         krate: runtime_path(args.krate),
         spec: SpecPlan {
             template,
@@ -388,10 +394,10 @@ pub(crate) fn invalidates(
     ctxt: &mut Ctxt,
 ) -> InvalidatesPlan {
     check_signature(func, "invalidates", ctxt);
-    if args.patterns.is_empty() && !ctxt.has_errors() {
+    if args.patterns.is_empty() && args.tags.is_none() && !ctxt.has_errors() {
         ctxt.error(
             Span::call_site(),
-            "`#[invalidates]` needs at least one key or pattern, e.g. `#[invalidates(\"orders:list:<tenant>:*\")]`",
+            "`#[invalidates]` needs at least one key or pattern, e.g. `#[invalidates(\"orders:list:<tenant>:*\")]`, or tags, e.g. `#[invalidates(tags = [\"product:<id>\"])]`",
         );
     }
     let patterns = args
@@ -407,7 +413,28 @@ pub(crate) fn invalidates(
         cache: cache_name(ctxt, args.cache.as_ref()),
         before: args.before.is_some_and(|b| b.value),
         patterns,
+        tags: tags(args.tags.as_ref(), func, ctxt),
     }
+}
+
+/// Checks the templates of `tags = [..]` and binds their placeholders.
+fn tags(tags: Option<&crate::attr::Tags>, func: &Function, ctxt: &mut Ctxt) -> Vec<Vec<KeyStep>> {
+    let Some(tags) = tags else {
+        return Vec::new();
+    };
+    if tags.templates.is_empty() {
+        ctxt.error(
+            tags.span,
+            "`tags = []` names no tag: list at least one, e.g. `tags = [\"product:<id>\"]`, or remove `tags`",
+        );
+    }
+    tags.templates
+        .iter()
+        .map(|lit| {
+            let template = key::parse(lit, Flavor::Tag, ctxt);
+            bind(&template.segments, Flavor::Tag, func, ctxt)
+        })
+        .collect()
 }
 
 /// What both macros require of the function itself.

@@ -254,19 +254,44 @@ pub fn typed<T, F: Future<Output = T>>(future: F) -> F {
     future
 }
 
-/// Applies the patterns of an `#[invalidates]` function.
-pub async fn invalidate(name: Option<&'static str>, slot: &'static Slot, patterns: &[KeyBuf]) {
+/// Applies the patterns and tags of an `#[invalidates]` function.
+pub async fn invalidate(
+    name: Option<&'static str>,
+    slot: &'static Slot,
+    patterns: &[KeyBuf],
+    tags: &[KeyBuf],
+) {
     let cache = handle(name, slot);
     for pattern in patterns {
         cache.invalidate_everywhere(&parse(pattern)).await;
     }
+    for tag in tags {
+        // A tag too long to be checked is no value's tag (see `tag_value`).
+        let _ = cache.invalidate_tag(tag.as_str()).await;
+    }
 }
 
-/// Applies the patterns of an `#[invalidates]` plain `fn`.
-pub fn invalidate_blocking(name: Option<&'static str>, slot: &'static Slot, patterns: &[KeyBuf]) {
+/// Applies the patterns and tags of an `#[invalidates]` plain `fn`.
+pub fn invalidate_blocking(
+    name: Option<&'static str>,
+    slot: &'static Slot,
+    patterns: &[KeyBuf],
+    tags: &[KeyBuf],
+) {
     let cache = handle(name, slot);
     for pattern in patterns {
         cache.invalidate_everywhere_blocking(&parse(pattern));
+    }
+    for tag in tags {
+        cache.invalidate_tag_blocking(tag.as_str());
+    }
+}
+
+/// Names the attribute's tags (`#[cached(tags = [..])]`) for the value
+/// being computed (see [`crate::context::tag`]).
+pub fn tag_value(tags: &[KeyBuf]) {
+    for tag in tags {
+        crate::context::tag(tag.as_str());
     }
 }
 

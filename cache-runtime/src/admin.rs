@@ -287,6 +287,7 @@ fn stats_json(stats: &Stats) -> Value {
         "origin_timeouts": stats.origin_timeouts,
         "refreshes_ahead": stats.refreshes_ahead,
         "warmed": stats.warmed,
+        "tag_invalidations": stats.tag_invalidations,
         "keys_too_long": stats.keys_too_long,
         "l2_corrupt": stats.l2_corrupt,
         "backplane_resyncs": stats.backplane_resyncs,

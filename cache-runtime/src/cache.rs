@@ -119,6 +119,8 @@ struct Inner {
     root: std::sync::Weak<Inner>,
     /// The warmers registered on this cache.
     warmers: parking_lot::Mutex<Vec<Arc<Warmer>>>,
+    /// The tags invalidated in process, shared with the named caches.
+    tag_stamps: Arc<crate::tags::Stamps>,
 }
 
 impl Inner {
@@ -527,7 +529,7 @@ impl Cache {
         }
         if self.in_sync() {
             let now = self.inner.clock.now();
-            if self.inner.l1.read(key, |e| now < e.fresh_until) == Some(true) {
+            if self.read_l1(key, |e| now < e.fresh_until) == Some(true) {
                 return true;
             }
         }
@@ -584,6 +586,78 @@ impl Cache {
     /// ```
     pub async fn invalidate_report(&self, pattern: &str) -> Result<Invalidation, PatternError> {
         Ok(self.invalidate_everywhere(&Pattern::parse(pattern)?).await)
+    }
+
+    /// Invalidates every value tagged `tag` (by `#[cached(tags = ..)]` or
+    /// [`context::tag`](crate::context::tag)), in this cache and its named
+    /// caches, in both tiers and on every instance: one write in process
+    /// and one per group in Redis, whatever the number of values tagged
+    /// (they are not counted: each is invalidated as it is next read, see
+    /// [`Stats::tag_invalidations`]). Loads running meanwhile store
+    /// nothing a reader would be served after this returns.
+    ///
+    /// Returns how the shared tier took it (see [`SharedInvalidation`]).
+    ///
+    /// # Errors
+    /// An empty tag, or one longer than [`MAX_TAG_BYTES`](crate::MAX_TAG_BYTES).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use cache_runtime::{context, Cache};
+    ///
+    /// let cache = Cache::builder().build().unwrap();
+    /// let ttl = Duration::from_secs(60);
+    /// let page = cache
+    ///     .get_or_insert_with("page:home", ttl, || async {
+    ///         context::tag("product:42"); // the page shows product 42
+    ///         "<html>..</html>".to_string()
+    ///     })
+    ///     .await;
+    /// assert!(cache.exists("page:home").await);
+    /// cache.invalidate_tag("product:42").await.unwrap();
+    /// assert!(!cache.exists("page:home").await);
+    /// # let _ = page;
+    /// # });
+    /// ```
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<SharedInvalidation, crate::TagError> {
+        crate::tags::check(tag)?;
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            let scope = self.local_scope();
+            scope.invalidate_tag_now(tag);
+            let done = shared.invalidate_tag(&*self.inner, tag).await;
+            scope.invalidate_tag_now(tag);
+            return Ok(done);
+        }
+        self.invalidate_tag_now(tag);
+        Ok(SharedInvalidation::NotConfigured)
+    }
+
+    /// As [`Cache::invalidate_tag`], from a plain `fn` (see
+    /// [`Cache::invalidate_everywhere_blocking`]).
+    pub(crate) fn invalidate_tag_blocking(&self, tag: &str) -> SharedInvalidation {
+        if crate::tags::check(tag).is_err() {
+            return SharedInvalidation::NotConfigured; // never a value's tag
+        }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.inner.shared {
+            let scope = self.local_scope();
+            scope.invalidate_tag_now(tag);
+            let done = match shared
+                .block_on_counted(&*self.inner, shared.invalidate_tag(&*self.inner, tag))
+            {
+                Some(done) => done,
+                None => {
+                    shared.defer_tag(tag);
+                    SharedInvalidation::Queued("no tokio runtime could be made for redis".into())
+                }
+            };
+            scope.invalidate_tag_now(tag);
+            return done;
+        }
+        self.invalidate_tag_now(tag);
+        SharedInvalidation::NotConfigured
     }
 
     /// Applies `pattern` to this process, to the shared tier, and to this
@@ -750,6 +824,7 @@ impl Cache {
             origin_timeouts: sum(Counter::OriginTimeout),
             refreshes_ahead: sum(Counter::RefreshAhead),
             warmed: sum(Counter::Warmed),
+            tag_invalidations: sum(Counter::TagInvalidation),
             local_only_functions: self.local_only_templates().len() as u64,
             keys_too_long: sites
                 .iter()
@@ -873,6 +948,7 @@ impl Cache {
     /// | `cache_origin_calls_total` | cache, template | origin calls |
     /// | `cache_stale_served_total`, `cache_fail_safe_served_total`, `cache_origin_timeouts_total`, `cache_refreshes_ahead_total`, `cache_l2_misses_total` | cache, template | as in [`Stats`] |
     /// | `cache_deletes_total` | cache | keys removed |
+    /// | `cache_tag_invalidations_total` | cache | tags invalidated in process |
     /// | `cache_errors_total` | cache, kind (`l2`, `l2_undecodable`, `internal`) | errors of the cache, never the origin's |
     /// | `cache_l2_sets_total`, `cache_l2_fills_rejected_total`, `cache_l2_skipped_total` | cache | the Redis tier |
     /// | `cache_items`, `cache_bytes` | cache | the in-process tier now |

@@ -1,8 +1,10 @@
 //! What the body of a `#[cached]` function says about the value it is
 //! computing, from inside: how long it lives, chosen from the result
 //! itself (an order that is delivered can live an hour, one that is
-//! pending ten seconds). The attribute's `ttl`, `stale` and `fail_safe`
-//! stay the defaults.
+//! pending ten seconds), and which tags it carries, chosen from what it
+//! read (a page that shows product 42 carries `product:42`). The
+//! attribute's `ttl`, `stale` and `fail_safe` stay the defaults; its
+//! `tags` are added to.
 //!
 //! Each call applies to the value that the innermost `#[cached]` (or
 //! [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with)) origin
@@ -71,4 +73,54 @@ pub fn stale(stale: Duration) -> bool {
 /// ```
 pub fn fail_safe(window: Duration) -> bool {
     flight::adapt(|adapted| adapted.fail_safe = Some(window))
+}
+
+/// Tags the value being computed with `tag`, besides the function's own
+/// `tags`: [`Cache::invalidate_tag`](crate::Cache::invalidate_tag) and
+/// `#[invalidates(tags = [..])]` of that tag, on any instance, invalidate
+/// it. `false` outside an origin call, and for a tag that cannot be one
+/// (empty, or longer than [`MAX_TAG_BYTES`](crate::MAX_TAG_BYTES): no
+/// invalidation can name it). A value given more than
+/// [`MAX_TAGS`](crate::MAX_TAGS) distinct tags is returned but not
+/// stored (an invalidation of the tags past the bound could not reach it).
+///
+/// ```
+/// use cache_runtime::{cached, context};
+///
+/// #[derive(Clone)]
+/// struct Page { html: String }
+///
+/// #[cached(ttl = "5m", key = "page:<slug>", tags = ["pages"])]
+/// async fn page(slug: String) -> Page {
+///     // Found out while rendering: the page shows products 42 and 7.
+///     for product in [42, 7] {
+///         context::tag(format!("product:{product}"));
+///     }
+///     Page { html: format!("<h1>{slug}</h1>") }
+/// }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let cache = cache_runtime::Cache::global();
+/// page("home".into()).await;
+/// assert!(cache.exists("page:home").await);
+/// cache.invalidate_tag("product:7").await.unwrap();
+/// assert!(!cache.exists("page:home").await);
+/// # });
+/// ```
+pub fn tag(tag: impl Into<String>) -> bool {
+    let tag = tag.into();
+    if crate::tags::check(&tag).is_err() {
+        return false;
+    }
+    let mut added = false;
+    let in_flight = flight::adapt(|adapted| {
+        if adapted.tags.iter().any(|known| **known == *tag) {
+            added = true;
+        } else if adapted.tags.len() < crate::MAX_TAGS {
+            adapted.tags.push(tag.into());
+            added = true;
+        } else {
+            adapted.untagged = true;
+        }
+    });
+    in_flight && added
 }

@@ -35,6 +35,8 @@ pub(crate) struct Entry {
     /// 32 bits keep the entry as small as without it: a hit reads it.) The
     /// top bit is [`Entry::DEGRADED`].
     pub(crate) kept_secs: u32,
+    /// Its tags, if any (see [`crate::tags`]).
+    pub(crate) tags: Option<Arc<crate::tags::EntryTags>>,
 }
 
 /// One second in clock ticks.

@@ -44,15 +44,24 @@ pub(crate) struct Flight {
     done: Event,
     /// What the origin call chose for its value (see [`crate::context`]).
     adapted: Mutex<Adapted>,
+    /// The tag clock when the flight started, before its reads: the birth
+    /// of the value it stores (see [`crate::tags`]).
+    born: u64,
 }
 
 /// The life an origin call chose for the value it computes, through
-/// [`crate::context`]: each part overrides the function's own.
-#[derive(Clone, Copy, Debug, Default)]
+/// [`crate::context`]: each part overrides the function's own; and the
+/// tags it gave the value.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Adapted {
     pub(crate) ttl: Option<std::time::Duration>,
     pub(crate) stale: Option<std::time::Duration>,
     pub(crate) fail_safe: Option<std::time::Duration>,
+    pub(crate) tags: Vec<Box<str>>,
+    /// A tag was refused (more than [`MAX_TAGS`](crate::MAX_TAGS)): the
+    /// value is not stored, since an invalidation of that tag could not
+    /// reach it.
+    pub(crate) untagged: bool,
 }
 
 enum State {
@@ -103,6 +112,7 @@ impl Flights {
             state: Mutex::new(State::Running { invalidated: false }),
             done: Event::new(),
             adapted: Mutex::default(),
+            born: crate::tags::now(),
         });
         let key: Arc<str> = key.into();
         shard.insert(Arc::clone(&key), Arc::clone(&flight));
@@ -119,6 +129,16 @@ impl Flights {
         let removed = self.shard(key).lock().remove(key);
         if let Some(flight) = removed {
             flight.mark_invalidated();
+        }
+    }
+
+    /// Lets every running flight go on unregistered: later callers start
+    /// flights of their own (a tag invalidation, which cannot tell which
+    /// flights compute a value carrying its tag; their values are judged
+    /// by their birth, see [`crate::tags`]).
+    pub(crate) fn detach_all(&self) {
+        for shard in self.shards.iter() {
+            shard.lock().clear();
         }
     }
 
@@ -261,7 +281,12 @@ impl<'a> Leader<'a> {
     /// What the origin call chose for its value through
     /// [`crate::context`].
     pub(crate) fn adapted(&self) -> Adapted {
-        *self.flight.adapted.lock()
+        self.flight.adapted.lock().clone()
+    }
+
+    /// The tag clock when this flight started (see [`crate::tags`]).
+    pub(crate) fn born(&self) -> u64 {
+        self.flight.born
     }
 
     /// Whether an invalidation covered this flight since it started.

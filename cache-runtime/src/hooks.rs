@@ -57,6 +57,12 @@ pub enum Event<'a> {
         /// How many keys it removed.
         removed: u64,
     },
+    /// Every value carrying `tag` was invalidated in process (by this
+    /// instance, or by another through the backplane).
+    InvalidateTag {
+        /// The tag.
+        tag: &'a str,
+    },
     /// A call to the shared tier (Redis) failed; the cache went on without
     /// it (a miss, or a fill not written). The error never holds a value.
     L2Error {

@@ -58,6 +58,9 @@ pub enum SharedInvalidation {
     Prefix(String),
     /// A pattern that is not a prefix: `SCAN` + `UNLINK` removed this many.
     Scanned(u64),
+    /// Every value carrying this tag, invalidated by one write (the tag's
+    /// mark): constant time, so not counted; the values expire unread.
+    Tag(String),
     /// Redis could not take it now (it failed, or the circuit breaker is
     /// open): the invalidation is queued, and replayed and announced to
     /// the other instances once Redis answers again, before this instance
@@ -104,6 +107,13 @@ impl fmt::Display for Invalidation {
                 )
             }
             SharedInvalidation::Scanned(n) => write!(f, "{n} removed in redis by scan"),
+            SharedInvalidation::Tag(tag) => {
+                write!(
+                    f,
+                    "every value tagged `{}` invalidated in redis",
+                    tag.escape_debug()
+                )
+            }
             SharedInvalidation::Queued(e) => write!(f, "queued for redis ({e})"),
         }
     }

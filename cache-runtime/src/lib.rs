@@ -38,6 +38,7 @@ mod secret;
 mod shared;
 mod site;
 mod stats;
+mod tags;
 #[cfg(feature = "tracing")]
 mod trace;
 
@@ -131,6 +132,7 @@ pub use outcome::CachedValue;
 pub use pattern::{Pattern, PatternError};
 pub use preset::{ttl, TtlPreset};
 pub use stats::Stats;
+pub use tags::{TagError, MAX_TAGS, MAX_TAG_BYTES};
 
 pub use codec::{Codec, CodecError};
 #[cfg(feature = "redis")]

@@ -18,7 +18,7 @@ use crate::BreakerState;
 /// `cache_sets_total`, `cache_origin_calls_total` and the histogram
 /// `cache_operation_duration_seconds{operation="origin"}` by cache and
 /// template; `cache_deletes_total{cache}`, `cache_errors_total{cache,
-/// kind="l2", op}`, `cache_warmed_total{cache}` and the gauge `cache_breaker_open{cache}` (1 while the
+/// kind="l2", op}`, `cache_warmed_total{cache}`, `cache_tag_invalidations_total{cache}` and the gauge `cache_breaker_open{cache}` (1 while the
 /// breaker is not closed) by cache. Labels are templates, never keys.
 ///
 /// The handles of a cache and template are registered with the recorder
@@ -53,6 +53,7 @@ struct SiteHandles {
 struct CacheHandles {
     deletes: Counter,
     warmed: Counter,
+    tag_invalidations: Counter,
     breaker_open: Gauge,
 }
 
@@ -122,6 +123,7 @@ impl MetricsHooks {
             CacheHandles {
                 deletes: metrics::counter!("cache_deletes_total", &label),
                 warmed: metrics::counter!("cache_warmed_total", &label),
+                tag_invalidations: metrics::counter!("cache_tag_invalidations_total", &label),
                 breaker_open: metrics::gauge!("cache_breaker_open", &label),
             }
         });
@@ -156,6 +158,9 @@ impl Hooks for MetricsHooks {
                 s.origin_time.record(elapsed.as_secs_f64());
             }),
             Event::Warmed { stored, .. } => self.with_cache(cache, |c| c.warmed.increment(stored)),
+            Event::InvalidateTag { .. } => {
+                self.with_cache(cache, |c| c.tag_invalidations.increment(1))
+            }
             Event::Invalidate { removed, .. } => {
                 self.with_cache(cache, |c| c.deletes.increment(removed))
             }

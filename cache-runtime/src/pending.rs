@@ -12,6 +12,8 @@ use crate::pattern::Pattern;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Pending {
     Pattern(Pattern),
+    /// Every value carrying this tag.
+    Tag(Box<str>),
     /// The whole namespace: a `clear`, or the queue's overflow.
     Clear,
 }

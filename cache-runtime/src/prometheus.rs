@@ -63,9 +63,12 @@ type Read = fn(&Stats) -> u64;
 
 /// The families with a `cache` label only, with their kind; a series reads
 /// the cache's statistics.
-const BY_CACHE: [(&str, Family<Read>); 7] = [
+const BY_CACHE: [(&str, Family<Read>); 8] = [
     ("counter", ("cache_deletes_total", "Keys removed by delete and invalidation.",
         &[(|s| s.deletes, "")]),
+    ),
+    ("counter", ("cache_tag_invalidations_total", "Tags invalidated in process, by this instance or another.",
+        &[(|s| s.tag_invalidations, "")]),
     ),
     ("counter", ("cache_errors_total", "Errors of the cache itself, never the origin's: kind=\"l2\" a failed Redis call, \"l2_undecodable\" a Redis value that did not decode, \"internal\" a value whose measure panicked.",
         &[

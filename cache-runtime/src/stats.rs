@@ -33,9 +33,10 @@ pub(crate) enum Counter {
     OriginTimeout,
     RefreshAhead,
     Warmed,
+    TagInvalidation,
 }
 
-const COUNTERS: usize = 18;
+const COUNTERS: usize = 19;
 
 #[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -195,6 +196,11 @@ pub struct Stats {
     /// [`WarmReport::stored`](crate::WarmReport::stored)); not those of
     /// [`Cache::warm`](crate::Cache::warm), which are sets.
     pub warmed: u64,
+    /// Tags invalidated in process: by this instance
+    /// ([`Cache::invalidate_tag`](crate::Cache::invalidate_tag),
+    /// `#[invalidates(tags = ..)]`) and by the others, through the
+    /// backplane. Each is one write, whatever the number of values tagged.
+    pub tag_invalidations: u64,
     /// `#[cached]` functions (key templates) that keep their values in
     /// this process although the cache has a shared tier, their value type
     /// not being serde: see [`Health::local_only`](crate::Health::local_only).

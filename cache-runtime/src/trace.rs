@@ -33,6 +33,9 @@ pub(crate) fn event(cache: &str, event: &Event<'_>) {
         Event::Invalidate { pattern, removed } => {
             tracing::debug!(target: "cache_runtime", cache, pattern, removed, "invalidated")
         }
+        Event::InvalidateTag { tag } => {
+            tracing::debug!(target: "cache_runtime", cache, tag, "tag invalidated")
+        }
         Event::L2Error { op, error } => tracing::warn!(
             target: "cache_runtime",
             cache,

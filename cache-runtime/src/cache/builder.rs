@@ -505,8 +505,15 @@ impl CacheBuilder {
         };
         let min_weight = config.l1_max_bytes.div_ceil(config.l1_max_entries.max(1));
         let root = self.root;
+        // One table of tag stamps for a cache and its named caches.
+        let tag_stamps = root
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade)
+            .map(|root| Arc::clone(&root.tag_stamps))
+            .unwrap_or_default();
         Cache {
             inner: Arc::new_cyclic(|me| Inner {
+                tag_stamps,
                 root: root.unwrap_or_else(|| me.clone()),
                 name: self.name,
                 sites: Sites::new(),

@@ -42,7 +42,7 @@ impl Route {
 pub(super) struct Settled<'a, O> {
     pub(super) out: O,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(super) fill: Option<(AnyValue, Life)>,
+    pub(super) fill: Option<(AnyValue, Life, Option<crate::tags::TagList>)>,
     _held: Option<Held<'a>>,
 }
 
@@ -146,7 +146,7 @@ impl Cache {
             return self.lookup_degraded(key, site);
         }
         let now = self.inner.clock.now();
-        let found = self.inner.l1.read(key, |entry| {
+        let found = self.read_l1(key, |entry| {
             if now >= entry.stale_until {
                 return Lookup::Miss;
             }
@@ -166,6 +166,36 @@ impl Cache {
             Some(other) => other,
             None => Lookup::Miss,
         }
+    }
+
+    /// Reads `key`'s entry in process, unless a tag invalidation covers it
+    /// (see [`crate::tags`]): then it is absent (and removed, lazily, by
+    /// the next store or eviction).
+    #[inline]
+    pub(crate) fn read_l1<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        self.inner
+            .l1
+            .read(key, |entry| match &entry.tags {
+                Some(tags) if self.inner.tag_stamps.covers(tags) => None,
+                _ => Some(f(entry)),
+            })
+            .flatten()
+    }
+
+    /// The tags of a value its flight computes: `tags` (what its origin
+    /// call named, see [`crate::context::tag`]), born when the flight
+    /// started; `None` without tags.
+    pub(super) fn entry_tags(
+        born: u64,
+        tags: Vec<Box<str>>,
+    ) -> Option<Arc<crate::tags::EntryTags>> {
+        if tags.is_empty() {
+            return None;
+        }
+        Some(Arc::new(crate::tags::EntryTags {
+            born,
+            names: tags.into(),
+        }))
     }
 
     /// Counts and reports a hit in process.
@@ -192,7 +222,7 @@ impl Cache {
         };
         let held_before = self.lapsed_within(ttl);
         let now = self.inner.clock.now();
-        let found = self.inner.l1.read(key, |entry| {
+        let found = self.read_l1(key, |entry| {
             let trusted = entry.is_degraded() || held_before;
             (trusted && now < entry.fresh_until)
                 .then(|| entry.value.downcast_ref::<V>().cloned())
@@ -268,7 +298,7 @@ impl Cache {
             return (found, false);
         }
         let due_at = self.inner.clock.now().saturating_add(clock::ticks(ahead));
-        let due = self.inner.l1.read(key, |entry| due_at >= entry.fresh_until);
+        let due = self.read_l1(key, |entry| due_at >= entry.fresh_until);
         (found, due.unwrap_or(false))
     }
 
@@ -297,7 +327,7 @@ impl Cache {
         };
         // Another refresh may have landed since the hit that started this.
         let due_at = self.inner.clock.now().saturating_add(clock::ticks(ahead));
-        if self.inner.l1.read(key, |entry| due_at < entry.fresh_until) == Some(true) {
+        if self.read_l1(key, |entry| due_at < entry.fresh_until) == Some(true) {
             return;
         }
         self.count(site, Counter::RefreshAhead, 1);
@@ -755,14 +785,12 @@ impl Cache {
             return None;
         }
         let now = self.inner.clock.now();
-        self.inner
-            .l1
-            .read(key, |entry| {
-                (now < entry.keep_until())
-                    .then(|| entry.value.downcast_ref::<V>().map(f))
-                    .flatten()
-            })
-            .flatten()
+        self.read_l1(key, |entry| {
+            (now < entry.keep_until())
+                .then(|| entry.value.downcast_ref::<V>().map(f))
+                .flatten()
+        })
+        .flatten()
     }
 
     /// Publishes the leader's outcome and stores it when it is cacheable.
@@ -775,15 +803,24 @@ impl Cache {
         route: Route,
         out: O,
     ) -> Settled<'a, O> {
-        match out.split(policy.cache_none) {
+        let adapted = leader.adapted();
+        let split = match out.split(policy.cache_none) {
+            // A value that lost a tag is not stored (see `context::tag`).
+            Split::Store(v) if adapted.untagged => Split::Share(v),
+            split => split,
+        };
+        match split {
             Split::Store(v) => {
-                let life = self.adapted_life(policy, leader.adapted());
+                let life = self.adapted_life(policy, &adapted);
+                let tags = Cache::entry_tags(leader.born(), adapted.tags);
                 let shared: AnyValue = Arc::new(v.clone());
                 // Out of step with the other instances, the in-process tier
                 // keeps it for `degraded_l1_ttl` at most (or not at all).
                 let entry = route.l1.then(|| {
                     let weight = self.weigh(&leader, key, &v, policy);
-                    self.entry(Arc::clone(&shared), weight, life, policy)
+                    let mut entry = self.entry(Arc::clone(&shared), weight, life, policy);
+                    entry.tags = tags.clone();
+                    entry
                 });
                 let entry = entry.and_then(|entry| self.storable(entry));
                 let insert = || entry.is_some_and(|entry| self.inner.l1.insert(key, entry));
@@ -799,7 +836,7 @@ impl Cache {
                 // goes out until it is replayed. What covered the flight may
                 // also be no invalidation at all: the backplane emptying the
                 // in-process tier as it subscribes.
-                let fill = Some((shared, life));
+                let fill = Some((shared, life, tags.map(|tags| Arc::clone(&tags.names))));
                 Settled {
                     out: O::from_value(v),
                     fill,
@@ -880,7 +917,7 @@ impl Cache {
     /// How long a value stored now under `policy` lives, with what its
     /// origin call chose through [`crate::context`] in place of the
     /// function's own.
-    fn adapted_life(&self, policy: &Policy, adapted: crate::flight::Adapted) -> Life {
+    fn adapted_life(&self, policy: &Policy, adapted: &crate::flight::Adapted) -> Life {
         let policy = Policy {
             ttl: adapted.ttl.or(policy.ttl),
             stale: adapted.stale.or(policy.stale),
@@ -920,6 +957,7 @@ impl Cache {
             stale_until,
             weight: weight.max(self.inner.min_weight),
             kept_secs: Entry::kept_secs(stale_until, after_ttl(keep)),
+            tags: None,
         }
     }
 
@@ -930,6 +968,25 @@ impl Cache {
             self.inner.counters.add(Counter::Delete, 1);
         }
         removed
+    }
+
+    /// Invalidates `tag` in process: in this cache and its named caches
+    /// (which share the stamps). Running loads are let go of: callers that
+    /// come now start their own instead of joining one that may have read
+    /// before the invalidation (what those loads store is born before the
+    /// stamp, so a value carrying the tag is never served).
+    pub(crate) fn invalidate_tag_now(&self, tag: &str) {
+        self.inner.tag_stamps.invalidate(tag);
+        self.detach_flights();
+        self.inner.counters.add(Counter::TagInvalidation, 1);
+        self.emit(Event::InvalidateTag { tag });
+    }
+
+    fn detach_flights(&self) {
+        self.inner.flights.detach_all();
+        for child in self.children() {
+            child.detach_flights();
+        }
     }
 
     /// Applies `pattern` to this cache and its named caches.

@@ -11,11 +11,12 @@ use super::{Cache, Inner, Leader, Policy, Route};
 use crate::clock::{self, Ticks};
 use crate::entry::Entry;
 use crate::entry::{AnyValue, Life};
-use crate::envelope::Deadlines;
 use crate::hooks::Event;
 use crate::l1::L1Engine;
 use crate::pattern::Pattern;
-use crate::shared::{kept_until_ms, unix_ms, Found, LockGuard, Report, Root, Ticket, ValueCodec};
+use crate::shared::{
+    kept_until_ms, unix_ms, Found, LockGuard, Report, Root, Stored, Ticket, ValueCodec,
+};
 use crate::site::Site;
 use crate::stats::Counter;
 
@@ -43,6 +44,10 @@ impl Report for Inner {
 impl Root for Inner {
     fn invalidate_local(self: Arc<Self>, pattern: &Pattern) {
         Cache { inner: self }.invalidate_now(pattern);
+    }
+
+    fn invalidate_tag_local(self: Arc<Self>, tag: &str) {
+        Cache { inner: self }.invalidate_tag_now(tag);
     }
 
     fn clear_local(self: Arc<Self>) {
@@ -84,7 +89,7 @@ impl Cache {
         &self,
         key: &str,
         ticket: Ticket,
-        value: &(dyn std::any::Any + Send + Sync),
+        value: (&(dyn std::any::Any + Send + Sync), &[Box<str>]),
         codec: ValueCodec,
         life: Life,
     ) -> bool {
@@ -112,9 +117,9 @@ impl Cache {
         found: (Found, Option<LockGuard>),
     ) -> Led<'a, V> {
         match found {
-            (Found::Value(value, deadlines, len), _) => {
+            (Found::Value(value, stored), _) => {
                 // The lookup checked the type.
-                match self.settle_l2_hit(leader, key, site, policy, route, value, deadlines, len) {
+                match self.settle_l2_hit(leader, key, site, policy, route, value, stored) {
                     Some(value) => Led::Value(value),
                     None => Led::Retry,
                 }
@@ -139,8 +144,9 @@ impl Cache {
         miss: &SharedMiss,
     ) -> Option<impl std::future::Future<Output = bool> + Send + 'a> {
         let (ticket, codec) = miss.ticket?;
-        let (value, life) = settled.fill.as_ref()?;
-        Some(self.l2_fill(key, ticket, &**value, codec, *life))
+        let (value, life, tags) = settled.fill.as_ref()?;
+        let tags = tags.as_deref().unwrap_or_default();
+        Some(self.l2_fill(key, ticket, (&**value, tags), codec, *life))
     }
 
     /// Runs `future` on the shared tier from a plain `fn`.
@@ -218,9 +224,13 @@ impl Cache {
         policy: &Policy,
         route: Route,
         shared: AnyValue,
-        deadlines: Deadlines,
-        encoded_len: usize,
+        Stored {
+            deadlines,
+            len: encoded_len,
+            tags,
+        }: Stored,
     ) -> Option<V> {
+        let tags = Cache::entry_tags(leader.born(), tags);
         let entry = route.l1.then(|| {
             let now_ms = unix_ms();
             let fresh = Duration::from_millis(deadlines.fresh_until_ms.saturating_sub(now_ms));
@@ -252,6 +262,7 @@ impl Cache {
                 stale_until,
                 weight: Entry::weight_of_encoded(key, encoded_len).max(self.inner.min_weight),
                 kept_secs: Entry::kept_secs(stale_until, until(kept)),
+                tags,
             }
         });
         let entry = entry.and_then(|entry| self.storable(entry));
@@ -285,14 +296,12 @@ impl Cache {
         let shared = self.inner.shared.as_deref()?;
         let (_, keep) = self.stale_and_keep(&policy);
         let found = shared.lookup::<V>(&*self.inner, key, site, codec, keep, Duration::ZERO, false);
-        let Found::Value(value, deadlines, len) = found.await else {
+        let Found::Value(value, stored) = found.await else {
             // A leader dropped unfinished: waiters look again.
             return None;
         };
         match leader {
-            Some(leader) => {
-                self.settle_l2_hit(leader, key, site, &policy, route, value, deadlines, len)
-            }
+            Some(leader) => self.settle_l2_hit(leader, key, site, &policy, route, value, stored),
             None => value.downcast_ref::<V>().cloned(),
         }
     }
@@ -325,12 +334,12 @@ impl Cache {
             .zip(leaders)
             .zip(finds)
             .map(|((key, leader), find)| {
-                let Found::Value(value, deadlines, len) = find else {
+                let Found::Value(value, stored) = find else {
                     return None;
                 };
                 match leader {
                     Some(leader) => {
-                        self.settle_l2_hit(leader, key, site, &policy, route, value, deadlines, len)
+                        self.settle_l2_hit(leader, key, site, &policy, route, value, stored)
                     }
                     None => value.downcast_ref::<V>().cloned(),
                 }

@@ -377,6 +377,7 @@ mod tests {
             stale_until: u64::MAX,
             weight,
             kept_secs: 0,
+            tags: None,
         }
     }
 

@@ -16,6 +16,9 @@
 //!   tag (`<ns>[t]orders:list:acme:`) to the generation, for as long as the
 //!   longest value any instance wrote (recorded in `<ns>[l]`) may live: one
 //!   write, whatever the number of keys under it;
+//! - a tag that values carry (`#[cached(tags = ..)]`, `context::tag`) sets
+//!   its mark (`<ns>[v]product:42`) to the generation, for as long as a
+//!   prefix's tag lives: one write, whatever the number of values tagged;
 //! - any other pattern (`order:*:42`) sets the scan epoch (`<ns>[s]`) to the
 //!   generation for the fill window, then removes its matches with `SCAN` +
 //!   `UNLINK` batches.
@@ -27,7 +30,10 @@
 //! stored with its generation in front of the envelope, and a read serves it
 //! only if every tag of the key's prefixes is at most that generation: a tag
 //! newer than the value means a prefix invalidation came after the value's
-//! origin read.
+//! origin read. A value that carries tags lists them after its generation
+//! (see `marks::framed`); the fill checks their marks with the others, and
+//! a read of it asks for them in a second `MGET` and judges them the same
+//! way.
 //!
 //! Each increment takes the counter to at least the server clock in
 //! microseconds, so a Redis that lost data (restarted empty, restored from
@@ -61,8 +67,8 @@ use redis::Script;
 use super::batch::{Batches, MAX_BATCH};
 use super::builder::RedisL2Builder;
 use super::marks::{
-    key_digest, millis, name, tag_prefix, tag_prefixes, BIRTH, GENERATION, LONGEST, MAX_PX,
-    SCAN_EPOCH, TAG, TOMBSTONE, VALUE_HEADER,
+    framed, key_digest, millis, name, tag_prefix, tag_prefixes, BIRTH, GENERATION, LONGEST, MAX_PX,
+    SCAN_EPOCH, TAG, TOMBSTONE, VALUE_HEADER, VALUE_TAG,
 };
 use super::read::Read;
 use super::redis::RedisL2;
@@ -277,7 +283,8 @@ impl Coherent {
     /// Reads `key` with the generation and the key's tags, batched with the
     /// reads of its group that come while another is on its way.
     pub(crate) async fn read_checked(&self, key: &str) -> Result<Read, L2Error> {
-        self.batches.read(&self.store, key).await
+        let read = self.batches.read(&self.store, key).await?;
+        self.store.check_value_tags(key, read).await
     }
 
     /// Reads `keys` as [`read_checked`](Self::read_checked) reads one, a
@@ -303,31 +310,30 @@ impl Coherent {
                 found[at] = Some(read);
             }
         }
-        Ok(found
-            .into_iter()
-            .map(|read| read.expect("a read for every key"))
-            .collect())
+        let checked = found.into_iter().zip(keys).map(|(read, key)| {
+            let read = read.expect("a read for every key");
+            self.store.check_value_tags(key, read)
+        });
+        try_join_all(checked).await
     }
 
-    /// Stores `envelope` under `key` unless an invalidation newer than
-    /// `generation` covers the key, or the fill comes later than the fill
-    /// window after `read_at`, or a marker it must respect makes no sense.
+    /// Stores `envelope` under `key`, carrying `tags`, unless an
+    /// invalidation newer than `generation` covers the key or one of the
+    /// tags, or the fill comes later than the fill window after `read_at`,
+    /// or a marker it must respect makes no sense.
     pub(crate) async fn fill_checked(
         &self,
         key: &str,
         generation: u64,
         read_at: Instant,
-        envelope: &[u8],
+        (envelope, tags): (&[u8], &[Box<str>]),
         ttl: Duration,
     ) -> Result<Fill, L2Error> {
         if read_at.elapsed() >= FILL_WINDOW {
             return Ok(Fill::Refused);
         }
         let base = self.base(key);
-        let mut value = Vec::with_capacity(VALUE_HEADER + envelope.len());
-        value.extend_from_slice(&generation.to_be_bytes());
-        value.extend_from_slice(&key_digest(base, key).to_be_bytes());
-        value.extend_from_slice(envelope);
+        let value = framed(generation, key_digest(base, key), tags, envelope);
         let ttl = ttl.min(self.max_ttl);
         let mut names = vec![
             self.redis_key(key),
@@ -338,6 +344,7 @@ impl Coherent {
             name(base, TOMBSTONE, key),
         ];
         names.extend(tag_prefixes(key).map(|prefix| name(base, TAG, prefix)));
+        names.extend(tags.iter().map(|tag| name(base, VALUE_TAG, tag)));
         let mut call = SCRIPTS.fill.prepare_invoke();
         for name in &names {
             call.key(name);
@@ -524,15 +531,50 @@ impl Coherent {
             &name(TAG, prefix, ""),
             self.tag_lifetime(),
             Some(FILL_WINDOW),
-            Some(pattern),
+            Some(&self.announcement(pattern)),
         )
         .await
+    }
+
+    /// Invalidates every value carrying `tag`, for every process sharing
+    /// this store, in one write per group whatever their number: the tag's
+    /// mark, checked by every read and fill of a value carrying it, lives
+    /// as long as any value it covers. Announced with the last group's mark.
+    pub(crate) async fn invalidate_tag(&self, tag: &str) -> Result<SharedInvalidation, L2Error> {
+        let marked = self
+            .mark(
+                &name(VALUE_TAG, tag, ""),
+                self.tag_lifetime(),
+                Some(FILL_WINDOW),
+                Some(&self.tag_announcement(tag)),
+            )
+            .await;
+        match marked {
+            Ok(()) => Ok(SharedInvalidation::Tag(tag.to_owned())),
+            Err(e) => {
+                // Refused (Redis full): the others still drop their copies.
+                if let L2Error::Command { .. } = e {
+                    self.announce_tag(tag).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Announces `tag`'s invalidation on its own (see
+    /// [`announce`](Self::announce)).
+    pub(crate) async fn announce_tag(&self, tag: &str) {
+        if let Some((channel, _)) = &self.bus {
+            let _ = self
+                .publish(channel, self.tag_announcement(tag).as_bytes())
+                .await;
+        }
     }
 
     /// Sets the mark `kind` (its name after a group's base) of every group
     /// to a new generation for `lifetime`, or, with `outlive`, for at least
     /// the longest value any instance wrote in the group plus `outlive`;
-    /// announces `pattern` when given, in the same script as the last
+    /// publishes `announcement` when given, in the same script as the last
     /// group's mark (the others first, concurrently): an instance told of
     /// it finds every group marked.
     async fn mark(
@@ -540,7 +582,7 @@ impl Coherent {
         kind: &str,
         lifetime: Duration,
         outlive: Option<Duration>,
-        pattern: Option<&str>,
+        announcement: Option<&str>,
     ) -> Result<(), L2Error> {
         let (last, first) = self
             .bases()
@@ -550,7 +592,7 @@ impl Coherent {
             .iter()
             .map(|base| self.mark_group(base, kind, lifetime, outlive, None));
         try_join_all(first).await?;
-        self.mark_group(last, kind, lifetime, outlive, pattern)
+        self.mark_group(last, kind, lifetime, outlive, announcement)
             .await
             .map(drop)
     }
@@ -562,7 +604,7 @@ impl Coherent {
         kind: &str,
         lifetime: Duration,
         outlive: Option<Duration>,
-        pattern: Option<&str>,
+        announcement: Option<&str>,
     ) -> Result<u64, L2Error> {
         let mut call = SCRIPTS.mark.key(name(base, GENERATION, ""));
         call.key(name(base, BIRTH, ""))
@@ -570,9 +612,9 @@ impl Coherent {
             .key(name(base, LONGEST, ""))
             .arg(millis(lifetime))
             .arg(outlive.map_or(-1, |d| i64::try_from(millis(d)).unwrap_or(i64::MAX)));
-        match (&self.bus, pattern) {
-            (Some((channel, _)), Some(pattern)) => {
-                call.arg(&**channel).arg(self.announcement(pattern));
+        match (&self.bus, announcement) {
+            (Some((channel, _)), Some(announcement)) => {
+                call.arg(&**channel).arg(announcement);
             }
             _ => {
                 call.arg("").arg("");
@@ -581,10 +623,16 @@ impl Coherent {
         self.invoke("INVALIDATE", &call).await
     }
 
-    /// `<instance>:<pattern>`, what the backplane carries.
+    /// `<instance>:<pattern>`, what the backplane carries for a pattern.
     fn announcement(&self, pattern: &str) -> String {
         let instance = self.bus.as_ref().map_or(0, |(_, id)| *id);
         format!("{instance:016x}:{pattern}")
+    }
+
+    /// `<instance>#<tag>`, what the backplane carries for a tag.
+    fn tag_announcement(&self, tag: &str) -> String {
+        let instance = self.bus.as_ref().map_or(0, |(_, id)| *id);
+        format!("{instance:016x}#{tag}")
     }
 
     /// Announces `pattern` on its own (`PUBLISH`); a failure is the

@@ -128,6 +128,51 @@ pub(super) const SCAN_EPOCH: &str = "[s]";
 pub(super) const TAG: &str = "[t]";
 pub(super) const TOMBSTONE: &str = "[x]";
 pub(super) const LOCK_OF: &str = "[k]";
+/// A tag that values name (`#[cached(tags = ..)]`, `context::tag`), as
+/// opposed to a prefix's ([`TAG`]).
+pub(super) const VALUE_TAG: &str = "[v]";
+
+/// The bit of a stored value's generation that says its tags follow the
+/// header: a count (u16), then each tag's length (u16) and text.
+pub(super) const TAGGED: u64 = 1 << 63;
+
+/// The bytes stored for a value filled under `generation` with `tags`:
+/// the header, the tags if any, then `envelope`.
+pub(super) fn framed(generation: u64, digest: u64, tags: &[Box<str>], envelope: &[u8]) -> Vec<u8> {
+    let listed: usize = tags.iter().map(|tag| 2 + tag.len()).sum();
+    let mut out = Vec::with_capacity(VALUE_HEADER + 2 + listed + envelope.len());
+    let flag = if tags.is_empty() { 0 } else { TAGGED };
+    out.extend_from_slice(&(generation | flag).to_be_bytes());
+    out.extend_from_slice(&digest.to_be_bytes());
+    if !tags.is_empty() {
+        out.extend_from_slice(&(tags.len() as u16).to_be_bytes());
+        for tag in tags {
+            out.extend_from_slice(&(tag.len() as u16).to_be_bytes());
+            out.extend_from_slice(tag.as_bytes());
+        }
+    }
+    out.extend_from_slice(envelope);
+    out
+}
+
+/// The tags listed from `bytes[at..]` (see [`TAGGED`]) and where the
+/// envelope starts after them; `None` when they do not read as tags.
+pub(super) fn listed_tags(bytes: &[u8], mut at: usize) -> Option<(Vec<Box<str>>, usize)> {
+    let u16_at = |at: &mut usize| {
+        let n = u16::from_be_bytes(bytes.get(*at..*at + 2)?.try_into().ok()?);
+        *at += 2;
+        Some(usize::from(n))
+    };
+    let count = u16_at(&mut at)?;
+    let mut tags = Vec::with_capacity(count.min(crate::tags::MAX_TAGS));
+    for _ in 0..count {
+        let len = u16_at(&mut at)?;
+        let text = std::str::from_utf8(bytes.get(at..at + len)?).ok()?;
+        at += len;
+        tags.push(text.into());
+    }
+    Some((tags, at))
+}
 
 pub(super) fn name(base: &str, kind: &str, rest: &str) -> String {
     let mut out = String::with_capacity(base.len() + kind.len() + rest.len());
@@ -179,6 +224,24 @@ mod tests {
         assert_eq!(a, key_digest("ns", "order:1"));
         assert_ne!(a, key_digest("ns", "order:2"));
         assert_ne!(a, key_digest("other", "order:1"));
+    }
+
+    #[test]
+    fn tags_are_framed_after_the_header() {
+        let tags: Vec<Box<str>> = vec!["product:42".into(), "catalog".into()];
+        let bytes = framed(7, 9, &tags, b"envelope");
+        assert_eq!(
+            u64::from_be_bytes(bytes[..8].try_into().unwrap()),
+            7 | TAGGED
+        );
+        let (listed, start) = listed_tags(&bytes, VALUE_HEADER).unwrap();
+        assert_eq!((listed, &bytes[start..]), (tags, &b"envelope"[..]));
+        let plain = framed(7, 9, &[], b"envelope");
+        assert_eq!(
+            (plain.len(), &plain[..8]),
+            (VALUE_HEADER + 8, &7u64.to_be_bytes()[..])
+        );
+        assert!(listed_tags(&bytes[..bytes.len() - 12], VALUE_HEADER).is_none());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use foldhash::fast::RandomState;
 use redis::{Cmd, RedisWrite, Value};
 
 use super::marks::{
-    key_digest, parse_generation, tag_prefixes, GENERATION, MAX_GENERATION, TAG, VALUE_HEADER,
+    key_digest, listed_tags, name, parse_generation, tag_prefixes, GENERATION, MAX_GENERATION, TAG,
+    TAGGED, VALUE_HEADER, VALUE_TAG,
 };
 use super::redis::RedisL2;
 use super::L2Error;
@@ -26,6 +27,10 @@ pub(crate) enum Read {
         bytes: Vec<u8>,
         start: usize,
         generation: u64,
+        /// The tags the value carries (checked against their marks by
+        /// [`RedisL2::check_value_tags`]), and the generation it was filled under.
+        tags: Vec<Box<str>>,
+        born: u64,
     },
     /// Nothing usable (absent, or a value a newer tag invalidated): the
     /// generation to fill with.
@@ -117,6 +122,14 @@ fn judge(value: Option<Value>, marks: Result<Marks, String>, digest: u64) -> Rea
     let (Some(born), Some(written_for)) = (be_u64(&bytes, 0), be_u64(&bytes, 8)) else {
         return Read::Undecodable { generation };
     };
+    let (born, (tags, start)) = if born & TAGGED == 0 {
+        (born, (Vec::new(), VALUE_HEADER))
+    } else {
+        match listed_tags(&bytes, VALUE_HEADER) {
+            Some(listed) => (born & !TAGGED, listed),
+            None => return Read::Undecodable { generation },
+        }
+    };
     if born > MAX_GENERATION || written_for != digest {
         return Read::Undecodable { generation };
     }
@@ -125,8 +138,10 @@ fn judge(value: Option<Value>, marks: Result<Marks, String>, digest: u64) -> Rea
     }
     Read::Value {
         bytes,
-        start: VALUE_HEADER,
+        start,
         generation,
+        tags,
+        born,
     }
 }
 
@@ -188,6 +203,47 @@ impl RedisL2 {
             .zip(marks)
             .map(|((key, value), marks)| judge(value, marks, key_digest(base, key)))
             .collect())
+    }
+
+    /// `read`, unless a mark of a tag its value carries is newer than the
+    /// value (then absent) or makes no sense (corrupt): one `MGET` of the
+    /// marks in `key`'s group, for tagged values only.
+    pub(crate) async fn check_value_tags(&self, key: &str, read: Read) -> Result<Read, L2Error> {
+        let Read::Value {
+            tags,
+            born,
+            generation,
+            ..
+        } = &read
+        else {
+            return Ok(read);
+        };
+        if tags.is_empty() {
+            return Ok(read);
+        }
+        let base = self.base(key);
+        let mut cmd = Cmd::new();
+        cmd.arg("MGET");
+        for tag in tags {
+            cmd.arg(name(base, VALUE_TAG, tag));
+        }
+        let reply: Vec<Value> = self.query("MGET", &cmd).await?;
+        for (at, tag) in tags.iter().enumerate() {
+            match generation_in(reply.get(at)) {
+                Some(mark) if mark > *born => {
+                    return Ok(Read::Absent {
+                        generation: *generation,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    return Ok(Read::Corrupt {
+                        what: format!("the tag `{base}{VALUE_TAG}{tag}` is not a generation"),
+                    })
+                }
+            }
+        }
+        Ok(read)
     }
 
     /// `MGET` of `keys` (of one group), then the group's generation, then
@@ -278,6 +334,7 @@ mod tests {
             bytes,
             start,
             generation,
+            ..
         } = judge(stored(9, digest), at(3, 9), digest)
         else {
             panic!("a value as new as the newest tag is served");

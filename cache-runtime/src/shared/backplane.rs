@@ -110,16 +110,22 @@ impl SharedTier {
 }
 
 /// Applies a message of the backplane to `root`, unless this instance
-/// (`instance`) sent it. One it cannot read empties the in-process tier.
+/// (`instance`) sent it: `<sender>:<pattern>` or `<sender>#<tag>`, the
+/// sender in hex. One it cannot read empties the in-process tier.
 fn apply(root: Arc<dyn Root>, payload: &[u8], instance: u64) {
-    let parsed = std::str::from_utf8(payload)
-        .ok()
-        .and_then(|text| text.split_once(':'))
-        .and_then(|(sender, pattern)| Some((sender, Pattern::parse(pattern).ok()?)));
-    match parsed {
-        Some((sender, _)) if u64::from_str_radix(sender, 16) == Ok(instance) => {}
-        Some((_, pattern)) => root.invalidate_local(&pattern),
-        None => root.clear_local(),
+    let Some((sender, kind, rest)) = std::str::from_utf8(payload).ok().and_then(|text| {
+        let at = text.find([':', '#'])?;
+        Some((&text[..at], text.as_bytes()[at], &text[at + 1..]))
+    }) else {
+        return root.clear_local();
+    };
+    if u64::from_str_radix(sender, 16) == Ok(instance) {
+        return;
+    }
+    match (kind, Pattern::parse(rest)) {
+        (b'#', _) if crate::tags::check(rest).is_ok() => root.invalidate_tag_local(rest),
+        (b':', Ok(pattern)) => root.invalidate_local(&pattern),
+        _ => root.clear_local(),
     }
 }
 

@@ -38,7 +38,7 @@ mod write;
 pub(crate) use codec::unix_ms;
 pub use codec::ValueCodec;
 pub(crate) use lock::LockGuard;
-pub(crate) use read::{kept_until_ms, Found, Ticket};
+pub(crate) use read::{kept_until_ms, Found, Stored, Ticket};
 
 /// Where the shared tier counts and reports: the cache whose call it
 /// serves.
@@ -55,6 +55,9 @@ pub(crate) trait Root: Report + Send + Sync {
     /// Applies an invalidation to the in-process tier of the root and of
     /// its named caches.
     fn invalidate_local(self: Arc<Self>, pattern: &Pattern);
+    /// Applies a tag's invalidation to the in-process tier of the root and
+    /// of its named caches.
+    fn invalidate_tag_local(self: Arc<Self>, tag: &str);
     /// Empties the in-process tier of the root and of its named caches.
     fn clear_local(self: Arc<Self>);
 }

@@ -22,11 +22,19 @@ pub(crate) struct Ticket {
     pub(super) read_at: Instant,
 }
 
+/// What a value found in the shared tier came with.
+pub(crate) struct Stored {
+    pub(crate) deadlines: Deadlines,
+    /// Its encoded length.
+    pub(crate) len: usize,
+    /// The tags it carries.
+    pub(crate) tags: Vec<Box<str>>,
+}
+
 /// What the leader's lookup in the shared tier found.
 pub(crate) enum Found {
-    /// A fresh value of the type asked for, its deadlines and its encoded
-    /// length.
-    Value(AnyValue, Deadlines, usize),
+    /// A fresh value of the type asked for, and what it came with.
+    Value(AnyValue, Stored),
     /// Nothing fresh; a fill may follow when there is a ticket (none when
     /// the shared tier could not be read). The value found past its
     /// freshness but still kept (`stale`, `fail_safe`), if any: the answer
@@ -133,12 +141,14 @@ impl SharedTier {
             }
         };
         let undecodable = matches!(read, Read::Undecodable { .. });
-        let (stored, start, generation) = match read {
+        let (stored, start, generation, tags) = match read {
             Read::Value {
                 bytes,
                 start,
                 generation,
-            } => (bytes, start, generation),
+                tags,
+                ..
+            } => (bytes, start, generation, tags),
             Read::Absent { generation } | Read::Undecodable { generation } => {
                 if undecodable {
                     site.counters.add(Counter::L2Undecodable, 1);
@@ -176,7 +186,15 @@ impl SharedTier {
                     template: site.template,
                     tier: Tier::L2,
                 });
-                Found::Value(value, deadlines, bytes.len())
+                let len = bytes.len();
+                Found::Value(
+                    value,
+                    Stored {
+                        deadlines,
+                        len,
+                        tags,
+                    },
+                )
             }
             // Past its freshness: the origin is called, and this answers
             // if it fails, within this function's window (whoever wrote it).

@@ -21,20 +21,21 @@ use crate::stats::Counter;
 pub(super) async fn send(store: &Coherent, item: &Pending) -> Result<SharedInvalidation, L2Error> {
     match item {
         Pending::Pattern(pattern) => store.invalidate_checked(pattern).await,
+        Pending::Tag(tag) => store.invalidate_tag(tag).await,
         Pending::Clear => store.clear_checked().await.map(SharedInvalidation::Scanned),
     }
 }
 
 impl SharedTier {
-    /// Writes a value the origin returned, unless an invalidation newer
-    /// than the leader's read (`ticket`) covers its key; returns whether it
-    /// did.
+    /// Writes a value the origin returned, with its tags, unless an
+    /// invalidation newer than the leader's read (`ticket`) covers its key
+    /// or a tag; returns whether it did.
     pub(crate) async fn fill(
         &self,
         report: &dyn Report,
         key: &str,
         ticket: Ticket,
-        value: &(dyn Any + Send + Sync),
+        (value, tags): (&(dyn Any + Send + Sync), &[Box<str>]),
         codec: ValueCodec,
         life: Life,
     ) -> bool {
@@ -46,7 +47,7 @@ impl SharedTier {
         };
         let ttl = life.ttl.saturating_add(life.keep);
         let filled = store
-            .fill_checked(key, ticket.generation, ticket.read_at, &bytes, ttl)
+            .fill_checked(key, ticket.generation, ticket.read_at, (&bytes, tags), ttl)
             .await;
         match filled {
             Ok(Fill::Stored) => {
@@ -143,6 +144,22 @@ impl SharedTier {
         }
     }
 
+    /// Invalidates every value carrying `tag`, for every instance; queues
+    /// it when Redis cannot take it now.
+    pub(crate) async fn invalidate_tag(
+        &self,
+        report: &dyn Report,
+        tag: &str,
+    ) -> SharedInvalidation {
+        match self.store_now() {
+            Some(store) => {
+                let item = Pending::Tag(tag.into());
+                self.invalidate_in(report, store, item).await
+            }
+            None => SharedInvalidation::NotConfigured,
+        }
+    }
+
     /// Invalidates the whole namespace.
     pub(crate) async fn clear(&self, report: &dyn Report) {
         if let Some(store) = self.store_now() {
@@ -191,13 +208,10 @@ impl SharedTier {
     /// `PUBLISH`. One at a time: while one runs, the next is only queued
     /// (as all are, to be marked on replay).
     fn deliver_unmarked(&self, item: &Pending) {
-        let Pending::Pattern(pattern) = item else {
-            return;
-        };
-        if self.delivering.swap(true, Ordering::AcqRel) {
+        if *item == Pending::Clear || self.delivering.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (tier, pattern) = (self.this.clone(), pattern.clone());
+        let (tier, item) = (self.this.clone(), item.clone());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.delivering.store(false, Ordering::Release);
             return;
@@ -205,10 +219,19 @@ impl SharedTier {
         runtime.spawn(async move {
             let Some(tier) = tier.upgrade() else { return };
             if let Some(store) = tier.store() {
-                store.remove_and_announce(&pattern).await;
+                match &item {
+                    Pending::Pattern(pattern) => store.remove_and_announce(pattern).await,
+                    Pending::Tag(tag) => store.announce_tag(tag).await,
+                    Pending::Clear => {}
+                }
             }
             tier.delivering.store(false, Ordering::Release);
         });
+    }
+
+    /// Queues `tag`'s invalidation for when Redis can take it.
+    pub(crate) fn defer_tag(&self, tag: &str) {
+        self.defer(&Pending::Tag(tag.into()), true);
     }
 
     /// Invalidates `pattern` from a plain `fn`, and waits for it (see
