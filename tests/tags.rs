@@ -141,7 +141,6 @@ async fn the_handle_tags_from_the_closure_and_reports_bad_tags() {
         .get_or_insert_with("n", ttl, || async {
             assert!(context::tag("numbers"));
             assert!(context::tag("numbers"), "a tag twice is one tag");
-            assert!(!context::tag(""), "no invalidation can name it");
             1u32
         })
         .await;
@@ -158,6 +157,16 @@ async fn the_handle_tags_from_the_closure_and_reports_bad_tags() {
     cache.invalidate_tag("numbers").await.unwrap();
     assert!(!cache.exists("n").await);
     assert_eq!(cache.get::<u32>("n").await, None);
+
+    // A tag no invalidation can name: returned, not stored.
+    let v = cache
+        .get_or_insert_with("unnamed", ttl, || async {
+            assert!(!context::tag(""));
+            3u32
+        })
+        .await;
+    assert_eq!(v, 3);
+    assert!(!cache.exists("unnamed").await);
 
     // Too many tags: returned, not stored (the tags past the bound could
     // not invalidate it).
@@ -184,7 +193,7 @@ async fn named_caches_share_the_tags() {
     };
     lookups.get_or_insert_with("country:fr", ttl, tagged).await;
     cache.get_or_insert_with("flag:fr", ttl, tagged).await;
-    cache.invalidate_tag("country:fr").await.unwrap();
+    lookups.invalidate_tag("country:fr").await.unwrap();
     assert!(!lookups.exists("country:fr").await);
     assert!(!cache.exists("flag:fr").await);
 }
@@ -230,13 +239,48 @@ async fn a_load_running_across_a_tag_invalidation_is_not_served_after_it() {
     let (first, second) = (first.await.unwrap(), second.await.unwrap());
     assert_eq!((first, second), (1, 2));
     assert_eq!(calls("report"), 2);
-    // Whichever stored last, version 1 is never served again.
+    // Version 1 is never served again.
+    assert_eq!(
+        cache.get::<u64>("report").await,
+        Some(2),
+        "the first load stored nothing"
+    );
     for _ in 0..3 {
         let now = cache
             .get_or_insert_with("report", Duration::from_secs(60), || async { 3 })
             .await;
         assert_ne!(now, 1);
     }
+}
+
+/// A tag invalidation marks every running load, so that a later
+/// invalidation of its key still reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_across_a_tag_invalidation_still_obeys_its_keys_invalidation() {
+    let cache = Cache::builder().build().unwrap();
+    let read_done = std::sync::Arc::new(Notify::new());
+    let release = std::sync::Arc::new(Notify::new());
+    let slow = {
+        let (cache, read_done, release) = (cache.clone(), read_done.clone(), release.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_insert_with("profile:1", Duration::from_secs(60), || async move {
+                    read_done.notify_one();
+                    release.notified().await;
+                    1u64 // read before the writes below
+                })
+                .await
+        })
+    };
+    read_done.notified().await;
+    cache.invalidate_tag("unrelated").await.unwrap();
+    assert!(!cache.delete("profile:1").await);
+    release.notify_one();
+    assert_eq!(slow.await.unwrap(), 1);
+    let now = cache
+        .get_or_insert_with("profile:1", Duration::from_secs(60), || async { 2u64 })
+        .await;
+    assert_eq!(now, 2);
 }
 
 fn hybrid(server: &impl Target, prefix: &str) -> Cache {
@@ -281,6 +325,7 @@ async fn a_tag_invalidation_reaches_every_instance_and_redis(server: &Redis) {
 
     let done = a.invalidate_tag(&format!("shown-product:{name}:42")).await.unwrap();
     assert!(matches!(done, SharedInvalidation::Tag(_)), "{done:?}");
+    assert_eq!(a.stats().tag_invalidations, 1, "counted once");
     // b applies a's announcement within the backplane's bound.
     let mut reloaded = false;
     for _ in 0..400 {

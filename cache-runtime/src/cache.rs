@@ -589,12 +589,14 @@ impl Cache {
     }
 
     /// Invalidates every value tagged `tag` (by `#[cached(tags = ..)]` or
-    /// [`context::tag`](crate::context::tag)), in this cache and its named
-    /// caches, in both tiers and on every instance: one write in process
+    /// [`context::tag`](crate::context::tag)), in the cache and all its
+    /// named caches (from any of them), in both tiers and on every
+    /// instance: one write in process
     /// and one per group in Redis, whatever the number of values tagged
     /// (they are not counted: each is invalidated as it is next read, see
     /// [`Stats::tag_invalidations`]). Loads running meanwhile store
-    /// nothing a reader would be served after this returns.
+    /// nothing in process (none can tell yet which tags its value will
+    /// carry), and callers that come after this do not join them.
     ///
     /// Returns how the shared tier took it (see [`SharedInvalidation`]).
     ///
@@ -622,15 +624,15 @@ impl Cache {
     /// ```
     pub async fn invalidate_tag(&self, tag: &str) -> Result<SharedInvalidation, crate::TagError> {
         crate::tags::check(tag)?;
+        self.invalidate_tag_now(tag);
+        self.tag_invalidated(tag);
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.inner.shared {
-            let scope = self.local_scope();
-            scope.invalidate_tag_now(tag);
             let done = shared.invalidate_tag(&*self.inner, tag).await;
-            scope.invalidate_tag_now(tag);
+            // Again: what a load brought back from Redis before the mark.
+            self.invalidate_tag_now(tag);
             return Ok(done);
         }
-        self.invalidate_tag_now(tag);
         Ok(SharedInvalidation::NotConfigured)
     }
 
@@ -640,10 +642,10 @@ impl Cache {
         if crate::tags::check(tag).is_err() {
             return SharedInvalidation::NotConfigured; // never a value's tag
         }
+        self.invalidate_tag_now(tag);
+        self.tag_invalidated(tag);
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.inner.shared {
-            let scope = self.local_scope();
-            scope.invalidate_tag_now(tag);
             let done = match shared
                 .block_on_counted(&*self.inner, shared.invalidate_tag(&*self.inner, tag))
             {
@@ -653,10 +655,9 @@ impl Cache {
                     SharedInvalidation::Queued("no tokio runtime could be made for redis".into())
                 }
             };
-            scope.invalidate_tag_now(tag);
+            self.invalidate_tag_now(tag);
             return done;
         }
-        self.invalidate_tag_now(tag);
         SharedInvalidation::NotConfigured
     }
 

@@ -78,11 +78,10 @@ pub fn fail_safe(window: Duration) -> bool {
 /// Tags the value being computed with `tag`, besides the function's own
 /// `tags`: [`Cache::invalidate_tag`](crate::Cache::invalidate_tag) and
 /// `#[invalidates(tags = [..])]` of that tag, on any instance, invalidate
-/// it. `false` outside an origin call, and for a tag that cannot be one
-/// (empty, or longer than [`MAX_TAG_BYTES`](crate::MAX_TAG_BYTES): no
-/// invalidation can name it). A value given more than
-/// [`MAX_TAGS`](crate::MAX_TAGS) distinct tags is returned but not
-/// stored (an invalidation of the tags past the bound could not reach it).
+/// it. `false` outside an origin call. A value given a tag that cannot be
+/// one (empty, or longer than [`MAX_TAG_BYTES`](crate::MAX_TAG_BYTES)) or
+/// more than [`MAX_TAGS`](crate::MAX_TAGS) distinct tags is returned but
+/// not stored (`false`): an invalidation meant for it could not reach it.
 ///
 /// ```
 /// use cache_runtime::{cached, context};
@@ -108,12 +107,11 @@ pub fn fail_safe(window: Duration) -> bool {
 /// ```
 pub fn tag(tag: impl Into<String>) -> bool {
     let tag = tag.into();
-    if crate::tags::check(&tag).is_err() {
-        return false;
-    }
     let mut added = false;
     let in_flight = flight::adapt(|adapted| {
-        if adapted.tags.iter().any(|known| **known == *tag) {
+        if crate::tags::check(&tag).is_err() {
+            adapted.untagged = true;
+        } else if adapted.tags.iter().any(|known| **known == *tag) {
             added = true;
         } else if adapted.tags.len() < crate::MAX_TAGS {
             adapted.tags.push(tag.into());

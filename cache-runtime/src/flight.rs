@@ -58,9 +58,9 @@ pub(crate) struct Adapted {
     pub(crate) stale: Option<std::time::Duration>,
     pub(crate) fail_safe: Option<std::time::Duration>,
     pub(crate) tags: Vec<Box<str>>,
-    /// A tag was refused (more than [`MAX_TAGS`](crate::MAX_TAGS)): the
-    /// value is not stored, since an invalidation of that tag could not
-    /// reach it.
+    /// A tag was refused (not a tag, or past [`MAX_TAGS`](crate::MAX_TAGS)):
+    /// the value is not stored, since an invalidation meant for it could
+    /// not reach it.
     pub(crate) untagged: bool,
 }
 
@@ -132,13 +132,13 @@ impl Flights {
         }
     }
 
-    /// Lets every running flight go on unregistered: later callers start
-    /// flights of their own (a tag invalidation, which cannot tell which
-    /// flights compute a value carrying its tag; their values are judged
-    /// by their birth, see [`crate::tags`]).
-    pub(crate) fn detach_all(&self) {
+    /// Marks every running flight (see the module docs).
+    pub(crate) fn invalidate_all(&self) {
         for shard in self.shards.iter() {
-            shard.lock().clear();
+            let marked: Vec<Arc<Flight>> = shard.lock().drain().map(|(_, flight)| flight).collect();
+            for flight in marked {
+                flight.mark_invalidated();
+            }
         }
     }
 

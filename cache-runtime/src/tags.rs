@@ -123,10 +123,12 @@ impl Stamps {
         if !self.any.load(Ordering::Acquire) {
             return false;
         }
+        // The floor under the table's lock: a fold clears the table and
+        // raises the floor at once.
+        let table = self.table.read();
         if tags.born < self.floor.load(Ordering::Acquire) {
             return true;
         }
-        let table = self.table.read();
         tags.names
             .iter()
             .any(|tag| table.get(&**tag).is_some_and(|&stamp| stamp > tags.born))

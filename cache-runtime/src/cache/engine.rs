@@ -970,22 +970,32 @@ impl Cache {
         removed
     }
 
-    /// Invalidates `tag` in process: in this cache and its named caches
-    /// (which share the stamps). Running loads are let go of: callers that
-    /// come now start their own instead of joining one that may have read
-    /// before the invalidation (what those loads store is born before the
-    /// stamp, so a value carrying the tag is never served).
+    /// Invalidates `tag` in process, in the whole tree of named caches
+    /// (which share the stamps). Every running load is marked as an
+    /// invalidation marks it, since none can tell yet which tags its value
+    /// will carry: it stores nothing in process, answers only the callers
+    /// that joined it before, and callers that come now start their own.
+    /// Not counted: see [`tag_invalidated`](Self::tag_invalidated).
     pub(crate) fn invalidate_tag_now(&self, tag: &str) {
         self.inner.tag_stamps.invalidate(tag);
-        self.detach_flights();
+        let root = self
+            .inner
+            .root
+            .upgrade()
+            .map_or_else(|| self.clone(), |inner| Cache { inner });
+        root.mark_all_flights();
+    }
+
+    /// Counts a tag invalidation once, and tells the hooks.
+    pub(crate) fn tag_invalidated(&self, tag: &str) {
         self.inner.counters.add(Counter::TagInvalidation, 1);
         self.emit(Event::InvalidateTag { tag });
     }
 
-    fn detach_flights(&self) {
-        self.inner.flights.detach_all();
+    fn mark_all_flights(&self) {
+        self.inner.flights.invalidate_all();
         for child in self.children() {
-            child.detach_flights();
+            child.mark_all_flights();
         }
     }
 

@@ -47,7 +47,9 @@ impl Root for Inner {
     }
 
     fn invalidate_tag_local(self: Arc<Self>, tag: &str) {
-        Cache { inner: self }.invalidate_tag_now(tag);
+        let cache = Cache { inner: self };
+        cache.invalidate_tag_now(tag);
+        cache.tag_invalidated(tag);
     }
 
     fn clear_local(self: Arc<Self>) {
