@@ -135,6 +135,32 @@ async fn invalidate_and_clear_need_the_token() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("?pattern="), "{body}");
 
+    // By tag.
+    let tagged = || async {
+        cache_runtime::context::tag("brand:7");
+        7u32
+    };
+    cache.get_or_insert_with("brand-page:7", ttl, tagged).await;
+    let (status, body) = send(&app, post("/invalidate?tag=brand:7", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(cache.exists("brand-page:7").await);
+    let (status, body) = send(&app, post("/invalidate?tag=brand%3A7", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["tag"], "brand:7", "{body}");
+    assert_eq!(json(&body)["shared"]["kind"], "none", "{body}");
+    assert!(!cache.exists("brand-page:7").await);
+    assert_eq!(cache.stats().tag_invalidations, 1);
+    let (status, body) = send(&app, post("/invalidate?tag=", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("empty"), "{body}");
+    let (status, body) = send(&app, post("/invalidate?tag=a&pattern=*", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("not both"), "{body}");
+    assert!(
+        cache.exists("orders:list:globex:p0").await,
+        "nothing else was invalidated"
+    );
+
     let (status, _) = send(&app, post("/clear", Some(TOKEN))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(cache.stats().entries, 0);

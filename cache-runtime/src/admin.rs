@@ -6,6 +6,7 @@
 //! | `GET /health` | [`Health`](crate::Health) as JSON, `"status"` `healthy` or `degraded`; always `200`: a degraded cache still answers every call (from process and the origin), so it is no reason to take an instance out of service | no |
 //! | `GET /metrics` | [`Cache::prometheus_text`] | no |
 //! | `POST /invalidate?pattern=orders:list:acme:*` | [`Cache::invalidate_report`]: `{"removed": n, "local": n, "shared": {"kind": .., "removed": n}, "report": ".."}` (`removed`: keys removed in both tiers, each once; `shared.kind`: `keys`, `prefix` (uncounted), `scanned`, `queued` (Redis away: with its `reason`), or `none` without Redis), `400` for a malformed pattern | yes |
+//! | `POST /invalidate?tag=product:42` | [`Cache::invalidate_tag`]: `{"tag": "..", "shared": {"kind": "tag"}}` (`queued` or `none` as above), `400` for an empty or too long tag, or for `tag` and `pattern` together | yes |
 //! | `POST /clear` | [`Cache::clear`]; takes no query parameter | yes |
 //! | `POST /warm`, `POST /warm?warmer=lookups` | runs every warmer now ([`Cache::run_warmer`]), or the one named: `{"warmed": {"lookups": {"stored": n, "skipped": n, "failed": n}}}`; `404` for a name no warmer has, `409` while it runs | yes |
 //!
@@ -379,12 +380,19 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn invalidate(State(admin): State<Admin>, RawQuery(query): RawQuery) -> Response {
-    let pattern = match query::read(query.as_deref(), ["pattern"]) {
-        Ok([Some(pattern)]) => pattern,
-        Ok([None]) => {
+    let pattern = match query::read(query.as_deref(), ["pattern", "tag"]) {
+        Ok([Some(pattern), None]) => pattern,
+        Ok([None, Some(tag)]) => return invalidate_tag(&admin.cache, tag).await,
+        Ok([None, None]) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "give the pattern as a query parameter: /invalidate?pattern=orders:list:acme:*",
+                "give the pattern or the tag as a query parameter: /invalidate?pattern=orders:list:acme:* or /invalidate?tag=product:42",
+            )
+        }
+        Ok([Some(_), Some(_)]) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give a pattern or a tag, not both: one invalidation per call",
             )
         }
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
@@ -403,6 +411,13 @@ async fn invalidate(State(admin): State<Admin>, RawQuery(query): RawQuery) -> Re
     }
 }
 
+async fn invalidate_tag(cache: &Cache, tag: String) -> Response {
+    match cache.invalidate_tag(&tag).await {
+        Ok(shared) => Json(json!({ "tag": tag, "shared": shared_json(&shared) })).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
 /// How the shared tier took an invalidation, as the route reports it.
 fn shared_json(shared: &SharedInvalidation) -> serde_json::Value {
     match shared {
@@ -411,6 +426,7 @@ fn shared_json(shared: &SharedInvalidation) -> serde_json::Value {
             json!({ "kind": "prefix", "removed": null, "prefix": prefix })
         }
         SharedInvalidation::Scanned(n) => json!({ "kind": "scanned", "removed": n }),
+        SharedInvalidation::Tag(_) => json!({ "kind": "tag", "removed": null }),
         SharedInvalidation::Queued(reason) => {
             json!({ "kind": "queued", "removed": null, "reason": reason })
         }
