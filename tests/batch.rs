@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cache_runtime::{cached, invalidates, Backend, Cache};
+use cache_runtime::{cached, invalidates, Cache};
 use serde::{Deserialize, Serialize};
-use support::Target;
+use support::{hybrid, synced};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -242,21 +242,6 @@ async fn the_handle_gets_and_sets_many() {
         .get_many::<u32, _>(["user:2", "user:3", "user:1", "user:2"])
         .await;
     assert_eq!(found, [Some(20), None, Some(10), Some(20)]);
-}
-
-fn hybrid(server: &impl Target, prefix: &str) -> Cache {
-    Cache::builder()
-        .backend(Backend::Hybrid)
-        .redis_url(server.url())
-        .key_prefix(prefix)
-        .redis_timeout(Duration::from_secs(2))
-        .build()
-        .expect("a cache")
-}
-
-async fn synced(cache: Cache) -> Cache {
-    assert!(cache.wait_in_sync(Duration::from_secs(10)).await);
-    cache
 }
 
 on_server_and_cluster! {

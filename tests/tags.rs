@@ -10,11 +10,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cache_runtime::{
-    cached, context, invalidates, Backend, Cache, SharedInvalidation, TagError, MAX_TAGS,
-    MAX_TAG_BYTES,
+    cached, context, invalidates, Cache, SharedInvalidation, TagError, MAX_TAGS, MAX_TAG_BYTES,
 };
 use serde::{Deserialize, Serialize};
-use support::Target;
+use support::{hybrid, synced};
 use tokio::sync::Notify;
 
 /// Origin calls, per test key (tests run in parallel: each keeps to its
@@ -281,21 +280,6 @@ async fn a_load_across_a_tag_invalidation_still_obeys_its_keys_invalidation() {
         .get_or_insert_with("profile:1", Duration::from_secs(60), || async { 2u64 })
         .await;
     assert_eq!(now, 2);
-}
-
-fn hybrid(server: &impl Target, prefix: &str) -> Cache {
-    Cache::builder()
-        .backend(Backend::Hybrid)
-        .redis_url(server.url())
-        .key_prefix(prefix)
-        .redis_timeout(Duration::from_secs(2))
-        .build()
-        .expect("a cache")
-}
-
-async fn synced(cache: Cache) -> Cache {
-    assert!(cache.wait_in_sync(Duration::from_secs(10)).await);
-    cache
 }
 
 /// Products shown on a page, from a version that updates move on.

@@ -293,19 +293,12 @@ fn relocate(tokens: TokenStream, span: Span) -> TokenStream {
 
 /// The body of an `#[invalidates]` function.
 fn gen_invalidates(func: &Function, plan: &InvalidatesPlan) -> TokenStream {
-    let key_var = local("__cache_key");
     let keys_var = local("__cache_keys");
     let ret_var = local("__cache_ret");
     let rt = private(&plan.krate);
-    let keys = plan.patterns.iter().map(|steps| {
-        let build = build_key(steps, &rt);
-        quote!({ #build #key_var })
-    });
+    let keys = built_keys(&plan.patterns, &rt);
     let tags_var = local("__cache_tags");
-    let tags = plan.tags.iter().map(|steps| {
-        let build = build_key(steps, &rt);
-        quote!({ #build #key_var })
-    });
+    let tags = built_keys(&plan.tags, &rt);
     let tag_count = plan.tags.len();
     let setup = quote! {
         static __CACHE_SLOT: #rt::Slot = #rt::Slot::new();
@@ -397,12 +390,20 @@ fn tag_value(tags: &[Vec<KeyStep>], rt: &TokenStream) -> TokenStream {
     if tags.is_empty() {
         return TokenStream::new();
     }
-    let key_var = local("__cache_key");
-    let built = tags.iter().map(|steps| {
-        let build = build_key(steps, rt);
-        quote!({ #build #key_var })
-    });
+    let built = built_keys(tags, rt);
     quote!(#rt::tag_value(&[#(#built),*]);)
+}
+
+/// A block building each of `templates` into a `KeyBuf`.
+fn built_keys(templates: &[Vec<KeyStep>], rt: &TokenStream) -> Vec<TokenStream> {
+    let key_var = local("__cache_key");
+    templates
+        .iter()
+        .map(|steps| {
+            let build = build_key(steps, rt);
+            quote!({ #build #key_var })
+        })
+        .collect()
 }
 
 /// The parameters that `steps` read.

@@ -591,10 +591,9 @@ impl Cache {
     /// Invalidates every value tagged `tag` (by `#[cached(tags = ..)]` or
     /// [`context::tag`](crate::context::tag)), in the cache and all its
     /// named caches (from any of them), in both tiers and on every
-    /// instance: one write in process
-    /// and one per group in Redis, whatever the number of values tagged
-    /// (they are not counted: each is invalidated as it is next read, see
-    /// [`Stats::tag_invalidations`]). Loads running meanwhile store
+    /// instance: one write in process and one per group in Redis, whatever
+    /// the number of values tagged (they are not counted: each is
+    /// invalidated as it is next read; see [`Stats::tag_invalidations`]). Loads running meanwhile store
     /// nothing in process (none can tell yet which tags its value will
     /// carry), and callers that come after this do not join them.
     ///
@@ -724,9 +723,7 @@ impl Cache {
     pub(crate) fn clear_local(&self) {
         // Running loads first, as for any invalidation: a load that finished
         // between the two steps would otherwise store into the emptied tier.
-        self.inner
-            .flights
-            .invalidate_matching(&Pattern::parse("*").expect("`*` is a pattern"));
+        self.inner.flights.invalidate_all();
         self.inner.l1.clear();
         for child in self.children() {
             child.clear_local();

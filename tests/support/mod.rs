@@ -434,6 +434,27 @@ impl Target for Redis {
     }
 }
 
+/// A `hybrid` cache on `server` under the key prefix `prefix`, with a
+/// 2 s Redis timeout.
+pub fn hybrid(server: &impl Target, prefix: &str) -> cache_runtime::Cache {
+    cache_runtime::Cache::builder()
+        .backend(cache_runtime::Backend::Hybrid)
+        .redis_url(server.url())
+        .key_prefix(prefix)
+        .redis_timeout(Duration::from_secs(2))
+        .build()
+        .expect("a cache")
+}
+
+/// `cache`, once it is in step with the other instances (subscribed).
+pub async fn synced(cache: cache_runtime::Cache) -> cache_runtime::Cache {
+    assert!(
+        cache.wait_in_sync(Duration::from_secs(10)).await,
+        "no backplane subscription within 10 s"
+    );
+    cache
+}
+
 /// What a test of the shared tier runs against: one redis-server, or a
 /// local 3-primary Redis Cluster. Tests written once for both use
 /// [`on_server_and_cluster!`](crate::on_server_and_cluster).

@@ -135,13 +135,8 @@ impl SharedTier {
         report: &dyn Report,
         pattern: &Pattern,
     ) -> SharedInvalidation {
-        match self.store_now() {
-            Some(store) => {
-                let item = Pending::Pattern(pattern.clone());
-                self.invalidate_in(report, store, item).await
-            }
-            None => SharedInvalidation::NotConfigured,
-        }
+        self.invalidate_item(report, Pending::Pattern(pattern.clone()))
+            .await
     }
 
     /// Invalidates every value carrying `tag`, for every instance; queues
@@ -151,19 +146,18 @@ impl SharedTier {
         report: &dyn Report,
         tag: &str,
     ) -> SharedInvalidation {
-        match self.store_now() {
-            Some(store) => {
-                let item = Pending::Tag(tag.into());
-                self.invalidate_in(report, store, item).await
-            }
-            None => SharedInvalidation::NotConfigured,
-        }
+        self.invalidate_item(report, Pending::Tag(tag.into())).await
     }
 
     /// Invalidates the whole namespace.
     pub(crate) async fn clear(&self, report: &dyn Report) {
-        if let Some(store) = self.store_now() {
-            self.invalidate_in(report, store, Pending::Clear).await;
+        self.invalidate_item(report, Pending::Clear).await;
+    }
+
+    async fn invalidate_item(&self, report: &dyn Report, item: Pending) -> SharedInvalidation {
+        match self.store_now() {
+            Some(store) => self.invalidate_in(report, store, item).await,
+            None => SharedInvalidation::NotConfigured,
         }
     }
 
