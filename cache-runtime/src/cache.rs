@@ -30,6 +30,7 @@ mod local;
 mod ready;
 #[cfg(feature = "redis")]
 mod shared_tier;
+mod tagging;
 mod warm;
 #[cfg(feature = "redis")]
 use crate::shared::{SharedTier, ValueCodec};
@@ -586,78 +587,6 @@ impl Cache {
     /// ```
     pub async fn invalidate_report(&self, pattern: &str) -> Result<Invalidation, PatternError> {
         Ok(self.invalidate_everywhere(&Pattern::parse(pattern)?).await)
-    }
-
-    /// Invalidates every value tagged `tag` (by `#[cached(tags = ..)]` or
-    /// [`context::tag`](crate::context::tag)), in the cache and all its
-    /// named caches (from any of them), in both tiers and on every
-    /// instance: one write in process and one per group in Redis, whatever
-    /// the number of values tagged (they are not counted: each is
-    /// invalidated as it is next read; see [`Stats::tag_invalidations`]). Loads running meanwhile store
-    /// nothing in process (none can tell yet which tags its value will
-    /// carry), and callers that come after this do not join them.
-    ///
-    /// Returns how the shared tier took it (see [`SharedInvalidation`]).
-    ///
-    /// # Errors
-    /// An empty tag, or one longer than [`MAX_TAG_BYTES`](crate::MAX_TAG_BYTES).
-    ///
-    /// ```
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// use std::time::Duration;
-    /// use cache_runtime::{context, Cache};
-    ///
-    /// let cache = Cache::builder().build().unwrap();
-    /// let ttl = Duration::from_secs(60);
-    /// let page = cache
-    ///     .get_or_insert_with("page:home", ttl, || async {
-    ///         context::tag("product:42"); // the page shows product 42
-    ///         "<html>..</html>".to_string()
-    ///     })
-    ///     .await;
-    /// assert!(cache.exists("page:home").await);
-    /// cache.invalidate_tag("product:42").await.unwrap();
-    /// assert!(!cache.exists("page:home").await);
-    /// # let _ = page;
-    /// # });
-    /// ```
-    pub async fn invalidate_tag(&self, tag: &str) -> Result<SharedInvalidation, crate::TagError> {
-        crate::tags::check(tag)?;
-        self.invalidate_tag_now(tag);
-        self.tag_invalidated(tag);
-        #[cfg(feature = "redis")]
-        if let Some(shared) = &self.inner.shared {
-            let done = shared.invalidate_tag(&*self.inner, tag).await;
-            // Again: what a load brought back from Redis before the mark.
-            self.invalidate_tag_now(tag);
-            return Ok(done);
-        }
-        Ok(SharedInvalidation::NotConfigured)
-    }
-
-    /// As [`Cache::invalidate_tag`], from a plain `fn` (see
-    /// [`Cache::invalidate_everywhere_blocking`]).
-    pub(crate) fn invalidate_tag_blocking(&self, tag: &str) -> SharedInvalidation {
-        if crate::tags::check(tag).is_err() {
-            return SharedInvalidation::NotConfigured; // never a value's tag
-        }
-        self.invalidate_tag_now(tag);
-        self.tag_invalidated(tag);
-        #[cfg(feature = "redis")]
-        if let Some(shared) = &self.inner.shared {
-            let done = match shared
-                .block_on_counted(&*self.inner, shared.invalidate_tag(&*self.inner, tag))
-            {
-                Some(done) => done,
-                None => {
-                    shared.defer_tag(tag);
-                    SharedInvalidation::Queued("no tokio runtime could be made for redis".into())
-                }
-            };
-            self.invalidate_tag_now(tag);
-            return done;
-        }
-        SharedInvalidation::NotConfigured
     }
 
     /// Applies `pattern` to this process, to the shared tier, and to this

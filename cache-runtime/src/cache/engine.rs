@@ -182,22 +182,6 @@ impl Cache {
             .flatten()
     }
 
-    /// The tags of a value its flight computes: `tags` (what its origin
-    /// call named, see [`crate::context::tag`]), born when the flight
-    /// started; `None` without tags.
-    pub(super) fn entry_tags(
-        born: u64,
-        tags: Vec<Box<str>>,
-    ) -> Option<Arc<crate::tags::EntryTags>> {
-        if tags.is_empty() {
-            return None;
-        }
-        Some(Arc::new(crate::tags::EntryTags {
-            born,
-            names: tags.into(),
-        }))
-    }
-
     /// Counts and reports a hit in process.
     #[inline]
     fn hit(&self, site: &Site) {
@@ -968,35 +952,6 @@ impl Cache {
             self.inner.counters.add(Counter::Delete, 1);
         }
         removed
-    }
-
-    /// Invalidates `tag` in process, in the whole tree of named caches
-    /// (which share the stamps). Every running load is marked as an
-    /// invalidation marks it, since none can tell yet which tags its value
-    /// will carry: it stores nothing in process, answers only the callers
-    /// that joined it before, and callers that come now start their own.
-    /// Not counted: see [`tag_invalidated`](Self::tag_invalidated).
-    pub(crate) fn invalidate_tag_now(&self, tag: &str) {
-        self.inner.tag_stamps.invalidate(tag);
-        let root = self
-            .inner
-            .root
-            .upgrade()
-            .map_or_else(|| self.clone(), |inner| Cache { inner });
-        root.mark_all_flights();
-    }
-
-    /// Counts a tag invalidation once, and tells the hooks.
-    pub(crate) fn tag_invalidated(&self, tag: &str) {
-        self.inner.counters.add(Counter::TagInvalidation, 1);
-        self.emit(Event::InvalidateTag { tag });
-    }
-
-    fn mark_all_flights(&self) {
-        self.inner.flights.invalidate_all();
-        for child in self.children() {
-            child.mark_all_flights();
-        }
     }
 
     /// Applies `pattern` to this cache and its named caches.
