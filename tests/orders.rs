@@ -418,3 +418,54 @@ async fn two_instances_on_redis_see_each_others_writes() {
         6
     );
 }
+
+/// The load generator, for a second per phase: it runs, prints every
+/// phase, and no request fails, not even while Redis is paused or killed.
+/// (Its figures are not asserted: they are a machine's.)
+#[test]
+fn the_load_generator_runs_every_phase_without_an_error() {
+    let examples = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the target directory")
+        .join("examples");
+    let (load, orders) = (examples.join("orders-load"), examples.join("orders"));
+    assert!(
+        load.exists() && orders.exists(),
+        "build them first: cargo build --example orders --example orders-load (cargo test builds them)"
+    );
+    let output = std::process::Command::new(load)
+        .args(["--seconds", "1", "--clients", "4", "--service"])
+        .arg(orders)
+        .env_remove("CARGO")
+        .output()
+        .expect("run orders-load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let phases = [
+        "cache on",
+        "cache off",
+        "2 instances, Redis up",
+        "Redis paused",
+        "Redis resumed",
+        "Redis killed",
+        "Redis started, empty",
+    ];
+    for phase in phases {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(phase))
+            .unwrap_or_else(|| panic!("no {phase:?} row:\n{stdout}"));
+        let columns: Vec<&str> = row[22..].split_whitespace().collect();
+        assert!(
+            columns[0].parse::<u64>().unwrap() > 0,
+            "no request in {row:?}"
+        );
+        assert_eq!(columns[5], "0", "errors in {row:?}\n{stdout}");
+    }
+}

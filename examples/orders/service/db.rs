@@ -167,7 +167,7 @@ impl Db {
 
     /// Seeds the lookups once, and each tenant that has no products yet.
     async fn seed(&self, tenants: &[Tenant], scale: u32) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.transaction().await?;
         let lookups: i64 = sqlx::query("SELECT COUNT(*) FROM lookups")
             .fetch_one(&mut *tx)
             .await?
@@ -364,7 +364,17 @@ impl Db {
 
     async fn begin(&self) -> Result<Transaction<'static, Any>, DbError> {
         self.count();
-        Ok(self.pool.begin().await?)
+        self.transaction().await
+    }
+
+    /// SQLite's transactions take the write lock at once: one that reads
+    /// first and writes later would fail with "database is locked" when
+    /// another wrote in between, instead of waiting its turn.
+    async fn transaction(&self) -> Result<Transaction<'static, Any>, DbError> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn create_customer(
