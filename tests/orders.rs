@@ -469,3 +469,220 @@ fn the_load_generator_runs_every_phase_without_an_error() {
         assert_eq!(columns[5], "0", "errors in {row:?}\n{stdout}");
     }
 }
+
+// ---- monitoring (examples/monitoring) ------------------------------------
+
+fn monitoring(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/monitoring")
+        .join(file)
+}
+
+/// The metric families `/metrics` declares (`# TYPE`), with a histogram's
+/// series.
+fn families(exposition: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                continue;
+            };
+            names.insert(name.to_string());
+            if kind == "histogram" {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The metric names a PromQL expression reads: identifiers of the cache's
+/// and the service's own.
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("cache_") || w.starts_with("orders_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every series the dashboard plots is one the runtime (or the service)
+/// exports, under the hybrid backend that exports them all; and the
+/// dashboard shows what an operator looks at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_names_only_exported_metrics() {
+    let redis = RedisServer::start();
+    let cache = synced(hybrid(&redis, &unique("dashboard"))).await;
+    let service = Service::start(&sqlite_settings(), cache).await;
+    service.get("acme", "/orders/1").await;
+    let exported = families(service.get("", "/metrics").await.as_str().unwrap());
+
+    let path = monitoring("grafana/dashboards/cache-runtime.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut plotted = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(
+            !targets.is_empty(),
+            "panel {} plots nothing",
+            panel["title"]
+        );
+        for target in targets {
+            plotted.extend(metric_names(target["expr"].as_str().unwrap()));
+        }
+    }
+    let unknown: Vec<_> = plotted.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard plots {unknown:?}, which /metrics does not export: {exported:?}"
+    );
+    for needed in [
+        "cache_hits_total",
+        "cache_misses_total",
+        "cache_operation_duration_seconds_bucket",
+        "cache_items",
+        "cache_bytes",
+        "cache_breaker_state",
+        "cache_invalidations_pending",
+        "cache_errors_total",
+        "cache_warmed_total",
+        "orders_db_queries_total",
+    ] {
+        assert!(
+            plotted.contains(needed),
+            "the dashboard has no panel for {needed}"
+        );
+    }
+}
+
+/// A command of Prometheus' (`prometheus`, `promtool`): on the PATH, from
+/// Debian's `prometheus` package.
+fn prometheus_command(name: &str) -> std::process::Command {
+    let found = std::process::Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} is missing: apt-get install prometheus (Debian's package brings both)"
+    );
+    std::process::Command::new(name)
+}
+
+/// Kills its process when dropped.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Prometheus, started with the shipped scrape configuration (its target
+/// moved to the test service's port), collects the cache's series; promtool
+/// accepts the configurations and the exposition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_service_with_the_shipped_configuration() {
+    for config in ["prometheus.yml", "prometheus.compose.yml"] {
+        let check = prometheus_command("promtool")
+            .args(["check", "config"])
+            .arg(monitoring(config))
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+    }
+
+    let service = Service::start(&sqlite_settings(), Cache::builder().build().unwrap()).await;
+    service.get("acme", "/orders/1").await;
+    service.get("acme", "/orders/1").await;
+    let exposition = service.get("", "/metrics").await;
+    let mut lint = prometheus_command("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut lint.stdin.take().unwrap(),
+        exposition.as_str().unwrap().as_bytes(),
+    )
+    .unwrap();
+    let lint = lint.wait_with_output().unwrap();
+    assert!(
+        lint.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+
+    let dir = std::env::temp_dir().join(unique("cache-prometheus"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = std::fs::read_to_string(monitoring("prometheus.yml")).unwrap();
+    assert!(
+        shipped.contains("127.0.0.1:3000"),
+        "the shipped target moved: update this test"
+    );
+    let target = service.base.trim_start_matches("http://");
+    let config = shipped
+        .replace("127.0.0.1:3000", target)
+        .replace("scrape_interval: 5s", "scrape_interval: 1s");
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let _prometheus = Stop(
+        prometheus_command("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let query = |q: &'static str| {
+        let http = http.clone();
+        async move {
+            let url = format!("http://127.0.0.1:{port}/api/v1/query");
+            let answer = http.get(url).query(&[("query", q)]).send().await.ok()?;
+            let body: Value = answer.json().await.ok()?;
+            let results = body["data"]["result"].as_array()?.clone();
+            (!results.is_empty()).then_some(results)
+        }
+    };
+    let hits = r#"cache_hits_total{template="order:<tenant>:<id>",tier="l1"}"#;
+    let mut found = None;
+    for _ in 0..300 {
+        if let Some(results) = query(hits).await {
+            found = Some(results);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    let found = found
+        .unwrap_or_else(|| panic!("Prometheus collected no {hits} within 60 s; its log:\n{log}"));
+    assert_eq!(found[0]["value"][1], "1", "{found:?}");
+    let up = query(r#"up{job="orders"}"#).await.expect("the orders job");
+    assert_eq!(up[0]["value"][1], "1", "{up:?}");
+    assert!(query("orders_db_queries_total").await.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

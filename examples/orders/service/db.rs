@@ -123,8 +123,20 @@ impl Db {
             dialect,
             queries: AtomicU64::new(0),
         };
-        db.create().await?;
-        db.seed(tenants, scale).await?;
+        if dialect == Dialect::Sqlite {
+            // Several instances may share the file: readers do not wait for
+            // a writer, and a writer waits its turn instead of failing.
+            db.pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        // Instances starting together create and seed once: SQLite's
+        // transaction holds the write lock, PostgreSQL's an advisory lock.
+        let mut tx = db.transaction().await?;
+        if dialect == Dialect::Postgres {
+            tx.execute("SELECT pg_advisory_xact_lock(7235)").await?;
+        }
+        db.create(&mut tx).await?;
+        seed(&mut tx, tenants, scale).await?;
+        tx.commit().await?;
         Ok(db)
     }
 
@@ -137,16 +149,11 @@ impl Db {
         self.queries.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn create(&self) -> Result<(), DbError> {
+    async fn create(&self, tx: &mut Transaction<'static, Any>) -> Result<(), DbError> {
         let id = match self.dialect {
             Dialect::Sqlite => "INTEGER PRIMARY KEY",
             Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
         };
-        if self.dialect == Dialect::Sqlite {
-            // Several instances may share the file: readers do not wait for
-            // a writer, and a writer waits its turn instead of failing.
-            self.pool.execute("PRAGMA journal_mode = WAL").await?;
-        }
         let statements = [
             "CREATE TABLE IF NOT EXISTS lookups (kind TEXT NOT NULL, id BIGINT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (kind, id))".to_string(),
             format!("CREATE TABLE IF NOT EXISTS customers (id {id}, tenant TEXT NOT NULL, name TEXT NOT NULL, email TEXT NOT NULL, country_id BIGINT NOT NULL, created_at BIGINT NOT NULL)"),
@@ -160,60 +167,8 @@ impl Db {
             "CREATE INDEX IF NOT EXISTS order_history_order ON order_history (tenant, order_id, id)".to_string(),
         ];
         for statement in statements {
-            self.pool.execute(statement.as_str()).await?;
+            tx.execute(statement.as_str()).await?;
         }
-        Ok(())
-    }
-
-    /// Seeds the lookups once, and each tenant that has no products yet.
-    async fn seed(&self, tenants: &[Tenant], scale: u32) -> Result<(), DbError> {
-        let mut tx = self.transaction().await?;
-        let lookups: i64 = sqlx::query("SELECT COUNT(*) FROM lookups")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        if lookups == 0 {
-            let names: [&[&str]; 6] = [
-                &[
-                    "awaiting payment",
-                    "paid",
-                    "preparing",
-                    "shipped",
-                    "delivered",
-                    "cancelled",
-                ],
-                &[
-                    "shoes", "shirts", "trousers", "bags", "hats", "coats", "socks", "belts",
-                ],
-                &["acme", "globex", "initech", "umbrella", "hooli", "stark"],
-                &["post", "courier", "pick-up point", "express"],
-                &[
-                    "France", "Germany", "Spain", "Italy", "Portugal", "Belgium", "Austria",
-                ],
-                &["en", "fr", "de", "es", "it"],
-            ];
-            for (kind, names) in LOOKUPS.iter().zip(names) {
-                for (i, name) in names.iter().enumerate() {
-                    sqlx::query("INSERT INTO lookups (kind, id, name) VALUES ($1, $2, $3)")
-                        .bind(*kind)
-                        .bind(i as i64 + 1)
-                        .bind(*name)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        for tenant in tenants {
-            let products: i64 = sqlx::query("SELECT COUNT(*) FROM products WHERE tenant = $1")
-                .bind(tenant.as_str())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
-            if products == 0 {
-                seed_tenant(&mut tx, tenant, scale.max(1) as i64).await?;
-            }
-        }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -636,6 +591,60 @@ impl Db {
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// Seeds the lookups once, and each tenant that has no products yet.
+async fn seed(
+    tx: &mut Transaction<'static, Any>,
+    tenants: &[Tenant],
+    scale: u32,
+) -> Result<(), DbError> {
+    let lookups: i64 = sqlx::query("SELECT COUNT(*) FROM lookups")
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    if lookups == 0 {
+        let names: [&[&str]; 6] = [
+            &[
+                "awaiting payment",
+                "paid",
+                "preparing",
+                "shipped",
+                "delivered",
+                "cancelled",
+            ],
+            &[
+                "shoes", "shirts", "trousers", "bags", "hats", "coats", "socks", "belts",
+            ],
+            &["acme", "globex", "initech", "umbrella", "hooli", "stark"],
+            &["post", "courier", "pick-up point", "express"],
+            &[
+                "France", "Germany", "Spain", "Italy", "Portugal", "Belgium", "Austria",
+            ],
+            &["en", "fr", "de", "es", "it"],
+        ];
+        for (kind, names) in LOOKUPS.iter().zip(names) {
+            for (i, name) in names.iter().enumerate() {
+                sqlx::query("INSERT INTO lookups (kind, id, name) VALUES ($1, $2, $3)")
+                    .bind(*kind)
+                    .bind(i as i64 + 1)
+                    .bind(*name)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    for tenant in tenants {
+        let products: i64 = sqlx::query("SELECT COUNT(*) FROM products WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
+        if products == 0 {
+            seed_tenant(tx, tenant, scale.max(1) as i64).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Inserts `rows` into `table` a few hundred at a time.
