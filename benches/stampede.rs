@@ -75,7 +75,9 @@ where
         times.push(took.as_secs_f64() * 1e3);
     }
     let (lo, hi) = (calls.iter().min().unwrap(), calls.iter().max().unwrap());
-    let (tlo, thi) = times.iter().fold((f64::MAX, 0f64), |(a, b), t| (a.min(*t), b.max(*t)));
+    let (tlo, thi) = times
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), t| (a.min(*t), b.max(*t)));
     println!("{name:<44} {lo:>6} - {hi:<6} {tlo:>8.1} - {thi:<8.1}");
 }
 
@@ -89,10 +91,16 @@ fn main() {
             "stampede: {CALLERS} concurrent callers of one cold key, origin {} ms, {ROUNDS} rounds",
             ORIGIN.as_millis()
         );
-        println!("{:<44} {:>15} {:>19}", "contender", "origin calls", "all answered (ms)");
+        println!(
+            "{:<44} {:>15} {:>19}",
+            "contender", "origin calls", "all answered (ms)"
+        );
         contender("cache-runtime #[cached] async fn", 1_000, |id| ours(id)).await;
         contender("cached crate #[cached] async fn", 2_000, |id| theirs(id)).await;
-        contender("cached crate, sync_writes = \"by_key\"", 3_000, |id| theirs_by_key(id)).await;
+        contender("cached crate, sync_writes = \"by_key\"", 3_000, |id| {
+            theirs_by_key(id)
+        })
+        .await;
         let quick = Arc::new(quick_cache::sync::Cache::<u64, u64>::new(10_000));
         contender("quick_cache get_or_insert_async", 4_000, move |id| {
             let quick = Arc::clone(&quick);
@@ -105,18 +113,22 @@ fn main() {
         })
         .await;
         let moka = moka::sync::Cache::<u64, u64>::new(10_000);
-        contender("moka (sync) get_with, in spawn_blocking", 5_000, move |id| {
-            let moka = moka.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    moka.get_with(id, || {
-                        tokio::runtime::Handle::current().block_on(origin(id))
+        contender(
+            "moka (sync) get_with, in spawn_blocking",
+            5_000,
+            move |id| {
+                let moka = moka.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        moka.get_with(id, || {
+                            tokio::runtime::Handle::current().block_on(origin(id))
+                        })
                     })
-                })
-                .await
-                .expect("a blocking task")
-            }
-        })
+                    .await
+                    .expect("a blocking task")
+                }
+            },
+        )
         .await;
     });
 }

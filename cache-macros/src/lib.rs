@@ -66,7 +66,7 @@ use proc_macro::TokenStream;
 ///
 /// Options: `ttl`, `key`, `stale`, `l1_ttl`, `tier`, `none`, `fail_safe`,
 /// `timeout`, `lock`, `cache`, `jitter`, `skip` and `crate` (see the
-/// README's table). With an explicit `key`, every parameter (`self`
+/// table in the workspace's docs/attributes.md). With an explicit `key`, every parameter (`self`
 /// included) is named in the key or listed in `skip(..)`, e.g.
 /// `skip(db, self)`; names starting with `_` are exempt.
 /// `Err` is never cached; `None` only with `none = true`. A return type whose

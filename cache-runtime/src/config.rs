@@ -48,7 +48,7 @@ impl fmt::Display for Backend {
 ///
 /// The default is [`Engine::QuickCache`]: in this repository's benchmark
 /// (`cargo bench --bench hit`) its lookup costs a fraction of moka's, and
-/// its hit ratio on a skewed trace is as good (see README, "Choosing the
+/// its hit ratio on a skewed trace is as good (see docs/performance.md, "Choosing the
 /// in-process engine").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Engine {

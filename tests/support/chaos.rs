@@ -2,7 +2,7 @@
 //! the checks the resilience tests and the soak example (`examples/chaos`)
 //! make of every call: no error the cache caused, no stale read.
 //!
-//! Which invalidations a read must respect (README, "When Redis fails"):
+//! Which invalidations a read must respect (docs/when-redis-fails.md):
 //! on the instance that made it, every invalidation that returned before
 //! the read started; on an instance without an in-process tier
 //! (`Backend::Redis`), every invalidation that reached Redis before the
@@ -11,7 +11,7 @@
 //! the other instance with an in-process tier, which learns of it through
 //! the backplane (or stops trusting its in-process tier when it cannot),
 //! every invalidation that reached Redis more than `SETTLED` before the
-//! read started: the bound the README states (250 ms: the lease on the
+//! read started: the bound the guide states (250 ms: the lease on the
 //! in-process tier, which a stalled subscription lets lapse), and 50 ms
 //! for this harness's own bookkeeping (it raises the floors every 5 ms)
 //! and scheduling on a loaded machine; with `degraded_l1_ttl` set on the
