@@ -95,11 +95,13 @@ fn main() {
             "{:<44} {:>15} {:>19}",
             "contender", "origin calls", "all answered (ms)"
         );
-        contender("cache-runtime #[cached] async fn", 1_000, |id| ours(id)).await;
-        contender("cached crate #[cached] async fn", 2_000, |id| theirs(id)).await;
-        contender("cached crate, sync_writes = \"by_key\"", 3_000, |id| {
-            theirs_by_key(id)
-        })
+        contender("cache-runtime #[cached] async fn", 1_000, ours).await;
+        contender("cached crate #[cached] async fn", 2_000, theirs).await;
+        contender(
+            "cached crate, sync_writes = \"by_key\"",
+            3_000,
+            theirs_by_key,
+        )
         .await;
         let quick = Arc::new(quick_cache::sync::Cache::<u64, u64>::new(10_000));
         contender("quick_cache get_or_insert_async", 4_000, move |id| {
