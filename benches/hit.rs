@@ -1,9 +1,10 @@
 //! The cost of a hit, side by side in one run:
 //!
-//! - a `#[cached]` hit with each in-process engine (quick_cache, moka);
+//! - a `#[cached]` hit with each in-process engine (quick_cache, moka),
+//!   and of an `async fn`;
 //! - raw moka, quick_cache and dashmap lookups of the same keys;
 //! - the `cached` crate's `#[cached]` hit with a tuple key and with a
-//!   `format!` key;
+//!   `format!` key, and of an `async fn` (tuple key);
 //!
 //! single-threaded (`hit/1-thread`) and with two threads hitting at once
 //! (`hit/2-threads`, time per lookup across both threads: lower is more
@@ -39,6 +40,11 @@ async fn ours_async(tenant: u64, id: u64) -> u64 {
 
 #[cached::macros::cached(max_size = 100_000, ttl_secs = 3600)]
 fn theirs_tuple(tenant: u64, id: u64) -> u64 {
+    tenant * 31 + id
+}
+
+#[cached::macros::cached(max_size = 100_000, ttl_secs = 3600)]
+async fn theirs_async(tenant: u64, id: u64) -> u64 {
     tenant * 31 + id
 }
 
@@ -94,6 +100,7 @@ fn setup() {
         ours_quick(i % 7, i);
         ours_moka(i % 7, i);
         rt.block_on(ours_async(i % 7, i));
+        rt.block_on(theirs_async(i % 7, i));
         theirs_tuple(i % 7, i);
         theirs_format(i % 7, i);
     }
@@ -148,6 +155,13 @@ fn single_thread(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % KEYS;
             black_box(poll_once(ours_async(i % 7, black_box(i))))
+        })
+    });
+    group.bench_function("cached crate async fn, tuple key", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(poll_once(theirs_async(i % 7, black_box(i))))
         })
     });
     group.finish();
