@@ -79,6 +79,39 @@ fn order(row: &AnyRow) -> Result<Order, sqlx::Error> {
     })
 }
 
+fn lookup_row(row: &AnyRow) -> Result<Lookup, sqlx::Error> {
+    Ok(Lookup {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+    })
+}
+
+fn order_line(row: &AnyRow) -> Result<OrderLine, sqlx::Error> {
+    Ok(OrderLine {
+        id: row.try_get(0)?,
+        customer: row.try_get(1)?,
+        state_id: row.try_get(2)?,
+        total_cents: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+    })
+}
+
+fn state_change(row: &AnyRow) -> Result<StateChange, sqlx::Error> {
+    Ok(StateChange {
+        state_id: row.try_get(0)?,
+        at: row.try_get(1)?,
+    })
+}
+
+fn id(row: &AnyRow) -> Result<i64, sqlx::Error> {
+    row.try_get(0)
+}
+
+/// Every row, read by `read`.
+fn all<T>(rows: &[AnyRow], read: fn(&AnyRow) -> Result<T, sqlx::Error>) -> Result<Vec<T>, DbError> {
+    Ok(rows.iter().map(read).collect::<Result<_, _>>()?)
+}
+
 impl Db {
     /// Connects, creates the tables when missing and seeds them when empty:
     /// `scale` times 200 customers, 500 products and 1,000 orders per
@@ -178,15 +211,7 @@ impl Db {
             .bind(kind)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Lookup {
-                    id: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(DbError::from)
+        all(&rows, lookup_row)
     }
 
     pub async fn customer(&self, tenant: &Tenant, id: i64) -> Result<Option<Customer>, DbError> {
@@ -209,7 +234,7 @@ impl Db {
         .bind(i64::from(page) * PAGE_SIZE)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(customer).collect::<Result<_, _>>()?)
+        all(&rows, customer)
     }
 
     /// The products of `ids` that the tenant has, in one query.
@@ -228,7 +253,7 @@ impl Db {
             query = query.bind(*id);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(product).collect::<Result<_, _>>()?)
+        all(&rows, product)
     }
 
     pub async fn product_list(&self, tenant: &Tenant, page: u32) -> Result<Vec<Product>, DbError> {
@@ -241,7 +266,7 @@ impl Db {
         .bind(i64::from(page) * PAGE_SIZE)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(product).collect::<Result<_, _>>()?)
+        all(&rows, product)
     }
 
     /// The ids of the first products of a category.
@@ -255,10 +280,7 @@ impl Db {
         .bind(RELATED + 1)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?)
+        all(&rows, id)
     }
 
     pub async fn order(&self, tenant: &Tenant, id: i64) -> Result<Option<Order>, DbError> {
@@ -283,18 +305,7 @@ impl Db {
         .bind(i64::from(page) * PAGE_SIZE)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OrderLine {
-                    id: r.try_get(0)?,
-                    customer: r.try_get(1)?,
-                    state_id: r.try_get(2)?,
-                    total_cents: r.try_get(3)?,
-                    created_at: r.try_get(4)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(DbError::from)
+        all(&rows, order_line)
     }
 
     pub async fn history(&self, tenant: &Tenant, order: i64) -> Result<Vec<StateChange>, DbError> {
@@ -306,15 +317,7 @@ impl Db {
         .bind(order)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StateChange {
-                    state_id: r.try_get(0)?,
-                    at: r.try_get(1)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(DbError::from)
+        all(&rows, state_change)
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Any>, DbError> {
@@ -713,7 +716,11 @@ async fn seed_tenant(
         .collect();
     let columns = ["tenant", "name", "email", "country_id", "created_at"];
     insert_rows(tx, "customers", &columns, &rows).await?;
-    let customer_ids = tenant_ids(tx, "SELECT id FROM customers WHERE tenant = $1", tenant).await?;
+    let customer_ids = sqlx::query("SELECT id FROM customers WHERE tenant = $1")
+        .bind(tenant.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+    let customer_ids = all(&customer_ids, id)?;
     let rows: Vec<Vec<Value>> = (1..=products)
         .map(|i| {
             vec![
@@ -781,19 +788,4 @@ async fn seed_tenant(
     let columns = ["tenant", "order_id", "state_id", "at"];
     insert_rows(tx, "order_history", &columns, &rows).await?;
     Ok(())
-}
-
-async fn tenant_ids(
-    tx: &mut Transaction<'static, Any>,
-    sql: &str,
-    tenant: &Tenant,
-) -> Result<Vec<i64>, DbError> {
-    let rows = sqlx::query(sql)
-        .bind(tenant.as_str())
-        .fetch_all(&mut **tx)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?)
 }
