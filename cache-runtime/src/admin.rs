@@ -315,6 +315,8 @@ async fn health(State(admin): State<Admin>) -> Json<Value> {
         "l1_bytes": health.l1_bytes,
         "redis_rtt_us": health.redis_rtt.map(|rtt| rtt.as_micros() as u64),
         "redis_error": health.redis_error,
+        "redis_master": health.redis_master,
+        "redis_replicas": health.redis_replicas,
         "breaker": health.breaker.map(|b| b.to_string()),
         "in_sync": health.in_sync,
         "pending_invalidations": health.pending_invalidations,

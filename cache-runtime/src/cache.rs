@@ -795,6 +795,8 @@ impl Cache {
             l1_bytes: self.inner.l1.weighted_size(),
             redis_rtt: None,
             redis_error: None,
+            redis_master: None,
+            redis_replicas: None,
             breaker: None,
             in_sync: self.in_sync(),
             pending_invalidations: 0,

@@ -367,7 +367,7 @@ impl Config {
     /// |---|---|---|
     /// | `CACHE_ENABLED` | `true`, `false` (also `1`/`0`, `yes`/`no`, `on`/`off`) | `true` |
     /// | `CACHE_BACKEND` | `memory`, `redis`, `hybrid` | `memory` |
-    /// | `REDIS_URL` | `redis://[:password@]host:port[/db]`, `rediss://..` (TLS), `redis+cluster://host:port[,host:port..]` (Redis Cluster) | none |
+    /// | `REDIS_URL` | `redis://[:password@]host:port[/db]`, `rediss://..` (TLS), `redis+cluster://host:port[,host:port..]` (Redis Cluster), `redis+sentinel://host:port[,host:port..]/<service>[/db]` (the master Redis Sentinel names) | none |
     /// | `CACHE_KEY_PREFIX` | this application's namespace in Redis: ASCII without `* ? [ ] \\ :` (on Redis Cluster also `{ }`) | `cache` |
     /// | `CACHE_CODEC` | `bincode`, `json` | `bincode` |
     /// | `CACHE_REDIS_TIMEOUT` | a duration, per Redis command | `250ms` |

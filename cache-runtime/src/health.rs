@@ -62,6 +62,14 @@ pub struct Health {
     /// it (a Redis Cluster node); while the breaker is open, the last
     /// failure of a call. Never a value.
     pub redis_error: Option<String>,
+    /// Behind Redis Sentinel (a `redis+sentinel://` URL), the master in
+    /// use, `host:port`; `None` otherwise, and before the first call finds
+    /// it.
+    pub redis_master: Option<String>,
+    /// Behind Redis Sentinel, the master's replicas that the sentinels
+    /// find up: when there is one, an invalidation is done only once a
+    /// replica holds it too (`WAIT`), so that a failover cannot lose it.
+    pub redis_replicas: Option<u64>,
     /// The circuit breaker; `None` without Redis.
     pub breaker: Option<BreakerState>,
     /// Whether the in-process tier is in step with the other instances.
@@ -100,6 +108,12 @@ impl fmt::Display for Health {
                 (Some(rtt), _) => write!(f, ", redis {} us", rtt.as_micros())?,
                 (None, Some(error)) => write!(f, ", redis failed: {error}")?,
                 (None, None) => {}
+            }
+            if let Some(master) = &self.redis_master {
+                write!(f, ", master {master}")?;
+                if let Some(replicas) = self.redis_replicas {
+                    write!(f, " with {replicas} replicas up")?;
+                }
             }
             if !self.in_sync {
                 f.write_str(", out of step")?;

@@ -12,6 +12,7 @@ use redis::cluster::{ClusterClient, ClusterConfig};
 use super::cluster::{group_tag, CLUSTER_GROUPS};
 use super::diagnose::{map_error, Probe};
 use super::redis::{Conn, RedisL2};
+use super::sentinel::{self, SentinelConn};
 use super::url::{cluster_nodes, cluster_scheme, open, redact};
 use super::{validate_namespace, L2Error};
 
@@ -21,6 +22,8 @@ enum Endpoint {
     /// The cluster client, and a client of each node the URL names (for
     /// pub/sub).
     Cluster(ClusterClient, ClusterConfig, Vec<redis::Client>),
+    /// The master of a service that Redis Sentinel monitors.
+    Sentinel(SentinelConn),
 }
 
 /// Settings of a [`RedisL2`], from [`RedisL2::builder`].
@@ -66,7 +69,20 @@ impl RedisL2 {
     /// Settings for a store at `url` (`redis://[:password@]host:port[/db]`,
     /// `rediss://` for TLS with the `tls` feature, or
     /// `redis+cluster://[:password@]host:port[,host:port...]` for a Redis
-    /// Cluster) whose keys all start with `namespace`.
+    /// Cluster, or
+    /// `redis+sentinel://[:password@]host[:port][,host[:port]...]/<service>[/<db>]`
+    /// for the master that the sentinels at those addresses (port 26379
+    /// when left out) monitor as `<service>`, the password and database
+    /// being the master's) whose keys all start with `namespace`.
+    ///
+    /// Behind Sentinel the store follows the master across failovers: it
+    /// hears the sentinels' `+switch-master`, asks them again when a call
+    /// fails as calls to a replaced master fail (`READONLY`, a dropped
+    /// connection, a timeout) and every second, and the backplane
+    /// subscribes again on the new master. An invalidation is done only
+    /// once a replica holds it too (`WAIT 1`, while the sentinels find a
+    /// replica up), so that a failover cannot lose it; otherwise it is
+    /// queued and replayed on the new master.
     ///
     /// The namespace must be non-empty ASCII without glob characters
     /// (`* ? [ ] \`), `:`, spaces or control characters (on a cluster also
@@ -263,6 +279,8 @@ impl RedisL2Builder {
                     .get_async_connection_with_config(config)
                     .await
                     .map(Conn::Cluster),
+                // Found on the first command, the `PING` below.
+                Endpoint::Sentinel(conn) => Ok(Conn::Sentinel(conn)),
             }
         };
         let failed = match tokio::time::timeout(self.connect_timeout, connecting).await {
@@ -311,41 +329,47 @@ impl RedisL2Builder {
             Endpoint::Cluster(client, config, _) => {
                 Conn::Cluster(client.get_pending_async_connection_with_config(config))
             }
+            Endpoint::Sentinel(conn) => Conn::Sentinel(conn),
         };
         Ok(self.finish(conn, addr, probe))
     }
 
     /// Clients of this store's server, or of the cluster nodes its URL
     /// names (for a pub/sub connection: on a cluster, messages published on
-    /// any node reach the subscribers of every node).
+    /// any node reach the subscribers of every node); none behind Sentinel,
+    /// whose master is found by the store's connection.
     pub(crate) fn redis_clients(&self) -> Result<Vec<redis::Client>, L2Error> {
         Ok(match self.endpoint()?.0 {
             Endpoint::Single(client, _) => vec![client],
             Endpoint::Cluster(_, _, nodes) => nodes,
+            Endpoint::Sentinel(_) => Vec::new(),
         })
     }
 
     fn endpoint(&self) -> Result<(Endpoint, String), L2Error> {
         validate_namespace(&self.namespace)?;
         let url = self.url.trim();
+        if sentinel::is_sentinel(url) {
+            let parsed = sentinel::parse(url)?;
+            let addr = format!(
+                "the master of `{}` (sentinels {})/{}",
+                parsed.service,
+                parsed
+                    .sentinels
+                    .iter()
+                    .map(|s| s.trim_start_matches("redis://"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                parsed.master.db()
+            );
+            let conn = SentinelConn::new(parsed, self.manager_config(), self.connect_timeout)?;
+            return Ok((Endpoint::Sentinel(conn), addr));
+        }
         if !self.is_cluster() {
             let client = open(url)?;
             let info = client.get_connection_info();
             let addr = format!("{}/{}", info.addr(), info.redis_settings().db());
-            // Every command runs under this store's timeout (`timed`): a
-            // response timeout of the connection's own would be a second
-            // timer per command, and would change nothing (it does not make
-            // the manager reconnect; it drops the reply, as `timed` does).
-            // One attempt per connection: retried within a command, a
-            // refused connection would wait out the command's timeout and
-            // read as one. A failed attempt fails the command with its
-            // cause, and the next command makes a new attempt (the breaker
-            // spaces them while Redis stays away).
-            let config = ConnectionManagerConfig::new()
-                .set_response_timeout(None)
-                .set_connection_timeout(Some(self.connect_timeout))
-                .set_number_of_retries(0);
-            return Ok((Endpoint::Single(client, config), addr));
+            return Ok((Endpoint::Single(client, self.manager_config()), addr));
         }
         if let Some(brace) = self.namespace.chars().find(|c| matches!(c, '{' | '}')) {
             return Err(L2Error::Config(format!(
@@ -386,6 +410,25 @@ impl RedisL2Builder {
     }
 }
 
+impl RedisL2Builder {
+    /// The settings of a connection to one server.
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        // Every command runs under this store's timeout (`timed`): a
+        // response timeout of the connection's own would be a second timer
+        // per command, and would change nothing (it does not make the
+        // manager reconnect; it drops the reply, as `timed` does). One
+        // attempt per connection: retried within a command, a refused
+        // connection would wait out the command's timeout and read as one.
+        // A failed attempt fails the command with its cause, and the next
+        // command makes a new attempt (the breaker spaces them while Redis
+        // stays away).
+        ConnectionManagerConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_number_of_retries(0)
+    }
+}
+
 impl Endpoint {
     fn probe(&self) -> Option<Probe> {
         let Endpoint::Single(client, _) = self else {
@@ -411,7 +454,7 @@ impl Endpoint {
 impl RedisL2Builder {
     pub(super) fn finish(self, conn: Conn, addr: String, probe: Option<Probe>) -> RedisL2 {
         let bases = match conn {
-            Conn::Single(_) => vec![self.namespace.as_str().into()],
+            Conn::Single(_) | Conn::Sentinel(_) => vec![self.namespace.as_str().into()],
             Conn::Cluster(_) => (0..CLUSTER_GROUPS)
                 .map(|group| format!("{}{{{}}}", self.namespace, group_tag(group)).into())
                 .collect(),

@@ -55,6 +55,14 @@ fn cause(addr: &str, cluster: bool, e: &RedisError) -> Option<(L2ErrorKind, Stri
             format!("{CLUSTER_NOT_DECLARED} ({e})"),
         ));
     }
+    if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
+        return Some((
+            L2ErrorKind::NoMaster,
+            format!(
+                "the sentinels name no master for {host}: they monitor none under that name (compare the URL's service with `SENTINEL MASTERS` on a sentinel), or its master is down and not replaced yet"
+            ),
+        ));
+    }
     if e.is_connection_refusal() {
         return Some((
             L2ErrorKind::Refused,

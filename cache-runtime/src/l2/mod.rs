@@ -21,6 +21,7 @@ pub(crate) mod lock;
 mod marks;
 mod read;
 pub(crate) mod redis;
+pub(crate) mod sentinel;
 mod url;
 
 pub(crate) use read::Read;
@@ -122,6 +123,14 @@ pub enum L2ErrorKind {
     /// The URL's database index (`/99`) is beyond the server's databases
     /// (16 by default: 0 to 15).
     NoSuchDatabase,
+    /// The sentinels of a `redis+sentinel://` URL name no master for its
+    /// service: they monitor none under that name, or its master is down
+    /// and not replaced yet.
+    NoMaster,
+    /// Behind Sentinel, no replica confirmed an invalidation in time: the
+    /// master may have been replaced (a failover would lose what only it
+    /// holds), or its replica is down and the sentinels do not know yet.
+    NotReplicated,
     /// The server is a Redis Cluster node and the URL a single-server one:
     /// write it as `redis+cluster://host:port[,host:port...]`.
     ClusterNotDeclared,
@@ -171,6 +180,8 @@ impl fmt::Display for L2ErrorKind {
             L2ErrorKind::Refused => "connection refused",
             L2ErrorKind::Auth => "authentication failed",
             L2ErrorKind::NoSuchDatabase => "no such database",
+            L2ErrorKind::NoMaster => "no master from the sentinels",
+            L2ErrorKind::NotReplicated => "not confirmed by a replica",
             L2ErrorKind::ClusterNotDeclared => "a Redis Cluster node given as a single server",
             L2ErrorKind::Tls => "TLS failed",
             L2ErrorKind::Timeout => "timeout",

@@ -15,6 +15,7 @@ use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, ScriptInvocation, Valu
 use super::cluster::{group_of, GROUP_TAG_LEN};
 pub(crate) use super::diagnose::CLUSTER_NOT_DECLARED;
 use super::diagnose::{map_error, Probe};
+use super::sentinel::SentinelConn;
 use super::L2Error;
 use crate::pattern::Pattern;
 
@@ -92,11 +93,13 @@ pub struct RedisL2 {
     pub(super) probe: Option<Arc<Probe>>,
 }
 
-/// The connection: to one server, or to a cluster.
+/// The connection: to one server, to a cluster, or to the master that
+/// Redis Sentinel names.
 #[derive(Clone)]
-pub(super) enum Conn {
+pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
 }
 
 impl redis::aio::ConnectionLike for Conn {
@@ -104,6 +107,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.req_packed_command(cmd),
             Conn::Cluster(conn) => conn.req_packed_command(cmd),
+            Conn::Sentinel(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -116,6 +120,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -123,6 +128,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.get_db(),
             Conn::Cluster(conn) => conn.get_db(),
+            Conn::Sentinel(conn) => conn.get_db(),
         }
     }
 }
@@ -167,6 +173,47 @@ impl RedisL2 {
         out.push(':');
         out.push_str(key);
         out
+    }
+
+    /// The connection to the master Redis Sentinel names, for a store
+    /// behind Sentinel.
+    pub(crate) fn sentinel(&self) -> Option<&SentinelConn> {
+        match &self.conn {
+            Conn::Sentinel(conn) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// Behind Sentinel, when the sentinels know a replica that is up,
+    /// waits until it holds this connection's writes so far (`WAIT`): an
+    /// invalidation that a failover would lose (written to a master already
+    /// replaced, which no replica follows any more) fails, and is queued and
+    /// replayed on the new master, instead of being taken as done.
+    ///
+    /// # Errors
+    /// [`L2ErrorKind::NotReplicated`](super::L2ErrorKind::NotReplicated)
+    /// when no replica confirms within three quarters of the timeout; the
+    /// errors of any call.
+    pub(crate) async fn replicated(&self) -> Result<(), L2Error> {
+        let needed = self.sentinel().map_or(0, SentinelConn::acks_needed);
+        if needed == 0 {
+            return Ok(());
+        }
+        let within = (self.timeout.as_millis() * 3 / 4).max(1) as u64;
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(needed).arg(within);
+        let acked: usize = self.query("WAIT", &cmd).await?;
+        if acked >= needed {
+            return Ok(());
+        }
+        Err(L2Error::Unavailable {
+            op: "WAIT",
+            kind: super::L2ErrorKind::NotReplicated,
+            message: format!(
+                "no replica of {} confirmed the invalidation within {within} ms: the master may have been replaced, or its replica is down and the sentinels do not know yet (the invalidation is queued, and replayed on the master the sentinels name)",
+                self.addr
+            ),
+        })
     }
 
     /// Whether this store talks to a Redis Cluster.
@@ -240,10 +287,16 @@ impl RedisL2 {
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, L2Error> {
         match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(L2Error::Timeout {
-                op,
-                after: self.timeout,
-            }),
+            Err(_) => {
+                // A master that stopped answering may have been replaced.
+                if let Conn::Sentinel(conn) = &self.conn {
+                    conn.suspect();
+                }
+                Err(L2Error::Timeout {
+                    op,
+                    after: self.timeout,
+                })
+            }
             Ok(result) => {
                 result.map_err(|e| map_error(op, self.timeout, &self.addr, self.is_cluster(), e))
             }

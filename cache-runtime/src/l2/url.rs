@@ -15,7 +15,7 @@ pub(super) fn open(url: &str) -> Result<redis::Client, L2Error> {
     }
     if !url.starts_with("redis://") && !url.starts_with("rediss://") {
         return Err(L2Error::Config(format!(
-            "`{}` is not a redis URL: expected redis://[:password@]host:port[/db], rediss:// for TLS, or redis+cluster://host:port[,host:port...] for a Redis Cluster",
+            "`{}` is not a redis URL: expected redis://[:password@]host:port[/db], rediss:// for TLS, redis+cluster://host:port[,host:port...] for a Redis Cluster, or redis+sentinel://host:port[,host:port...]/<service>[/<db>] for the master of a service that Redis Sentinel monitors",
             redact(url)
         )));
     }

@@ -24,6 +24,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::{Root, SharedTier};
 use crate::clock::{self, Ticks};
+use crate::l2::sentinel::{SentinelConn, Switches};
 use crate::pattern::Pattern;
 
 /// Waits between attempts to subscribe: doubles from the first to the last.
@@ -78,12 +79,12 @@ impl SharedTier {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (Some(root), Some(clients)) = (self.root.get().cloned(), self.clients()) else {
+        let (Some(root), Some(source)) = (self.root.get().cloned(), self.source()) else {
             return;
         };
         let subscriber = Subscriber {
             root,
-            clients,
+            source,
             channel: self.channel.clone(),
             instance: self.instance,
             in_sync: Arc::clone(&self.in_sync),
@@ -189,14 +190,47 @@ impl Drop for OutOfStepOnExit {
 /// subscription drops, for as long as the cache lives.
 struct Subscriber {
     root: Weak<dyn Root>,
-    /// The server, or the cluster nodes the URL names: each attempt to
-    /// subscribe takes the next.
-    clients: Vec<redis::Client>,
+    /// Where to subscribe.
+    source: Source,
     channel: String,
     instance: u64,
     in_sync: Arc<Lease>,
     /// Times this subscriber fell behind and resubscribed.
     resyncs: Arc<AtomicU64>,
+}
+
+/// Where the backplane subscribes.
+pub(crate) enum Source {
+    /// The server, or the cluster nodes the URL names: each attempt to
+    /// subscribe takes the next.
+    Nodes(Vec<redis::Client>),
+    /// The master that Redis Sentinel names, as the store's connection
+    /// follows it: a change of master ends the subscription, and the next
+    /// is made on the new one.
+    Sentinel(SentinelConn),
+}
+
+impl Source {
+    /// The server of the next attempt, and the changes of master from now
+    /// on (behind Sentinel).
+    async fn next(&self, attempt: usize) -> Option<(redis::Client, Option<Switches>)> {
+        match self {
+            Source::Nodes(clients) => Some((clients[attempt % clients.len()].clone(), None)),
+            Source::Sentinel(conn) => {
+                let switches = conn.switches();
+                let client = conn.master_client().await.ok()?;
+                Some((client, Some(switches)))
+            }
+        }
+    }
+
+    /// How many servers the attempts go round.
+    fn len(&self) -> usize {
+        match self {
+            Source::Nodes(clients) => clients.len(),
+            Source::Sentinel(_) => 1,
+        }
+    }
 }
 
 /// The subscription's pings: one in flight at a time, sent every
@@ -294,11 +328,17 @@ impl Subscriber {
         let mut retry = RETRY_FIRST;
         // Instances start at different nodes of a cluster, so that their
         // subscriptions spread.
-        let mut attempt = fastrand::usize(..self.clients.len());
+        let mut attempt = fastrand::usize(..self.source.len());
         while self.root.strong_count() > 0 {
-            let client = &self.clients[attempt % self.clients.len()];
+            let next = self.source.next(attempt).await;
             attempt += 1;
-            if let Some(pubsub) = Self::subscribe(client, &self.channel).await {
+            let subscribed = match next {
+                Some((client, switches)) => Self::subscribe(&client, &self.channel)
+                    .await
+                    .map(|pubsub| (pubsub, switches)),
+                None => None,
+            };
+            if let Some((pubsub, switches)) = subscribed {
                 let since = tokio::time::Instant::now();
                 // What was published while this instance was not subscribed
                 // is unknown: start from an empty in-process tier (running
@@ -308,7 +348,7 @@ impl Subscriber {
                 let subscribed = Lease::now();
                 root.clear_local();
                 self.in_sync.renew(subscribed);
-                let ended = self.listen(pubsub).await;
+                let ended = self.listen(pubsub, switches).await;
                 self.in_sync.end();
                 if since.elapsed() >= STABLE_AFTER {
                     retry = RETRY_FIRST;
@@ -324,10 +364,10 @@ impl Subscriber {
         }
     }
 
-    /// Applies messages until the subscription ends or stops answering, or
-    /// this instance falls behind them; renews the lease on every ping
-    /// answered.
-    async fn listen(&self, pubsub: redis::aio::PubSub) -> Ended {
+    /// Applies messages until the subscription ends or stops answering,
+    /// this instance falls behind them, or the master changes; renews the
+    /// lease on every ping answered.
+    async fn listen(&self, pubsub: redis::aio::PubSub, mut switches: Option<Switches>) -> Ended {
         let (sink, mut messages) = pubsub.split();
         // Messages found waiting one after another, and since when.
         let mut waiting = 0;
@@ -369,6 +409,7 @@ impl Subscriber {
                     tokio::select! {
                         message = messages.next() => message,
                         () = ping.due() => continue,
+                        () = switched(&mut switches) => return Ended::Lost,
                     }
                 }
             };
@@ -402,5 +443,14 @@ impl Subscriber {
         .await
         .ok()
         .flatten()
+    }
+}
+
+/// Returns at the next change of master, if the subscription is to one that
+/// Sentinel names; never otherwise.
+async fn switched(switches: &mut Option<Switches>) {
+    match switches {
+        Some(switches) => switches.changed().await,
+        None => std::future::pending().await,
     }
 }

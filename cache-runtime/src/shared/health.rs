@@ -68,6 +68,10 @@ impl SharedTier {
                 }
             }
         }
+        if let Some(conn) = self.store().and_then(|store| store.sentinel()) {
+            health.redis_master = conn.master_addr().map(|addr| addr.to_string());
+            health.redis_replicas = Some(conn.replicas() as u64);
+        }
         let breaker = self.breaker.state();
         health.breaker = Some(breaker);
         if breaker != BreakerState::Closed && health.redis_error.is_none() {

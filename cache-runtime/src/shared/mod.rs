@@ -199,10 +199,15 @@ impl SharedTier {
         })
     }
 
-    /// Clients for the backplane's own connection: of the server, or of
-    /// each cluster node the URL names (tried in turn).
-    pub(crate) fn clients(&self) -> Option<Vec<redis::Client>> {
-        self.builder.redis_clients().ok().filter(|c| !c.is_empty())
+    /// Where the backplane subscribes: the server, each cluster node the
+    /// URL names (tried in turn), or the master that the store's
+    /// connection finds through Sentinel.
+    pub(crate) fn source(&self) -> Option<backplane::Source> {
+        if let Some(conn) = self.store().and_then(|store| store.sentinel()) {
+            return Some(backplane::Source::Sentinel(conn.clone()));
+        }
+        let clients = self.builder.redis_clients().ok()?;
+        (!clients.is_empty()).then_some(backplane::Source::Nodes(clients))
     }
 
     /// The store; connects (lazily: no round trip) on first use, in the
