@@ -127,9 +127,9 @@ pub enum L2ErrorKind {
     /// service: they monitor none under that name, or its master is down
     /// and not replaced yet.
     NoMaster,
-    /// Behind Sentinel, no replica confirmed an invalidation in time: the
-    /// master may have been replaced (a failover would lose what only it
-    /// holds), or its replica is down and the sentinels do not know yet.
+    /// Behind Sentinel, no replica confirmed an invalidation in time, and
+    /// one calls itself master: a failover is under way, which would lose
+    /// what only the old master holds.
     NotReplicated,
     /// The server is a Redis Cluster node and the URL a single-server one:
     /// write it as `redis+cluster://host:port[,host:port...]`.

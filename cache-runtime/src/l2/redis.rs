@@ -187,15 +187,20 @@ impl RedisL2 {
     /// Behind Sentinel, when the sentinels know a replica that is up,
     /// waits until it holds this connection's writes so far (`WAIT`): an
     /// invalidation that a failover would lose (written to a master already
-    /// replaced, which no replica follows any more) fails, and is queued and
-    /// replayed on the new master, instead of being taken as done.
+    /// replaced, whose old replica now calls itself master) fails, and is
+    /// queued and replayed on the new master, instead of being taken as
+    /// done. One that no replica confirms while none took over (they are
+    /// down or behind) is done: no failover can promote them meanwhile.
     ///
     /// # Errors
     /// [`L2ErrorKind::NotReplicated`](super::L2ErrorKind::NotReplicated)
-    /// when no replica confirms within three quarters of the timeout; the
-    /// errors of any call.
+    /// when no replica confirms within three quarters of the timeout and
+    /// one calls itself master; the errors of any call.
     pub(crate) async fn replicated(&self) -> Result<(), L2Error> {
-        let needed = self.sentinel().map_or(0, SentinelConn::acks_needed);
+        let Some(conn) = self.sentinel() else {
+            return Ok(());
+        };
+        let needed = conn.acks_needed();
         if needed == 0 {
             return Ok(());
         }
@@ -203,14 +208,14 @@ impl RedisL2 {
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(needed).arg(within);
         let acked: usize = self.query("WAIT", &cmd).await?;
-        if acked >= needed {
+        if acked >= needed || !conn.replica_took_over(self.timeout).await {
             return Ok(());
         }
         Err(L2Error::Unavailable {
             op: "WAIT",
             kind: super::L2ErrorKind::NotReplicated,
             message: format!(
-                "no replica of {} confirmed the invalidation within {within} ms: the master may have been replaced, or its replica is down and the sentinels do not know yet (the invalidation is queued, and replayed on the master the sentinels name)",
+                "no replica of {} confirmed the invalidation within {within} ms, and one calls itself master: a failover is under way (the invalidation is queued, and replayed on the master the sentinels name)",
                 self.addr
             ),
         })

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -144,8 +144,13 @@ struct Inner {
     ask_within: Duration,
     current: parking_lot::Mutex<Option<Master>>,
     /// Replicas of the master that the sentinels find up, as of the last
-    /// question.
+    /// question, and their addresses.
     replicas: AtomicUsize,
+    replica_addrs: parking_lot::Mutex<Vec<(String, u16)>>,
+    /// Until when writes wait for no replica: none confirmed the last
+    /// wait, and none had taken over (they are down or behind, and no
+    /// failover can promote them meanwhile).
+    no_wait_until: parking_lot::Mutex<Option<Instant>>,
     /// Counts changes of master.
     switches: tokio::sync::watch::Sender<u64>,
     /// A question to the sentinels is under way; something happened since
@@ -211,6 +216,8 @@ impl SentinelConn {
             ask_within,
             current: parking_lot::Mutex::new(None),
             replicas: AtomicUsize::new(0),
+            replica_addrs: parking_lot::Mutex::new(Vec::new()),
+            no_wait_until: parking_lot::Mutex::new(None),
             switches: tokio::sync::watch::channel(0).0,
             asking: AtomicBool::new(false),
             again: AtomicBool::new(false),
@@ -263,7 +270,8 @@ impl SentinelConn {
         };
         let addr: Arc<str> = client.get_connection_info().addr().to_string().into();
         if let Some(replicas) = self.live_replicas().await {
-            self.0.replicas.store(replicas, Ordering::Release);
+            self.0.replicas.store(replicas.len(), Ordering::Release);
+            *self.0.replica_addrs.lock() = replicas;
         }
         let mut current = self.0.current.lock();
         if let Some(master) = current.as_ref().filter(|m| m.addr == addr) {
@@ -283,7 +291,47 @@ impl SentinelConn {
     /// failover waits for (`WAIT`): one when the sentinels know a replica
     /// that is up, none otherwise.
     pub(crate) fn acks_needed(&self) -> usize {
+        let mut no_wait_until = self.0.no_wait_until.lock();
+        if no_wait_until.is_some_and(|until| Instant::now() < until) {
+            return 0;
+        }
+        *no_wait_until = None;
         self.replicas().min(1)
+    }
+
+    /// After a wait that no replica confirmed: whether a replica of the
+    /// master now calls itself master (a failover under way, which would
+    /// lose what only this master holds). When none does (they are down,
+    /// or behind), writes wait for none for [`CHECK_EVERY`]: a replica that
+    /// died costs one wait a second, not one per invalidation.
+    pub(crate) async fn replica_took_over(&self, within: Duration) -> bool {
+        let addrs = self.0.replica_addrs.lock().clone();
+        let Some(master) = self.0.current.lock().clone() else {
+            return false;
+        };
+        for (ip, port) in addrs {
+            let info = master
+                .client
+                .get_connection_info()
+                .clone()
+                .set_addr(redis::ConnectionAddr::Tcp(ip, port));
+            let Ok(client) = redis::Client::open(info) else {
+                continue;
+            };
+            let role = async {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("ROLE")
+                    .query_async::<Vec<Value>>(&mut conn)
+                    .await
+            };
+            if let Ok(Ok(role)) = tokio::time::timeout(within, role).await {
+                if matches!(role.first(), Some(Value::BulkString(b)) if b == b"master") {
+                    return true;
+                }
+            }
+        }
+        *self.0.no_wait_until.lock() = Some(Instant::now() + CHECK_EVERY);
+        false
     }
 
     /// The master's replicas that the sentinels found up when last asked.
@@ -291,11 +339,11 @@ impl SentinelConn {
         self.0.replicas.load(Ordering::Acquire)
     }
 
-    /// How many replicas of the service the first sentinel that answers
-    /// finds up (`SENTINEL REPLICAS`: not flagged down). A replica that
+    /// The replicas of the service the first sentinel that answers finds
+    /// up (`SENTINEL REPLICAS`: not flagged down). A replica that
     /// lost its link to the master still counts: a failover may promote
     /// it, and what it does not hold would be lost.
-    async fn live_replicas(&self) -> Option<usize> {
+    async fn live_replicas(&self) -> Option<Vec<(String, u16)>> {
         let mut cmd = redis::cmd("SENTINEL");
         cmd.arg("REPLICAS").arg(&self.0.service);
         for client in &self.0.sentinel_clients {
@@ -307,13 +355,18 @@ impl SentinelConn {
             let Ok(Ok(replicas)) = tokio::time::timeout(self.0.ask_within, asked).await else {
                 continue;
             };
-            let up = replicas.iter().filter(|replica| {
+            let up = replicas.iter().filter_map(|replica| {
                 let flags = replica.get("flags").map_or("", String::as_str);
-                !["s_down", "o_down", "disconnected"]
+                let down = ["s_down", "o_down", "disconnected"]
                     .iter()
-                    .any(|flag| flags.contains(flag))
+                    .any(|flag| flags.contains(flag));
+                let addr = (
+                    replica.get("ip")?.clone(),
+                    replica.get("port")?.parse().ok()?,
+                );
+                (!down).then_some(addr)
             });
-            return Some(up.count());
+            return Some(up.collect());
         }
         None
     }
