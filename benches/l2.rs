@@ -50,7 +50,8 @@ use criterion::{Criterion, Throughput};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 use serde::{Deserialize, Serialize};
-use support::{RedisCluster, RedisServer};
+use support::sentinel::SentinelGroup;
+use support::{RedisCluster, RedisServer, Target};
 
 const NAMESPACE: &str = "bench";
 /// The id the sequential gets read; task `t` of the concurrent ones reads
@@ -480,11 +481,13 @@ fn ab_summary(ctx: &Ctx) {
 }
 
 /// The same `#[cached(tier = "l2")]` function through a cache on the single
-/// server and through one on a local 3-primary Redis Cluster (all on this
-/// machine's 2 cores, so the cluster's nodes compete with the client for
-/// them): hit latency, 64 in flight, and the invalidations whose work the
-/// cluster's 16 groups multiply.
-fn cluster_summary(ctx: &Ctx) {
+/// server, through one on a local 3-primary Redis Cluster, and through one
+/// behind Redis Sentinel (a master, its replica and three sentinels), all
+/// on this machine's 2 cores, so the other processes compete with the
+/// client for them: hit latency, 64 in flight, and the invalidations whose
+/// work the cluster's 16 groups multiply and which Sentinel has a replica
+/// confirm (`WAIT`).
+fn topology_summary(ctx: &Ctx) {
     const ROUNDS: usize = 7;
     const SEQ_OPS: u64 = 3_000;
     const PER_TASK: u64 = 1_000;
@@ -496,9 +499,17 @@ fn cluster_summary(ctx: &Ctx) {
         .key_prefix(NAMESPACE)
         .build()
         .expect("a cache on the cluster");
+    let sentinels = SentinelGroup::start();
+    let behind_sentinel = Cache::builder()
+        .backend(Backend::Redis)
+        .redis_url(sentinels.url())
+        .key_prefix(NAMESPACE)
+        .build()
+        .expect("a cache behind Sentinel");
     let caches = [
         ("single server", ctx.cache.clone()),
         ("3-primary cluster", clustered),
+        ("Sentinel, master + 1 replica", behind_sentinel),
     ];
     let sequential = |cache: &Cache| {
         let cache = cache.clone();
@@ -561,7 +572,7 @@ fn cluster_summary(ctx: &Ctx) {
     }
     println!();
     println!(
-        "single server vs Redis Cluster, {ROUNDS} rounds interleaved, median [min, max], ratio to the single server:"
+        "single server vs Redis Cluster vs Sentinel, {ROUNDS} rounds interleaved, median [min, max], ratio to the single server:"
     );
     let names = [
         "hit latency, ns/op (1 in flight)",
@@ -588,6 +599,7 @@ fn cluster_summary(ctx: &Ctx) {
     println!();
     drop(caches);
     drop(cluster);
+    drop(sentinels);
 }
 
 /// `SET` of `INV_TOTAL` keys in the namespace, `INV_MATCHING` of them under
@@ -897,7 +909,7 @@ fn main() {
     hit_latency(&mut c, &ctx);
     in_flight(&mut c, &ctx);
     ab_summary(&ctx);
-    cluster_summary(&ctx);
+    topology_summary(&ctx);
     backplane_delay(&ctx, &server);
     invalidation(&ctx);
     c.final_summary();
