@@ -195,12 +195,31 @@ impl RedisL2 {
     /// # Errors
     /// [`L2ErrorKind::NotReplicated`](super::L2ErrorKind::NotReplicated)
     /// when no replica confirms within three quarters of the timeout and
-    /// one calls itself master; the errors of any call.
-    pub(crate) async fn replicated(&self) -> Result<(), L2Error> {
+    /// one may have taken over, or when the master changed; the errors of
+    /// any call.
+    ///
+    /// `epoch` is [`master_epoch`](Self::master_epoch) from before the
+    /// writes: when the master changed since, what they wrote may be only
+    /// on the old one (and a wait on the new connection would confirm
+    /// nothing), so that fails too.
+    pub(crate) async fn replicated(&self, epoch: u64) -> Result<(), L2Error> {
         let Some(conn) = self.sentinel() else {
             return Ok(());
         };
         let needed = conn.acks_needed();
+        let moved = || {
+            L2Error::Unavailable {
+            op: "WAIT",
+            kind: super::L2ErrorKind::NotReplicated,
+            message: format!(
+                "the master of {} changed during the invalidation (it is queued, and replayed on the new master)",
+                self.addr
+            ),
+        }
+        };
+        if conn.epoch() != epoch {
+            return Err(moved());
+        }
         if needed == 0 {
             return Ok(());
         }
@@ -208,6 +227,9 @@ impl RedisL2 {
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(needed).arg(within);
         let acked: usize = self.query("WAIT", &cmd).await?;
+        if conn.epoch() != epoch {
+            return Err(moved());
+        }
         if acked >= needed || !conn.replica_took_over(self.timeout).await {
             return Ok(());
         }
@@ -215,10 +237,17 @@ impl RedisL2 {
             op: "WAIT",
             kind: super::L2ErrorKind::NotReplicated,
             message: format!(
-                "no replica of {} confirmed the invalidation within {within} ms, and one calls itself master: a failover is under way (the invalidation is queued, and replayed on the master the sentinels name)",
+                "no replica of {} confirmed the invalidation within {within} ms, and one calls itself master or does not answer: a failover may be under way (the invalidation is queued, and replayed on the master the sentinels name)",
                 self.addr
             ),
         })
+    }
+
+    /// Behind Sentinel, the number of changes of master so far (0
+    /// otherwise): taken before an invalidation, for
+    /// [`replicated`](Self::replicated).
+    pub(crate) fn master_epoch(&self) -> u64 {
+        self.sentinel().map_or(0, SentinelConn::epoch)
     }
 
     /// Whether this store talks to a Redis Cluster.

@@ -108,7 +108,7 @@ pub(super) fn parse(url: &str) -> Result<SentinelUrl, L2Error> {
     for sentinel in &sentinels {
         redis::Client::open(sentinel.as_str()).map_err(|e| {
             L2Error::Config(format!(
-                "`{shown}`: sentinel `{sentinel}` does not parse: {e}"
+                "`{shown}`: a sentinel's address does not parse ({e}): expected {SHAPE}, with a password's `/ ? # @` percent-encoded"
             ))
         })?;
     }
@@ -247,14 +247,26 @@ impl SentinelConn {
         if let Some(master) = self.0.current.lock().clone() {
             return Ok(master);
         }
-        self.ask().await
+        self.ask(false).await
+    }
+
+    /// The number of changes of master so far: a write and the wait for
+    /// its replica go to the same master only if it did not change.
+    pub(crate) fn epoch(&self) -> u64 {
+        *self.0.switches.borrow()
     }
 
     /// Asks the sentinels which server is master (after the question under
-    /// way, if one is), and moves to it if it is another.
-    async fn ask(&self) -> RedisResult<Master> {
+    /// way, if one is: the first calls share the first answer, `again`
+    /// false), and moves to it if it is another.
+    async fn ask(&self, again: bool) -> RedisResult<Master> {
         self.start_checking();
         let mut sentinels = self.0.sentinels.lock().await;
+        if !again {
+            if let Some(master) = self.0.current.lock().clone() {
+                return Ok(master);
+            }
+        }
         let asked = sentinels.async_master_for(&self.0.service, Some(&self.0.master));
         let client = match tokio::time::timeout(self.0.ask_within, asked).await {
             Ok(client) => client?,
@@ -300,10 +312,12 @@ impl SentinelConn {
     }
 
     /// After a wait that no replica confirmed: whether a replica of the
-    /// master now calls itself master (a failover under way, which would
-    /// lose what only this master holds). When none does (they are down,
-    /// or behind), writes wait for none for [`CHECK_EVERY`]: a replica that
-    /// died costs one wait a second, not one per invalidation.
+    /// master may have taken over (a failover under way, which would lose
+    /// what only this master holds): one calls itself master, or does not
+    /// answer (cut off, it may have been promoted on the other side). When
+    /// each answers as a replica or refuses the connection (nothing listens
+    /// there: it is down), writes wait for none for [`CHECK_EVERY`]: a
+    /// replica that died costs one wait a second, not one per invalidation.
     pub(crate) async fn replica_took_over(&self, within: Duration) -> bool {
         let addrs = self.0.replica_addrs.lock().clone();
         let Some(master) = self.0.current.lock().clone() else {
@@ -324,10 +338,14 @@ impl SentinelConn {
                     .query_async::<Vec<Value>>(&mut conn)
                     .await
             };
-            if let Ok(Ok(role)) = tokio::time::timeout(within, role).await {
-                if matches!(role.first(), Some(Value::BulkString(b)) if b == b"master") {
-                    return true;
+            match tokio::time::timeout(within, role).await {
+                Ok(Ok(role)) => {
+                    if matches!(role.first(), Some(Value::BulkString(b)) if b == b"master") {
+                        return true;
+                    }
                 }
+                Ok(Err(e)) if e.is_connection_refusal() => {}
+                _ => return true,
             }
         }
         *self.0.no_wait_until.lock() = Some(Instant::now() + CHECK_EVERY);
@@ -375,22 +393,23 @@ impl SentinelConn {
     /// announced a change: ask them, in the background (after the question
     /// under way, if one is).
     pub(crate) fn suspect(&self) {
-        self.0.again.store(true, Ordering::Release);
-        if self.0.asking.swap(true, Ordering::AcqRel) {
+        self.0.again.store(true, Ordering::SeqCst);
+        if self.0.asking.swap(true, Ordering::SeqCst) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.0.asking.store(false, Ordering::Release);
+            self.0.asking.store(false, Ordering::SeqCst);
             return;
         };
         let this = self.clone();
         runtime.spawn(async move {
             loop {
-                this.0.again.store(false, Ordering::Release);
-                let _ = this.ask().await;
-                this.0.asking.store(false, Ordering::Release);
-                if !this.0.again.load(Ordering::Acquire)
-                    || this.0.asking.swap(true, Ordering::AcqRel)
+                let asking = Lowers(&this.0.asking);
+                this.0.again.store(false, Ordering::SeqCst);
+                let _ = this.ask(true).await;
+                drop(asking);
+                if !this.0.again.load(Ordering::SeqCst)
+                    || this.0.asking.swap(true, Ordering::SeqCst)
                 {
                     return;
                 }
@@ -403,11 +422,11 @@ impl SentinelConn {
     /// of a new master and asks them every [`CHECK_EVERY`], for as long as
     /// a clone of this connection lives.
     fn start_checking(&self) {
-        if self.0.checking.swap(true, Ordering::AcqRel) {
+        if self.0.checking.swap(true, Ordering::SeqCst) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.0.checking.store(false, Ordering::Release);
+            self.0.checking.store(false, Ordering::SeqCst);
             return;
         };
         let weak: Weak<Inner> = Arc::downgrade(&self.0);
@@ -416,7 +435,11 @@ impl SentinelConn {
             self.0.service.clone(),
             self.0.ask_within,
         );
+        let checking = LowersOnDrop::new(&self.0);
         runtime.spawn(async move {
+            // Ends with the connection, or with its runtime: a later
+            // question starts it again.
+            let _checking = checking;
             let mut tick = tokio::time::interval(CHECK_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let suspect = || weak.upgrade().map(|inner| SentinelConn(inner).suspect());
@@ -455,6 +478,34 @@ impl SentinelConn {
             }
             Some(())
         });
+    }
+}
+
+/// Lowers a flag when dropped: the end of a task, or its cancellation
+/// (its runtime shut down).
+struct Lowers<'a>(&'a AtomicBool);
+
+impl Drop for Lowers<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Lowers `checking` when the task that checks ends, without keeping the
+/// connection alive: it holds the flag's owner only weakly.
+struct LowersOnDrop(Weak<Inner>);
+
+impl LowersOnDrop {
+    fn new(inner: &Arc<Inner>) -> LowersOnDrop {
+        LowersOnDrop(Arc::downgrade(inner))
+    }
+}
+
+impl Drop for LowersOnDrop {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.checking.store(false, Ordering::SeqCst);
+        }
     }
 }
 

@@ -20,12 +20,13 @@ use crate::stats::Counter;
 /// Sends an invalidation to Redis (and, with it, to the other instances).
 /// Behind Sentinel, it is done once a replica holds it too.
 pub(super) async fn send(store: &Coherent, item: &Pending) -> Result<SharedInvalidation, L2Error> {
+    let epoch = store.master_epoch();
     let done = match item {
         Pending::Pattern(pattern) => store.invalidate_checked(pattern).await,
         Pending::Tag(tag) => store.invalidate_tag(tag).await,
         Pending::Clear => store.clear_checked().await.map(SharedInvalidation::Scanned),
     }?;
-    store.replicated().await?;
+    store.replicated(epoch).await?;
     Ok(done)
 }
 
