@@ -53,6 +53,41 @@ async fn redis_killed_mid_load_then_restarted_empty() {
     .await;
 }
 
+/// An invalidation queued while Redis was paused is replayed as soon as
+/// Redis answers again, not a breaker cool-down later: an instance that
+/// trusts Redis again at once (here one whose breaker never opened) reads
+/// the new value, while the invalidating instance's breaker is still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_invalidation_is_replayed_as_soon_as_redis_answers() {
+    within(async {
+        let server = RedisServer::start();
+        let writer = support::chaos::builder(&server, Backend::Hybrid)
+            .breaker(1, Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let reader = cache(&server, Backend::Redis);
+        let db = Db::new();
+        let first = reader.scope(item(&db, 1)).await.unwrap();
+        server.pause();
+        let version = db.write(1);
+        let done = writer.invalidate_report("item:1").await.unwrap();
+        assert!(
+            matches!(done.shared, cache_runtime::SharedInvalidation::Queued(_)),
+            "{done:?}"
+        );
+        server.resume();
+        assert!(
+            until(|| writer.stats().invalidations_pending == 0).await,
+            "the queued invalidation was not replayed: {:?}",
+            writer.stats()
+        );
+        assert_eq!(writer.stats().breaker, BreakerState::Open);
+        let read = reader.scope(item(&db, 1)).await.unwrap();
+        assert_eq!((first.version, read.version), (0, version));
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_complete_while_redis_is_paused() {
     within(async {

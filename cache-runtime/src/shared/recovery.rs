@@ -12,13 +12,21 @@
 //! (half-open), new invalidations go to Redis at once (a failure queues
 //! them): queued, they would return at once, and a caller invalidating in
 //! a loop would keep the queue from ever emptying. Reads still skip Redis.
+//!
+//! Between probes, while invalidations wait in the queue, Redis is pinged
+//! every [`REPLAY_PING_EVERY`], and the queue is replayed the moment it
+//! answers, without closing the breaker: the other instances may trust
+//! Redis again as soon as it answers them, and must not read from it what
+//! this one invalidated meanwhile.
 
 use std::sync::Weak;
+use std::time::Duration;
 
 use super::write::send;
 use super::{Report, SharedTier};
 use crate::breaker::{BreakerState, Transition};
 use crate::hooks::Event;
+use crate::l2::coherent::Coherent;
 use crate::pending::Pending;
 
 impl SharedTier {
@@ -115,18 +123,30 @@ impl SharedTier {
         if store.is_cluster_node().await.unwrap_or(false) {
             return reopen(Probe::Away);
         }
-        loop {
+        if !self.replay(store, report, usize::MAX).await {
+            return reopen(Probe::ReplayFailed);
+        }
+        Probe::Closed
+    }
+
+    /// Replays the queue in order, at most `most` invalidations; once it is
+    /// empty, closes the breaker (under the queue's lock) unless `most`
+    /// is bounded (a replay between probes). Returns whether every replay
+    /// went through.
+    async fn replay(&self, store: &Coherent, report: &dyn Report, most: usize) -> bool {
+        let close = most == usize::MAX;
+        for _ in 0..most {
             let next = {
                 let mut pending = self.pending.lock();
                 match pending.replay_next() {
                     Some(next) => next,
                     None => {
-                        let closed = self.breaker.close();
+                        let closed = if close { self.breaker.close() } else { None };
                         drop(pending);
                         if let Some(change) = closed {
                             self.breaker_changed(change);
                         }
-                        return Probe::Closed;
+                        return true;
                     }
                 }
             };
@@ -136,10 +156,27 @@ impl SharedTier {
                 Err(e) => {
                     self.pending.lock().failed();
                     self.failed(report, "REPLAY", &e);
-                    return reopen(Probe::ReplayFailed);
+                    return false;
                 }
             }
         }
+        true
+    }
+
+    /// Between probes: when invalidations wait and Redis answers a ping,
+    /// replays those waiting now (not those queued meanwhile: a caller
+    /// invalidating in a loop would keep this from ending), leaving the
+    /// breaker as it is. Returns whether every replay went through (or
+    /// there was none to make).
+    async fn replay_early(&self, report: &dyn Report) -> bool {
+        let Some(store) = self.store_now() else {
+            return true;
+        };
+        let waiting = self.pending.lock().len();
+        if waiting == 0 || store.ping().await.is_err() {
+            return true;
+        }
+        self.replay(store, report, waiting).await
     }
 }
 
@@ -157,6 +194,10 @@ enum Probe {
 /// How many cool-downs a probe after failed replays waits, at most.
 const MAX_BACKOFF: u32 = 16;
 
+/// How often Redis is pinged between probes while invalidations wait in
+/// the queue, so that they are replayed about this soon after it answers.
+const REPLAY_PING_EVERY: Duration = Duration::from_millis(50);
+
 /// The probe task: after each cool-down, one probe, until the breaker
 /// closes or the cache is dropped. After a replay that failed while Redis
 /// answered (an invalidation too costly for the timeout, say) the wait
@@ -169,7 +210,24 @@ async fn recover(weak: Weak<SharedTier>) {
         let Some(cooldown) = weak.upgrade().map(|tier| tier.breaker.cooldown) else {
             return;
         };
-        tokio::time::sleep(cooldown.saturating_mul(backoff)).await;
+        let due = tokio::time::Instant::now() + cooldown.saturating_mul(backoff);
+        // Until the probe: replay as soon as Redis answers (not after
+        // replays that failed while it answered: those wait the backoff).
+        let mut early = backoff == 1;
+        while tokio::time::Instant::now() < due {
+            tokio::time::sleep_until(due.min(tokio::time::Instant::now() + REPLAY_PING_EVERY))
+                .await;
+            if !early {
+                continue;
+            }
+            let Some(tier) = weak.upgrade() else {
+                return;
+            };
+            let Some(root) = tier.root() else {
+                return;
+            };
+            early = tier.replay_early(&*root).await;
+        }
         let Some(tier) = weak.upgrade() else {
             return;
         };
