@@ -10,10 +10,10 @@ mod support;
 
 use std::time::Duration;
 
-use cache_runtime::{cached, invalidates, Backend, Cache, L2ErrorKind, RedisL2};
+use cache_runtime::{cached, invalidates, Cache, L2ErrorKind, RedisL2};
 use support::chaos::{until, Load};
 use support::sentinel::{SentinelGroup, SERVICE};
-use support::{synced, Target};
+use support::{hybrid, synced, Target};
 
 async fn within<F: std::future::Future>(future: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(180), future)
@@ -35,21 +35,14 @@ fn next() -> u64 {
     N.fetch_add(1, Ordering::SeqCst)
 }
 
-fn hybrid(group: &SentinelGroup) -> Cache {
-    Cache::builder()
-        .backend(Backend::Hybrid)
-        .redis_url(group.url())
-        .key_prefix("app")
-        .redis_timeout(Duration::from_secs(2))
-        .build()
-        .expect("a cache on a sentinel URL")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_master_that_sentinel_names() {
     within(async {
         let group = SentinelGroup::start();
-        let (a, b) = (synced(hybrid(&group)).await, synced(hybrid(&group)).await);
+        let (a, b) = (
+            synced(hybrid(&group, "app")).await,
+            synced(hybrid(&group, "app")).await,
+        );
         let first = a.scope(greeting("ada")).await;
         // B finds A's value in Redis: the master the sentinels name holds it.
         assert_eq!(b.scope(greeting("ada")).await, first);

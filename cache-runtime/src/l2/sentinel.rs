@@ -22,7 +22,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Cmd, RedisError, RedisFuture, RedisResult, Value};
 
-use super::url::redact;
+use super::url::{redact, split_hosts};
 use super::L2Error;
 
 /// How often the sentinels are asked which server is master, failing or
@@ -73,15 +73,8 @@ pub(super) fn parse(url: &str) -> Result<SentinelUrl, L2Error> {
             "`{shown}` is not a sentinel URL: expected {SHAPE}"
         )));
     };
-    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    let (auth, hosts) = match authority.rfind('@') {
-        Some(at) => authority.split_at(at + 1),
-        None => ("", authority),
-    };
+    let (auth, hosts, path) = split_hosts(rest);
     let sentinels: Vec<String> = hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|host| !host.is_empty())
         .map(|host| match host.rsplit_once(':') {
             Some((_, port)) if port.parse::<u16>().is_ok() => format!("redis://{host}"),
             _ => format!("redis://{host}:{SENTINEL_PORT}"),

@@ -34,6 +34,22 @@ pub(super) fn cluster_scheme(url: &str) -> Option<&'static str> {
     }
 }
 
+/// What follows the scheme of a URL naming several hosts,
+/// `[auth@]host[,host...][/path]`, split: the authentication with its `@`
+/// (or nothing), the hosts, the rest from the first `/`, `?` or `#`.
+pub(super) fn split_hosts(rest: &str) -> (&str, impl Iterator<Item = &str>, &str) {
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let (auth, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    let hosts = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|host| !host.is_empty());
+    (auth, hosts, path)
+}
+
 /// The node URLs of a cluster URL: `redis[s][+cluster]://[auth@]a:1,b:2[/0]`
 /// -> `redis[s]://[auth@]a:1[/0]`, `redis[s]://[auth@]b:2[/0]`.
 pub(super) fn cluster_nodes(url: &str) -> Result<Vec<String>, L2Error> {
@@ -45,15 +61,8 @@ pub(super) fn cluster_nodes(url: &str) -> Result<Vec<String>, L2Error> {
             return open(url).map(|_| vec![url.to_owned()]);
         }
     };
-    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    let (auth, hosts) = match authority.rfind('@') {
-        Some(at) => authority.split_at(at + 1),
-        None => ("", authority),
-    };
+    let (auth, hosts, path) = split_hosts(rest);
     let nodes: Vec<String> = hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|host| !host.is_empty())
         .map(|host| format!("{scheme}://{auth}{host}{path}"))
         .collect();
     if nodes.is_empty() {
