@@ -96,20 +96,24 @@ async fn main() {
         match round % 3 {
             0 => {
                 phase("killed");
+                load.redis_away();
                 blocking(|| server.kill());
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 close("redis away");
                 phase("restarting");
                 blocking(|| server.restart());
+                load.redis_back();
                 phase("restarted");
                 kills += 1;
             }
             1 => {
                 phase("paused");
+                load.redis_away();
                 blocking(|| server.pause());
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 close("redis away");
                 server.resume();
+                load.redis_back();
                 phase("resumed");
                 pauses += 1;
             }

@@ -36,6 +36,7 @@ async fn redis_killed_mid_load_then_restarted_empty() {
         server.kill();
         load.progresses(300, "while redis is dead").await;
         server.restart();
+        load.redis_back();
         load.recovers().await;
         let sets = |caches: &[Cache]| caches.iter().map(|c| c.stats().l2_sets).sum::<u64>();
         let before = sets(&load.remotes);
@@ -92,7 +93,10 @@ async fn a_queued_invalidation_is_replayed_as_soon_as_redis_answers() {
 async fn calls_complete_while_redis_is_paused() {
     within(async {
         let server = RedisServer::start();
-        let load = Load::start(&server).await;
+        // The default cool-down: what was queued during the pause is
+        // replayed within `REPLAYED_WITHIN` (300 ms) of the resume, not a
+        // cool-down later.
+        let load = Load::start_with(&server, |b| b.breaker(3, Duration::from_secs(1))).await;
         load.progresses(300, "before the pause").await;
         server.pause();
         // The calls go on while the server is stopped: every task's (one
@@ -107,6 +111,7 @@ async fn calls_complete_while_redis_is_paused() {
         load.every_task_progresses(20, "while redis is paused, the breaker open")
             .await;
         server.resume();
+        load.redis_back();
         load.recovers().await;
         load.progresses(300, "after the pause").await;
         let (tally, caches) = load.stop().await;

@@ -7,7 +7,10 @@
 //! the read started; on an instance without an in-process tier
 //! (`Backend::Redis`), every invalidation that reached Redis before the
 //! read started: at once when it went through, or, when it was queued
-//! because Redis was away, once the invalidating instance replayed it; on
+//! because Redis was away, once the invalidating instance replayed it, and
+//! at the latest `REPLAYED_WITHIN` after Redis is back (when the test says
+//! so, [`Load::redis_back`]) or after the invalidation, whichever is later;
+//! on
 //! the other instance with an in-process tier, which learns of it through
 //! the backplane (or stops trusting its in-process tier when it cannot),
 //! every invalidation that reached Redis more than `SETTLED` before the
@@ -32,6 +35,14 @@ pub const KEYS: u64 = 8;
 /// How long after an invalidation reached Redis every instance must have
 /// applied it, or stopped serving what it removed (see above).
 const SETTLED: Duration = Duration::from_millis(300);
+
+/// How soon after Redis is back (or after the invalidation, if later) an
+/// invalidation queued while it was away must have been replayed: Redis is
+/// pinged every 50 ms while invalidations wait (docs/when-redis-fails.md),
+/// a ping sent while it was away takes up to the 100 ms timeout to fail,
+/// and the rest is this harness's bookkeeping and the machine's
+/// scheduling, as in `SETTLED`.
+const REPLAYED_WITHIN: Duration = Duration::from_millis(300);
 
 /// How many tasks read.
 const READERS: usize = 16;
@@ -242,6 +253,8 @@ pub struct Load {
     pub db: Arc<Db>,
     pub tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
+    /// When the test said Redis is back.
+    back: Arc<Mutex<Option<Instant>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -290,7 +303,8 @@ impl Load {
                     .push_back((Instant::now(), id, version));
             }
         };
-        let queued: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+        let queued: Arc<Mutex<Vec<(Instant, u64, u64)>>> = Arc::default();
+        let back: Arc<Mutex<Option<Instant>>> = Arc::default();
         let mut tasks = Vec::new();
         for (n, cache) in [&a, &b].into_iter().enumerate() {
             let (cache, db, stop, floors) = (
@@ -319,7 +333,7 @@ impl Load {
                         .iter()
                         .any(|s| matches!(s, cache_runtime::SharedInvalidation::Queued(_)));
                     if queued_somewhere {
-                        queued.lock().unwrap().push((id, version));
+                        queued.lock().unwrap().push((Instant::now(), id, version));
                     } else {
                         reached_redis(id, version);
                     }
@@ -328,21 +342,30 @@ impl Load {
                 }
             }));
         }
-        // Queued invalidations bind the remote reads once replayed.
+        // Queued invalidations bind the remote reads once replayed, and
+        // `REPLAYED_WITHIN` after Redis is back (or after they were made,
+        // if later) at the latest.
         {
             let (a, b, stop) = (a.clone(), b.clone(), Arc::clone(&stop));
-            let (reached_redis, queued) = (reached_redis.clone(), Arc::clone(&queued));
+            let (reached_redis, queued, back) = (
+                reached_redis.clone(),
+                Arc::clone(&queued),
+                Arc::clone(&back),
+            );
             tasks.push(tokio::spawn(async move {
+                let mut waiting: Vec<(Instant, u64, u64)> = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
-                    let taken = std::mem::take(&mut *queued.lock().unwrap());
-                    while !stop.load(Ordering::SeqCst) && !recovered(&[&a, &b]) {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    if recovered(&[&a, &b]) {
-                        for (id, version) in taken {
+                    waiting.append(&mut queued.lock().unwrap());
+                    let back = *back.lock().unwrap();
+                    let replayed = recovered(&[&a, &b]);
+                    waiting.retain(|&(at, id, version)| {
+                        let due =
+                            back.is_some_and(|back| back.max(at).elapsed() >= REPLAYED_WITHIN);
+                        if replayed || due {
                             reached_redis(id, version);
                         }
-                    }
+                        !(replayed || due)
+                    });
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }));
@@ -416,8 +439,23 @@ impl Load {
             db,
             tally,
             stop,
+            back,
             tasks,
         }
+    }
+
+    /// Says that Redis is back (resumed, restarted): from now on an
+    /// invalidation queued while it was away must be replayed within
+    /// `REPLAYED_WITHIN`, or the reads after that see it as stale. Until
+    /// [`redis_away`](Load::redis_away).
+    pub fn redis_back(&self) {
+        *self.back.lock().unwrap() = Some(Instant::now());
+    }
+
+    /// Says that Redis is away again (before a fault that follows one
+    /// [`redis_back`](Load::redis_back) ended).
+    pub fn redis_away(&self) {
+        *self.back.lock().unwrap() = None;
     }
 
     /// Waits until `n` more calls completed; panics after 30 s without.
