@@ -187,39 +187,42 @@ impl RedisL2 {
     /// Behind Sentinel, when the sentinels know a replica that is up,
     /// waits until it holds this connection's writes so far (`WAIT`): an
     /// invalidation that a failover would lose (written to a master already
-    /// replaced, whose old replica now calls itself master) fails, and is
-    /// queued and replayed on the new master, instead of being taken as
-    /// done. One that no replica confirms while none took over (they are
-    /// down or behind) is done: no failover can promote them meanwhile.
+    /// replaced, whose old replica now calls itself master or is cut off)
+    /// fails, and is queued and replayed on the new master, instead of
+    /// being taken as done. One that no replica confirms while each answers
+    /// as a replica or refuses the connection (it is down) is done.
+    ///
+    /// `epoch` is [`master_epoch`](Self::master_epoch) from before the
+    /// writes: when the master changed since, what they wrote may be only
+    /// on the old one (and a wait on the new connection would confirm
+    /// nothing), so that fails too.
     ///
     /// # Errors
     /// [`L2ErrorKind::NotReplicated`](super::L2ErrorKind::NotReplicated)
     /// when no replica confirms within three quarters of the timeout and
     /// one may have taken over, or when the master changed; the errors of
     /// any call.
-    ///
-    /// `epoch` is [`master_epoch`](Self::master_epoch) from before the
-    /// writes: when the master changed since, what they wrote may be only
-    /// on the old one (and a wait on the new connection would confirm
-    /// nothing), so that fails too.
     pub(crate) async fn replicated(&self, epoch: u64) -> Result<(), L2Error> {
         let Some(conn) = self.sentinel() else {
             return Ok(());
         };
-        let needed = conn.acks_needed();
-        let moved = || {
-            L2Error::Unavailable {
+        let not_replicated = |why: String| L2Error::Unavailable {
             op: "WAIT",
             kind: super::L2ErrorKind::NotReplicated,
             message: format!(
-                "the master of {} changed during the invalidation (it is queued, and replayed on the new master)",
-                self.addr
+                "{why} (the invalidation is queued, and replayed on the master the sentinels name)"
             ),
-        }
+        };
+        let moved = || {
+            not_replicated(format!(
+                "the master of {} changed during the invalidation",
+                self.addr
+            ))
         };
         if conn.epoch() != epoch {
             return Err(moved());
         }
+        let needed = conn.acks_needed();
         if needed == 0 {
             return Ok(());
         }
@@ -233,14 +236,10 @@ impl RedisL2 {
         if acked >= needed || !conn.replica_took_over(self.timeout).await {
             return Ok(());
         }
-        Err(L2Error::Unavailable {
-            op: "WAIT",
-            kind: super::L2ErrorKind::NotReplicated,
-            message: format!(
-                "no replica of {} confirmed the invalidation within {within} ms, and one calls itself master or does not answer: a failover may be under way (the invalidation is queued, and replayed on the master the sentinels name)",
-                self.addr
-            ),
-        })
+        Err(not_replicated(format!(
+            "no replica of {} confirmed the invalidation within {within} ms, and one calls itself master or does not answer: a failover may be under way",
+            self.addr
+        )))
     }
 
     /// Behind Sentinel, the number of changes of master so far (0
