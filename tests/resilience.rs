@@ -125,7 +125,11 @@ async fn calls_complete_while_redis_is_paused() {
 async fn connections_cut_during_load() {
     within(async {
         let server = RedisServer::start();
-        let load = Load::start(&server).await;
+        // The default cool-down, and Redis up throughout: an invalidation
+        // queued when its connection was cut must be replayed within
+        // `REPLAYED_WITHIN` (300 ms), not a cool-down later.
+        let load = Load::start_with(&server, |b| b.breaker(3, Duration::from_secs(1))).await;
+        load.redis_back();
         let mut admin = server.connection();
         for _ in 0..10 {
             load.progresses(50, "between the cuts").await;
