@@ -151,9 +151,11 @@ async fn main() {
     let errors = tally.errors.load(Ordering::SeqCst);
     let stale = tally.stale.load(Ordering::SeqCst);
     println!(
-        "chaos: {:.0} s, {} operations, {errors} caller errors, {stale} stale reads, {} origin calls, hit rate {:.1}%, {} breaker transitions ({opens} opens); faults: {kills} kills, {pauses} pauses, {cuts} connection cuts",
+        "chaos: {:.0} s, {} operations, {errors} caller errors, {stale} stale reads (the longest tolerated {:?} after its invalidation reached Redis, bound {:?}), {} origin calls, hit rate {:.1}%, {} breaker transitions ({opens} opens); faults: {kills} kills, {pauses} pauses, {cuts} connection cuts",
         started.elapsed().as_secs_f64(),
         tally.calls(),
+        tally.longest_tolerated(),
+        tally.tolerance,
         db.reads.load(Ordering::SeqCst),
         100.0 * hits as f64 / (hits + misses).max(1) as f64,
         transitions.seen().len(),

@@ -182,10 +182,17 @@ pub struct Tally {
     pub first_problem: Mutex<Option<String>>,
     /// What the run is doing now (for the report of a problem).
     pub phase: Mutex<&'static str>,
+    /// The longest a read on an instance with an in-process tier returned
+    /// a value that an invalidation elsewhere had removed from Redis, in
+    /// microseconds from when it reached Redis to when the read started:
+    /// within `tolerance`, or the read counts as stale.
+    longest_tolerated_us: AtomicU64,
+    /// How long the other instance's invalidations may take to bind.
+    pub tolerance: Duration,
 }
 
 impl Tally {
-    fn new(tasks: usize) -> Tally {
+    fn new(tasks: usize, tolerance: Duration) -> Tally {
         Tally {
             per_task: (0..tasks).map(|_| AtomicU64::new(0)).collect(),
             calls: AtomicU64::new(0),
@@ -193,7 +200,14 @@ impl Tally {
             stale: AtomicU64::new(0),
             first_problem: Mutex::new(None),
             phase: Mutex::new("starting"),
+            longest_tolerated_us: AtomicU64::new(0),
+            tolerance,
         }
+    }
+
+    /// The longest stale read tolerated (see `longest_tolerated_us`).
+    pub fn longest_tolerated(&self) -> Duration {
+        Duration::from_micros(self.longest_tolerated_us.load(Ordering::SeqCst))
     }
 
     fn problem(&self, what: String) {
@@ -238,6 +252,11 @@ impl Tally {
             "{calls} calls, {errors} errors, {stale} stale reads; first: {:?}",
             self.first_problem.lock().unwrap()
         );
+        println!(
+            "{calls} calls, 0 errors, 0 stale reads; the longest stale read tolerated: {:?} after the invalidation reached Redis (bound {:?})",
+            self.longest_tolerated(),
+            self.tolerance
+        );
     }
 }
 
@@ -279,7 +298,8 @@ impl Load {
             assert!(c.wait_in_sync(Duration::from_secs(10)).await);
         }
         let db = Arc::new(Db::new());
-        let tally = Arc::new(Tally::new(READERS));
+        let tolerance = SETTLED + a.config().degraded_l1_ttl;
+        let tally = Arc::new(Tally::new(READERS, tolerance));
         let stop = Arc::new(AtomicBool::new(false));
         // Floors of each writing instance's own reads, and of reads through
         // Redis only; writes whose invalidation was queued wait in
@@ -290,7 +310,6 @@ impl Load {
         // older than `SETTLED` (plus the instances' degraded mode, when
         // they have one: the staleness it allows), which bind every
         // instance.
-        let tolerance = SETTLED + a.config().degraded_l1_ttl;
         let reached: Arc<Mutex<VecDeque<(Instant, u64, u64)>>> = Arc::default();
         let settled = Arc::new(Floors::new());
         let reached_redis = {
@@ -412,7 +431,11 @@ impl Load {
             };
             // The other instance's invalidations bind a hybrid instance once
             // settled; a redis-only one's floors are raised sooner anyway.
-            let settled = Arc::clone(&settled);
+            let (settled, reached, remote_floors) = (
+                Arc::clone(&settled),
+                Arc::clone(&reached),
+                Arc::clone(&remote_floors),
+            );
             let (db, tally, stop) = (Arc::clone(&db), Arc::clone(&tally), Arc::clone(&stop));
             tasks.push(tokio::spawn(async move {
                 let mut n = reader;
@@ -422,11 +445,26 @@ impl Load {
                         .wrapping_add(1442695040888963407);
                     let id = (n >> 33) % KEYS;
                     let floor = floors.of(id).max(settled.of(id));
+                    let started = Instant::now();
                     let got = if n & 1 == 0 {
                         cache.scope(item(&db, id)).await
                     } else {
                         cache.scope(grouped(&db, id % 2, id)).await
                     };
+                    // Older than what reached Redis, yet not stale: how
+                    // long after the first invalidation it missed.
+                    if let Ok(got) = &got {
+                        if got.version >= floor && got.version < remote_floors.of(id) {
+                            let reached = reached.lock().unwrap();
+                            let missed = reached
+                                .iter()
+                                .find(|(at, i, v)| *i == id && *v > got.version && *at <= started);
+                            if let Some((at, ..)) = missed {
+                                let us = started.duration_since(*at).as_micros() as u64;
+                                tally.longest_tolerated_us.fetch_max(us, Ordering::SeqCst);
+                            }
+                        }
+                    }
                     tally.check(reader as usize, got, floor, who);
                     tokio::task::yield_now().await;
                 }
