@@ -27,6 +27,7 @@ use super::{Report, SharedTier};
 use crate::breaker::{BreakerState, Transition};
 use crate::hooks::Event;
 use crate::l2::coherent::Coherent;
+use crate::l2::L2ErrorKind;
 use crate::pending::Pending;
 
 impl SharedTier {
@@ -123,7 +124,7 @@ impl SharedTier {
         if store.is_cluster_node().await.unwrap_or(false) {
             return reopen(Probe::Away);
         }
-        if !self.replay(store, report, usize::MAX).await {
+        if self.replay(store, report, usize::MAX).await.is_err() {
             return reopen(Probe::ReplayFailed);
         }
         Probe::Closed
@@ -131,9 +132,14 @@ impl SharedTier {
 
     /// Replays the queue in order, at most `most` invalidations; once it is
     /// empty, closes the breaker (under the queue's lock) unless `most`
-    /// is bounded (a replay between probes). Returns whether every replay
-    /// went through.
-    async fn replay(&self, store: &Coherent, report: &dyn Report, most: usize) -> bool {
+    /// is bounded (a replay between probes). Fails with the kind of the
+    /// first replay that failed.
+    async fn replay(
+        &self,
+        store: &Coherent,
+        report: &dyn Report,
+        most: usize,
+    ) -> Result<(), L2ErrorKind> {
         let close = most == usize::MAX;
         for _ in 0..most {
             let next = {
@@ -146,7 +152,7 @@ impl SharedTier {
                         if let Some(change) = closed {
                             self.breaker_changed(change);
                         }
-                        return true;
+                        return Ok(());
                     }
                 }
             };
@@ -156,25 +162,24 @@ impl SharedTier {
                 Err(e) => {
                     self.pending.lock().failed();
                     self.failed(report, "REPLAY", &e);
-                    return false;
+                    return Err(e.kind());
                 }
             }
         }
-        true
+        Ok(())
     }
 
     /// Between probes: when invalidations wait and Redis answers a ping,
     /// replays those waiting now (not those queued meanwhile: a caller
     /// invalidating in a loop would keep this from ending), leaving the
-    /// breaker as it is. Returns whether every replay went through (or
-    /// there was none to make).
-    async fn replay_early(&self, report: &dyn Report) -> bool {
+    /// breaker as it is. Fails as [`replay`](Self::replay).
+    async fn replay_early(&self, report: &dyn Report) -> Result<(), L2ErrorKind> {
         let Some(store) = self.store_now() else {
-            return true;
+            return Ok(());
         };
         let waiting = self.pending.lock().len();
         if waiting == 0 || store.ping().await.is_err() {
-            return true;
+            return Ok(());
         }
         self.replay(store, report, waiting).await
     }
@@ -206,27 +211,30 @@ const REPLAY_PING_EVERY: Duration = Duration::from_millis(50);
 /// is one clear, see `pending`).
 async fn recover(weak: Weak<SharedTier>) {
     let mut backoff = 1;
+    // The time between replays before the probe: doubles after one that
+    // Redis answered with an error or too late (an invalidation too costly
+    // for the timeout, say), up to the cool-down, so that a failing replay
+    // does not weigh on Redis every 50 ms; a connection cut mid-replay is
+    // tried again at once.
+    let mut gap = REPLAY_PING_EVERY;
     loop {
         let Some(cooldown) = weak.upgrade().map(|tier| tier.breaker.cooldown) else {
             return;
         };
         let due = tokio::time::Instant::now() + cooldown.saturating_mul(backoff);
-        // Until the probe: replay as soon as Redis answers (not after
-        // replays that failed while it answered: those wait the backoff).
-        let mut early = backoff == 1;
+        // Until the probe: replay as soon as Redis answers.
         while tokio::time::Instant::now() < due {
-            tokio::time::sleep_until(due.min(tokio::time::Instant::now() + REPLAY_PING_EVERY))
-                .await;
-            if !early {
-                continue;
-            }
+            tokio::time::sleep_until(due.min(tokio::time::Instant::now() + gap)).await;
             let Some(tier) = weak.upgrade() else {
                 return;
             };
             let Some(root) = tier.root() else {
                 return;
             };
-            early = tier.replay_early(&*root).await;
+            gap = match tier.replay_early(&*root).await {
+                Ok(()) | Err(L2ErrorKind::Connection) => REPLAY_PING_EVERY,
+                Err(_) => (gap * 2).min(cooldown.max(REPLAY_PING_EVERY)),
+            };
         }
         let Some(tier) = weak.upgrade() else {
             return;
