@@ -127,10 +127,9 @@ pub enum L2ErrorKind {
     /// service: they monitor none under that name, or its master is down
     /// and not replaced yet.
     NoMaster,
-    /// Behind Sentinel, no replica confirmed an invalidation in time and one
-    /// may have taken over (it calls itself master, or does not answer), or
-    /// the master changed during the invalidation: a failover would lose
-    /// what only the old master holds.
+    /// Behind Sentinel, no replica confirmed an invalidation in time while
+    /// one is up or cut off, or the master changed during the invalidation:
+    /// a failover could lose what only the master holds.
     NotReplicated,
     /// The server is a Redis Cluster node and the URL a single-server one:
     /// write it as `redis+cluster://host:port[,host:port...]`.

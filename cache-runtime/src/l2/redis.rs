@@ -186,11 +186,11 @@ impl RedisL2 {
 
     /// Behind Sentinel, when the sentinels know a replica that is up,
     /// waits until it holds this connection's writes so far (`WAIT`): an
-    /// invalidation that a failover would lose (written to a master already
-    /// replaced, whose old replica now calls itself master or is cut off)
-    /// fails, and is queued and replayed on the new master, instead of
-    /// being taken as done. One that no replica confirms while each answers
-    /// as a replica or refuses the connection (it is down) is done.
+    /// invalidation that a failover could lose (no replica holds it: they
+    /// are behind, cut off, or one already took over) fails, and is queued
+    /// and replayed on the master the sentinels name, instead of being
+    /// taken as done. One that no replica confirms because every replica
+    /// refuses connections (they are down) is done.
     ///
     /// `epoch` is [`master_epoch`](Self::master_epoch) from before the
     /// writes: when the master changed since, what they wrote may be only
@@ -200,8 +200,8 @@ impl RedisL2 {
     /// # Errors
     /// [`L2ErrorKind::NotReplicated`](super::L2ErrorKind::NotReplicated)
     /// when no replica confirms within three quarters of the timeout and
-    /// one may have taken over, or when the master changed; the errors of
-    /// any call.
+    /// one is up or cut off, or when the master changed; the errors of any
+    /// call.
     pub(crate) async fn replicated(&self, epoch: u64) -> Result<(), L2Error> {
         let Some(conn) = self.sentinel() else {
             return Ok(());
@@ -233,11 +233,11 @@ impl RedisL2 {
         if conn.epoch() != epoch {
             return Err(moved());
         }
-        if acked >= needed || !conn.replica_took_over(self.timeout).await {
+        if acked >= needed || conn.replicas_down(self.timeout).await {
             return Ok(());
         }
         Err(not_replicated(format!(
-            "no replica of {} confirmed the invalidation within {within} ms, and one calls itself master or does not answer: a failover may be under way",
+            "no replica of {} confirmed the invalidation within {within} ms, and one is up or cut off: a failover could promote it without the invalidation",
             self.addr
         )))
     }

@@ -304,14 +304,15 @@ impl SentinelConn {
         self.replicas().min(1)
     }
 
-    /// After a wait that no replica confirmed: whether a replica of the
-    /// master may have taken over (a failover under way, which would lose
-    /// what only this master holds): one calls itself master, or does not
-    /// answer (cut off, it may have been promoted on the other side). When
-    /// each answers as a replica or refuses the connection (nothing listens
-    /// there: it is down), writes wait for none for [`CHECK_EVERY`]: a
-    /// replica that died costs one wait a second, not one per invalidation.
-    pub(crate) async fn replica_took_over(&self, within: Duration) -> bool {
+    /// After a wait that no replica confirmed: whether every replica of
+    /// the master is down (refuses connections: nothing listens there), so
+    /// that none can be promoted without what only this master holds. Then
+    /// writes wait for none for [`CHECK_EVERY`]: a replica that died costs
+    /// one wait a second, not one per invalidation. A replica that answers
+    /// (as master: a failover under way; as a replica: behind) or does not
+    /// answer (cut off, it may be promoted on the other side) could be
+    /// promoted without the write.
+    pub(crate) async fn replicas_down(&self, within: Duration) -> bool {
         let addrs = self.0.replica_addrs.lock().clone();
         let Some(master) = self.0.current.lock().clone() else {
             return false;
@@ -332,17 +333,12 @@ impl SentinelConn {
                     .await
             };
             match tokio::time::timeout(within, role).await {
-                Ok(Ok(role)) => {
-                    if matches!(role.first(), Some(Value::BulkString(b)) if b == b"master") {
-                        return true;
-                    }
-                }
                 Ok(Err(e)) if e.is_connection_refusal() => {}
-                _ => return true,
+                _ => return false,
             }
         }
         *self.0.no_wait_until.lock() = Some(Instant::now() + CHECK_EVERY);
-        false
+        true
     }
 
     /// The master's replicas that the sentinels found up when last asked.
