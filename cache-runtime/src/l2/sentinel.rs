@@ -13,7 +13,7 @@
 //! (the backplane subscribes again, on the new master).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -135,13 +135,12 @@ struct Inner {
     /// The longest a question to the sentinels takes, with the check of the
     /// master they name.
     ask_within: Duration,
-    current: parking_lot::Mutex<Option<Master>>,
-    /// Replicas of the master that the sentinels find up, as of the last
-    /// question, and their addresses.
-    replicas: AtomicUsize,
+    current: parking_lot::Mutex<Option<Arc<Master>>>,
+    /// The addresses of the master's replicas that the sentinels found up
+    /// when last asked.
     replica_addrs: parking_lot::Mutex<Vec<(String, u16)>>,
     /// Until when writes wait for no replica: none confirmed the last
-    /// wait, and none had taken over (they are down or behind, and no
+    /// wait, and every one refused connections (they are down, and no
     /// failover can promote them meanwhile).
     no_wait_until: parking_lot::Mutex<Option<Instant>>,
     /// Counts changes of master.
@@ -154,7 +153,6 @@ struct Inner {
 }
 
 /// The master, and the connection to it.
-#[derive(Clone)]
 struct Master {
     addr: Arc<str>,
     client: redis::Client,
@@ -208,7 +206,6 @@ impl SentinelConn {
             config,
             ask_within,
             current: parking_lot::Mutex::new(None),
-            replicas: AtomicUsize::new(0),
             replica_addrs: parking_lot::Mutex::new(Vec::new()),
             no_wait_until: parking_lot::Mutex::new(None),
             switches: tokio::sync::watch::channel(0).0,
@@ -233,10 +230,10 @@ impl SentinelConn {
     /// A client of the master (for the backplane's own connection): the
     /// one in use, or the one the sentinels name now.
     pub(crate) async fn master_client(&self) -> RedisResult<redis::Client> {
-        Ok(self.master().await?.client)
+        Ok(self.master().await?.client.clone())
     }
 
-    async fn master(&self) -> RedisResult<Master> {
+    async fn master(&self) -> RedisResult<Arc<Master>> {
         if let Some(master) = self.0.current.lock().clone() {
             return Ok(master);
         }
@@ -252,7 +249,7 @@ impl SentinelConn {
     /// Asks the sentinels which server is master (after the question under
     /// way, if one is: the first calls share the first answer, `again`
     /// false), and moves to it if it is another.
-    async fn ask(&self, again: bool) -> RedisResult<Master> {
+    async fn ask(&self, again: bool) -> RedisResult<Arc<Master>> {
         self.start_checking();
         let mut sentinels = self.0.sentinels.lock().await;
         if !again {
@@ -275,16 +272,15 @@ impl SentinelConn {
         };
         let addr: Arc<str> = client.get_connection_info().addr().to_string().into();
         if let Some(replicas) = self.live_replicas().await {
-            self.0.replicas.store(replicas.len(), Ordering::Release);
             *self.0.replica_addrs.lock() = replicas;
         }
         let mut current = self.0.current.lock();
         if let Some(master) = current.as_ref().filter(|m| m.addr == addr) {
-            return Ok(master.clone());
+            return Ok(Arc::clone(master));
         }
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), self.0.config.clone())?;
-        let master = Master { addr, client, conn };
-        let moved = current.replace(master.clone()).is_some();
+        let master = Arc::new(Master { addr, client, conn });
+        let moved = current.replace(Arc::clone(&master)).is_some();
         drop(current);
         if moved {
             self.0.switches.send_modify(|n| *n += 1);
@@ -326,13 +322,11 @@ impl SentinelConn {
             let Ok(client) = redis::Client::open(info) else {
                 continue;
             };
-            let role = async {
+            let answer = async {
                 let mut conn = client.get_multiplexed_async_connection().await?;
-                redis::cmd("ROLE")
-                    .query_async::<Vec<Value>>(&mut conn)
-                    .await
+                redis::cmd("PING").query_async::<Value>(&mut conn).await
             };
-            match tokio::time::timeout(within, role).await {
+            match tokio::time::timeout(within, answer).await {
                 Ok(Err(e)) if e.is_connection_refusal() => {}
                 _ => return false,
             }
@@ -343,7 +337,7 @@ impl SentinelConn {
 
     /// The master's replicas that the sentinels found up when last asked.
     pub(crate) fn replicas(&self) -> usize {
-        self.0.replicas.load(Ordering::Acquire)
+        self.0.replica_addrs.lock().len()
     }
 
     /// The replicas of the service the first sentinel that answers finds
@@ -393,7 +387,7 @@ impl SentinelConn {
         let this = self.clone();
         runtime.spawn(async move {
             loop {
-                let asking = Lowers(&this.0.asking);
+                let asking = Lowers::new(&this.0, |inner| &inner.asking);
                 this.0.again.store(false, Ordering::SeqCst);
                 let _ = this.ask(true).await;
                 drop(asking);
@@ -424,7 +418,7 @@ impl SentinelConn {
             self.0.service.clone(),
             self.0.ask_within,
         );
-        let checking = LowersOnDrop::new(&self.0);
+        let checking = Lowers::new(&self.0, |inner| &inner.checking);
         runtime.spawn(async move {
             // Ends with the connection, or with its runtime: a later
             // question starts it again.
@@ -470,30 +464,28 @@ impl SentinelConn {
     }
 }
 
-/// Lowers a flag when dropped: the end of a task, or its cancellation
-/// (its runtime shut down).
-struct Lowers<'a>(&'a AtomicBool);
+/// Lowers a flag of the connection when dropped: at the end of a task, or
+/// its cancellation (its runtime shut down). It holds the connection only
+/// weakly, so that a task that runs for as long as the connection lives
+/// does not keep it alive.
+struct Lowers {
+    inner: Weak<Inner>,
+    flag: fn(&Inner) -> &AtomicBool,
+}
 
-impl Drop for Lowers<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+impl Lowers {
+    fn new(inner: &Arc<Inner>, flag: fn(&Inner) -> &AtomicBool) -> Lowers {
+        Lowers {
+            inner: Arc::downgrade(inner),
+            flag,
+        }
     }
 }
 
-/// Lowers `checking` when the task that checks ends, without keeping the
-/// connection alive: it holds the flag's owner only weakly.
-struct LowersOnDrop(Weak<Inner>);
-
-impl LowersOnDrop {
-    fn new(inner: &Arc<Inner>) -> LowersOnDrop {
-        LowersOnDrop(Arc::downgrade(inner))
-    }
-}
-
-impl Drop for LowersOnDrop {
+impl Drop for Lowers {
     fn drop(&mut self) {
-        if let Some(inner) = self.0.upgrade() {
-            inner.checking.store(false, Ordering::SeqCst);
+        if let Some(inner) = self.inner.upgrade() {
+            (self.flag)(&inner).store(false, Ordering::SeqCst);
         }
     }
 }
@@ -511,8 +503,8 @@ fn moved(e: &RedisError) -> bool {
 impl ConnectionLike for SentinelConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let mut master = self.master().await?;
-            let result = master.conn.req_packed_command(cmd).await;
+            let mut conn = self.master().await?.conn.clone();
+            let result = conn.req_packed_command(cmd).await;
             if result.as_ref().is_err_and(moved) {
                 self.suspect();
             }
@@ -527,11 +519,8 @@ impl ConnectionLike for SentinelConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let mut master = self.master().await?;
-            let result = master
-                .conn
-                .req_packed_commands(pipeline, offset, count)
-                .await;
+            let mut conn = self.master().await?.conn.clone();
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
             if result.as_ref().is_err_and(moved) {
                 self.suspect();
             }
