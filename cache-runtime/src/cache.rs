@@ -661,7 +661,8 @@ impl Cache {
 
     /// Whether this cache's in-process tier is in step with the other
     /// instances: subscribed to their invalidations, and the subscription
-    /// shown alive within the last 250 ms (always `true` for a `memory`
+    /// shown alive within the stale bound ([`Config::stale_bound`](crate::Config::stale_bound),
+    /// 250 ms by default; always `true` for a `memory`
     /// cache, or with the backplane turned off). While it is not, nothing
     /// is served from the in-process tier. A readiness or health check can
     /// report it.

@@ -207,6 +207,13 @@ pub struct Config {
     /// What it allows is staleness: an invalidation made elsewhere
     /// meanwhile is missed for up to this long.
     pub degraded_l1_ttl: Duration,
+    /// The longest another instance's invalidation can go unapplied to this
+    /// instance's in-process tier when its subscription to them stalls
+    /// silently (a paused or unreachable server): the subscription is
+    /// pinged about three times within it, and the in-process tier is
+    /// trusted only this long after the last ping it answered was sent.
+    /// Shorter costs more pings; at least 20 ms.
+    pub stale_bound: Duration,
     /// How many invalidations that could not reach Redis are kept to be
     /// replayed; past this, the namespace is cleared in Redis on recovery
     /// instead.
@@ -251,6 +258,7 @@ impl Default for Config {
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(1),
             degraded_l1_ttl: Duration::ZERO,
+            stale_bound: Duration::from_millis(250),
             pending_invalidations: 10_000,
             lock: false,
             lock_ttl: Duration::from_secs(10),
@@ -281,6 +289,7 @@ impl fmt::Debug for Config {
             breaker_failures,
             breaker_cooldown,
             degraded_l1_ttl,
+            stale_bound,
             pending_invalidations,
             lock,
             lock_ttl,
@@ -305,6 +314,7 @@ impl fmt::Debug for Config {
             .field("breaker_failures", breaker_failures)
             .field("breaker_cooldown", breaker_cooldown)
             .field("degraded_l1_ttl", degraded_l1_ttl)
+            .field("stale_bound", stale_bound)
             .field("pending_invalidations", pending_invalidations)
             .field("lock", lock)
             .field("lock_ttl", lock_ttl)
@@ -357,6 +367,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 const NAMESPACE_PREFIX: &str = "CACHE_NAMESPACE_";
+/// The shortest [`Config::stale_bound`].
+const MIN_STALE_BOUND: Duration = Duration::from_millis(20);
+
 /// The variables of TTL presets: `CACHE_TTL_<NAME>`.
 const TTL_PRESET_PREFIX: &str = "CACHE_TTL_";
 
@@ -377,6 +390,7 @@ impl Config {
     /// | `CACHE_BREAKER_FAILURES` | consecutive failed Redis calls that open the breaker | `5` |
     /// | `CACHE_BREAKER_COOLDOWN` | a duration: open this long before a probe | `1s` |
     /// | `CACHE_DEGRADED_L1_TTL` | a duration: how long the in-process tier answers while out of step with the other instances (the staleness it allows) | `0s` |
+    /// | `CACHE_STALE_BOUND` | a duration, at least `20ms`: how late this instance may apply another's invalidation when its subscription stalls | `250ms` |
     /// | `CACHE_PENDING_INVALIDATIONS` | invalidations kept while Redis is away; past it, a clear on recovery | `10000` |
     /// | `CACHE_LOCK` | `true`, `false`: single flight across instances for every function that reaches Redis | `false` |
     /// | `CACHE_LOCK_TTL` | a duration: the lifetime of a distributed lock, renewed while its holder calls | `10s` |
@@ -479,6 +493,10 @@ impl Config {
         if let Some(v) = lookup("CACHE_DEGRADED_L1_TTL") {
             config.degraded_l1_ttl =
                 parse_duration(&v).map_err(|e| ConfigError::new("CACHE_DEGRADED_L1_TTL", e))?;
+        }
+        if let Some(v) = lookup("CACHE_STALE_BOUND") {
+            config.stale_bound =
+                parse_duration(&v).map_err(|e| ConfigError::new("CACHE_STALE_BOUND", e))?;
         }
         if let Some(v) = lookup("CACHE_PENDING_INVALIDATIONS") {
             config.pending_invalidations = parse_count("CACHE_PENDING_INVALIDATIONS", &v)?;
@@ -605,6 +623,15 @@ impl Config {
             return Err(ConfigError::new(
                 "CACHE_BREAKER_COOLDOWN",
                 "must be more than 0",
+            ));
+        }
+        if self.stale_bound < MIN_STALE_BOUND {
+            return Err(ConfigError::new(
+                "CACHE_STALE_BOUND",
+                format!(
+                    "{:?} is below the least bound, 20ms (the subscription is pinged about three times within it): write 20ms or more",
+                    self.stale_bound
+                ),
             ));
         }
         if self.lock_ttl.is_zero() {
@@ -790,9 +817,11 @@ mod tests {
             ("CACHE_LOCK", "yes"),
             ("CACHE_LOCK_TTL", "3s"),
             ("CACHE_DEGRADED_L1_TTL", "5s"),
+            ("CACHE_STALE_BOUND", "100ms"),
         ])
         .unwrap();
         assert_eq!(c.degraded_l1_ttl, Duration::from_secs(5));
+        assert_eq!(c.stale_bound, Duration::from_millis(100));
         assert!(c.lock);
         assert_eq!(c.lock_ttl, Duration::from_secs(3));
         assert_eq!(c.breaker_failures, 3);
@@ -822,6 +851,8 @@ mod tests {
             ("CACHE_LOCK", "sometimes"),
             ("CACHE_LOCK_TTL", "0s"),
             ("CACHE_DEGRADED_L1_TTL", "a while"),
+            ("CACHE_STALE_BOUND", "soon"),
+            ("CACHE_STALE_BOUND", "5ms"),
         ] {
             let err = from(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable(), var, "{err}");

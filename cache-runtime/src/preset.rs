@@ -107,7 +107,7 @@ pub(crate) const fn is_preset_name(name: &str) -> bool {
 }
 
 /// The built-in TTL presets, written `ttl = "@name"` in the attribute
-/// (`ttl = "@list"` is [`ttl::LIST`](LIST)).
+/// (`ttl = "@list"` is [`ttl::LIST`](crate::ttl::LIST)).
 ///
 /// ```
 /// use cache_runtime::cached;

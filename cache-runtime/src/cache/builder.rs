@@ -313,8 +313,8 @@ impl CacheBuilder {
     /// TTL), and values loaded meanwhile are kept at most `ttl`, so that an
     /// outage does not hand every read to the origin. The price is the
     /// staleness it allows: an invalidation made on another instance
-    /// meanwhile may be missed for up to `ttl` (and the 250 ms bound of
-    /// the lease on top).
+    /// meanwhile may be missed for up to `ttl` (and the
+    /// [`stale_bound`](CacheBuilder::stale_bound) on top).
     ///
     /// ```
     /// use std::time::Duration;
@@ -326,6 +326,30 @@ impl CacheBuilder {
     /// ```
     pub fn degraded_l1_ttl(mut self, ttl: Duration) -> Self {
         self.config.degraded_l1_ttl = ttl;
+        self
+    }
+
+    /// The longest another instance's invalidation can go unapplied to
+    /// this instance's in-process tier when its subscription to them
+    /// stalls without a word (a paused server, a dropped route):
+    /// `CACHE_STALE_BOUND`, default 250 ms, at least 20 ms. The
+    /// subscription is pinged about three times within it, and the
+    /// in-process tier is trusted only this long after the last ping it
+    /// answered was sent; past it, reads go to Redis (or, with
+    /// [`degraded_l1_ttl`](CacheBuilder::degraded_l1_ttl), to process
+    /// within that setting). Shorter costs more pings: one every
+    /// `bound * 8/25` per instance.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .stale_bound(Duration::from_millis(100))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.config().stale_bound, Duration::from_millis(100));
+    /// ```
+    pub fn stale_bound(mut self, bound: Duration) -> Self {
+        self.config.stale_bound = bound;
         self
     }
 
@@ -485,6 +509,7 @@ impl CacheBuilder {
             pending_bound: usize::try_from(config.pending_invalidations).unwrap_or(usize::MAX),
             lock_all: config.lock,
             lock_ttl: config.lock_ttl,
+            stale_bound: config.stale_bound,
         };
         Ok(SharedTier::new(
             store,

@@ -39,12 +39,12 @@ const SCAN_KEY_OVERHEAD: usize = 8;
 /// `FLUSHDB`, so it never blocks the server.
 ///
 /// On a Redis Cluster (a `redis+cluster://` URL, or
-/// [`cluster`](RedisL2Builder::cluster)) the keys of a namespace are spread
+/// [`cluster`](crate::RedisL2Builder::cluster)) the keys of a namespace are spread
 /// over [`CLUSTER_GROUPS`](crate::CLUSTER_GROUPS) hash-tagged groups, stored
 /// as `<namespace>{<group>}:<key>`, whose slots are spread evenly over the
 /// slot range; a pattern is walked with `SCAN` on every primary.
 ///
-/// Every command runs under [`timeout`](RedisL2Builder::timeout) (250 ms by
+/// Every command runs under [`timeout`](crate::RedisL2Builder::timeout) (250 ms by
 /// default) and fails with [`L2Error::Timeout`] past it. A dropped
 /// connection fails the commands in flight with [`L2Error::Connection`] and
 /// is re-established in the background; later commands use the new one.

@@ -11,7 +11,8 @@
 //! on a [`Lease`]: each ping the subscription answers, once every message
 //! that arrived before the answer is applied, shows that every invalidation
 //! published before the ping was sent has been applied, and extends the
-//! lease to [`STALE_BOUND`] after that. An instance whose subscription
+//! lease to its bound ([`Config::stale_bound`](crate::Config::stale_bound),
+//! 250 ms by default) after that. An instance whose subscription
 //! stalls stops serving from process at most that long after the last
 //! invalidation it may have missed was published.
 
@@ -32,16 +33,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(20);
 const RETRY_LAST: Duration = Duration::from_secs(1);
 /// The time limit of connecting and subscribing.
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
-/// The longest the in-process tier is trusted after the last ping that
-/// showed the subscription alive was sent: the bound on how late this
-/// instance can apply another's invalidation, whatever fails.
-const STALE_BOUND: Duration = Duration::from_millis(250);
-/// How often the subscription is pinged, busy or idle: the lease is
-/// renewed about three times within its length, so that a round trip or a
-/// busy runtime does not let it lapse.
-const PING_EVERY: Duration = Duration::from_millis(80);
-/// A ping unanswered this long ends the subscription (the lease has long
-/// lapsed by then): it is made again, and the in-process tier emptied.
+/// A ping unanswered this long (or four leases, if longer) ends the
+/// subscription (the lease has long lapsed by then): it is made again, and
+/// the in-process tier emptied.
 const PING_WITHIN: Duration = Duration::from_secs(1);
 /// A subscription that lived at least this long resets the backoff; one
 /// that keeps dying at once does not make the cache empty itself in a loop.
@@ -135,13 +129,35 @@ fn apply(root: Arc<dyn Root>, payload: &[u8], instance: u64) {
 /// subscriber, ended when it is not subscribed. Once it lapses or ends,
 /// it says when: the start of a degraded period (see
 /// [`Lease::lapsed_within`]).
-pub(crate) struct Lease(AtomicU64);
+pub(crate) struct Lease {
+    until: AtomicU64,
+    /// The longest the in-process tier is trusted after the last ping
+    /// that showed the subscription alive was sent: the bound on how late
+    /// this instance can apply another's invalidation, whatever fails.
+    bound: Duration,
+}
 
 impl Lease {
     /// A lease that never lapses (no backplane: a single instance), or
-    /// one not yet granted.
-    pub(crate) fn new(forever: bool) -> Lease {
-        Lease(AtomicU64::new(if forever { u64::MAX } else { 0 }))
+    /// one not yet granted, renewed for `bound` at a time.
+    pub(crate) fn new(forever: bool, bound: Duration) -> Lease {
+        Lease {
+            until: AtomicU64::new(if forever { u64::MAX } else { 0 }),
+            bound,
+        }
+    }
+
+    /// How often the subscription is pinged, busy or idle: the lease is
+    /// renewed about three times within its length, so that a round trip
+    /// or a busy runtime does not let it lapse.
+    fn ping_every(&self) -> Duration {
+        self.bound * 8 / 25
+    }
+
+    /// How long a ping may go unanswered before the subscription is given
+    /// up.
+    fn ping_within(&self) -> Duration {
+        PING_WITHIN.max(self.bound * 4)
     }
 
     fn now() -> Ticks {
@@ -150,28 +166,28 @@ impl Lease {
 
     #[inline]
     pub(crate) fn holds(&self) -> bool {
-        let until = self.0.load(Ordering::Acquire);
+        let until = self.until.load(Ordering::Acquire);
         until == u64::MAX || Lease::now() < until
     }
 
-    /// Extends the lease to [`STALE_BOUND`] after `from`: every message
+    /// Extends the lease to its bound after `from`: every message
     /// published before `from` has been applied.
     fn renew(&self, from: Ticks) {
-        self.0.fetch_max(
-            from.saturating_add(clock::ticks(STALE_BOUND)),
+        self.until.fetch_max(
+            from.saturating_add(clock::ticks(self.bound)),
             Ordering::AcqRel,
         );
     }
 
     /// Ends the lease now (or keeps an earlier end).
     pub(crate) fn end(&self) {
-        self.0.fetch_min(Lease::now(), Ordering::AcqRel);
+        self.until.fetch_min(Lease::now(), Ordering::AcqRel);
     }
 
     /// Whether the lease lapsed or ended less than `grace` ago (never
     /// granted: no).
     pub(crate) fn lapsed_within(&self, grace: Duration) -> bool {
-        let until = self.0.load(Ordering::Acquire);
+        let until = self.until.load(Ordering::Acquire);
         until != 0 && Lease::now() < until.saturating_add(clock::ticks(grace))
     }
 }
@@ -234,10 +250,12 @@ impl Source {
 }
 
 /// The subscription's pings: one in flight at a time, sent every
-/// [`PING_EVERY`], awaited alongside the messages (its answer comes after
+/// [`Lease::ping_every`], awaited alongside the messages (its answer comes after
 /// every message published before it, which may be many).
 struct Ping {
     sink: redis::aio::PubSubSink,
+    every: Duration,
+    within: Duration,
     next: tokio::time::Instant,
     /// The ping in flight: when it was sent, on the lease's clock and the
     /// runtime's, and its answer.
@@ -252,10 +270,13 @@ type PingReply =
     std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<redis::Value>> + Send>>;
 
 impl Ping {
-    fn new(sink: redis::aio::PubSubSink) -> Ping {
+    fn new(sink: redis::aio::PubSubSink, lease: &Lease) -> Ping {
+        let every = lease.ping_every();
         Ping {
             sink,
-            next: tokio::time::Instant::now() + PING_EVERY,
+            every,
+            within: lease.ping_within(),
+            next: tokio::time::Instant::now() + every,
             in_flight: None,
             messages_since: false,
         }
@@ -263,7 +284,7 @@ impl Ping {
 
     /// Sends the next ping when it is due, and takes its answer if it has
     /// come: `Some(sent)` for an answer, `Err` for a ping failed or
-    /// unanswered within [`PING_WITHIN`].
+    /// unanswered within [`Lease::ping_within`].
     fn check(&mut self) -> Result<Option<Ticks>, Ended> {
         let now = tokio::time::Instant::now();
         if self.in_flight.is_none() && now >= self.next {
@@ -283,11 +304,11 @@ impl Ping {
             Some(Ok(_)) => {
                 let sent = *sent;
                 self.in_flight = None;
-                self.next = now + PING_EVERY;
+                self.next = now + self.every;
                 Ok(Some(sent))
             }
             Some(Err(_)) => Err(Ended::Lost),
-            None if now.duration_since(*at) >= PING_WITHIN => Err(if self.messages_since {
+            None if now.duration_since(*at) >= self.within => Err(if self.messages_since {
                 Ended::Behind
             } else {
                 Ended::Lost
@@ -303,7 +324,7 @@ impl Ping {
             None => tokio::time::sleep_until(self.next).await,
             // The answer is kept for `check` to take.
             Some((_, at, reply)) => {
-                let _ = tokio::time::timeout_at(*at + PING_WITHIN, reply).await;
+                let _ = tokio::time::timeout_at(*at + self.within, reply).await;
             }
         }
     }
@@ -314,7 +335,7 @@ enum Ended {
     /// It dropped, stopped answering, or its cache is gone.
     Lost,
     /// This instance fell behind the messages (see [`BACKLOG_LIMIT`]), or
-    /// a ping's answer was held up behind them for [`PING_WITHIN`].
+    /// a ping's answer was held up behind them for [`Lease::ping_within`].
     Behind,
 }
 
@@ -372,7 +393,7 @@ impl Subscriber {
         // Messages found waiting one after another, and since when.
         let mut waiting = 0;
         let mut behind_since = tokio::time::Instant::now();
-        let mut ping = Ping::new(sink);
+        let mut ping = Ping::new(sink, &self.in_sync);
         // When the last ping answered was sent: the lease runs from there
         // once the messages queued before its answer are applied, that is
         // once the queue is next found empty.

@@ -148,6 +148,8 @@ pub(crate) struct Resilience {
     pub(crate) pending_bound: usize,
     pub(crate) lock_all: bool,
     pub(crate) lock_ttl: std::time::Duration,
+    /// See [`Config::stale_bound`](crate::Config::stale_bound).
+    pub(crate) stale_bound: std::time::Duration,
 }
 
 impl Drop for SharedTier {
@@ -183,7 +185,7 @@ impl SharedTier {
             fill_l1,
             instance,
             channel,
-            in_sync: Arc::new(backplane::Lease::new(!backplane)),
+            in_sync: Arc::new(backplane::Lease::new(!backplane, resilience.stale_bound)),
             resyncs: Arc::default(),
             subscribe: backplane,
             root: OnceLock::new(),
