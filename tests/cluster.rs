@@ -218,3 +218,137 @@ async fn a_primary_killed_then_paused_under_load_costs_no_error_and_no_stale_rea
     .await
     .expect("the test did not finish within 240 s");
 }
+
+/// The load of the resilience tests on a cluster whose primaries each have
+/// a replica, through the failovers of production: `CLUSTER FAILOVER` on a
+/// replica (the primary hands over once its replica caught up), then the
+/// new primary killed, so that the cluster promotes its replica (the old
+/// primary) on its own, then the killed node restarted, as a replica.
+/// Every instance follows each change, with no caller error and no stale
+/// read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failovers_under_load_cost_no_error_and_no_stale_read() {
+    tokio::time::timeout(Duration::from_secs(240), async {
+        let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start_with_replicas(3, 1))
+            .await
+            .unwrap();
+        let load = Load::start(&cluster).await;
+        load.redis_back();
+        load.progresses(300, "before the failovers").await;
+
+        let primary = (0..cluster.nodes.len())
+            .find(|&n| cluster.is_primary(n))
+            .expect("a primary");
+        let replica = cluster.replica_of(primary).expect("a replica");
+        *load.tally.phase.lock().unwrap() = "CLUSTER FAILOVER";
+        let _: () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query(&mut cluster.nodes[replica].connection())
+            .unwrap();
+        assert!(
+            support::chaos::until(|| cluster.is_primary(replica) && !cluster.is_primary(primary))
+                .await,
+            "the replica never took over"
+        );
+        cluster.wait_settled(|_| true);
+        load.progresses(300, "after CLUSTER FAILOVER").await;
+
+        // The new primary killed: the cluster promotes the old one.
+        *load.tally.phase.lock().unwrap() = "primary killed";
+        load.redis_away();
+        cluster.nodes[replica].kill();
+        load.progresses(300, "while a primary is dead").await;
+        assert!(
+            support::chaos::until(|| cluster.is_primary(primary)).await,
+            "the old primary was never promoted back"
+        );
+        cluster.wait_settled(|n| n != replica);
+        load.redis_back();
+        load.recovers().await;
+        load.progresses(300, "after the promotion").await;
+
+        *load.tally.phase.lock().unwrap() = "killed node back";
+        cluster.nodes[replica].restart();
+        cluster.wait_settled(|_| true);
+        assert_eq!(cluster.replica_of(primary), Some(replica));
+        load.progresses(300, "after the killed node came back")
+            .await;
+
+        let (tally, _) = load.stop().await;
+        tally.assert_clean();
+    })
+    .await
+    .expect("the test did not finish within 240 s");
+}
+
+/// Redis replicates asynchronously: a primary acknowledges an
+/// invalidation before its replica holds it. Here the replica is paused
+/// and 32 MiB are written on the primary, more than the sockets between
+/// them hold, so that the invalidation made next waits in the primary's
+/// memory; the primary is killed, and the replica, resumed, is promoted
+/// without it. The invalidation must not be lost: it
+/// is taken as done only once a replica holds it, and otherwise queued and
+/// replayed on the new primary, so that the other instance then reads the
+/// new value, not the one the invalidation removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_survives_the_loss_of_the_primary_that_took_it() {
+    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start_with_replicas(3, 1))
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let instance = || {
+        Cache::builder()
+            .backend(Backend::Redis)
+            .redis_url(&url)
+            .key_prefix("lost")
+            .redis_timeout(Duration::from_secs(1))
+            .breaker(3, Duration::from_millis(100))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (instance(), instance());
+    let db = Db::default();
+    assert_eq!(b.scope(order(&db, 1)).await.id, 1);
+    // `a` connected too before the faults.
+    assert_eq!(a.scope(order(&db, 1)).await.id, 1);
+    assert_eq!(db.reads.load(Ordering::SeqCst), 1);
+    let redis_key = cluster.key("lost", "order:1");
+    let primary = (0..cluster.nodes.len())
+        .find(|&n| cluster.is_primary(n) && !cluster.nodes[n].keys(&redis_key).is_empty())
+        .expect("the primary of order:1");
+    let replica = cluster.replica_of(primary).expect("a replica");
+    assert!(
+        support::chaos::until(|| !cluster.nodes[replica].keys(&redis_key).is_empty()).await,
+        "the replica never held the value"
+    );
+
+    cluster.nodes[replica].pause();
+    let tag = &redis_key[redis_key.find('{').unwrap()..=redis_key.find('}').unwrap()];
+    let _: () = redis::cmd("SET")
+        .arg(format!("{tag}ballast"))
+        .arg(vec![b'x'; 32 << 20])
+        .query(&mut cluster.nodes[primary].connection())
+        .unwrap();
+    a.invalidate("order:1").await.unwrap();
+    cluster.nodes[primary].kill();
+    cluster.nodes[replica].resume();
+    assert!(
+        support::chaos::until(|| cluster.is_primary(replica)).await,
+        "the replica was never promoted"
+    );
+    // The invalidation reached the new primary (replayed, if it was
+    // queued): an instance that reads it there gets the new value.
+    assert!(
+        support::chaos::until(|| a.stats().invalidations_pending == 0).await,
+        "{:?}",
+        a.stats()
+    );
+    let c = instance();
+    c.scope(order(&db, 1)).await;
+    assert_eq!(c.stats().l2_errors, 0, "{:?}", c.stats());
+    assert_eq!(
+        db.reads.load(Ordering::SeqCst),
+        2,
+        "the new primary served the value the invalidation removed: the failover lost it"
+    );
+}

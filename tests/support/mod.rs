@@ -229,20 +229,30 @@ impl RedisServer {
     }
 }
 
-/// A Redis Cluster of `primaries` redis-servers (no replicas) on loopback
-/// ports, made with `redis-cli --cluster create`; each node stops with it.
+/// A Redis Cluster of redis-servers on loopback ports, made with
+/// `redis-cli --cluster create`; each node stops with it.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
-    /// Starts the nodes, joins them, and waits until the cluster is up.
+    /// `primaries` nodes, no replicas: starts them, joins them, and waits
+    /// until the cluster is up.
     ///
     /// # Panics
     /// When `redis-cli` is missing or the cluster does not come up within
     /// 30 seconds.
     pub fn start(primaries: usize) -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..primaries)
+        RedisCluster::start_with_replicas(primaries, 0)
+    }
+
+    /// `primaries` nodes with `replicas` replicas each; returns once the
+    /// cluster is up and every replica is in step with its primary.
+    ///
+    /// # Panics
+    /// As [`start`](RedisCluster::start).
+    pub fn start_with_replicas(primaries: usize, replicas: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with_args(&[
                     "--cluster-enabled",
@@ -261,7 +271,7 @@ impl RedisCluster {
             create.arg(format!("127.0.0.1:{}", node.port()));
         }
         let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .expect("run redis-cli (it comes with redis-server: apt-get install redis-server)");
@@ -271,21 +281,69 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_settled(|_| true);
+        cluster
+    }
+
+    /// Waits until every node that runs and `include` takes sees the
+    /// cluster up, and every replica among them is in step with its
+    /// primary.
+    ///
+    /// # Panics
+    /// When that takes more than 30 seconds.
+    pub fn wait_settled(&self, include: impl Fn(usize) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        for node in &nodes {
+        for (n, node) in self.nodes.iter().enumerate() {
+            if !include(n) || node.pid().is_none() {
+                continue;
+            }
             loop {
+                let mut conn = node.connection();
                 let info: String = redis::cmd("CLUSTER")
                     .arg("INFO")
-                    .query(&mut node.connection())
+                    .query(&mut conn)
                     .unwrap_or_default();
-                if info.contains("cluster_state:ok") {
+                let replication: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                let in_step = replication.contains("role:master")
+                    || replication.contains("master_link_status:up");
+                if info.contains("cluster_state:ok") && in_step {
                     break;
                 }
-                assert!(Instant::now() < deadline, "the cluster is not up: {info}");
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster is not up on node {n}: {info}{replication}"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        RedisCluster { nodes }
+    }
+
+    /// Whether node `n` is a primary now.
+    pub fn is_primary(&self, n: usize) -> bool {
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query(&mut self.nodes[n].connection())
+            .unwrap_or_default();
+        matches!(role.first(), Some(redis::Value::BulkString(b)) if b == b"master")
+    }
+
+    /// The node that replicates node `n`, if one does.
+    pub fn replica_of(&self, n: usize) -> Option<usize> {
+        let port = self.nodes[n].port().to_string();
+        (0..self.nodes.len()).find(|&m| {
+            m != n
+                && self.nodes[m].pid().is_some()
+                && redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut self.nodes[m].connection())
+                    .is_ok_and(|info| {
+                        info.contains("role:slave")
+                            && info.contains(&format!("master_port:{port}\r\n"))
+                    })
+        })
     }
 }
 

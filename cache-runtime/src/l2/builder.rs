@@ -468,6 +468,7 @@ impl RedisL2Builder {
             scan_count: self.scan_count,
             addr: addr.into(),
             probe: probe.map(Arc::new),
+            replication: Arc::default(),
         }
     }
 }

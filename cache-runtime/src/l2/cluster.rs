@@ -1,5 +1,106 @@
 //! Redis Cluster: how a namespace's keys are laid out over the hash slots
-//! (its groups and their hash tags).
+//! (its groups and their hash tags), and which primaries have replicas
+//! that an invalidation waits for.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the cluster's layout (its primaries and their replicas) is
+/// used before it is asked again, and how long a primary whose replicas
+/// all refuse connections is not waited for.
+pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// A primary of the cluster: a slot it serves (to route a command to it
+/// through the client's own slot map) and how many replicas the cluster
+/// does not flag as failed.
+pub(super) struct Shard {
+    pub(super) slot: u16,
+    pub(super) replicas: usize,
+}
+
+/// What an invalidation on a cluster waits for: the layout, asked at most
+/// once a [`CHECK_EVERY`], and the primaries not to wait for meanwhile.
+#[derive(Default)]
+pub(crate) struct Replication {
+    layout: parking_lot::Mutex<Option<(Instant, Arc<[Shard]>)>>,
+    /// Primaries (by their slot) that had no replica in step with them,
+    /// and until when they are not waited for.
+    quiet: parking_lot::Mutex<Vec<(u16, Instant)>>,
+}
+
+impl Replication {
+    /// The layout, if asked within [`CHECK_EVERY`] (`fresh`), or as last
+    /// known.
+    pub(super) fn layout(&self, fresh: bool) -> Option<Arc<[Shard]>> {
+        let layout = self.layout.lock();
+        let (at, shards) = layout.as_ref()?;
+        (!fresh || at.elapsed() < CHECK_EVERY).then(|| Arc::clone(shards))
+    }
+
+    pub(super) fn set_layout(&self, shards: Arc<[Shard]>) {
+        *self.layout.lock() = Some((Instant::now(), shards));
+    }
+
+    /// Whether the primary serving `slot` is not waited for now.
+    pub(super) fn is_quiet(&self, slot: u16) -> bool {
+        let now = Instant::now();
+        let mut quiet = self.quiet.lock();
+        quiet.retain(|(_, until)| *until > now);
+        quiet.iter().any(|(s, _)| *s == slot)
+    }
+
+    /// The primary serving `slot` has no replica in step with it: it is
+    /// not waited for during [`CHECK_EVERY`].
+    pub(super) fn quiet_for_a_while(&self, slot: u16) {
+        self.quiet.lock().push((slot, Instant::now() + CHECK_EVERY));
+    }
+}
+
+/// The primaries that serve slots, with their replicas, from the text
+/// of `CLUSTER NODES`: a line per node, `<id> <ip:port@cport[,host]>
+/// <flags> <primary id or -> <ping> <pong> <epoch> <link> <slot>...`.
+/// A node flagged `fail` (not `fail?`: only suspected) is left out.
+pub(super) fn parse_nodes(text: &str) -> Vec<Shard> {
+    struct Node<'a> {
+        id: &'a str,
+        primary: bool,
+        of: &'a str,
+        slot: Option<u16>,
+    }
+    let nodes: Vec<Node<'_>> = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags: Vec<&str> = fields.get(2)?.split(',').collect();
+            if flags.contains(&"fail") || flags.contains(&"noaddr") {
+                return None;
+            }
+            let slot = fields[8.min(fields.len())..]
+                .iter()
+                .find(|range| !range.starts_with('['))
+                .and_then(|range| range.split('-').next()?.parse().ok());
+            Some(Node {
+                id: fields[0],
+                primary: flags.contains(&"master"),
+                of: fields.get(3)?,
+                slot,
+            })
+        })
+        .collect();
+    nodes
+        .iter()
+        .filter(|node| node.primary)
+        .filter_map(|primary| {
+            Some(Shard {
+                slot: primary.slot?,
+                replicas: nodes
+                    .iter()
+                    .filter(|node| !node.primary && node.of == primary.id)
+                    .count(),
+            })
+        })
+        .collect()
+}
 
 /// How many groups a namespace's keys are spread over on a Redis Cluster:
 /// each group is one hash slot, with its own generation counter and marks
@@ -39,6 +140,25 @@ pub(super) fn group_tag(group: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layout_is_read_from_cluster_nodes() {
+        let text = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001,node-b master - 0 1 2 connected 5461-10922 [5000->-a1]
+c3 127.0.0.1:7002@17002 master,fail - 0 1 3 disconnected 10923-16383
+d4 127.0.0.1:7003@17003 slave a1 0 1 1 connected
+e5 127.0.0.1:7004@17004 slave,fail? b2 0 1 2 connected
+f6 127.0.0.1:7005@17005 slave,fail b2 0 1 2 disconnected
+g7 127.0.0.1:7006@17006 master - 0 1 4 connected
+";
+        let shards = parse_nodes(text);
+        let got: Vec<(u16, usize)> = shards
+            .into_iter()
+            .map(|shard| (shard.slot, shard.replicas))
+            .collect();
+        assert_eq!(got, [(0, 1), (5461, 1)]);
+    }
 
     #[test]
     fn groups_spread_over_the_slots() {

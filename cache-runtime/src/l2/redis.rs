@@ -12,7 +12,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, ScriptInvocation, Value};
 
-use super::cluster::{group_of, GROUP_TAG_LEN};
+use super::cluster::{group_of, Replication, Shard, GROUP_TAG_LEN};
 pub(crate) use super::diagnose::CLUSTER_NOT_DECLARED;
 use super::diagnose::{map_error, Probe};
 use super::sentinel::SentinelConn;
@@ -91,6 +91,8 @@ pub struct RedisL2 {
     pub(super) addr: Box<str>,
     /// The single server, to tell what an unclear failure means.
     pub(super) probe: Option<Arc<Probe>>,
+    /// On a cluster, what an invalidation waits for.
+    pub(super) replication: Arc<Replication>,
 }
 
 /// The connection: to one server, to a cluster, or to the master that
@@ -203,8 +205,10 @@ impl RedisL2 {
     /// one is up or cut off, or when the master changed; the errors of any
     /// call.
     pub(crate) async fn replicated(&self, epoch: u64) -> Result<(), L2Error> {
-        let Some(conn) = self.sentinel() else {
-            return Ok(());
+        let conn = match &self.conn {
+            Conn::Single(_) => return Ok(()),
+            Conn::Cluster(conn) => return self.cluster_replicated(conn).await,
+            Conn::Sentinel(conn) => conn,
         };
         let not_replicated = |why: String| L2Error::Unavailable {
             op: "WAIT",
@@ -476,35 +480,116 @@ impl RedisL2 {
         Ok(removed)
     }
 
-    /// One slot served by each primary of the cluster (`CLUSTER SLOTS`:
-    /// the first slot of a range of each primary), to route a `SCAN` to
-    /// that primary through the client's own slot map.
+    /// One slot served by each primary of the cluster, to route a `SCAN`
+    /// to that primary through the client's own slot map.
     async fn primaries(&self) -> Result<Vec<u16>, L2Error> {
+        Ok(self
+            .shards()
+            .await?
+            .iter()
+            .map(|shard| shard.slot)
+            .collect())
+    }
+
+    /// The primaries of the cluster and their replicas (`CLUSTER NODES`,
+    /// asked of a primary): a slot each primary serves, and its replicas
+    /// that the cluster does not flag as failed.
+    async fn shards(&self) -> Result<Vec<Shard>, L2Error> {
         let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("SLOTS");
-        let ranges: Vec<Vec<Value>> = self.query("CLUSTER SLOTS", &cmd).await?;
-        let malformed = || L2Error::Command {
-            op: "CLUSTER SLOTS",
-            source: "an answer without a slot range and its primary".into(),
-        };
-        let mut seen = Vec::new();
-        let mut slots = Vec::new();
-        for range in ranges {
-            let start = range
-                .first()
-                .and_then(|v| u16::from_redis_value_ref(v).ok())
-                .ok_or_else(malformed)?;
-            let Some(Value::Array(primary)) = range.get(2) else {
-                return Err(malformed());
-            };
-            // The node's id when given, else its port.
-            let id = primary.get(2).or(primary.get(1)).cloned();
-            if !seen.contains(&id) {
-                seen.push(id);
-                slots.push(start);
+        cmd.arg("NODES");
+        let text: String = match &self.conn {
+            Conn::Cluster(conn) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+                let answer = self
+                    .timed("CLUSTER NODES", conn.clone().route_command(cmd, routing))
+                    .await?;
+                FromRedisValue::from_redis_value(answer).map_err(|e| {
+                    map_error(
+                        "CLUSTER NODES",
+                        self.timeout,
+                        &self.addr,
+                        true,
+                        RedisError::from(e),
+                    )
+                })?
             }
+            _ => self.query("CLUSTER NODES", &cmd).await?,
+        };
+        let shards = super::cluster::parse_nodes(&text);
+        if shards.is_empty() {
+            return Err(L2Error::Command {
+                op: "CLUSTER NODES",
+                source: "an answer without a primary that serves slots".into(),
+            });
         }
-        Ok(slots)
+        Ok(shards)
+    }
+
+    /// On a cluster, waits until a replica of each primary that has one
+    /// holds this client's writes to it so far (`WAIT 1` on each, at
+    /// once): an invalidation that the loss of a primary could undo (its
+    /// replica, promoted, would not hold it) fails, and is queued and
+    /// replayed on the primary that serves its slots then. A primary with
+    /// no replica in step with it (each down, or copying its data anew
+    /// after a restart: `INFO replication` lists none online) is not
+    /// waited for, for a second. The layout is asked at most once a
+    /// second; when it cannot be, the last one known is used.
+    async fn cluster_replicated(&self, conn: &ClusterConnection) -> Result<(), L2Error> {
+        let replication = &self.replication;
+        let shards = match replication.layout(true) {
+            Some(shards) => shards,
+            None => match self.shards().await {
+                Ok(shards) => {
+                    let shards: Arc<[Shard]> = shards.into();
+                    replication.set_layout(Arc::clone(&shards));
+                    shards
+                }
+                Err(e) => replication.layout(false).ok_or(e)?,
+            },
+        };
+        let within = (self.timeout.as_millis() * 3 / 4).max(1) as u64;
+        let waits = shards
+            .iter()
+            .filter(|shard| shard.replicas > 0 && !replication.is_quiet(shard.slot))
+            .map(|shard| async move {
+                let routing = || {
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                        shard.slot,
+                        SlotAddr::Master,
+                    )))
+                };
+                let mut cmd = redis::cmd("WAIT");
+                cmd.arg(1).arg(within);
+                let answer = self
+                    .timed("WAIT", conn.clone().route_command(cmd, routing()))
+                    .await?;
+                if usize::from_redis_value(answer).is_ok_and(|acked| acked >= 1) {
+                    return Ok(());
+                }
+                let mut cmd = redis::cmd("INFO");
+                cmd.arg("replication");
+                let info = self
+                    .timed("INFO", conn.clone().route_command(cmd, routing()))
+                    .await?;
+                let online = String::from_redis_value(info).is_ok_and(|info| {
+                    info.lines()
+                        .any(|line| line.starts_with("slave") && line.contains("state=online"))
+                });
+                if !online {
+                    replication.quiet_for_a_while(shard.slot);
+                    return Ok(());
+                }
+                Err(L2Error::Unavailable {
+                    op: "WAIT",
+                    kind: super::L2ErrorKind::NotReplicated,
+                    message: format!(
+                        "no replica of the primary serving slot {} confirmed the invalidation within {within} ms, and one is online: a failover could promote it without the invalidation (the invalidation is queued, and replayed)",
+                        shard.slot
+                    ),
+                })
+            });
+        futures_util::future::try_join_all(waits).await?;
+        Ok(())
     }
 
     /// `SCAN` + `UNLINK` on one server: this store's, or the cluster's
