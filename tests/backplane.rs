@@ -390,18 +390,6 @@ async fn degraded_mode_keeps_answering_from_process_while_out_of_step() {
     assert!(long.wait_in_sync(Duration::from_secs(20)).await);
 }
 
-/// The most this runtime wakes a task late: the largest lateness of 200
-/// sleeps of 1 ms, measured in the run that uses it.
-async fn wake_up_noise() -> Duration {
-    let mut worst = Duration::ZERO;
-    for _ in 0..200 {
-        let started = std::time::Instant::now();
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        worst = worst.max(started.elapsed().saturating_sub(Duration::from_millis(1)));
-    }
-    worst
-}
-
 /// Redis paused (SIGSTOP) under a subscribed instance: its subscription
 /// stalls without a word. An invalidation made meanwhile on another
 /// instance cannot reach it; the subscribed instance stops serving its
@@ -432,7 +420,7 @@ async fn a_stalled_subscription_stops_in_process_hits_within_the_stale_bound() {
         assert!(b.wait_in_sync(Duration::from_secs(10)).await);
         let db = Db::default();
         assert_eq!(b.scope(profile(&db, id)).await, 0);
-        let noise = wake_up_noise().await;
+        let noise = support::wake_up_noise().await;
         // Several pings answered in a row: the subscription is live.
         for _ in 0..30 {
             assert!(b

@@ -352,3 +352,107 @@ async fn an_invalidation_survives_the_loss_of_the_primary_that_took_it() {
         "the new primary served the value the invalidation removed: the failover lost it"
     );
 }
+
+/// The backplane on a cluster is sharded: every group's channel is
+/// subscribed (`SSUBSCRIBE`) on the primary that serves its slot, and an
+/// invalidation is announced (`SPUBLISH`) there, so no message crosses the
+/// cluster bus. Each primary answers the subscription's pings, so when one
+/// stalls (paused here), the in-process tiers stop serving within the
+/// stale bound of an invalidation that could not reach them: with one
+/// subscription on one node, a stall of another primary would go
+/// unnoticed. The bound is asserted with a margin measured in the run
+/// (the runtime's wake-up lateness, twice, and the coarse clock's tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backplane_subscribes_on_every_primary_and_a_stalled_one_stops_in_process_hits() {
+    let cluster = start().await;
+    let instance = |timeout| {
+        Cache::builder()
+            .backend(Backend::Hybrid)
+            .redis_url(cluster.url())
+            .key_prefix("sharded")
+            .redis_timeout(timeout)
+            .build()
+            .unwrap()
+    };
+    let a = instance(Duration::from_millis(50));
+    let b = instance(Duration::from_secs(2));
+    assert!(a.wait_in_sync(Duration::from_secs(10)).await);
+    assert!(b.wait_in_sync(Duration::from_secs(10)).await);
+
+    // Every group's channel, each on the node that serves it; no classic
+    // channel anywhere.
+    let mut shard_channels = 0;
+    for node in &cluster.nodes {
+        let mut conn = node.connection();
+        let sharded: Vec<String> = redis::cmd("PUBSUB")
+            .arg("SHARDCHANNELS")
+            .query(&mut conn)
+            .unwrap();
+        for channel in &sharded {
+            // A node that does not serve the channel's slot answers MOVED.
+            let served = redis::cmd("EXISTS").arg(channel).query::<u64>(&mut conn);
+            assert!(
+                served.is_ok(),
+                "{channel} subscribed on a node that does not serve it"
+            );
+        }
+        shard_channels += sharded.len();
+        let classic: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .query(&mut conn)
+            .unwrap();
+        assert!(classic.is_empty(), "{classic:?}");
+    }
+    assert_eq!(shard_channels, cache_runtime::CLUSTER_GROUPS);
+
+    let db = Db::default();
+    assert_eq!(b.scope(order(&db, 1)).await.id, 1);
+    let redis_key = cluster.key("sharded", "order:1");
+    let primary = cluster
+        .nodes
+        .iter()
+        .position(|node| !node.keys(&redis_key).is_empty())
+        .expect("the primary of order:1");
+    let noise = support::wake_up_noise().await;
+    for _ in 0..30 {
+        assert!(b.local().get::<Order>("order:1").await.is_some());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    cluster.nodes[primary].pause();
+    // Times out on the paused primary: queued, and returned.
+    a.invalidate("order:1").await.unwrap();
+    let returned = std::time::Instant::now();
+    let mut window = None;
+    for _ in 0..5_000 {
+        if b.local().get::<Order>("order:1").await.is_none() {
+            window = Some(returned.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    cluster.nodes[primary].resume();
+    let window = window.expect("b served its in-process copy for 5 s of a paused primary");
+    let bound = Duration::from_millis(250);
+    let margin = noise * 2 + Duration::from_millis(10);
+    eprintln!("stale window after the invalidation returned: {window:?} (bound {bound:?}, margin {margin:?})");
+    assert!(
+        window <= bound + margin,
+        "b served the invalidated value {window:?} after the invalidation returned (bound {bound:?}, margin {margin:?})"
+    );
+    assert!(
+        b.wait_in_sync(Duration::from_secs(20)).await,
+        "b never came back in step"
+    );
+    assert!(
+        support::chaos::until(|| a.stats().invalidations_pending == 0).await,
+        "{:?}",
+        a.stats()
+    );
+    assert_eq!(b.scope(order(&db, 1)).await.id, 1);
+    assert_eq!(
+        db.reads.load(Ordering::SeqCst),
+        2,
+        "b read the invalidated value back"
+    );
+}

@@ -751,3 +751,16 @@ pub fn process_state(pid: u32) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// The most this runtime wakes a task late: the largest lateness of 200
+/// sleeps of 1 ms, measured in the run that uses it (a margin for a bound
+/// that is a time by nature).
+pub async fn wake_up_noise() -> Duration {
+    let mut worst = Duration::ZERO;
+    for _ in 0..200 {
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        worst = worst.max(started.elapsed().saturating_sub(Duration::from_millis(1)));
+    }
+    worst
+}

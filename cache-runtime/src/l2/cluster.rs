@@ -126,6 +126,17 @@ fn crc16_of(text: &str) -> usize {
 /// The hash slots of Redis Cluster.
 const SLOTS: usize = 16384;
 
+/// The hash slot of a key or shard channel, as Redis Cluster computes it:
+/// of its hash tag (what lies between its first `{` and the next `}`),
+/// when it has one that is not empty, else of the whole key.
+pub(crate) fn slot_of(key: &str) -> u16 {
+    let tagged = key.split_once('{').and_then(|(_, rest)| {
+        let (tag, _) = rest.split_once('}')?;
+        (!tag.is_empty()).then_some(tag)
+    });
+    u16::try_from(crc16_of(tagged.unwrap_or(key)) % SLOTS).expect("a slot is below 16384")
+}
+
 /// The hash tag of a group: the first four hex digits whose hash slot lies
 /// in the group's share of the slots, so that the groups spread over the
 /// primaries as the slots do.
@@ -158,6 +169,17 @@ g7 127.0.0.1:7006@17006 master - 0 1 4 connected
             .map(|shard| (shard.slot, shard.replicas))
             .collect();
         assert_eq!(got, [(0, 1), (5461, 1)]);
+    }
+
+    #[test]
+    fn slots_are_computed_as_redis_computes_them() {
+        // `CLUSTER KEYSLOT` of each, on Redis 7.0.
+        assert_eq!(slot_of("{a}x"), 15495);
+        assert_eq!(slot_of("foo"), 12182);
+        assert_eq!(slot_of("{}foo"), 9500);
+        assert_eq!(slot_of("x{user1000}.following"), 3443);
+        assert_eq!(slot_of("user1000"), 3443);
+        assert_eq!(slot_of("{a"), 10276);
     }
 
     #[test]

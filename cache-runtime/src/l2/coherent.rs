@@ -67,8 +67,8 @@ use redis::Script;
 use super::batch::{Batches, MAX_BATCH};
 use super::builder::RedisL2Builder;
 use super::marks::{
-    framed, key_digest, millis, name, tag_prefix, tag_prefixes, BIRTH, GENERATION, LONGEST, MAX_PX,
-    SCAN_EPOCH, TAG, TOMBSTONE, VALUE_HEADER, VALUE_TAG,
+    bus_channel, framed, key_digest, millis, name, tag_prefix, tag_prefixes, BIRTH, GENERATION,
+    LONGEST, MAX_PX, SCAN_EPOCH, TAG, TOMBSTONE, VALUE_HEADER, VALUE_TAG,
 };
 use super::read::Read;
 use super::redis::RedisL2;
@@ -188,7 +188,11 @@ if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 ";
 
-/// The scripts, built once.
+/// The scripts, built once for each way of announcing: `PUBLISH` on one
+/// server, `SPUBLISH` on a cluster (sharded pub/sub: the message goes to
+/// the subscribers of the primary that serves the channel's slot, and a
+/// script may publish only on a channel of its keys' slot, which each
+/// group's channel is).
 struct Scripts {
     invalidate_keys: Script,
     mark: Script,
@@ -197,9 +201,10 @@ struct Scripts {
 }
 
 impl Scripts {
-    fn new() -> Scripts {
+    fn new(publish: &str) -> Scripts {
         let seed = SEED.replace("MAX_PX", &MAX_PX.to_string());
-        let script = |body: &str| Script::new(&format!("{seed}{body}"));
+        let script =
+            |body: &str| Script::new(&format!("{seed}{body}").replace("'PUBLISH'", publish));
         Scripts {
             invalidate_keys: script(INVALIDATE_KEYS),
             mark: script(MARK),
@@ -221,6 +226,8 @@ pub(crate) enum Fill {
     Corrupt(String),
 }
 
+const ONE_GROUP: &str = "a store has at least one group";
+
 /// The longest a leader may take between its read and its fill; a slower
 /// fill is not written. Tombstones and scan epochs live twice this. The
 /// same for every instance (not a setting), since one instance's marks must
@@ -229,7 +236,8 @@ pub(crate) const FILL_WINDOW: Duration = Duration::from_secs(60);
 
 const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(120);
 
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(Scripts::new);
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("'PUBLISH'"));
+static SHARDED_SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts::new("'SPUBLISH'"));
 
 /// The coherence protocol over a store: what the shared tier reads, fills,
 /// sets and invalidates through. Cheap to clone (clones share the
@@ -240,8 +248,8 @@ pub(crate) struct Coherent {
     store: RedisL2,
     /// The longest a value lives in Redis; longer TTLs are cut to it.
     max_ttl: Duration,
-    /// Where invalidations are announced: the channel, and this instance.
-    bus: Option<(Arc<str>, u64)>,
+    /// This instance, as its announcements name it.
+    instance: u64,
     /// The checked reads of each group waiting to go together.
     batches: Arc<Batches>,
 }
@@ -257,22 +265,32 @@ impl Deref for Coherent {
 impl RedisL2Builder {
     /// The protocol over a store of these settings (connected lazily, see
     /// [`connect_lazy`](RedisL2Builder::connect_lazy)), announcing its
-    /// invalidations on `bus` (a channel, and this instance) atomically
-    /// with them where they are one script.
-    pub(crate) fn connect_coherent(self, bus: (Arc<str>, u64)) -> Result<Coherent, L2Error> {
+    /// invalidations, as `instance`, on the channel of the group they
+    /// write to ([`bus_channel`]), atomically with them where they are one
+    /// script.
+    pub(crate) fn connect_coherent(self, instance: u64) -> Result<Coherent, L2Error> {
         let max_ttl = self.max_ttl;
         let store = self.connect_lazy()?;
         let batches = Arc::new(Batches::new(store.bases().len()));
         Ok(Coherent {
             store,
             max_ttl,
-            bus: Some(bus),
+            instance,
             batches,
         })
     }
 }
 
 impl Coherent {
+    /// The scripts of this store's way of announcing.
+    fn scripts(&self) -> &'static Scripts {
+        if self.is_cluster() {
+            &SHARDED_SCRIPTS
+        } else {
+            &SCRIPTS
+        }
+    }
+
     /// This instance's longest value plus the fill window: a tag's
     /// lifetime when no value's is recorded (the mark script uses the
     /// longest value any instance wrote, when it is).
@@ -345,7 +363,7 @@ impl Coherent {
         ];
         names.extend(tag_prefixes(key).map(|prefix| name(base, TAG, prefix)));
         names.extend(tags.iter().map(|tag| name(base, VALUE_TAG, tag)));
-        let mut call = SCRIPTS.fill.prepare_invoke();
+        let mut call = self.scripts().fill.prepare_invoke();
         for name in &names {
             call.key(name);
         }
@@ -377,23 +395,16 @@ impl Coherent {
         let mut framed = Vec::with_capacity(VALUE_HEADER - 8 + envelope.len());
         framed.extend_from_slice(&key_digest(base, key).to_be_bytes());
         framed.extend_from_slice(envelope);
-        let mut call = SCRIPTS.set.key(name(base, GENERATION, ""));
+        let mut call = self.scripts().set.key(name(base, GENERATION, ""));
         call.key(name(base, BIRTH, ""))
             .key(self.redis_key(key))
             .key(name(base, LONGEST, ""))
             .key(name(base, TOMBSTONE, key))
             .arg(framed)
             .arg(millis(ttl))
-            .arg(millis(TOMBSTONE_LIFETIME));
-        match &self.bus {
-            Some((channel, _)) => {
-                call.arg(&**channel)
-                    .arg(self.announcement(&Pattern::escape(key)));
-            }
-            None => {
-                call.arg("").arg("");
-            }
-        }
+            .arg(millis(TOMBSTONE_LIFETIME))
+            .arg(bus_channel(base))
+            .arg(self.announcement(&Pattern::escape(key)));
         self.invoke::<u8>("SET", &call).await.map(drop)
     }
 
@@ -431,7 +442,7 @@ impl Coherent {
         let removed = self
             .scan_unlink(&redis_pattern, pattern.cost_factor())
             .await;
-        self.announce(pattern.as_str()).await;
+        self.announce(self.last_base(), pattern.as_str()).await;
         Ok(SharedInvalidation::Scanned(removed?))
     }
 
@@ -455,18 +466,20 @@ impl Coherent {
     /// (queued) still does, so that every instance stops serving what it
     /// removed; its marks come when it is replayed.
     pub(crate) async fn remove_and_announce(&self, pattern: &Pattern) {
-        match pattern.exact_key() {
+        let base = match pattern.exact_key() {
             Some(key) => {
                 let _ = self.delete(&[key]).await;
+                self.base(key)
             }
             None => {
                 let redis_pattern = self.scan_pattern(pattern.as_str());
                 let _ = self
                     .scan_unlink(&redis_pattern, pattern.cost_factor())
                     .await;
+                self.last_base()
             }
-        }
-        self.announce(pattern.as_str()).await;
+        };
+        self.announce(base, pattern.as_str()).await;
     }
 
     /// Removes each of `keys` and leaves its tombstone; returns how many
@@ -487,29 +500,24 @@ impl Coherent {
 
     /// [`invalidate_keys`](Self::invalidate_keys) of keys of one group.
     async fn invalidate_group(&self, base: &str, keys: &[&str]) -> Result<u64, L2Error> {
-        let mut call = SCRIPTS.invalidate_keys.key(name(base, GENERATION, ""));
+        let mut call = self
+            .scripts()
+            .invalidate_keys
+            .key(name(base, GENERATION, ""));
         call.key(name(base, BIRTH, ""));
         for key in keys {
             call.key(self.redis_key(key))
                 .key(name(base, TOMBSTONE, key));
         }
-        call.arg(millis(TOMBSTONE_LIFETIME));
-        match &self.bus {
-            Some((channel, _)) => {
-                call.arg(&**channel);
-                for key in keys {
-                    call.arg(self.announcement(&Pattern::escape(key)));
-                }
-            }
-            None => {
-                call.arg("");
-            }
+        call.arg(millis(TOMBSTONE_LIFETIME)).arg(bus_channel(base));
+        for key in keys {
+            call.arg(self.announcement(&Pattern::escape(key)));
         }
         match self.invoke("INVALIDATE", &call).await {
             Err(e @ L2Error::Command { .. }) => {
                 let _ = self.delete(keys).await;
                 for key in keys {
-                    self.announce(&Pattern::escape(key)).await;
+                    self.announce(base, &Pattern::escape(key)).await;
                 }
                 Err(e)
             }
@@ -564,11 +572,10 @@ impl Coherent {
     /// Announces `tag`'s invalidation on its own (see
     /// [`announce`](Self::announce)).
     pub(crate) async fn announce_tag(&self, tag: &str) {
-        if let Some((channel, _)) = &self.bus {
-            let _ = self
-                .publish(channel, self.tag_announcement(tag).as_bytes())
-                .await;
-        }
+        let channel = bus_channel(self.last_base());
+        let _ = self
+            .publish(&channel, self.tag_announcement(tag).as_bytes())
+            .await;
     }
 
     /// Sets the mark `kind` (its name after a group's base) of every group
@@ -584,10 +591,7 @@ impl Coherent {
         outlive: Option<Duration>,
         announcement: Option<&str>,
     ) -> Result<(), L2Error> {
-        let (last, first) = self
-            .bases()
-            .split_last()
-            .expect("a store has at least one group");
+        let (last, first) = self.bases().split_last().expect(ONE_GROUP);
         let first = first
             .iter()
             .map(|base| self.mark_group(base, kind, lifetime, outlive, None));
@@ -606,44 +610,42 @@ impl Coherent {
         outlive: Option<Duration>,
         announcement: Option<&str>,
     ) -> Result<u64, L2Error> {
-        let mut call = SCRIPTS.mark.key(name(base, GENERATION, ""));
+        let mut call = self.scripts().mark.key(name(base, GENERATION, ""));
         call.key(name(base, BIRTH, ""))
             .key(name(base, kind, ""))
             .key(name(base, LONGEST, ""))
             .arg(millis(lifetime))
             .arg(outlive.map_or(-1, |d| i64::try_from(millis(d)).unwrap_or(i64::MAX)));
-        match (&self.bus, announcement) {
-            (Some((channel, _)), Some(announcement)) => {
-                call.arg(&**channel).arg(announcement);
-            }
-            _ => {
-                call.arg("").arg("");
-            }
-        }
+        match announcement {
+            Some(announcement) => call.arg(bus_channel(base)).arg(announcement),
+            None => call.arg("").arg(""),
+        };
         self.invoke("INVALIDATE", &call).await
     }
 
     /// `<instance>:<pattern>`, what the backplane carries for a pattern.
     fn announcement(&self, pattern: &str) -> String {
-        let instance = self.bus.as_ref().map_or(0, |(_, id)| *id);
-        format!("{instance:016x}:{pattern}")
+        format!("{:016x}:{pattern}", self.instance)
     }
 
     /// `<instance>#<tag>`, what the backplane carries for a tag.
     fn tag_announcement(&self, tag: &str) -> String {
-        let instance = self.bus.as_ref().map_or(0, |(_, id)| *id);
-        format!("{instance:016x}#{tag}")
+        format!("{:016x}#{tag}", self.instance)
     }
 
-    /// Announces `pattern` on its own (`PUBLISH`); a failure is the
+    /// Announces `pattern` on its own, on the channel of the group
+    /// `base` (any group's reaches every subscriber); a failure is the
     /// subscribers' loss, which their resynchronisation covers only if they
     /// noticed a gap: so it is not hidden, but not the caller's error
     /// either.
-    async fn announce(&self, pattern: &str) {
-        if let Some((channel, _)) = &self.bus {
-            let _ = self
-                .publish(channel, self.announcement(pattern).as_bytes())
-                .await;
-        }
+    async fn announce(&self, base: &str, pattern: &str) {
+        let _ = self
+            .publish(&bus_channel(base), self.announcement(pattern).as_bytes())
+            .await;
+    }
+
+    /// The last group's base: where an announcement of every group goes.
+    fn last_base(&self) -> &str {
+        self.bases().last().expect(ONE_GROUP)
     }
 }

@@ -174,6 +174,12 @@ pub(super) fn listed_tags(bytes: &[u8], mut at: usize) -> Option<(Vec<Box<str>>,
     Some((tags, at))
 }
 
+/// The backplane's channel of the group `base`: `<base>[bus]`, in the
+/// group's hash slot on a cluster.
+pub(crate) fn bus_channel(base: &str) -> String {
+    name(base, "[bus]", "")
+}
+
 pub(super) fn name(base: &str, kind: &str, rest: &str) -> String {
     let mut out = String::with_capacity(base.len() + kind.len() + rest.len());
     out.push_str(base);

@@ -24,6 +24,7 @@ pub(crate) mod redis;
 pub(crate) mod sentinel;
 mod url;
 
+pub(crate) use marks::bus_channel;
 pub(crate) use read::Read;
 
 /// Why an L2 call failed. On the read path every one of these means "go on

@@ -281,7 +281,7 @@ impl RedisL2 {
     }
 
     /// The base of every group.
-    pub(super) fn bases(&self) -> &[Box<str>] {
+    pub(crate) fn bases(&self) -> &[Box<str>] {
         &self.bases
     }
 
@@ -649,11 +649,18 @@ impl RedisL2 {
         Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
     }
 
-    /// `PUBLISH channel payload`; returns how many subscribers got it.
+    /// `PUBLISH channel payload`, on a cluster `SPUBLISH` (sharded
+    /// pub/sub, to the primary of the channel's slot); returns how many
+    /// subscribers got it.
     pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, L2Error> {
-        let mut cmd = redis::cmd("PUBLISH");
+        let op = if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        let mut cmd = redis::cmd(op);
         cmd.arg(channel).arg(payload);
-        self.query("PUBLISH", &cmd).await
+        self.query(op, &cmd).await
     }
 
     /// `PING`, timed: the round trip.

@@ -1,7 +1,8 @@
 //! The invalidation backplane: every invalidation that reached Redis is
-//! published on the namespace's channel (`<namespace>[bus]`), and every
-//! instance subscribed to it applies it to its in-process tier, skipping its
-//! own. An instance that is not subscribed (not yet, or its subscription
+//! published on the namespace's channel (`<namespace>[bus]`; on a cluster,
+//! sharded, on the channel of a group it wrote to, `<namespace>{<group>}[bus]`,
+//! and subscribed on every group's), and every instance subscribed applies
+//! it to its in-process tier, skipping its own. An instance that is not subscribed (not yet, or its subscription
 //! dropped) may have missed messages: it does not serve from its in-process
 //! tier until it has subscribed again and emptied it.
 //!
@@ -21,7 +22,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::{self, MaybeDone};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, StreamExt, TryFutureExt};
 
 use super::{Root, SharedTier};
 use crate::clock::{self, Ticks};
@@ -79,7 +81,6 @@ impl SharedTier {
         let subscriber = Subscriber {
             root,
             source,
-            channel: self.channel.clone(),
             instance: self.instance,
             in_sync: Arc::clone(&self.in_sync),
             resyncs: Arc::clone(&self.resyncs),
@@ -208,7 +209,6 @@ struct Subscriber {
     root: Weak<dyn Root>,
     /// Where to subscribe.
     source: Source,
-    channel: String,
     instance: u64,
     in_sync: Arc<Lease>,
     /// Times this subscriber fell behind and resubscribed.
@@ -217,25 +217,41 @@ struct Subscriber {
 
 /// Where the backplane subscribes.
 pub(crate) enum Source {
-    /// The server, or the cluster nodes the URL names: each attempt to
-    /// subscribe takes the next.
-    Nodes(Vec<redis::Client>),
+    /// The server, and the namespace's channel.
+    Server(Box<redis::Client>, String),
     /// The master that Redis Sentinel names, as the store's connection
-    /// follows it: a change of master ends the subscription, and the next
-    /// is made on the new one.
-    Sentinel(SentinelConn),
+    /// follows it, and the namespace's channel: a change of master ends
+    /// the subscription, and the next is made on the new one.
+    Sentinel(SentinelConn, String),
+    /// A Redis Cluster: the nodes the URL names, each attempt asking the
+    /// next for the layout, and each group's channel, subscribed with
+    /// sharded pub/sub (`SSUBSCRIBE`) on the primary that serves its slot.
+    Cluster(Vec<redis::Client>, Vec<String>),
 }
 
 impl Source {
-    /// The server of the next attempt, and the changes of master from now
-    /// on (behind Sentinel).
-    async fn next(&self, attempt: usize) -> Option<(redis::Client, Option<Switches>)> {
+    /// Subscribes, on the server of the next attempt.
+    async fn subscribe(&self, attempt: usize) -> Option<Subscription> {
+        async fn within(
+            subscribing: impl std::future::Future<Output = Option<Subscription>>,
+        ) -> Option<Subscription> {
+            tokio::time::timeout(SUBSCRIBE_WITHIN, subscribing)
+                .await
+                .ok()
+                .flatten()
+        }
         match self {
-            Source::Nodes(clients) => Some((clients[attempt % clients.len()].clone(), None)),
-            Source::Sentinel(conn) => {
+            Source::Server(client, channel) => within(Subscription::classic(client, channel)).await,
+            Source::Sentinel(conn, channel) => {
                 let switches = conn.switches();
                 let client = conn.master_client().await.ok()?;
-                Some((client, Some(switches)))
+                let mut subscription = within(Subscription::classic(&client, channel)).await?;
+                subscription.switches = Some(switches);
+                Some(subscription)
+            }
+            Source::Cluster(seeds, channels) => {
+                let seed = &seeds[attempt % seeds.len()];
+                within(Subscription::sharded(seed, channels)).await
             }
         }
     }
@@ -243,17 +259,209 @@ impl Source {
     /// How many servers the attempts go round.
     fn len(&self) -> usize {
         match self {
-            Source::Nodes(clients) => clients.len(),
-            Source::Sentinel(_) => 1,
+            Source::Cluster(seeds, _) => seeds.len(),
+            Source::Server(..) | Source::Sentinel(..) => 1,
         }
     }
+}
+
+/// A subscription made: its messages' payloads in the order they were
+/// published (the stream ends when the subscription does), a ping whose
+/// answer comes after every message published before it was sent, and,
+/// behind Sentinel, the changes of master.
+struct Subscription {
+    messages: BoxStream<'static, Vec<u8>>,
+    ping: Box<dyn Fn() -> PingReply + Send>,
+    switches: Option<Switches>,
+}
+
+impl Subscription {
+    /// `SUBSCRIBE channel` on a connection of its own.
+    async fn classic(client: &redis::Client, channel: &str) -> Option<Subscription> {
+        let mut pubsub = client.get_async_pubsub().await.ok()?;
+        pubsub.subscribe(channel).await.ok()?;
+        let (sink, messages) = pubsub.split();
+        Some(Subscription {
+            messages: messages
+                .map(|message| message.get_payload_bytes().to_vec())
+                .boxed(),
+            ping: Box::new(move || {
+                let mut sink = sink.clone();
+                Box::pin(async move { sink.ping::<redis::Value>().await.map(drop) })
+            }),
+            switches: None,
+        })
+    }
+
+    /// On a cluster: `SSUBSCRIBE` each channel on the primary that serves
+    /// its slot (`CLUSTER SLOTS`, asked of `seed`), one RESP3 connection a
+    /// primary, their messages merged. A message on a shard channel goes
+    /// from the primary that took it to its subscribers, never over the
+    /// cluster bus, so no bus link can drop one; a ping answered by every
+    /// primary shows that each delivered what it took before. The
+    /// subscription ends when any connection drops, or a primary gives up
+    /// a channel (`sunsubscribe`: its slot moved, or the primary became a
+    /// replica); the next one asks the layout again.
+    async fn sharded(seed: &redis::Client, channels: &[String]) -> Option<Subscription> {
+        let mut conn = seed.get_multiplexed_async_connection().await.ok()?;
+        let layout: redis::Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let owners = slot_owners(&layout)?;
+        let mut by_node: Vec<((String, u16), Vec<&str>)> = Vec::new();
+        for channel in channels {
+            let slot = crate::l2::cluster::slot_of(channel);
+            let (_, host, port) = owners.iter().find(|(range, ..)| range.contains(&slot))?;
+            let node = (host.clone(), *port);
+            match by_node.iter_mut().find(|(at, _)| *at == node) {
+                Some((_, on)) => on.push(channel),
+                None => by_node.push((node, vec![channel])),
+            }
+        }
+        let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel();
+        // No response timeout: a ping's answer may wait behind many
+        // messages; the subscriber gives up on it by itself.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_push_sender(pushes)
+            .set_response_timeout(None);
+        let mut nodes = Vec::with_capacity(by_node.len());
+        for ((host, port), on) in by_node {
+            let info = node_info(seed.get_connection_info(), host, port);
+            let client = redis::Client::open(info).ok()?;
+            let mut node = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .ok()?;
+            for channel in on {
+                // Confirmed by a push (`ssubscribe`), or refused (`MOVED`:
+                // the layout changed meanwhile).
+                let confirmed: redis::Value = redis::cmd("SSUBSCRIBE")
+                    .arg(channel)
+                    .query_async(&mut node)
+                    .await
+                    .ok()?;
+                if !matches!(
+                    confirmed,
+                    redis::Value::Push {
+                        kind: redis::PushKind::SSubscribe,
+                        ..
+                    }
+                ) {
+                    return None;
+                }
+            }
+            nodes.push(node);
+        }
+        let messages = futures_util::stream::poll_fn(move |cx| received.poll_recv(cx))
+            .take_while(|push| {
+                let ended = matches!(
+                    push.kind,
+                    redis::PushKind::SUnsubscribe | redis::PushKind::Disconnection
+                );
+                future::ready(!ended)
+            })
+            .filter_map(|push| {
+                let message = redis::Msg::from_push_info(push);
+                future::ready(message.map(|message| message.get_payload_bytes().to_vec()))
+            });
+        Some(Subscription {
+            messages: messages.boxed(),
+            ping: Box::new(move || {
+                let pings = nodes.iter().map(|node| {
+                    let mut node = node.clone();
+                    async move {
+                        let answer: redis::Value =
+                            redis::cmd("PING").query_async(&mut node).await?;
+                        match answer {
+                            redis::Value::SimpleString(pong) if pong == "PONG" => Ok(()),
+                            // A push taken for the answer (the server gave
+                            // up a channel): this subscription is over.
+                            other => Err(redis::RedisError::from((
+                                redis::ErrorKind::UnexpectedReturnType,
+                                "not an answer to PING",
+                                format!("{other:?}"),
+                            ))),
+                        }
+                    }
+                });
+                Box::pin(future::try_join_all(pings).map_ok(drop))
+            }),
+            switches: None,
+        })
+    }
+}
+
+/// The primary of each slot range, from the answer to `CLUSTER SLOTS`:
+/// `[[start, end, [host, port, ..], replicas..], ..]`.
+fn slot_owners(layout: &redis::Value) -> Option<Vec<(std::ops::RangeInclusive<u16>, String, u16)>> {
+    use redis::Value;
+    let Value::Array(ranges) = layout else {
+        return None;
+    };
+    let number = |value: &Value| match value {
+        Value::Int(n) => u16::try_from(*n).ok(),
+        _ => None,
+    };
+    ranges
+        .iter()
+        .map(|range| {
+            let Value::Array(range) = range else {
+                return None;
+            };
+            let (start, end) = (number(range.first()?)?, number(range.get(1)?)?);
+            let Some(Value::Array(primary)) = range.get(2) else {
+                return None;
+            };
+            let host = match primary.first()? {
+                Value::BulkString(host) => String::from_utf8(host.clone()).ok()?,
+                _ => return None,
+            };
+            Some((start..=end, host, number(primary.get(1)?)?))
+        })
+        .collect()
+}
+
+/// The connection settings of `seed` (its password, TLS, database),
+/// pointed at the cluster node `host:port`, speaking RESP3 (sharded
+/// messages come as pushes). A node that does not know its own address
+/// names none (`""`): the seed's host is kept then.
+fn node_info(seed: &redis::ConnectionInfo, host: String, port: u16) -> redis::ConnectionInfo {
+    use redis::ConnectionAddr;
+    let addr = match seed.addr() {
+        ConnectionAddr::TcpTls {
+            host: seed_host,
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: if host.is_empty() {
+                seed_host.clone()
+            } else {
+                host
+            },
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        ConnectionAddr::Tcp(seed_host, _) if host.is_empty() => {
+            ConnectionAddr::Tcp(seed_host.clone(), port)
+        }
+        _ => ConnectionAddr::Tcp(host, port),
+    };
+    let redis = seed
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    seed.clone().set_addr(addr).set_redis_settings(redis)
 }
 
 /// The subscription's pings: one in flight at a time, sent every
 /// [`Lease::ping_every`], awaited alongside the messages (its answer comes after
 /// every message published before it, which may be many).
 struct Ping {
-    sink: redis::aio::PubSubSink,
+    send: Box<dyn Fn() -> PingReply + Send>,
     every: Duration,
     within: Duration,
     next: tokio::time::Instant,
@@ -267,13 +475,13 @@ struct Ping {
 }
 
 type PingReply =
-    std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<redis::Value>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<()>> + Send>>;
 
 impl Ping {
-    fn new(sink: redis::aio::PubSubSink, lease: &Lease) -> Ping {
+    fn new(send: Box<dyn Fn() -> PingReply + Send>, lease: &Lease) -> Ping {
         let every = lease.ping_every();
         Ping {
-            sink,
+            send,
             every,
             within: lease.ping_within(),
             next: tokio::time::Instant::now() + every,
@@ -288,9 +496,7 @@ impl Ping {
     fn check(&mut self) -> Result<Option<Ticks>, Ended> {
         let now = tokio::time::Instant::now();
         if self.in_flight.is_none() && now >= self.next {
-            let mut sink = self.sink.clone();
-            let reply: PingReply = Box::pin(async move { sink.ping::<redis::Value>().await });
-            self.in_flight = Some((Lease::now(), now, future::maybe_done(reply)));
+            self.in_flight = Some((Lease::now(), now, future::maybe_done((self.send)())));
             self.messages_since = false;
         }
         let Some((sent, at, reply)) = &mut self.in_flight else {
@@ -351,15 +557,9 @@ impl Subscriber {
         // subscriptions spread.
         let mut attempt = fastrand::usize(..self.source.len());
         while self.root.strong_count() > 0 {
-            let next = self.source.next(attempt).await;
+            let subscribed = self.source.subscribe(attempt).await;
             attempt += 1;
-            let subscribed = match next {
-                Some((client, switches)) => Self::subscribe(&client, &self.channel)
-                    .await
-                    .map(|pubsub| (pubsub, switches)),
-                None => None,
-            };
-            if let Some((pubsub, switches)) = subscribed {
+            if let Some(subscription) = subscribed {
                 let since = tokio::time::Instant::now();
                 // What was published while this instance was not subscribed
                 // is unknown: start from an empty in-process tier (running
@@ -369,7 +569,7 @@ impl Subscriber {
                 let subscribed = Lease::now();
                 root.clear_local();
                 self.in_sync.renew(subscribed);
-                let ended = self.listen(pubsub, switches).await;
+                let ended = self.listen(subscription).await;
                 self.in_sync.end();
                 if since.elapsed() >= STABLE_AFTER {
                     retry = RETRY_FIRST;
@@ -388,12 +588,16 @@ impl Subscriber {
     /// Applies messages until the subscription ends or stops answering,
     /// this instance falls behind them, or the master changes; renews the
     /// lease on every ping answered.
-    async fn listen(&self, pubsub: redis::aio::PubSub, mut switches: Option<Switches>) -> Ended {
-        let (sink, mut messages) = pubsub.split();
+    async fn listen(&self, subscription: Subscription) -> Ended {
+        let Subscription {
+            mut messages,
+            ping,
+            mut switches,
+        } = subscription;
         // Messages found waiting one after another, and since when.
         let mut waiting = 0;
         let mut behind_since = tokio::time::Instant::now();
-        let mut ping = Ping::new(sink, &self.in_sync);
+        let mut ping = Ping::new(ping, &self.in_sync);
         // When the last ping answered was sent: the lease runs from there
         // once the messages queued before its answer are applied, that is
         // once the queue is next found empty.
@@ -434,7 +638,7 @@ impl Subscriber {
                     }
                 }
             };
-            let Some(message) = message else {
+            let Some(payload) = message else {
                 return Ended::Lost;
             };
             ping.messages_since = true;
@@ -443,27 +647,12 @@ impl Subscriber {
             };
             // A hook that panics must not take the subscription with it.
             let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                apply(
-                    Arc::clone(&root),
-                    message.get_payload_bytes(),
-                    self.instance,
-                );
+                apply(Arc::clone(&root), &payload, self.instance);
             }));
             if applied.is_err() {
                 root.clear_local();
             }
         }
-    }
-
-    async fn subscribe(client: &redis::Client, channel: &str) -> Option<redis::aio::PubSub> {
-        tokio::time::timeout(SUBSCRIBE_WITHIN, async {
-            let mut pubsub = client.get_async_pubsub().await.ok()?;
-            pubsub.subscribe(channel).await.ok()?;
-            Some(pubsub)
-        })
-        .await
-        .ok()
-        .flatten()
     }
 }
 

@@ -77,8 +77,6 @@ pub(crate) struct SharedTier {
     /// This process on the backplane: its own messages are not applied
     /// again.
     pub(crate) instance: u64,
-    /// The backplane's channel: `<namespace>[bus]`.
-    pub(crate) channel: String,
     /// Whether the in-process tier may be trusted: subscribed to the
     /// backplane, emptied since the last time it was not, and the
     /// subscription shown alive lately (the lease, see `backplane`).
@@ -174,7 +172,6 @@ impl SharedTier {
         resilience: Resilience,
     ) -> Arc<SharedTier> {
         let instance = fastrand::u64(..);
-        let channel = format!("{}[bus]", builder.namespace());
         Arc::new_cyclic(|this| SharedTier {
             this: this.clone(),
             delivering: Default::default(),
@@ -184,7 +181,6 @@ impl SharedTier {
             envelope,
             fill_l1,
             instance,
-            channel,
             in_sync: Arc::new(backplane::Lease::new(!backplane, resilience.stale_bound)),
             resyncs: Arc::default(),
             subscribe: backplane,
@@ -201,15 +197,29 @@ impl SharedTier {
         })
     }
 
-    /// Where the backplane subscribes: the server, each cluster node the
-    /// URL names (tried in turn), or the master that the store's
-    /// connection finds through Sentinel.
+    /// Where the backplane subscribes: the server, the master that the
+    /// store's connection finds through Sentinel, or on a cluster each
+    /// group's channel on the primary that serves it (the layout asked of
+    /// the nodes the URL names, in turn).
     pub(crate) fn source(&self) -> Option<backplane::Source> {
-        if let Some(conn) = self.store().and_then(|store| store.sentinel()) {
-            return Some(backplane::Source::Sentinel(conn.clone()));
+        let store = self.store()?;
+        let channel = || crate::l2::bus_channel(self.builder.namespace());
+        if let Some(conn) = store.sentinel() {
+            return Some(backplane::Source::Sentinel(conn.clone(), channel()));
         }
-        let clients = self.builder.redis_clients().ok()?;
-        (!clients.is_empty()).then_some(backplane::Source::Nodes(clients))
+        let mut clients = self.builder.redis_clients().ok()?;
+        if store.is_cluster() {
+            let channels = store
+                .bases()
+                .iter()
+                .map(|base| crate::l2::bus_channel(base));
+            return (!clients.is_empty())
+                .then(|| backplane::Source::Cluster(clients, channels.collect()));
+        }
+        Some(backplane::Source::Server(
+            Box::new(clients.pop()?),
+            channel(),
+        ))
     }
 
     /// The store; connects (lazily: no round trip) on first use, in the
@@ -296,8 +306,7 @@ impl SharedTier {
     /// The protocol over a store of this tier's settings, connected
     /// lazily in the current runtime, announcing on this tier's channel.
     fn connect(&self) -> Result<Coherent, L2Error> {
-        let bus = (self.channel.as_str().into(), self.instance);
-        self.builder.clone().connect_coherent(bus)
+        self.builder.clone().connect_coherent(self.instance)
     }
 
     /// The root cache, while it lives.
