@@ -335,9 +335,8 @@ impl RedisL2Builder {
     }
 
     /// Clients of this store's server, or of the cluster nodes its URL
-    /// names (for a pub/sub connection: on a cluster, messages published on
-    /// any node reach the subscribers of every node); none behind Sentinel,
-    /// whose master is found by the store's connection.
+    /// names (where the backplane asks for the cluster's layout); none
+    /// behind Sentinel, whose master is found by the store's connection.
     pub(crate) fn redis_clients(&self) -> Result<Vec<redis::Client>, L2Error> {
         Ok(match self.endpoint()?.0 {
             Endpoint::Single(client, _) => vec![client],

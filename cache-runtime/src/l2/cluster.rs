@@ -2,6 +2,7 @@
 //! (its groups and their hash tags), and which primaries have replicas
 //! that an invalidation waits for.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,12 +11,23 @@ use std::time::{Duration, Instant};
 /// all refuse connections is not waited for.
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// A primary of the cluster: a slot it serves (to route a command to it
-/// through the client's own slot map) and how many replicas the cluster
-/// does not flag as failed.
-pub(super) struct Shard {
-    pub(super) slot: u16,
-    pub(super) replicas: usize,
+/// A primary of the cluster: the slots it serves (the first routes a
+/// command to it through the client's own slot map), its address as the
+/// cluster announces it (host and port; the host empty when the node does
+/// not know it), and how many replicas the cluster does not flag as
+/// failed.
+pub(crate) struct Shard {
+    pub(crate) slot: u16,
+    pub(crate) ranges: Vec<RangeInclusive<u16>>,
+    pub(crate) addr: (String, u16),
+    pub(crate) replicas: usize,
+}
+
+impl Shard {
+    /// Whether this primary serves `slot`.
+    pub(crate) fn serves(&self, slot: u16) -> bool {
+        self.ranges.iter().any(|range| range.contains(&slot))
+    }
 }
 
 /// What an invalidation on a cluster waits for: the layout, asked at most
@@ -58,14 +70,17 @@ impl Replication {
 
 /// The primaries that serve slots, with their replicas, from the text
 /// of `CLUSTER NODES`: a line per node, `<id> <ip:port@cport[,host]>
-/// <flags> <primary id or -> <ping> <pong> <epoch> <link> <slot>...`.
-/// A node flagged `fail` (not `fail?`: only suspected) is left out.
-pub(super) fn parse_nodes(text: &str) -> Vec<Shard> {
+/// <flags> <primary id or -> <ping> <pong> <epoch> <link> <slot>...`,
+/// each slot a number or a range `a-b` (`[..]` marks a slot on the move,
+/// still served by the node that lists it as a number or range). A node
+/// flagged `fail` (not `fail?`: only suspected) is left out.
+pub(crate) fn parse_nodes(text: &str) -> Vec<Shard> {
     struct Node<'a> {
         id: &'a str,
+        addr: Option<(String, u16)>,
         primary: bool,
         of: &'a str,
-        slot: Option<u16>,
+        ranges: Vec<RangeInclusive<u16>>,
     }
     let nodes: Vec<Node<'_>> = text
         .lines()
@@ -75,15 +90,21 @@ pub(super) fn parse_nodes(text: &str) -> Vec<Shard> {
             if flags.contains(&"fail") || flags.contains(&"noaddr") {
                 return None;
             }
-            let slot = fields[8.min(fields.len())..]
+            let (host, port) = fields[1].split('@').next()?.rsplit_once(':')?;
+            let ranges = fields[8.min(fields.len())..]
                 .iter()
-                .find(|range| !range.starts_with('['))
-                .and_then(|range| range.split('-').next()?.parse().ok());
+                .filter(|range| !range.starts_with('['))
+                .filter_map(|range| {
+                    let (start, end) = range.split_once('-').unwrap_or((range, range));
+                    Some(start.parse().ok()?..=end.parse().ok()?)
+                })
+                .collect();
             Some(Node {
                 id: fields[0],
+                addr: Some((host.to_owned(), port.parse().ok()?)),
                 primary: flags.contains(&"master"),
                 of: fields.get(3)?,
-                slot,
+                ranges,
             })
         })
         .collect();
@@ -92,7 +113,9 @@ pub(super) fn parse_nodes(text: &str) -> Vec<Shard> {
         .filter(|node| node.primary)
         .filter_map(|primary| {
             Some(Shard {
-                slot: primary.slot?,
+                slot: *primary.ranges.first()?.start(),
+                ranges: primary.ranges.clone(),
+                addr: primary.addr.clone()?,
                 replicas: nodes
                     .iter()
                     .filter(|node| !node.primary && node.of == primary.id)
@@ -164,11 +187,17 @@ f6 127.0.0.1:7005@17005 slave,fail b2 0 1 2 disconnected
 g7 127.0.0.1:7006@17006 master - 0 1 4 connected
 ";
         let shards = parse_nodes(text);
-        let got: Vec<(u16, usize)> = shards
-            .into_iter()
-            .map(|shard| (shard.slot, shard.replicas))
+        let got: Vec<(u16, usize, (&str, u16))> = shards
+            .iter()
+            .map(|shard| (shard.slot, shard.replicas, (&*shard.addr.0, shard.addr.1)))
             .collect();
-        assert_eq!(got, [(0, 1), (5461, 1)]);
+        assert_eq!(
+            got,
+            [(0, 1, ("127.0.0.1", 7000)), (5461, 1, ("127.0.0.1", 7001))]
+        );
+        assert!(shards[0].serves(5460) && !shards[0].serves(5461));
+        // A slot on the move is not read as a range.
+        assert!(!shards[1].serves(5000) && shards[1].serves(10922));
     }
 
     #[test]

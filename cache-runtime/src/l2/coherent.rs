@@ -112,7 +112,7 @@ end
 ";
 
 /// KEYS: gen, its birth, then pairs of (key, its tombstone); ARGV: the
-/// tombstones' lifetime (ms), the channel to announce on ('' for none),
+/// tombstones' lifetime (ms), the channel to announce on,
 /// then one announcement per key. Returns how many of the keys held a
 /// value.
 const INVALIDATE_KEYS: &str = "
@@ -122,9 +122,7 @@ for i = 3, #KEYS, 2 do
   existed = existed + redis.call('UNLINK', KEYS[i])
   redis.call('SET', KEYS[i + 1], g, 'PX', ARGV[1])
 end
-if ARGV[2] ~= '' then
-  for i = 3, #ARGV do redis.call('PUBLISH', ARGV[2], ARGV[i]) end
-end
+for i = 3, #ARGV do redis.call('PUBLISH', ARGV[2], ARGV[i]) end
 return existed
 ";
 
@@ -173,7 +171,7 @@ return 1
 
 /// KEYS: gen, its birth, the key, the longest value's lifetime, the key's
 /// tombstone; ARGV: the value (the digest of its key, then its envelope), its lifetime (ms), the
-/// tombstone's lifetime (ms), the channel to announce on ('' for none) and
+/// tombstone's lifetime (ms), the channel to announce on and
 /// the announcement. Stores the value under a new generation, so that no
 /// tag older than the write hides it, and leaves a tombstone of that
 /// generation, so that no fill of an older read overwrites it: a write of
@@ -184,7 +182,7 @@ redis.call('SET', KEYS[5], g, 'PX', ARGV[3])
 local longest = marker(KEYS[4], LONGEST_MAX) or 0
 if tonumber(ARGV[2]) > longest then redis.call('SET', KEYS[4], ARGV[2]) end
 redis.call('SET', KEYS[3], struct.pack('>I8', tonumber(g)) .. ARGV[1], 'PX', ARGV[2])
-if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 ";
 

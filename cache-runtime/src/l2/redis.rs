@@ -199,15 +199,22 @@ impl RedisL2 {
     /// on the old one (and a wait on the new connection would confirm
     /// nothing), so that fails too.
     ///
+    /// On a cluster, the same of each primary the writes reached: the one
+    /// that serves `key`'s group when the writes were to that key alone,
+    /// else every primary (see `cluster_replicated`).
+    ///
     /// # Errors
     /// [`L2ErrorKind::NotReplicated`](super::L2ErrorKind::NotReplicated)
     /// when no replica confirms within three quarters of the timeout and
     /// one is up or cut off, or when the master changed; the errors of any
     /// call.
-    pub(crate) async fn replicated(&self, epoch: u64) -> Result<(), L2Error> {
+    pub(crate) async fn replicated(&self, epoch: u64, key: Option<&str>) -> Result<(), L2Error> {
         let conn = match &self.conn {
             Conn::Single(_) => return Ok(()),
-            Conn::Cluster(conn) => return self.cluster_replicated(conn).await,
+            Conn::Cluster(conn) => {
+                let slot = key.map(|key| super::cluster::slot_of(&self.redis_key(key)));
+                return self.cluster_replicated(conn, slot).await;
+            }
             Conn::Sentinel(conn) => conn,
         };
         let not_replicated = |why: String| L2Error::Unavailable {
@@ -494,7 +501,7 @@ impl RedisL2 {
     /// The primaries of the cluster and their replicas (`CLUSTER NODES`,
     /// asked of a primary): a slot each primary serves, and its replicas
     /// that the cluster does not flag as failed.
-    async fn shards(&self) -> Result<Vec<Shard>, L2Error> {
+    pub(crate) async fn shards(&self) -> Result<Vec<Shard>, L2Error> {
         let mut cmd = redis::cmd("CLUSTER");
         cmd.arg("NODES");
         let text: String = match &self.conn {
@@ -526,15 +533,19 @@ impl RedisL2 {
     }
 
     /// On a cluster, waits until a replica of each primary that has one
-    /// holds this client's writes to it so far (`WAIT 1` on each, at
-    /// once): an invalidation that the loss of a primary could undo (its
+    /// (or of the primary that serves `slot`, when given) holds this
+    /// client's writes to it so far (`WAIT 1` on each, at once): an invalidation that the loss of a primary could undo (its
     /// replica, promoted, would not hold it) fails, and is queued and
     /// replayed on the primary that serves its slots then. A primary with
     /// no replica in step with it (each down, or copying its data anew
     /// after a restart: `INFO replication` lists none online) is not
     /// waited for, for a second. The layout is asked at most once a
     /// second; when it cannot be, the last one known is used.
-    async fn cluster_replicated(&self, conn: &ClusterConnection) -> Result<(), L2Error> {
+    async fn cluster_replicated(
+        &self,
+        conn: &ClusterConnection,
+        slot: Option<u16>,
+    ) -> Result<(), L2Error> {
         let replication = &self.replication;
         let shards = match replication.layout(true) {
             Some(shards) => shards,
@@ -550,6 +561,7 @@ impl RedisL2 {
         let within = (self.timeout.as_millis() * 3 / 4).max(1) as u64;
         let waits = shards
             .iter()
+            .filter(|shard| slot.is_none_or(|slot| shard.serves(slot)))
             .filter(|shard| shard.replicas > 0 && !replication.is_quiet(shard.slot))
             .map(|shard| async move {
                 let routing = || {

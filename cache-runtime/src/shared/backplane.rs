@@ -294,27 +294,30 @@ impl Subscription {
     }
 
     /// On a cluster: `SSUBSCRIBE` each channel on the primary that serves
-    /// its slot (`CLUSTER SLOTS`, asked of `seed`), one RESP3 connection a
+    /// its slot (`CLUSTER NODES`, asked of `seed`), one RESP3 connection a
     /// primary, their messages merged. A message on a shard channel goes
     /// from the primary that took it to its subscribers, never over the
-    /// cluster bus, so no bus link can drop one; a ping answered by every
-    /// primary shows that each delivered what it took before. The
-    /// subscription ends when any connection drops, or a primary gives up
-    /// a channel (`sunsubscribe`: its slot moved, or the primary became a
-    /// replica); the next one asks the layout again.
+    /// cluster bus, so no bus link can drop one. Each ping asks every
+    /// connection's node its `ROLE`: an answer from each shows that it
+    /// delivered what it took before, and that it is still a primary (a
+    /// replica also takes `SSUBSCRIBE`, but hears of messages only through
+    /// replication, which can lag or break: a layout asked of a node that
+    /// had not yet heard of a failover could name one). The subscription
+    /// ends when any connection drops, a node gives up a channel
+    /// (`sunsubscribe`: its slot moved, or it became a replica) or calls
+    /// itself a replica; the next one asks the layout again.
     async fn sharded(seed: &redis::Client, channels: &[String]) -> Option<Subscription> {
         let mut conn = seed.get_multiplexed_async_connection().await.ok()?;
-        let layout: redis::Value = redis::cmd("CLUSTER")
-            .arg("SLOTS")
+        let layout: String = redis::cmd("CLUSTER")
+            .arg("NODES")
             .query_async(&mut conn)
             .await
             .ok()?;
-        let owners = slot_owners(&layout)?;
+        let shards = crate::l2::cluster::parse_nodes(&layout);
         let mut by_node: Vec<((String, u16), Vec<&str>)> = Vec::new();
         for channel in channels {
             let slot = crate::l2::cluster::slot_of(channel);
-            let (_, host, port) = owners.iter().find(|(range, ..)| range.contains(&slot))?;
-            let node = (host.clone(), *port);
+            let node = shards.iter().find(|shard| shard.serves(slot))?.addr.clone();
             match by_node.iter_mut().find(|(at, _)| *at == node) {
                 Some((_, on)) => on.push(channel),
                 None => by_node.push((node, vec![channel])),
@@ -393,42 +396,14 @@ impl Subscription {
     }
 }
 
-/// The primary of each slot range, from the answer to `CLUSTER SLOTS`:
-/// `[[start, end, [host, port, ..], replicas..], ..]`.
-fn slot_owners(layout: &redis::Value) -> Option<Vec<(std::ops::RangeInclusive<u16>, String, u16)>> {
-    use redis::Value;
-    let Value::Array(ranges) = layout else {
-        return None;
-    };
-    let number = |value: &Value| match value {
-        Value::Int(n) => u16::try_from(*n).ok(),
-        _ => None,
-    };
-    ranges
-        .iter()
-        .map(|range| {
-            let Value::Array(range) = range else {
-                return None;
-            };
-            let (start, end) = (number(range.first()?)?, number(range.get(1)?)?);
-            let Some(Value::Array(primary)) = range.get(2) else {
-                return None;
-            };
-            let host = match primary.first()? {
-                Value::BulkString(host) => String::from_utf8(host.clone()).ok()?,
-                _ => return None,
-            };
-            Some((start..=end, host, number(primary.get(1)?)?))
-        })
-        .collect()
-}
-
 /// The connection settings of `seed` (its password, TLS, database),
 /// pointed at the cluster node `host:port`, speaking RESP3 (sharded
 /// messages come as pushes). A node that does not know its own address
-/// names none (`""`): the seed's host is kept then.
+/// names none (`""`, or `?` for an unknown endpoint): the seed's host is
+/// kept then.
 fn node_info(seed: &redis::ConnectionInfo, host: String, port: u16) -> redis::ConnectionInfo {
     use redis::ConnectionAddr;
+    let host = if host == "?" { String::new() } else { host };
     let addr = match seed.addr() {
         ConnectionAddr::TcpTls {
             host: seed_host,

@@ -18,15 +18,20 @@ use crate::pending::Pending;
 use crate::stats::Counter;
 
 /// Sends an invalidation to Redis (and, with it, to the other instances).
-/// Behind Sentinel, it is done once a replica holds it too.
+/// Behind Sentinel or on a cluster with replicas, it is done once a
+/// replica of each primary it wrote to holds it too.
 pub(super) async fn send(store: &Coherent, item: &Pending) -> Result<SharedInvalidation, L2Error> {
     let epoch = store.master_epoch();
-    let done = match item {
-        Pending::Pattern(pattern) => store.invalidate_checked(pattern).await,
-        Pending::Tag(tag) => store.invalidate_tag(tag).await,
-        Pending::Clear => store.clear_checked().await.map(SharedInvalidation::Scanned),
-    }?;
-    store.replicated(epoch).await?;
+    let (done, key) = match item {
+        Pending::Pattern(pattern) => (store.invalidate_checked(pattern).await, pattern.exact_key()),
+        Pending::Tag(tag) => (store.invalidate_tag(tag).await, None),
+        Pending::Clear => (
+            store.clear_checked().await.map(SharedInvalidation::Scanned),
+            None,
+        ),
+    };
+    let done = done?;
+    store.replicated(epoch, key).await?;
     Ok(done)
 }
 
