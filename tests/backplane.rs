@@ -462,6 +462,79 @@ async fn a_stalled_subscription_stops_in_process_hits_within_the_stale_bound() {
     }
 }
 
+/// The network between one instance and Redis fails while Redis and the
+/// other instance work on (a proxy in between): slowed down (every byte
+/// held 40 ms each way), then stalled (nothing forwarded, the connections
+/// left open, so nothing tells the instance). Each time, an invalidation
+/// made on the other instance returns done in Redis, and the instance
+/// behind the proxy stops serving its in-process copy within its stale
+/// bound (250 ms) of that return, with a margin measured in the run, as
+/// for a paused server; once the link is back it reads the new value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_stalled_network_to_one_instance_stops_its_in_process_hits_within_the_stale_bound(
+) {
+    let server = RedisServer::start();
+    let proxy = support::proxy::Proxy::start(server.port()).await;
+    let a = hybrid(&server).await;
+    let b = Cache::builder()
+        .backend(Backend::Hybrid)
+        .redis_url(proxy.url())
+        .key_prefix("app")
+        .redis_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert!(b.wait_in_sync(Duration::from_secs(10)).await);
+    let bound = Duration::from_millis(250);
+    let db = Db::default();
+    for (id, fault) in [(1, "slowed down"), (2, "stalled")] {
+        let key = format!("profile:{id}");
+        let before = b.scope(profile(&db, id)).await;
+        let noise = support::wake_up_noise().await;
+        if fault == "stalled" {
+            proxy.delay(Duration::ZERO);
+        }
+        assert!(b.wait_in_sync(Duration::from_secs(10)).await);
+        assert_eq!(b.local().get::<u64>(&key).await, Some(before));
+        match fault {
+            "slowed down" => proxy.delay(Duration::from_millis(40)),
+            _ => proxy.stall(),
+        }
+        a.scope(update_profile(&db, id)).await;
+        assert_eq!(
+            a.stats().invalidations_pending,
+            0,
+            "the invalidation reached Redis"
+        );
+        let returned = std::time::Instant::now();
+        let mut window = None;
+        for _ in 0..5_000 {
+            if b.local().get::<u64>(&key).await != Some(before) {
+                window = Some(returned.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let window = window
+            .unwrap_or_else(|| panic!("b served its in-process copy for 5 s of a {fault} network"));
+        let margin = noise * 2 + Duration::from_millis(10);
+        eprintln!("{fault}: stale window after the invalidation returned: {window:?} (bound {bound:?}, margin {margin:?})");
+        assert!(
+            window <= bound + margin,
+            "{fault}: b served the invalidated value {window:?} after the invalidation returned (bound {bound:?}, margin {margin:?})"
+        );
+        proxy.resume();
+        assert!(
+            b.wait_in_sync(Duration::from_secs(20)).await,
+            "{fault}: b never came back in step"
+        );
+        assert_eq!(
+            b.scope(profile(&db, id)).await,
+            before + 1,
+            "{fault}: b read the old value back"
+        );
+    }
+}
+
 on_server_and_cluster! {
 /// An idle subscription is pinged, and the pings' answers keep it: the
 /// instance stays in step through several ping periods (it would otherwise

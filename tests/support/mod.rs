@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 pub mod chaos;
+pub mod proxy;
 pub mod sentinel;
 
 use std::io::Read;
