@@ -92,6 +92,33 @@ impl Bytes {
         self.extend_from_slice(&[byte]);
     }
 
+    /// Appends `n` in decimal, written in place while the key is on the
+    /// stack (no formatting buffer, no copy of it).
+    #[inline(always)]
+    fn push_decimal(&mut self, n: u64) {
+        const MAX_DIGITS: usize = 20;
+        if self.spilled.is_some() || self.len + MAX_DIGITS > INLINE_KEY {
+            return self.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        }
+        let digits = decimal_digits(n);
+        let out = &mut self.inline[self.len..self.len + MAX_DIGITS];
+        let mut end = digits;
+        let mut rest = n;
+        while rest >= 100 {
+            let pair = (rest % 100) as usize * 2;
+            rest /= 100;
+            end -= 2;
+            out[end..end + 2].copy_from_slice(&DECIMAL_PAIRS[pair..pair + 2]);
+        }
+        if rest >= 10 {
+            let pair = rest as usize * 2;
+            out[..2].copy_from_slice(&DECIMAL_PAIRS[pair..pair + 2]);
+        } else {
+            out[0] = b'0' + rest as u8;
+        }
+        self.len += digits;
+    }
+
     #[inline]
     fn len(&self) -> usize {
         self.spilled.as_ref().map_or(self.len, Vec::len)
@@ -117,6 +144,32 @@ impl Bytes {
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// How many decimal digits `n` takes (1 for 0): from its bit length,
+/// `log10(2) ~ 1233 / 4096`, corrected by one comparison.
+#[inline(always)]
+fn decimal_digits(n: u64) -> usize {
+    const POWERS: [u64; 20] = {
+        let mut powers = [1; 20];
+        let mut at = 1;
+        while at < 20 {
+            powers[at] = powers[at - 1] * 10;
+            at += 1;
+        }
+        powers
+    };
+    let bits = 64 - (n | 1).leading_zeros() as usize;
+    let guess = (bits * 1233) >> 12;
+    (guess + 1 - usize::from(n < POWERS[guess])).max(1)
+}
+
+/// `00` to `99`, two bytes each.
+const DECIMAL_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// Where a [`KeyPart`] writes its text. Everything written through it is
 /// escaped, so no implementation can produce a separator or a wildcard.
@@ -221,7 +274,48 @@ pub trait KeyPart {
     fn write_key(&self, out: &mut KeyWriter<'_>);
 }
 
-macro_rules! int_key_part {
+macro_rules! unsigned_key_part {
+    ($($t:ty)*) => {$(
+        impl KeyPart for $t {
+            #[inline(always)]
+            fn write_key(&self, out: &mut KeyWriter<'_>) {
+                out.buf.push_decimal(u64::from(*self));
+            }
+        }
+    )*};
+}
+unsigned_key_part!(u8 u16 u32 u64);
+
+macro_rules! signed_key_part {
+    ($($t:ty)*) => {$(
+        impl KeyPart for $t {
+            #[inline(always)]
+            fn write_key(&self, out: &mut KeyWriter<'_>) {
+                if *self < 0 {
+                    out.buf.push(b'-');
+                }
+                out.buf.push_decimal(u64::from(self.unsigned_abs()));
+            }
+        }
+    )*};
+}
+signed_key_part!(i8 i16 i32 i64);
+
+impl KeyPart for usize {
+    #[inline(always)]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        (*self as u64).write_key(out);
+    }
+}
+
+impl KeyPart for isize {
+    #[inline(always)]
+    fn write_key(&self, out: &mut KeyWriter<'_>) {
+        (*self as i64).write_key(out);
+    }
+}
+
+macro_rules! wide_key_part {
     ($($t:ty)*) => {$(
         impl KeyPart for $t {
             #[inline]
@@ -231,7 +325,7 @@ macro_rules! int_key_part {
         }
     )*};
 }
-int_key_part!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize);
+wide_key_part!(u128 i128);
 
 /// The hyphenated lower-case form (`67e55044-10b1-426f-9247-bb680e5fe0c8`),
 /// with the `uuid` feature.
@@ -451,6 +545,64 @@ mod tests {
         assert_eq!(key_text(&some_none), "%S%N");
         assert_eq!(key_text(&some_some), "1");
         assert_ne!(key_text(&Some(Some(None::<u8>))), key_text(&some_none));
+    }
+
+    #[test]
+    fn decimal_digits_are_counted() {
+        let mut n = 1u64;
+        for digits in 1..20 {
+            assert_eq!(decimal_digits(n), digits, "{n}");
+            assert_eq!(decimal_digits(n * 10 - 1), digits, "{}", n * 10 - 1);
+            n *= 10;
+        }
+        assert_eq!(decimal_digits(0), 1);
+        assert_eq!(decimal_digits(n), 20);
+        assert_eq!(decimal_digits(u64::MAX), 20);
+    }
+
+    #[test]
+    fn integers_are_written_as_decimals() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            42,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12_345,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
+            assert_eq!(key_text(&n), n.to_string());
+            let mut key = KeyBuf::new();
+            key.push_literal(&"x".repeat(80));
+            key.push_part(&n);
+            key.push_part(&n);
+            assert_eq!(key.as_str(), format!("{}{n}{n}", "x".repeat(80)));
+        }
+        for n in [i64::MIN, -100, -1, 0, 7, i64::MAX] {
+            assert_eq!(key_text(&n), n.to_string());
+        }
+        assert_eq!(key_text(&i8::MIN), "-128");
+        assert_eq!(key_text(&u128::MAX), u128::MAX.to_string());
+        assert_eq!(key_text(&(usize::MAX)), usize::MAX.to_string());
+        assert_eq!(key_text(&(isize::MIN)), isize::MIN.to_string());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_integer_is_its_decimal_text(n: u64, m: i64, pad in 0usize..100) {
+            let mut key = KeyBuf::new();
+            key.push_literal(&"x".repeat(pad));
+            key.push_part(&n);
+            key.push_literal(":");
+            key.push_part(&m);
+            proptest::prop_assert_eq!(key.as_str(), format!("{}{n}:{m}", "x".repeat(pad)));
+        }
     }
 
     #[test]
