@@ -121,10 +121,23 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
         let stmts = &block.stmts;
         quote!({ #tag #(#stmts)* })
     };
+    // A hit is answered before any future is made, with the work of a
+    // plain `fn`'s hit. The key is built in a block of its own (the load
+    // after a miss takes a copy): it is not part of the function's future,
+    // which every call makes and moves.
     let fetch = |block: &Block| {
         let block = tagged(block);
         quote_spanned! {span=>
-            #rt::fetch_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move #block)).await
+            {
+                let __cache_found = {
+                    #key
+                    #rt::fetch_as(#kind, #weigher, #codec, &__CACHE_SPEC, &__CACHE_SLOT, &#key_var, move || #rt::typed::<#ret, _>(async move #block))
+                };
+                match __cache_found {
+                    ::core::result::Result::Ok(__cache_hit) => __cache_hit,
+                    ::core::result::Result::Err(__cache_load) => __cache_load.await,
+                }
+            }
         }
     };
 
@@ -182,7 +195,6 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
             let fetch = fetch(block);
             quote! {
                 #statics
-                #key
                 #fetch
             }
         }
@@ -209,7 +221,6 @@ fn gen_cached(func: &Function, plan: &CachedPlan) -> TokenStream {
             quote! {
                 #(#prelude)*
                 #statics
-                #key
                 #box_pin(async move { #fetch })
             }
         }

@@ -329,12 +329,16 @@ impl<R> Dispatch<R> {
 
 /// `Result<T, E>` with `E: Clone`: as [`ResultKind`], and callers waiting
 /// on a failed call get a clone of its error.
+#[derive(Clone, Copy)]
 pub struct SharedResultKind;
 /// `Result<T, E>`: `Ok` is stored, `Err` returned.
+#[derive(Clone, Copy)]
 pub struct ResultKind;
 /// `Option<T>`: `Some` stored, `None` only with `none = true`.
+#[derive(Clone, Copy)]
 pub struct OptionKind;
 /// Anything else: stored as it is.
+#[derive(Clone, Copy)]
 pub struct PlainKind;
 
 pub trait SharedResultProbe {
@@ -475,48 +479,107 @@ fn route(cache: &Cache, spec: &Spec, site: &Site, codec: Option<ValueCodec>) -> 
     }
 }
 
-/// The body of an `async fn` under `#[cached]` returning `R`, of kind `K`.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-pub async fn fetch_as<K, R, F, Fut>(
-    _kind: K,
+/// The hit of a `#[cached]` function returning `R`, of kind `K`: the
+/// value, when the in-process tier has it fresh. The load that follows a
+/// miss looks again, and counts a key too long (once).
+#[inline(always)]
+fn hit_as<K, R>(
+    codec: Option<ValueCodec>,
+    spec: &'static Spec,
+    slot: &'static Slot,
+    key: &KeyBuf,
+) -> Option<R>
+where
+    K: Kind<R>,
+{
+    let key = key.as_str();
+    let (cache, site) = handle_and_site(spec, slot);
+    if !cache.is_enabled() || key.len() > crate::MAX_KEY_BYTES {
+        return None;
+    }
+    let route = route(&cache, spec, &site, codec);
+    match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key, &site) {
+        Lookup::Fresh(v) => Some(K::unwrap(K::Outcome::from_value(v))),
+        _ => None,
+    }
+}
+
+/// The body of an `async fn` under `#[cached]` returning `R`, of kind
+/// `K`, up to its first `.await`: the value of a hit, found before any
+/// future is made, or the load to await, in one box with a copy of the
+/// key, so that the load's state (the key, the origin's future, the
+/// flight) is not part of the function's future, which every call makes
+/// and moves.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub fn fetch_as<'a, K, R, F, Fut>(
+    kind: K,
     weigher: Option<Weigher>,
     codec: Option<ValueCodec>,
     spec: &'static Spec,
     slot: &'static Slot,
     key: &KeyBuf,
     origin: F,
-) -> R
+) -> Result<R, std::pin::Pin<Box<impl Future<Output = R> + 'a>>>
 where
-    K: Kind<R>,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = R>,
+    K: Kind<R> + 'a,
+    R: 'a,
+    F: FnOnce() -> Fut + 'a,
+    Fut: Future<Output = R> + 'a,
 {
-    let (cache, site) = handle_and_site(spec, slot);
-    if !(cache.is_enabled() && cache.fits(key.as_str(), &site)) {
-        return Box::pin(origin()).await;
-    }
-    let route = route(&cache, spec, &site, codec);
-    let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), &site)
-    {
-        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
-        other => other,
-    };
-    let policy = spec.policy_in(&cache, weigher);
-    let origin = || async { K::wrap(origin().await) };
-    K::unwrap(
-        load(
-            &cache,
+    match hit_as::<K, R>(codec, spec, slot, key) {
+        Some(hit) => Ok(hit),
+        None => Err(load_as(
+            kind,
+            weigher,
+            codec,
             spec,
-            &site,
-            found,
-            key.as_str(),
-            &policy,
-            route,
+            slot,
+            key.clone(),
             origin,
+        )),
+    }
+}
+
+/// The load of [`fetch_as`] after a miss. Never inlined: the box's
+/// contents are built in this frame, which hits never enter.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn load_as<'a, K, R, F, Fut>(
+    _kind: K,
+    weigher: Option<Weigher>,
+    codec: Option<ValueCodec>,
+    spec: &'static Spec,
+    slot: &'static Slot,
+    key: KeyBuf,
+    origin: F,
+) -> std::pin::Pin<Box<impl Future<Output = R> + 'a>>
+where
+    K: Kind<R> + 'a,
+    R: 'a,
+    F: FnOnce() -> Fut + 'a,
+    Fut: Future<Output = R> + 'a,
+{
+    Box::pin(async move {
+        let key = key.as_str();
+        let (cache, site) = handle_and_site(spec, slot);
+        if !(cache.is_enabled() && cache.fits(key, &site)) {
+            return origin().await;
+        }
+        let route = route(&cache, spec, &site, codec);
+        // A value may have landed since the hit's look.
+        let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key, &site) {
+            Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+            other => other,
+        };
+        let policy = spec.policy_in(&cache, weigher);
+        let origin = || async { K::wrap(origin().await) };
+        K::unwrap(
+            cache
+                .load(found, key, &site, spec.function, &policy, route, origin)
+                .await,
         )
-        .await,
-    )
+    })
 }
 
 /// The miss path of `spec`'s function for `key`, boxed: its state (the
@@ -693,9 +756,32 @@ fn cancelled(spec: &Spec) -> ! {
     )
 }
 
-/// The body of a plain `fn` under `#[cached]` returning `R`, of kind `K`.
-#[inline]
+/// The body of a plain `fn` under `#[cached]` returning `R`, of kind `K`:
+/// its hit, then its load.
+#[inline(always)]
 pub fn fetch_blocking_as<K, R, F>(
+    kind: K,
+    weigher: Option<Weigher>,
+    codec: Option<ValueCodec>,
+    spec: &'static Spec,
+    slot: &'static Slot,
+    key: &KeyBuf,
+    origin: F,
+) -> R
+where
+    K: Kind<R>,
+    F: FnOnce() -> R,
+{
+    match hit_as::<K, R>(codec, spec, slot, key) {
+        Some(hit) => hit,
+        None => load_blocking_as(kind, weigher, codec, spec, slot, key, origin),
+    }
+}
+
+/// The rest of [`fetch_blocking_as`] once its hit found no fresh value;
+/// never inlined, so that the hit's frame stays small.
+#[inline(never)]
+fn load_blocking_as<K, R, F>(
     _kind: K,
     weigher: Option<Weigher>,
     codec: Option<ValueCodec>,
@@ -708,20 +794,21 @@ where
     K: Kind<R>,
     F: FnOnce() -> R,
 {
+    let key = key.as_str();
     let (cache, site) = handle_and_site(spec, slot);
-    if !(cache.is_enabled() && cache.fits(key.as_str(), &site)) {
+    if !(cache.is_enabled() && cache.fits(key, &site)) {
         return origin();
     }
     let route = route(&cache, spec, &site, codec);
-    let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key.as_str(), &site)
-    {
+    // A value may have landed since the hit's look.
+    let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key, &site) {
         Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
         other => other,
     };
     let policy = spec.policy_in(&cache, weigher);
     let origin = || K::wrap(origin());
     let function = spec.function;
-    K::unwrap(cache.load_blocking(found, key.as_str(), &site, function, &policy, route, origin))
+    K::unwrap(cache.load_blocking(found, key, &site, function, &policy, route, origin))
 }
 
 /// The body of an `async fn` under `#[cached(batch = "..")]`: `ids` are its

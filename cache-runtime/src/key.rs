@@ -471,13 +471,13 @@ impl KeyBuf {
     /// Appends template text as it is. The macros only pass text they have
     /// checked; text with reserved characters other than `:` is the caller's
     /// responsibility.
-    #[inline]
+    #[inline(always)]
     pub fn push_literal(&mut self, text: &str) {
         self.buf.extend_from_slice(text.as_bytes());
     }
 
     /// Appends a placeholder's value, escaped.
-    #[inline]
+    #[inline(always)]
     pub fn push_part<P: KeyPart + ?Sized>(&mut self, part: &P) {
         part.write_key(&mut KeyWriter { buf: &mut self.buf });
     }

@@ -138,7 +138,7 @@ pub(super) enum Step<'a, V> {
 impl Cache {
     /// Looks `key` up in the in-process tier. Counts fresh hits only; the
     /// caller counts the rest once it knows what it served.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup<V: Clone + 'static>(&self, key: &str, site: &Site) -> Lookup<V> {
         // Not in step with the other instances: the in-process tier may hold
         // what they invalidated meanwhile.
@@ -251,7 +251,7 @@ impl Cache {
     /// [`lookup`](Self::lookup) for a function whose values take `route`:
     /// one that keeps nothing in process does not look there for a hit (it
     /// could only miss, or find what another writer put under its key).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup_on<V: Clone + 'static>(
         &self,
         route: Route,

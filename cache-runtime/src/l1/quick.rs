@@ -46,8 +46,30 @@ impl Hash for Probe<'_> {
 }
 
 impl Equivalent<Key> for Probe<'_> {
+    #[inline(always)]
     fn equivalent(&self, key: &Key) -> bool {
-        self.hash == key.hash && self.text == &*key.text
+        self.hash == key.hash && same_text(self.text.as_bytes(), key.text.as_bytes())
+    }
+}
+
+/// `a == b`, for the lengths most keys have (4 to 32 bytes) in two
+/// overlapping loads of each, without a call to `memcmp`.
+#[inline(always)]
+fn same_text(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    fn ends<const N: usize>(s: &[u8]) -> ([u8; N], [u8; N]) {
+        let head = s[..N].try_into().expect("N bytes");
+        let tail = s[s.len() - N..].try_into().expect("N bytes");
+        (head, tail)
+    }
+    match n {
+        4..=8 => ends::<4>(a) == ends::<4>(b),
+        9..=16 => ends::<8>(a) == ends::<8>(b),
+        17..=32 => ends::<16>(a) == ends::<16>(b),
+        _ => a == b,
     }
 }
 
@@ -369,6 +391,20 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    proptest! {
+        #[test]
+        fn texts_compare_as_slices_do(a in proptest::collection::vec(0u8..3, 0..40), flip in 0usize..40) {
+            let mut b = a.clone();
+            prop_assert!(same_text(&a, &b));
+            if let Some(byte) = b.get_mut(flip) {
+                *byte ^= 1;
+            }
+            prop_assert_eq!(same_text(&a, &b), a == b);
+            b.push(0);
+            prop_assert!(!same_text(&a, &b));
+        }
+    }
 
     fn entry(weight: u32) -> Entry {
         Entry {
