@@ -765,3 +765,40 @@ pub async fn wake_up_noise() -> Duration {
     }
     worst
 }
+
+/// How long after `since` an instance stopped serving an invalidated value
+/// from process: `served` is polled every millisecond, for 5 s at most;
+/// `None` if it was still served then.
+pub async fn stale_window(
+    since: Instant,
+    mut served: impl AsyncFnMut() -> bool,
+) -> Option<Duration> {
+    for _ in 0..5_000 {
+        if !served().await {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// Asserts that a stale window (see [`stale_window`]) under `fault` stayed
+/// within `bound`, plus a margin from `noise` (see [`wake_up_noise`]):
+/// twice it (the poll, and the subscriber), and 10 ms for the coarse
+/// clock's tick. Prints the window.
+pub fn assert_stale_window(
+    fault: &str,
+    window: Option<Duration>,
+    bound: Duration,
+    noise: Duration,
+) {
+    let window = window.unwrap_or_else(|| {
+        panic!("{fault}: the invalidated value was served from process for 5 s")
+    });
+    let margin = noise * 2 + Duration::from_millis(10);
+    eprintln!("{fault}: stale window after the invalidation returned: {window:?} (bound {bound:?}, margin {margin:?})");
+    assert!(
+        window <= bound + margin,
+        "{fault}: the invalidated value was served {window:?} after the invalidation returned (bound {bound:?}, margin {margin:?})"
+    );
+}
