@@ -376,17 +376,23 @@ impl Subscription {
                     let mut node = node.clone();
                     async move {
                         let answer: redis::Value =
-                            redis::cmd("PING").query_async(&mut node).await?;
-                        match answer {
-                            redis::Value::SimpleString(pong) if pong == "PONG" => Ok(()),
-                            // A push taken for the answer (the server gave
-                            // up a channel): this subscription is over.
-                            other => Err(redis::RedisError::from((
-                                redis::ErrorKind::UnexpectedReturnType,
-                                "not an answer to PING",
-                                format!("{other:?}"),
-                            ))),
+                            redis::cmd("ROLE").query_async(&mut node).await?;
+                        let primary = match &answer {
+                            redis::Value::Array(role) => matches!(
+                                role.first(),
+                                Some(redis::Value::BulkString(name)) if name == b"master"
+                            ),
+                            _ => false,
+                        };
+                        if primary {
+                            return Ok(());
                         }
+                        // A replica now, or a push taken for the answer (the
+                        // node gave up a channel): this subscription is over.
+                        Err(redis::RedisError::from((
+                            redis::ErrorKind::UnexpectedReturnType,
+                            "not the answer of a primary to ROLE",
+                        )))
                     }
                 });
                 Box::pin(future::try_join_all(pings).map_ok(drop))
