@@ -562,17 +562,12 @@ where
 {
     Box::pin(async move {
         let key = key.as_str();
-        let (cache, site) = handle_and_site(spec, slot);
-        if !(cache.is_enabled() && cache.fits(key, &site)) {
-            return origin().await;
-        }
-        let route = route(&cache, spec, &site, codec);
-        // A value may have landed since the hit's look.
-        let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key, &site) {
-            Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
-            other => other,
+        let (cache, site, route, found, policy) = match begin_load(weigher, codec, spec, slot, key)
+        {
+            Begin::Origin => return origin().await,
+            Begin::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+            Begin::Load(cache, site, route, found, policy) => (cache, site, route, found, policy),
         };
-        let policy = spec.policy_in(&cache, weigher);
         let origin = || async { K::wrap(origin().await) };
         K::unwrap(
             cache
@@ -580,6 +575,39 @@ where
                 .await,
         )
     })
+}
+
+/// Where the load after a hit's look that found no fresh value starts.
+enum Begin<V> {
+    /// The cache is off, or the key too long (counted here): the origin
+    /// alone.
+    Origin,
+    /// A value landed since the hit's look.
+    Fresh(V),
+    /// The load: the call's cache and template counters, its route, what
+    /// the in-process tier holds, and the policy to store under.
+    Load(Handle, SiteRef, Route, Lookup<V>, Policy),
+}
+
+/// The start of [`load_as`] and [`load_blocking_as`].
+fn begin_load<V: Clone + 'static>(
+    weigher: Option<Weigher>,
+    codec: Option<ValueCodec>,
+    spec: &'static Spec,
+    slot: &'static Slot,
+    key: &str,
+) -> Begin<V> {
+    let (cache, site) = handle_and_site(spec, slot);
+    if !(cache.is_enabled() && cache.fits(key, &site)) {
+        return Begin::Origin;
+    }
+    let route = route(&cache, spec, &site, codec);
+    let found = match cache.lookup_on::<V>(route, key, &site) {
+        Lookup::Fresh(v) => return Begin::Fresh(v),
+        other => other,
+    };
+    let policy = spec.policy_in(&cache, weigher);
+    Begin::Load(cache, site, route, found, policy)
 }
 
 /// The miss path of `spec`'s function for `key`, boxed: its state (the
@@ -795,17 +823,11 @@ where
     F: FnOnce() -> R,
 {
     let key = key.as_str();
-    let (cache, site) = handle_and_site(spec, slot);
-    if !(cache.is_enabled() && cache.fits(key, &site)) {
-        return origin();
-    }
-    let route = route(&cache, spec, &site, codec);
-    // A value may have landed since the hit's look.
-    let found = match cache.lookup_on::<<K::Outcome as Outcome>::Value>(route, key, &site) {
-        Lookup::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
-        other => other,
+    let (cache, site, route, found, policy) = match begin_load(weigher, codec, spec, slot, key) {
+        Begin::Origin => return origin(),
+        Begin::Fresh(v) => return K::unwrap(K::Outcome::from_value(v)),
+        Begin::Load(cache, site, route, found, policy) => (cache, site, route, found, policy),
     };
-    let policy = spec.policy_in(&cache, weigher);
     let origin = || K::wrap(origin());
     let function = spec.function;
     K::unwrap(cache.load_blocking(found, key, &site, function, &policy, route, origin))
