@@ -498,9 +498,9 @@ impl RedisL2 {
             .collect())
     }
 
-    /// The primaries of the cluster and their replicas (`CLUSTER NODES`,
-    /// asked of a primary): a slot each primary serves, and its replicas
-    /// that the cluster does not flag as failed.
+    /// The primaries of the cluster (`CLUSTER NODES`, asked of a
+    /// primary): the slots each serves, its address, and its replicas that
+    /// the cluster does not flag as failed.
     pub(crate) async fn shards(&self) -> Result<Vec<Shard>, L2Error> {
         let mut cmd = redis::cmd("CLUSTER");
         cmd.arg("NODES");
@@ -534,9 +534,10 @@ impl RedisL2 {
 
     /// On a cluster, waits until a replica of each primary that has one
     /// (or of the primary that serves `slot`, when given) holds this
-    /// client's writes to it so far (`WAIT 1` on each, at once): an invalidation that the loss of a primary could undo (its
-    /// replica, promoted, would not hold it) fails, and is queued and
-    /// replayed on the primary that serves its slots then. A primary with
+    /// client's writes to it so far (`WAIT 1` on each, at once): an
+    /// invalidation that the loss of a primary could undo (its replica,
+    /// promoted, would not hold it) fails, and is queued and replayed on
+    /// the primary that serves its slots then. A primary with
     /// no replica in step with it (each down, or copying its data anew
     /// after a restart: `INFO replication` lists none online) is not
     /// waited for, for a second. The layout is asked at most once a
